@@ -1,0 +1,179 @@
+//! The configuration file: one TOML document (serde, `deny_unknown_fields`).
+//!
+//! ```toml
+//! [limits]                    # all optional
+//! udp_payload = 1232          # EDNS payload we advertise and the cap on UDP answers (RFC 6891 6.2.5)
+//! cname_chain = 12            # CNAME hops followed in one answer
+//! tcp_idle_timeout_ms = 10000 # RFC 7766 6.2.3: close idle connections
+//! tcp_max_connections = 512   # per listener
+//!
+//! [[zone]]
+//! name = "example.com."
+//! file = "example.com.zone"   # relative to the config file's folder
+//!
+//! [[listener]]
+//! name = "all"
+//! addresses = ["127.0.0.1:1053", "[::1]:1053"]
+//! zones = ["*"]               # "*" = every zone; else zone names
+//! ```
+//!
+//! Port 0 in every address of every listener asks for one ephemeral port shared by all of them (glue
+//! records carry addresses, not ports, so a lab hierarchy must sit on one port).
+//!
+//! This module only parses and checks shape; turning the config into runtime data (zones loaded,
+//! tables compiled) is `snapshot::build`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::zone::reader::ZoneFs;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default, rename = "zone")]
+    pub zones: Vec<ZoneConfig>,
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<ListenerConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub udp_payload: u16,
+    pub cname_chain: usize,
+    pub tcp_idle_timeout_ms: u64,
+    pub tcp_max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            // RFC 9715 / DNS flag day 2020: 1232 avoids IP fragmentation on common paths.
+            udp_payload: 1232,
+            cname_chain: 12,
+            tcp_idle_timeout_ms: 10_000,
+            tcp_max_connections: 512,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    pub name: String,
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub addresses: Vec<SocketAddr>,
+    pub zones: Vec<String>,
+    #[serde(default = "yes")]
+    pub udp: bool,
+    #[serde(default = "yes")]
+    pub tcp: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+}
+
+/// Where a configuration and the files it names come from.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub origin: Origin,
+    /// Replaces the port of every listener address (`--port`), e.g. 0 to run the lab beside another.
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// A config file on disk; zone paths are relative to its folder.
+    File(PathBuf),
+    /// The lab world compiled into the binary.
+    Lab,
+}
+
+impl Source {
+    pub fn file(path: impl Into<PathBuf>) -> Source {
+        Source {
+            origin: Origin::File(path.into()),
+            port: None,
+        }
+    }
+
+    pub fn lab() -> Source {
+        Source {
+            origin: Origin::Lab,
+            port: None,
+        }
+    }
+
+    /// Reads and parses the config, returning it with the file system its zone paths resolve in.
+    pub fn load(&self) -> Result<(Config, Box<dyn ZoneFs>, PathBuf), ConfigError> {
+        let (mut config, fs, base) = self.load_unchanged()?;
+        if let Some(port) = self.port {
+            config
+                .listeners
+                .iter_mut()
+                .flat_map(|l| l.addresses.iter_mut())
+                .for_each(|a| a.set_port(port));
+        }
+        Ok((config, fs, base))
+    }
+
+    fn load_unchanged(&self) -> Result<(Config, Box<dyn ZoneFs>, PathBuf), ConfigError> {
+        match &self.origin {
+            Origin::File(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let config = parse(&text, path)?;
+                let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                Ok((config, Box::new(crate::zone::reader::DiskFs), base))
+            }
+            Origin::Lab => {
+                let path = PathBuf::from(crate::lab::CONFIG_NAME);
+                let config = parse(crate::lab::CONFIG, &path)?;
+                Ok((
+                    config,
+                    Box::new(crate::lab::EmbeddedFs),
+                    PathBuf::from("zones"),
+                ))
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.origin {
+            Origin::File(p) => p.display().to_string(),
+            Origin::Lab => "the built-in lab world".to_string(),
+        }
+    }
+}
+
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })
+}

@@ -1,0 +1,336 @@
+//! The answer engine: a pure function of (zones, question) -> response sections. No I/O, no clock,
+//! no allocation beyond the section lists; every transport (UDP, TCP, and later DoH and HTTPDNS)
+//! calls it, so they cannot disagree.
+//!
+//! It follows RFC 1034 4.3.2 (the algorithm), RFC 4592 (wildcards), RFC 2308 (negative answers),
+//! RFC 6604 (RCODE of a CNAME chain = that of its last name), RFC 8482 (minimal ANY), and chases
+//! CNAMEs across every zone the listener serves, keeping the whole chain in ANSWER.
+
+use hickory_proto::rr::RecordType;
+
+use crate::zone::name::{self, Key};
+use crate::zone::{Node, RRset, Zone, ZoneSet};
+
+/// What the engine decided; `wire::rcode_of` maps it to an RCODE (the one place that does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    NoError,
+    NxDomain,
+    /// No zone served here contains the name (we are not an open resolver).
+    Refused,
+}
+
+/// The owner name of an RRset in a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner<'z> {
+    /// The question name as the client wrote it (encoded as a pointer to offset 12).
+    Qname,
+    /// A name from zone data, uncompressed wire form.
+    Wire(&'z [u8]),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RrsetRef<'z> {
+    pub owner: Owner<'z>,
+    pub rrset: &'z RRset,
+    pub ttl: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Answer<'z> {
+    pub outcome: Outcome,
+    pub aa: bool,
+    pub answer: Vec<RrsetRef<'z>>,
+    pub authority: Vec<RrsetRef<'z>>,
+    pub additional: Vec<RrsetRef<'z>>,
+    /// The first `required_additional` additional RRsets are in-domain glue of a referral: if they
+    /// do not fit, the response must be truncated (RFC 9471 section 3).
+    pub required_additional: usize,
+}
+
+impl<'z> Answer<'z> {
+    fn new(outcome: Outcome) -> Self {
+        Answer {
+            outcome,
+            aa: false,
+            answer: Vec::new(),
+            authority: Vec::new(),
+            additional: Vec::new(),
+            required_additional: 0,
+        }
+    }
+}
+
+pub struct Question<'q> {
+    /// Lowercase wire-form name.
+    pub key: &'q [u8],
+    pub qtype: RecordType,
+}
+
+/// Result of looking one name up in one zone.
+enum Lookup<'z> {
+    Data(&'z RRset),
+    Cname(&'z RRset),
+    NoData,
+    NxDomain,
+    Referral(&'z Node),
+}
+
+/// Longest name in wire form (RFC 1035 3.1).
+const MAX_NAME: usize = 255;
+
+pub fn answer<'z>(zones: &'z ZoneSet, q: &Question<'_>, max_chain: usize) -> Answer<'z> {
+    let Some(mut zone) = zones.find(q.key) else {
+        return Answer::new(Outcome::Refused);
+    };
+    // RFC 4035 3.1.4.1: DS lives in the parent; answer from it when we serve it too.
+    if q.qtype == RecordType::DS && q.key == &*zone.origin_key {
+        if let Some(parent) = name::parent(q.key).and_then(|p| zones.find(p)) {
+            zone = parent;
+        }
+    }
+
+    let mut out = Answer::new(Outcome::NoError);
+    out.aa = true;
+    let mut owner = Owner::Qname;
+    let mut key_buf = [0u8; MAX_NAME];
+    let mut key_len = q.key.len().min(MAX_NAME);
+    key_buf[..key_len].copy_from_slice(&q.key[..key_len]);
+    // Names already visited in this chain, for loop detection (the question is the first).
+    let mut seen: Vec<&'z [u8]> = Vec::new();
+
+    loop {
+        let key = &key_buf[..key_len];
+        match lookup(zone, key, q.qtype) {
+            Lookup::Data(set) => {
+                out.answer.push(RrsetRef {
+                    owner,
+                    rrset: set,
+                    ttl: set.ttl,
+                });
+                break;
+            }
+            Lookup::Cname(set) => {
+                out.answer.push(RrsetRef {
+                    owner,
+                    rrset: set,
+                    ttl: set.ttl,
+                });
+                let Some(target) = set.rdatas.first().and_then(|r| r.target()) else {
+                    break;
+                };
+                let looped = target.eq_ignore_ascii_case(q.key)
+                    || seen.iter().any(|s| s.eq_ignore_ascii_case(target));
+                if looped || seen.len() + 1 >= max_chain {
+                    break;
+                }
+                seen.push(target);
+                let Some(next_zone) = zones.find(&target.to_ascii_lowercase()) else {
+                    // The target is elsewhere; the client's resolver follows it (RFC 1034 4.3.2).
+                    break;
+                };
+                zone = next_zone;
+                key_len = target.len().min(MAX_NAME);
+                for (d, s) in key_buf[..key_len].iter_mut().zip(target) {
+                    *d = s.to_ascii_lowercase();
+                }
+                owner = Owner::Wire(target);
+            }
+            Lookup::NoData => {
+                out.authority.push(soa_of(zone));
+                break;
+            }
+            Lookup::NxDomain => {
+                // RFC 6604 section 3: the RCODE is that of the last name in the chain.
+                out.outcome = Outcome::NxDomain;
+                out.authority.push(soa_of(zone));
+                break;
+            }
+            Lookup::Referral(cut) => {
+                // RFC 1034 4.3.2 step 3b. AA stays set when the chain before it was authoritative.
+                if out.answer.is_empty() {
+                    out.aa = false;
+                }
+                referral(zone, cut, &mut out);
+                break;
+            }
+        }
+    }
+    additional_addresses(zones, &mut out);
+    out
+}
+
+fn soa_of(zone: &Zone) -> RrsetRef<'_> {
+    RrsetRef {
+        owner: Owner::Wire(&zone.apex().owner),
+        rrset: zone.soa(),
+        ttl: zone.negative_ttl,
+    }
+}
+
+/// Offsets of each suffix of `key`: [0] is the whole name, the last is the root.
+fn suffix_offsets(key: &[u8], out: &mut [u8; 128]) -> usize {
+    let mut n = 0;
+    let mut off = 0usize;
+    while off < key.len() && n < out.len() {
+        out[n] = off as u8;
+        n += 1;
+        let len = key[off] as usize;
+        if len == 0 {
+            break;
+        }
+        off += 1 + len;
+    }
+    n
+}
+
+/// RFC 1034 4.3.2 step 3 within one zone, with RFC 4592 wildcard synthesis.
+fn lookup<'z>(zone: &'z Zone, key: &[u8], qtype: RecordType) -> Lookup<'z> {
+    let mut offs = [0u8; 128];
+    let n = suffix_offsets(key, &mut offs);
+    let zone_labels = name::label_count(&zone.origin_key);
+    let below = (n - 1).saturating_sub(zone_labels); // labels of key below the apex
+    // Walk down from the apex: the first missing name ends the walk at its closest encloser, the
+    // first zone cut on the way is a referral (except DS at the cut itself, which is the parent's).
+    for i in (0..below).rev() {
+        let suffix = &key[offs[i] as usize..];
+        match zone.node(suffix) {
+            None => {
+                let encloser = &key[offs[i + 1] as usize..];
+                return wildcard(zone, encloser, qtype);
+            }
+            Some(node) if node.cut && !(i == 0 && qtype == RecordType::DS) => {
+                return Lookup::Referral(node);
+            }
+            Some(_) => {}
+        }
+    }
+    match zone.node(key) {
+        Some(node) => at_node(node, qtype),
+        None => Lookup::NxDomain,
+    }
+}
+
+fn at_node(node: &Node, qtype: RecordType) -> Lookup<'_> {
+    if qtype == RecordType::ANY {
+        // RFC 8482 section 4.2: answer with one RRset rather than all of them.
+        return match node.rrsets.first() {
+            Some(set) => Lookup::Data(set),
+            None => Lookup::NoData,
+        };
+    }
+    if let Some(set) = node.rrset(qtype) {
+        return Lookup::Data(set);
+    }
+    match node.rrset(RecordType::CNAME) {
+        Some(set) => Lookup::Cname(set),
+        None => Lookup::NoData,
+    }
+}
+
+/// RFC 4592 3.3.1: the source of synthesis is `*.<closest encloser>`; without one, NXDOMAIN.
+fn wildcard<'z>(zone: &'z Zone, encloser: &[u8], qtype: RecordType) -> Lookup<'z> {
+    let mut buf = [0u8; MAX_NAME + 2];
+    if encloser.len() + 2 > MAX_NAME {
+        return Lookup::NxDomain;
+    }
+    buf[0] = 1;
+    buf[1] = b'*';
+    buf[2..2 + encloser.len()].copy_from_slice(encloser);
+    match zone.node(&buf[..2 + encloser.len()]) {
+        Some(node) => at_node(node, qtype),
+        None => Lookup::NxDomain,
+    }
+}
+
+/// NS of the cut in AUTHORITY and the addresses of its targets in ADDITIONAL: in-domain glue
+/// first (required), then sibling glue elsewhere in the zone (optional).
+fn referral<'z>(zone: &'z Zone, cut: &'z Node, out: &mut Answer<'z>) {
+    let Some(ns) = cut.rrset(RecordType::NS) else {
+        return;
+    };
+    out.authority.push(RrsetRef {
+        owner: Owner::Wire(&cut.owner),
+        rrset: ns,
+        ttl: ns.ttl,
+    });
+    let cut_key = name::key_of_wire(&cut.owner);
+    let mut sibling = Vec::new();
+    for rdata in &ns.rdatas {
+        let Some(target) = rdata.target() else {
+            continue;
+        };
+        let tkey: Key = name::key_of_wire(target);
+        let Some(node) = zone.node(&tkey) else {
+            continue;
+        };
+        let dest = if name::is_at_or_below(&tkey, &cut_key) {
+            &mut out.additional
+        } else {
+            &mut sibling
+        };
+        for t in [RecordType::A, RecordType::AAAA] {
+            if let Some(set) = node.rrset(t) {
+                dest.push(RrsetRef {
+                    owner: Owner::Wire(target),
+                    rrset: set,
+                    ttl: set.ttl,
+                });
+            }
+        }
+    }
+    out.required_additional = out.additional.len();
+    out.additional.extend(sibling);
+}
+
+/// RFC 1035 3.3.9/3.3.11 and RFC 2782: addresses of NS, MX and SRV targets in ADDITIONAL, when
+/// they are authoritative data of a zone served here.
+fn additional_addresses<'z>(zones: &'z ZoneSet, out: &mut Answer<'z>) {
+    let mut extra = Vec::new();
+    for rr in &out.answer {
+        if !matches!(
+            rr.rrset.rtype,
+            RecordType::NS | RecordType::MX | RecordType::SRV
+        ) {
+            continue;
+        }
+        for rdata in &rr.rrset.rdatas {
+            let Some(target) = rdata.target() else {
+                continue;
+            };
+            let tkey = name::key_of_wire(target);
+            if extra.iter().any(|(k, _): &(Key, _)| *k == tkey) {
+                continue;
+            }
+            let Some(zone) = zones.find(&tkey) else {
+                continue;
+            };
+            let Some(node) = authoritative_node(zone, &tkey) else {
+                continue;
+            };
+            extra.push((tkey, ()));
+            for t in [RecordType::A, RecordType::AAAA] {
+                if let Some(set) = node.rrset(t) {
+                    out.additional.push(RrsetRef {
+                        owner: Owner::Wire(target),
+                        rrset: set,
+                        ttl: set.ttl,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The node at `key` if it exists and no zone cut lies between it and the apex.
+fn authoritative_node<'z>(zone: &'z Zone, key: &[u8]) -> Option<&'z Node> {
+    let mut k = key;
+    let node = zone.node(key)?;
+    while k.len() > zone.origin_key.len() {
+        if zone.node(k).is_some_and(|n| n.cut) {
+            return None;
+        }
+        k = name::parent(k)?;
+    }
+    Some(node)
+}

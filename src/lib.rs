@@ -1,0 +1,22 @@
+//! gslbd: authoritative DNS, GSLB, HTTPDNS and an iterative resolver around one answer engine.
+//!
+//! Module map (ARCHITECTURE.md has the long form):
+//! - `config`: the TOML file, parsed and shape-checked (no runtime data).
+//! - `zone`: master files read with file/line (`zone::reader`), compiled into lookup tables.
+//! - `snapshot`: config -> immutable runtime data; the one builder for serve, reload and check.
+//! - `engine`: the answer engine, a pure function (zones, question) -> sections.
+//! - `wire`: query parsing and response encoding; the one place RCODEs are mapped.
+//! - `query`: one message in, one out (parse -> engine -> encode), shared by every transport.
+//! - `server`: UDP/TCP sockets, reload (SIGHUP), shutdown.
+//! - `lab`: the built-in lab world compiled from `zones/`.
+//! - `cli`: the command line (`serve`, `check`).
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod lab;
+pub mod query;
+pub mod server;
+pub mod snapshot;
+pub mod wire;
+pub mod zone;

@@ -1,0 +1,383 @@
+//! Sockets: UDP and TCP listeners that hand each message to `query::respond` with the snapshot
+//! current at that moment, and reload, which swaps in a new snapshot.
+//!
+//! `Server::bind` binds everything first (so the caller learns the addresses, and tests can use
+//! port 0), then `Server::run` serves until the shutdown future resolves. TCP follows RFC 7766:
+//! two-byte length prefix, several queries per connection, an idle timeout, a cap on connections.
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::config::Source;
+use crate::query::{self, Client, Transport};
+use crate::snapshot::{BuildError, Snapshot};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Build(#[from] BuildError),
+    #[error("cannot bind {addr} ({proto}): {source}")]
+    Bind {
+        addr: SocketAddr,
+        proto: &'static str,
+        source: io::Error,
+    },
+}
+
+/// What a running server can be asked to do from outside its sockets.
+#[derive(Clone)]
+pub struct Handle {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    source: Arc<Source>,
+}
+
+impl Handle {
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.snapshot.load()
+    }
+
+    /// Rebuilds the snapshot from the configuration source and swaps it in. On any error the
+    /// running snapshot stays. Listener sets cannot change without a restart (sockets are bound
+    /// once), so a config that changes them is refused.
+    pub fn reload(&self) -> Result<Arc<Snapshot>, BuildError> {
+        let new = Snapshot::build(&self.source)?;
+        let old = self.snapshot.load();
+        if new.listeners.len() != old.listeners.len()
+            || new
+                .listeners
+                .iter()
+                .zip(&old.listeners)
+                .any(|(a, b)| a.name != b.name || a.addresses != b.addresses)
+        {
+            return Err(BuildError {
+                problems: vec![
+                    "listeners (names or addresses) changed: restart gslbd to apply that".into(),
+                ],
+            });
+        }
+        let new = Arc::new(new);
+        self.snapshot.store(new.clone());
+        Ok(new)
+    }
+
+    /// `reload` off the query path, with the outcome logged.
+    pub async fn reload_logged(&self) -> bool {
+        let me = self.clone();
+        match tokio::task::spawn_blocking(move || me.reload()).await {
+            Ok(Ok(s)) => {
+                let records: usize = s.zones.iter().map(|z| z.records).sum();
+                info!(zones = s.zones.len(), records, "reloaded");
+                true
+            }
+            Ok(Err(e)) => {
+                warn!("reload failed, still serving the previous data:\n{e}");
+                false
+            }
+            Err(e) => {
+                warn!("reload task failed: {e}");
+                false
+            }
+        }
+    }
+}
+
+/// One bound socket and the listener it belongs to.
+enum Bound {
+    Udp {
+        listener: usize,
+        socket: UdpSocket,
+    },
+    Tcp {
+        listener: usize,
+        socket: TcpListener,
+    },
+}
+
+pub struct Server {
+    handle: Handle,
+    bound: Vec<Bound>,
+}
+
+/// A bound address, as reported to the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoundAddr {
+    pub listener: String,
+    pub proto: &'static str,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    /// Builds the first snapshot and binds every listener address.
+    pub async fn bind(source: Source) -> Result<Server, StartError> {
+        let snapshot = Snapshot::build(&source)?;
+        let bound = bind_all(&snapshot)?;
+        Ok(Server {
+            handle: Handle {
+                snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+                source: Arc::new(source),
+            },
+            bound,
+        })
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    pub fn addresses(&self) -> Vec<BoundAddr> {
+        let snap = self.handle.snapshot();
+        self.bound
+            .iter()
+            .map(|b| match b {
+                Bound::Udp { listener, socket } => BoundAddr {
+                    listener: snap.listeners[*listener].name.clone(),
+                    proto: "udp",
+                    addr: socket.local_addr().expect("bound socket has an address"),
+                },
+                Bound::Tcp { listener, socket } => BoundAddr {
+                    listener: snap.listeners[*listener].name.clone(),
+                    proto: "tcp",
+                    addr: socket.local_addr().expect("bound socket has an address"),
+                },
+            })
+            .collect()
+    }
+
+    /// Serves until `shutdown` resolves; reloads on SIGHUP when `sighup` is set.
+    pub async fn run(self, shutdown: impl Future<Output = ()>, sighup: bool) -> io::Result<()> {
+        let mut tasks = JoinSet::new();
+        let limits = self.handle.snapshot().limits.clone();
+        let tcp_slots = Arc::new(Semaphore::new(limits.tcp_max_connections));
+        let idle = Duration::from_millis(limits.tcp_idle_timeout_ms);
+        for b in self.bound {
+            let snap = self.handle.snapshot.clone();
+            match b {
+                Bound::Udp { listener, socket } => {
+                    tasks.spawn(serve_udp(snap, listener, socket));
+                }
+                Bound::Tcp { listener, socket } => {
+                    tasks.spawn(serve_tcp(snap, listener, socket, tcp_slots.clone(), idle));
+                }
+            }
+        }
+        if sighup {
+            let handle = self.handle.clone();
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+            tasks.spawn(async move {
+                while hup.recv().await.is_some() {
+                    info!("SIGHUP: reloading");
+                    handle.reload_logged().await;
+                }
+                Ok(())
+            });
+        }
+        tokio::select! {
+            _ = shutdown => Ok(()),
+            Some(res) = tasks.join_next() => match res {
+                Ok(r) => r,
+                Err(e) => Err(io::Error::other(e)),
+            },
+        }
+        // Dropping the JoinSet aborts every listener task.
+    }
+}
+
+fn bind_all(snap: &Snapshot) -> Result<Vec<Bound>, StartError> {
+    // Port 0 asks for one ephemeral port shared by every port-0 address: glue carries addresses,
+    // not ports, so a hierarchy of nameservers must share one. Retry if another process holds the
+    // chosen port on one of the addresses.
+    let mut last_err = None;
+    for _ in 0..20 {
+        match try_bind_all(snap) {
+            Ok(b) => return Ok(b),
+            Err(e @ StartError::Bind { .. }) if is_addr_in_use(&e) && uses_port_zero(snap) => {
+                last_err = Some(e)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.expect("loop ran"))
+}
+
+fn is_addr_in_use(e: &StartError) -> bool {
+    matches!(e, StartError::Bind { source, .. } if source.kind() == io::ErrorKind::AddrInUse)
+}
+
+fn uses_port_zero(snap: &Snapshot) -> bool {
+    snap.listeners
+        .iter()
+        .flat_map(|l| &l.addresses)
+        .any(|a| a.port() == 0)
+}
+
+fn try_bind_all(snap: &Snapshot) -> Result<Vec<Bound>, StartError> {
+    let mut shared_port = 0u16;
+    let mut out = Vec::new();
+    for (i, l) in snap.listeners.iter().enumerate() {
+        for &configured in &l.addresses {
+            let mut addr = configured;
+            if addr.port() == 0 {
+                addr.set_port(shared_port);
+            }
+            if l.udp {
+                let socket = udp_socket(addr).map_err(|source| StartError::Bind {
+                    addr,
+                    proto: "udp",
+                    source,
+                })?;
+                if configured.port() == 0 && shared_port == 0 {
+                    shared_port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+                    addr.set_port(shared_port);
+                }
+                out.push(Bound::Udp {
+                    listener: i,
+                    socket,
+                });
+            }
+            if l.tcp {
+                let socket = tcp_socket(addr).map_err(|source| StartError::Bind {
+                    addr,
+                    proto: "tcp",
+                    source,
+                })?;
+                if configured.port() == 0 && shared_port == 0 {
+                    shared_port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+                }
+                out.push(Bound::Tcp {
+                    listener: i,
+                    socket,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn new_socket(addr: SocketAddr, ty: Type, proto: Protocol) -> io::Result<Socket> {
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, ty, Some(proto))?;
+    if let IpAddr::V6(_) = addr.ip() {
+        s.set_only_v6(true)?;
+    }
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let s = new_socket(addr, Type::DGRAM, Protocol::UDP)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
+}
+
+fn tcp_socket(addr: SocketAddr) -> io::Result<TcpListener> {
+    let s = new_socket(addr, Type::STREAM, Protocol::TCP)?;
+    // Restarting must not wait for old connections in TIME_WAIT.
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    TcpListener::from_std(s.into())
+}
+
+async fn serve_udp(
+    snap: Arc<ArcSwap<Snapshot>>,
+    listener: usize,
+    socket: UdpSocket,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let (n, peer) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            // ICMP errors from earlier sends surface here on some systems; they are not ours to stop for.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => continue,
+            Err(e) => return Err(e),
+        };
+        let client = Client {
+            addr: peer,
+            transport: Transport::Udp,
+        };
+        let snapshot = snap.load();
+        if let Some(resp) = query::respond(&snapshot, listener, &buf[..n], &client) {
+            if let Err(e) = socket.send_to(&resp, peer).await {
+                tracing::debug!("udp send to {peer}: {e}");
+            }
+        }
+    }
+}
+
+async fn serve_tcp(
+    snap: Arc<ArcSwap<Snapshot>>,
+    listener: usize,
+    socket: TcpListener,
+    slots: Arc<Semaphore>,
+    idle: Duration,
+) -> io::Result<()> {
+    loop {
+        let (stream, peer) = match socket.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: back off rather than spin.
+                warn!("tcp accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            // Over the connection cap: close at once (RFC 7766 6.2.2 allows the server to).
+            drop(stream);
+            continue;
+        };
+        let snap = snap.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = serve_conn(snap, listener, stream, peer, idle).await;
+        });
+    }
+}
+
+async fn serve_conn(
+    snap: Arc<ArcSwap<Snapshot>>,
+    listener: usize,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    idle: Duration,
+) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let client = Client {
+        addr: peer,
+        transport: Transport::Tcp,
+    };
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let len = match tokio::time::timeout(idle, stream.read_u16()).await {
+            Ok(Ok(l)) => l as usize,
+            _ => return Ok(()), // idle, closed, or reset
+        };
+        match tokio::time::timeout(idle, stream.read_exact(&mut buf[..len])).await {
+            Ok(Ok(_)) => {}
+            _ => return Ok(()),
+        }
+        let snapshot = snap.load();
+        let Some(resp) = query::respond(&snapshot, listener, &buf[..len], &client) else {
+            continue;
+        };
+        let mut out = Vec::with_capacity(resp.len() + 2);
+        out.extend_from_slice(&(resp.len() as u16).to_be_bytes());
+        out.extend_from_slice(&resp);
+        stream.write_all(&out).await?;
+    }
+}

@@ -1,0 +1,152 @@
+//! The immutable runtime data every query reads: zones compiled for lookup, the zone set of each
+//! listener, and limits. This is where configuration becomes runtime data; `serve`, SIGHUP reload
+//! and `gslbd check` all go through `build`, so a config that checks is a config that serves.
+//!
+//! A snapshot is never changed: reload builds a new one off the query path and swaps it in with
+//! arc-swap; a failed build leaves the old one serving.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use hickory_proto::rr::Name;
+
+use crate::config::{Config, Limits, ListenerConfig, Source};
+use crate::zone::reader::ZoneFs;
+use crate::zone::{Zone, ZoneSet};
+
+#[derive(Debug)]
+pub struct Snapshot {
+    pub limits: Limits,
+    /// The configuration's listeners, in order; `views[i]` is what `listeners[i]` serves.
+    pub listeners: Vec<ListenerConfig>,
+    pub views: Vec<ZoneSet>,
+    pub zones: Vec<Arc<Zone>>,
+}
+
+/// Everything wrong with a configuration, one problem a line (zone errors as `file:line: ...`).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", problems.join("\n"))]
+pub struct BuildError {
+    pub problems: Vec<String>,
+}
+
+impl BuildError {
+    fn one(p: impl ToString) -> Self {
+        BuildError {
+            problems: vec![p.to_string()],
+        }
+    }
+}
+
+impl Snapshot {
+    pub fn build(source: &Source) -> Result<Snapshot, BuildError> {
+        let (config, fs, base) = source.load().map_err(BuildError::one)?;
+        Snapshot::from_config(config, fs.as_ref(), &base)
+    }
+
+    pub fn from_config(
+        config: Config,
+        fs: &dyn ZoneFs,
+        base: &Path,
+    ) -> Result<Snapshot, BuildError> {
+        let mut problems = Vec::new();
+        let mut zones: HashMap<String, Arc<Zone>> = HashMap::new();
+        let mut ordered = Vec::new();
+        for zc in &config.zones {
+            let origin = match Name::from_ascii(&zc.name) {
+                Ok(mut n) => {
+                    n.set_fqdn(true);
+                    n
+                }
+                Err(e) => {
+                    problems.push(format!("zone \"{}\": invalid name: {e}", zc.name));
+                    continue;
+                }
+            };
+            let canon = origin.to_lowercase().to_string();
+            if zones.contains_key(&canon) {
+                problems.push(format!("zone {canon} is configured twice"));
+                continue;
+            }
+            let path = base.join(&zc.file);
+            match Zone::load(&origin, &path, fs) {
+                Ok(z) => {
+                    let z = Arc::new(z);
+                    ordered.push(z.clone());
+                    zones.insert(canon, z);
+                }
+                Err(errs) => problems.extend(errs.iter().map(ToString::to_string)),
+            }
+        }
+
+        let mut views = Vec::new();
+        let mut names = HashSet::new();
+        let mut addrs = HashSet::new();
+        for l in &config.listeners {
+            if !names.insert(l.name.clone()) {
+                problems.push(format!("listener \"{}\" is configured twice", l.name));
+            }
+            if l.addresses.is_empty() {
+                problems.push(format!("listener \"{}\" has no addresses", l.name));
+            }
+            for a in &l.addresses {
+                if a.port() != 0 && !addrs.insert(*a) {
+                    problems.push(format!("address {a} is used by two listeners"));
+                }
+            }
+            let mut set = ZoneSet::default();
+            for zname in &l.zones {
+                if zname == "*" {
+                    ordered.iter().for_each(|z| set.insert(z.clone()));
+                    continue;
+                }
+                let canon = match Name::from_ascii(zname) {
+                    Ok(mut n) => {
+                        n.set_fqdn(true);
+                        n.to_lowercase().to_string()
+                    }
+                    Err(_) => zname.clone(),
+                };
+                match zones.get(&canon) {
+                    Some(z) => set.insert(z.clone()),
+                    // A zone that failed to load was reported above already.
+                    None if config
+                        .zones
+                        .iter()
+                        .any(|zc| zc.name.eq_ignore_ascii_case(zname)) => {}
+                    None => problems.push(format!(
+                        "listener \"{}\" serves zone \"{zname}\", which no [[zone]] defines",
+                        l.name
+                    )),
+                }
+            }
+            views.push(set);
+        }
+        if config.listeners.is_empty() {
+            problems.push("no [[listener]] configured: nothing would be served".into());
+        }
+        if config.limits.udp_payload < 512 {
+            problems.push(format!(
+                "limits.udp_payload = {}: must be at least 512 (RFC 6891 6.2.5)",
+                config.limits.udp_payload
+            ));
+        }
+        if config.limits.cname_chain == 0 {
+            problems.push("limits.cname_chain must be at least 1".into());
+        }
+        if !problems.is_empty() {
+            return Err(BuildError { problems });
+        }
+        Ok(Snapshot {
+            limits: config.limits,
+            listeners: config.listeners,
+            views,
+            zones: ordered,
+        })
+    }
+
+    pub fn view(&self, listener: usize) -> &ZoneSet {
+        &self.views[listener]
+    }
+}

@@ -1,0 +1,618 @@
+//! DNS messages on the wire (RFC 1035 4.1): queries parsed in place, responses encoded from the
+//! engine's sections with our own name compression, EDNS(0) (RFC 6891) and ECS (RFC 7871).
+//!
+//! This is where RCODEs are mapped, in `rcode_of` and in the parse errors' `rcode`; nothing else
+//! in the crate writes an RCODE. No I/O: bytes in, bytes out.
+
+use std::net::IpAddr;
+
+use hickory_proto::rr::RecordType;
+
+use crate::engine::{Answer, Outcome, Owner, RrsetRef};
+use crate::zone::Part;
+
+pub const HEADER_LEN: usize = 12;
+/// RFC 1035 4.2.1: the answer limit of UDP without EDNS.
+pub const CLASSIC_UDP: usize = 512;
+
+pub mod rcode {
+    pub const NOERROR: u16 = 0;
+    pub const FORMERR: u16 = 1;
+    pub const SERVFAIL: u16 = 2;
+    pub const NXDOMAIN: u16 = 3;
+    pub const NOTIMP: u16 = 4;
+    pub const REFUSED: u16 = 5;
+    /// RFC 6891 6.1.3: 16, carried as extended RCODE 1 in OPT and 0 in the header.
+    pub const BADVERS: u16 = 16;
+}
+
+const OPT: u16 = 41;
+const CLASS_IN: u16 = 1;
+const OPTION_ECS: u16 = 8;
+
+/// The one mapping from the engine's outcomes to RCODEs.
+pub fn rcode_of(outcome: Outcome) -> u16 {
+    match outcome {
+        Outcome::NoError => rcode::NOERROR,
+        Outcome::NxDomain => rcode::NXDOMAIN,
+        Outcome::Refused => rcode::REFUSED,
+    }
+}
+
+/// EDNS Client Subnet as sent by the client (RFC 7871 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientSubnet {
+    pub family: u16,
+    pub source_prefix: u8,
+    pub scope_prefix: u8,
+    pub addr: IpAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edns {
+    pub payload: u16,
+    pub version: u8,
+    pub dnssec_ok: bool,
+    pub ecs: Option<ClientSubnet>,
+}
+
+/// A parsed query. The question is kept as the client wrote it, to be echoed byte for byte.
+#[derive(Debug, Clone)]
+pub struct Query<'a> {
+    pub id: u16,
+    /// Header bytes 2..4 as received.
+    pub flags: u16,
+    /// QNAME + QTYPE + QCLASS exactly as received.
+    pub question: &'a [u8],
+    pub qname: &'a [u8],
+    pub key: [u8; 255],
+    pub key_len: usize,
+    pub qtype: u16,
+    pub qclass: u16,
+    pub edns: Option<Edns>,
+}
+
+impl Query<'_> {
+    pub fn key(&self) -> &[u8] {
+        &self.key[..self.key_len]
+    }
+    pub fn opcode(&self) -> u8 {
+        ((self.flags >> 11) & 0xf) as u8
+    }
+    pub fn rtype(&self) -> RecordType {
+        RecordType::from(self.qtype)
+    }
+}
+
+/// A message that cannot be answered normally.
+#[derive(Debug, Clone)]
+pub enum Reject<'a> {
+    /// No reply at all: too short to carry an ID, or a response (QR=1) (RFC 1035 4.1.1).
+    Drop,
+    /// A reply with this RCODE and whatever of the question and EDNS could be read.
+    Error {
+        id: u16,
+        flags: u16,
+        rcode: u16,
+        question: Option<&'a [u8]>,
+        edns: Option<Edns>,
+    },
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn u8(&mut self) -> Option<u8> {
+        let b = *self.buf.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+    fn u16(&mut self) -> Option<u16> {
+        let b = self.buf.get(self.pos..self.pos + 2)?;
+        self.pos += 2;
+        Some(u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        let b = self.buf.get(self.pos..self.pos + 4)?;
+        self.pos += 4;
+        Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let b = self.buf.get(self.pos..self.pos + n)?;
+        self.pos += n;
+        Some(b)
+    }
+    /// Skips a possibly compressed name (in records after the question).
+    fn skip_name(&mut self) -> Option<()> {
+        loop {
+            let len = self.u8()?;
+            match len {
+                0 => return Some(()),
+                l if l & 0xc0 == 0xc0 => {
+                    self.u8()?;
+                    return Some(());
+                }
+                l if l & 0xc0 != 0 => return None,
+                l => {
+                    self.take(l as usize)?;
+                }
+            }
+        }
+    }
+}
+
+/// Parses a query. Garbage is dropped before any work (as NSD and Knot do); what can be answered
+/// with an error is.
+pub fn parse_query(buf: &[u8]) -> Result<Query<'_>, Reject<'_>> {
+    if buf.len() < HEADER_LEN {
+        return Err(Reject::Drop);
+    }
+    let id = u16::from_be_bytes([buf[0], buf[1]]);
+    let flags = u16::from_be_bytes([buf[2], buf[3]]);
+    if flags & 0x8000 != 0 {
+        return Err(Reject::Drop);
+    }
+    let qdcount = u16::from_be_bytes([buf[4], buf[5]]);
+    let ancount = u16::from_be_bytes([buf[6], buf[7]]);
+    let nscount = u16::from_be_bytes([buf[8], buf[9]]);
+    let arcount = u16::from_be_bytes([buf[10], buf[11]]);
+    let err = |rcode, question, edns| {
+        Err(Reject::Error {
+            id,
+            flags,
+            rcode,
+            question,
+            edns,
+        })
+    };
+
+    let opcode = (flags >> 11) & 0xf;
+    if qdcount != 1 {
+        // RFC 1035 4.1.2 / RFC 9619: a QUERY carries exactly one question.
+        let rc = if opcode == 0 {
+            rcode::FORMERR
+        } else {
+            rcode::NOTIMP
+        };
+        return err(rc, None, None);
+    }
+
+    // The question: an uncompressed name (a pointer here has nothing to point back to).
+    let mut r = Reader {
+        buf,
+        pos: HEADER_LEN,
+    };
+    let mut key = [0u8; 255];
+    let mut key_len = 0;
+    loop {
+        let Some(len) = r.u8() else {
+            return err(rcode::FORMERR, None, None);
+        };
+        if len & 0xc0 != 0 || key_len + 1 + len as usize > 255 {
+            return err(rcode::FORMERR, None, None);
+        }
+        key[key_len] = len;
+        key_len += 1;
+        if len == 0 {
+            break;
+        }
+        let Some(label) = r.take(len as usize) else {
+            return err(rcode::FORMERR, None, None);
+        };
+        for (d, s) in key[key_len..key_len + label.len()].iter_mut().zip(label) {
+            *d = s.to_ascii_lowercase();
+        }
+        key_len += label.len();
+    }
+    let qname_end = r.pos;
+    let (Some(qtype), Some(qclass)) = (r.u16(), r.u16()) else {
+        return err(rcode::FORMERR, None, None);
+    };
+    let question = &buf[HEADER_LEN..r.pos];
+    let qname = &buf[HEADER_LEN..qname_end];
+
+    // RFC 1035 4.1.1: a query has no answer or authority records.
+    if opcode == 0 && (ancount != 0 || nscount != 0) {
+        return err(rcode::FORMERR, Some(question), None);
+    }
+    for _ in 0..(ancount as u32 + nscount as u32) {
+        if skip_record(&mut r).is_none() {
+            return err(rcode::FORMERR, Some(question), None);
+        }
+    }
+    let mut edns = None;
+    for _ in 0..arcount {
+        let start = r.pos;
+        let (Some(()), Some(rtype)) = (r.skip_name(), r.u16()) else {
+            return err(rcode::FORMERR, Some(question), edns);
+        };
+        if rtype != OPT {
+            r.pos = start;
+            if skip_record(&mut r).is_none() {
+                return err(rcode::FORMERR, Some(question), edns);
+            }
+            continue;
+        }
+        // RFC 6891 6.1.1: one OPT, owned by the root.
+        if edns.is_some() || buf[start] != 0 || r.pos != start + 3 {
+            return err(rcode::FORMERR, Some(question), None);
+        }
+        match parse_opt(&mut r) {
+            Ok(e) => edns = Some(e),
+            Err(e) => return err(rcode::FORMERR, Some(question), e),
+        }
+    }
+    if r.pos != buf.len() {
+        // Trailing bytes: the counts lie about the message.
+        return err(rcode::FORMERR, Some(question), edns);
+    }
+    if let Some(e) = edns {
+        if e.version > 0 {
+            // RFC 6891 6.1.3.
+            return err(rcode::BADVERS, Some(question), Some(e));
+        }
+    }
+    if opcode != 0 {
+        return err(rcode::NOTIMP, Some(question), edns);
+    }
+    Ok(Query {
+        id,
+        flags,
+        question,
+        qname,
+        key,
+        key_len,
+        qtype,
+        qclass,
+        edns,
+    })
+}
+
+fn skip_record(r: &mut Reader<'_>) -> Option<()> {
+    r.skip_name()?;
+    r.take(8)?;
+    let len = r.u16()?;
+    r.take(len as usize)?;
+    Some(())
+}
+
+/// The OPT RR after its owner and type. On error returns what EDNS could be read, so the FORMERR
+/// still carries an OPT.
+fn parse_opt(r: &mut Reader<'_>) -> Result<Edns, Option<Edns>> {
+    let payload = r.u16().ok_or(None)?;
+    let ttl = r.u32().ok_or(None)?;
+    let rdlen = r.u16().ok_or(None)?;
+    let rdata = r.take(rdlen as usize).ok_or(None)?;
+    let mut edns = Edns {
+        payload,
+        version: (ttl >> 16) as u8,
+        dnssec_ok: ttl & 0x8000 != 0,
+        ecs: None,
+    };
+    let mut o = Reader { buf: rdata, pos: 0 };
+    while o.pos < rdata.len() {
+        let (Some(code), Some(len)) = (o.u16(), o.u16()) else {
+            return Err(Some(edns));
+        };
+        let Some(data) = o.take(len as usize) else {
+            return Err(Some(edns));
+        };
+        if code == OPTION_ECS {
+            if edns.ecs.is_some() {
+                return Err(Some(edns));
+            }
+            edns.ecs = Some(parse_ecs(data).ok_or(Some(edns))?);
+        }
+        // Other options (cookies, NSID, padding, ...) are ignored: RFC 6891 6.1.2.
+    }
+    Ok(edns)
+}
+
+/// RFC 7871 6: FAMILY, SOURCE PREFIX, SCOPE PREFIX (0 in queries), ADDRESS cut to the prefix with
+/// the bits past it zero. Anything else is FORMERR.
+fn parse_ecs(data: &[u8]) -> Option<ClientSubnet> {
+    if data.len() < 4 {
+        return None;
+    }
+    let family = u16::from_be_bytes([data[0], data[1]]);
+    let (source, scope, addr) = (data[2], data[3], &data[4..]);
+    let max = match family {
+        1 => 32,
+        2 => 128,
+        _ => return None,
+    };
+    if source > max || scope != 0 || addr.len() != source.div_ceil(8) as usize {
+        return None;
+    }
+    if source % 8 != 0 {
+        let mask = 0xffu8 >> (source % 8);
+        if addr.last().is_some_and(|b| b & mask != 0) {
+            return None;
+        }
+    }
+    let ip = if family == 1 {
+        let mut o = [0u8; 4];
+        o[..addr.len()].copy_from_slice(addr);
+        IpAddr::from(o)
+    } else {
+        let mut o = [0u8; 16];
+        o[..addr.len()].copy_from_slice(addr);
+        IpAddr::from(o)
+    };
+    Some(ClientSubnet {
+        family,
+        source_prefix: source,
+        scope_prefix: 0,
+        addr: ip,
+    })
+}
+
+/// How large a response may be: TCP 65535; UDP the client's EDNS payload (at least 512, RFC 6891
+/// 6.2.5) capped by ours, or 512 without EDNS.
+pub fn max_size(edns: Option<&Edns>, tcp: bool, our_payload: u16) -> usize {
+    if tcp {
+        return u16::MAX as usize;
+    }
+    match edns {
+        Some(e) => (e.payload.max(512)).min(our_payload.max(512)) as usize,
+        None => CLASSIC_UDP,
+    }
+}
+
+/// Writes names with compression (RFC 1035 4.1.4), comparing case-insensitively so that the
+/// answer's owner names point at the question as the client wrote it.
+struct Writer {
+    buf: Vec<u8>,
+    /// Offsets of names (and their suffixes) already written, usable as pointer targets.
+    names: Vec<u16>,
+}
+
+impl Writer {
+    fn name(&mut self, wire: &[u8], compress: bool) {
+        let mut off = 0;
+        while off < wire.len() {
+            let len = wire[off] as usize;
+            if len == 0 {
+                break;
+            }
+            if compress {
+                if let Some(ptr) = self.find(&wire[off..]) {
+                    self.buf.extend_from_slice(&(0xc000 | ptr).to_be_bytes());
+                    return;
+                }
+                if self.buf.len() < 0x3fff {
+                    self.names.push(self.buf.len() as u16);
+                }
+            }
+            self.buf.extend_from_slice(&wire[off..off + 1 + len]);
+            off += 1 + len;
+        }
+        self.buf.push(0);
+    }
+
+    fn find(&self, suffix: &[u8]) -> Option<u16> {
+        self.names
+            .iter()
+            .copied()
+            .find(|&at| same_name(&self.buf, at as usize, suffix))
+    }
+
+    /// Registers every suffix of the name at `at` (the question) as a pointer target.
+    fn register(&mut self, at: usize) {
+        let mut off = at;
+        while off < self.buf.len() && self.buf[off] != 0 && off < 0x3fff {
+            self.names.push(off as u16);
+            off += 1 + self.buf[off] as usize;
+        }
+    }
+
+    fn u16(&mut self, v: u16) {
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+}
+
+/// Whether the (possibly compressed) name at `at` in `buf` equals `wire`, ignoring ASCII case.
+fn same_name(buf: &[u8], mut at: usize, wire: &[u8]) -> bool {
+    let mut w = 0;
+    for _ in 0..128 {
+        let Some(&len) = buf.get(at) else {
+            return false;
+        };
+        if len & 0xc0 == 0xc0 {
+            let Some(&lo) = buf.get(at + 1) else {
+                return false;
+            };
+            at = (((len & 0x3f) as usize) << 8) | lo as usize;
+            continue;
+        }
+        let len = len as usize;
+        if wire.get(w) != Some(&(len as u8)) {
+            return false;
+        }
+        if len == 0 {
+            return true;
+        }
+        let (Some(a), Some(b)) = (buf.get(at + 1..at + 1 + len), wire.get(w + 1..w + 1 + len))
+        else {
+            return false;
+        };
+        if !a.eq_ignore_ascii_case(b) {
+            return false;
+        }
+        at += 1 + len;
+        w += 1 + len;
+    }
+    false
+}
+
+fn header(w: &mut Writer, id: u16, qflags: u16, aa: bool, rcode: u16) {
+    // QR=1, opcode/RD/CD copied, AA as decided, TC/RA/AD/Z clear (RFC 1035 4.1.1, RFC 4035 3.1.6).
+    let mut flags = 0x8000 | (qflags & 0x7800) | (qflags & 0x0100) | (qflags & 0x0010);
+    if aa {
+        flags |= 0x0400;
+    }
+    flags |= rcode & 0xf;
+    w.u16(id);
+    w.u16(flags);
+    w.buf.extend_from_slice(&[0; 8]);
+}
+
+fn set_count(buf: &mut [u8], index: usize, n: u16) {
+    buf[4 + 2 * index..6 + 2 * index].copy_from_slice(&n.to_be_bytes());
+}
+
+fn set_tc(buf: &mut [u8]) {
+    buf[2] |= 0x02;
+}
+
+/// Size of our OPT RR: root name, 10 bytes of fixed fields, plus ECS echo.
+fn opt_len(edns: &Edns) -> usize {
+    11 + edns
+        .ecs
+        .map_or(0, |e| 4 + 4 + e.source_prefix.div_ceil(8) as usize)
+}
+
+/// OPT with our payload; ECS echoed with the scope the answer used (RFC 7871 7.2.1).
+fn write_opt(w: &mut Writer, edns: &Edns, rcode: u16, our_payload: u16, scope: u8) {
+    w.buf.push(0);
+    w.u16(OPT);
+    w.u16(our_payload);
+    let ext = ((rcode >> 4) as u32) << 24;
+    let do_bit = if edns.dnssec_ok { 0x8000 } else { 0 };
+    w.u32(ext | do_bit);
+    match edns.ecs {
+        Some(ecs) => {
+            let alen = ecs.source_prefix.div_ceil(8) as usize;
+            w.u16((4 + 4 + alen) as u16);
+            w.u16(OPTION_ECS);
+            w.u16((4 + alen) as u16);
+            w.u16(ecs.family);
+            w.buf.push(ecs.source_prefix);
+            w.buf.push(scope);
+            match ecs.addr {
+                IpAddr::V4(a) => w.buf.extend_from_slice(&a.octets()[..alen]),
+                IpAddr::V6(a) => w.buf.extend_from_slice(&a.octets()[..alen]),
+            }
+        }
+        None => w.u16(0),
+    }
+}
+
+fn write_rrset(w: &mut Writer, rr: &RrsetRef<'_>, qname_at: usize) -> usize {
+    for rdata in &rr.rrset.rdatas {
+        match rr.owner {
+            Owner::Qname => w.u16(0xc000 | qname_at as u16),
+            Owner::Wire(name) => w.name(name, true),
+        }
+        w.u16(u16::from(rr.rrset.rtype));
+        w.u16(CLASS_IN);
+        w.u32(rr.ttl);
+        let len_at = w.buf.len();
+        w.u16(0);
+        for part in rdata.parts.iter() {
+            match part {
+                Part::Bytes(b) => w.buf.extend_from_slice(b),
+                Part::Name { wire, compress } => w.name(wire, *compress),
+            }
+        }
+        let len = (w.buf.len() - len_at - 2) as u16;
+        w.buf[len_at..len_at + 2].copy_from_slice(&len.to_be_bytes());
+    }
+    rr.rrset.rdatas.len()
+}
+
+/// Encodes the engine's answer to `q`, fitting it into `max` bytes: when ANSWER or AUTHORITY (or
+/// required glue) does not fit, TC is set and the client retries over TCP (RFC 2181 9, RFC 9471);
+/// optional ADDITIONAL RRsets that do not fit are left out without TC.
+pub fn encode_answer(
+    q: &Query<'_>,
+    a: &Answer<'_>,
+    max: usize,
+    our_payload: u16,
+    scope: u8,
+) -> Vec<u8> {
+    let rc = rcode_of(a.outcome);
+    let mut w = Writer {
+        buf: Vec::with_capacity(512),
+        names: Vec::with_capacity(16),
+    };
+    header(&mut w, q.id, q.flags, a.aa, rc);
+    set_count(&mut w.buf, 0, 1);
+    w.buf.extend_from_slice(q.question);
+    w.register(HEADER_LEN);
+    let after_question = w.buf.len();
+    let names_after_question = w.names.len();
+    let limit = max.saturating_sub(q.edns.as_ref().map_or(0, opt_len));
+
+    let mut truncated = false;
+    let mut counts = [0u16; 3];
+    'sections: for (i, section) in [&a.answer, &a.authority].into_iter().enumerate() {
+        for rr in section {
+            counts[i] += write_rrset(&mut w, rr, HEADER_LEN) as u16;
+            if w.buf.len() > limit {
+                truncated = true;
+                break 'sections;
+            }
+        }
+    }
+    if truncated {
+        w.buf.truncate(after_question);
+        w.names.truncate(names_after_question);
+        counts = [0; 3];
+    } else {
+        for (n, rr) in a.additional.iter().enumerate() {
+            let before = w.buf.len();
+            let names_before = w.names.len();
+            let added = write_rrset(&mut w, rr, HEADER_LEN) as u16;
+            if w.buf.len() > limit {
+                w.buf.truncate(before);
+                w.names.truncate(names_before);
+                truncated = n < a.required_additional;
+                break;
+            }
+            counts[2] += added;
+        }
+    }
+    for (i, c) in counts.iter().enumerate() {
+        set_count(&mut w.buf, i + 1, *c);
+    }
+    if truncated {
+        set_tc(&mut w.buf);
+    }
+    if let Some(edns) = &q.edns {
+        write_opt(&mut w, edns, rc, our_payload, scope);
+        set_count(&mut w.buf, 3, counts[2] + 1);
+    }
+    w.buf
+}
+
+/// A response carrying only an RCODE (and the question and OPT when they could be read).
+pub fn encode_error(
+    id: u16,
+    qflags: u16,
+    rcode: u16,
+    question: Option<&[u8]>,
+    edns: Option<&Edns>,
+    our_payload: u16,
+) -> Vec<u8> {
+    let mut w = Writer {
+        buf: Vec::with_capacity(64),
+        names: Vec::new(),
+    };
+    header(&mut w, id, qflags, false, rcode);
+    if let Some(q) = question {
+        set_count(&mut w.buf, 0, 1);
+        w.buf.extend_from_slice(q);
+    }
+    if let Some(e) = edns {
+        write_opt(&mut w, e, rcode, our_payload, 0);
+        set_count(&mut w.buf, 3, 1);
+    }
+    w.buf
+}

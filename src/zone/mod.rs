@@ -1,0 +1,346 @@
+//! Zones compiled for lookup: one `Zone` per served zone, built from the records the reader returns.
+//!
+//! Names are keyed by their lowercase uncompressed wire form (`name::key`), so every ancestor of a
+//! name is a suffix slice of its key and finding the closest encloser needs no allocation.
+//!
+//! Load-time checks (each error names file and line): data outside the zone, SOA missing, not at the
+//! apex or repeated, NS missing at the apex, CNAME beside other data (RFC 1034 3.6.2, RFC 2181 10.1),
+//! more than one CNAME at a name, and NS targets inside the zone with no address (they could never
+//! be reached: RFC 1034 4.2.2 glue). Empty non-terminals get a node of their own so that they answer
+//! NODATA and stop wildcard matching (RFC 4592 2.2.2).
+//!
+//! No I/O happens here beyond what the `ZoneFs` given to `load` does.
+
+pub mod name;
+pub mod rdata;
+pub mod reader;
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::path::{Path, PathBuf};
+
+use hickory_proto::rr::{Name, RecordType};
+
+use self::name::{Key, key_of};
+use self::reader::{SourcedRecord, ZoneFs};
+
+pub use self::rdata::{Part, WireRdata};
+
+/// One RRset: records of one type at one owner, with one TTL (RFC 2181 5.2). RDATA is kept in
+/// wire form, prepared at load so answering only copies bytes and compresses names.
+#[derive(Debug, Clone)]
+pub struct RRset {
+    pub rtype: RecordType,
+    pub ttl: u32,
+    pub rdatas: Vec<WireRdata>,
+}
+
+/// All the data at one owner name. An empty non-terminal has no RRsets.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// The owner in wire form as written in the zone (original case).
+    pub owner: Box<[u8]>,
+    /// Sorted by type code, so ANY picks deterministically.
+    pub rrsets: Vec<RRset>,
+    /// A delegation point: NS here and not the apex (RFC 1034 4.2.1).
+    pub cut: bool,
+}
+
+impl Node {
+    pub fn rrset(&self, rtype: RecordType) -> Option<&RRset> {
+        self.rrsets.iter().find(|s| s.rtype == rtype)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Zone {
+    pub origin: Name,
+    pub origin_key: Key,
+    pub file: PathBuf,
+    pub nodes: HashMap<Key, Node>,
+    /// TTL of negative answers: min(SOA TTL, SOA MINIMUM) (RFC 2308 section 3).
+    pub negative_ttl: u32,
+    pub serial: u32,
+    pub records: usize,
+}
+
+/// A problem found while loading a zone, with where it was written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{line}: {message}", file.display())]
+pub struct ZoneError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub message: String,
+}
+
+impl From<reader::ReadError> for ZoneError {
+    fn from(e: reader::ReadError) -> Self {
+        ZoneError {
+            file: e.file,
+            line: e.line,
+            message: e.message,
+        }
+    }
+}
+
+impl Zone {
+    /// Reads the master file and compiles it, reporting every problem found.
+    pub fn load(origin: &Name, path: &Path, fs: &dyn ZoneFs) -> Result<Zone, Vec<ZoneError>> {
+        let records = reader::read_zone(origin, path, fs).map_err(|e| vec![e.into()])?;
+        Zone::build(origin, path, records)
+    }
+
+    /// Compiles records into a zone. Pure: the unit the checks are tested on.
+    pub fn build(
+        origin: &Name,
+        path: &Path,
+        records: Vec<SourcedRecord>,
+    ) -> Result<Zone, Vec<ZoneError>> {
+        let origin_key = key_of(origin);
+        let mut errors = Vec::new();
+        let err = |r: &SourcedRecord, message: String| ZoneError {
+            file: r.file.clone(),
+            line: r.line,
+            message,
+        };
+
+        // Where each (owner, type) was first written, for error lines in the checks below.
+        let mut first_line: HashMap<(Key, RecordType), (PathBuf, usize)> = HashMap::new();
+        let mut nodes: HashMap<Key, Node> = HashMap::new();
+        let mut count = 0;
+        for r in records {
+            let owner = &r.record.name;
+            let key = key_of(owner);
+            if !name::is_at_or_below(&key, &origin_key) {
+                errors.push(err(&r, format!("{owner} is outside the zone {origin}")));
+                continue;
+            }
+            let rtype = r.record.record_type();
+            if rtype == RecordType::SOA && key != origin_key {
+                errors.push(err(
+                    &r,
+                    format!("SOA record at {owner}, which is not the zone apex {origin}"),
+                ));
+                continue;
+            }
+            first_line
+                .entry((key.clone(), rtype))
+                .or_insert_with(|| (r.file.clone(), r.line));
+            let node = nodes.entry(key).or_insert_with(|| Node {
+                owner: rdata::wire_name(owner),
+                rrsets: Vec::new(),
+                cut: false,
+            });
+            let rdata = match WireRdata::from_rdata(&r.record.data) {
+                Ok(w) => w,
+                Err(message) => {
+                    errors.push(err(&r, message));
+                    continue;
+                }
+            };
+            match node.rrsets.iter_mut().find(|s| s.rtype == rtype) {
+                Some(set) => {
+                    if rtype == RecordType::SOA {
+                        errors.push(err(&r, "a second SOA record at the apex".into()));
+                        continue;
+                    }
+                    if rtype == RecordType::CNAME {
+                        errors.push(err(
+                            &r,
+                            format!("a second CNAME at {owner} (RFC 2181 10.1)"),
+                        ));
+                        continue;
+                    }
+                    // RFC 2181 5.2: one TTL per RRset; the lowest is the safe one to serve.
+                    set.ttl = set.ttl.min(r.record.ttl);
+                    // RFC 2181 5: duplicate records are one record.
+                    if !set.rdatas.contains(&rdata) {
+                        set.rdatas.push(rdata);
+                        count += 1;
+                    }
+                }
+                None => {
+                    node.rrsets.push(RRset {
+                        rtype,
+                        ttl: r.record.ttl,
+                        rdatas: vec![rdata],
+                    });
+                    count += 1;
+                }
+            }
+        }
+
+        let line_of = |key: &Key, rtype: RecordType| -> (PathBuf, usize) {
+            first_line
+                .get(&(key.clone(), rtype))
+                .cloned()
+                .unwrap_or((path.to_path_buf(), 0))
+        };
+        let apex_err = |message: String| ZoneError {
+            file: path.to_path_buf(),
+            line: 0,
+            message,
+        };
+
+        let (negative_ttl, serial) = match nodes
+            .get(&origin_key)
+            .and_then(|n| n.rrset(RecordType::SOA))
+        {
+            Some(set) => {
+                let (serial, minimum) = set.rdatas[0].soa_serial_minimum().unwrap_or((0, 0));
+                (set.ttl.min(minimum), serial)
+            }
+            None => {
+                errors.push(apex_err(format!("no SOA record at the apex {origin}")));
+                (0, 0)
+            }
+        };
+        if nodes
+            .get(&origin_key)
+            .and_then(|n| n.rrset(RecordType::NS))
+            .is_none()
+        {
+            errors.push(apex_err(format!("no NS records at the apex {origin}")));
+        }
+
+        for (key, node) in nodes.iter_mut() {
+            node.rrsets.sort_by_key(|s| u16::from(s.rtype));
+            node.cut = *key != origin_key && node.rrset(RecordType::NS).is_some();
+            if node.rrset(RecordType::CNAME).is_some() && node.rrsets.len() > 1 {
+                let (file, line) = line_of(key, RecordType::CNAME);
+                let others: Vec<String> = node
+                    .rrsets
+                    .iter()
+                    .filter(|s| s.rtype != RecordType::CNAME)
+                    .map(|s| s.rtype.to_string())
+                    .collect();
+                errors.push(ZoneError {
+                    file,
+                    line,
+                    message: format!(
+                        "CNAME at {} beside other data ({}) (RFC 1034 3.6.2)",
+                        name::display(key),
+                        others.join(", ")
+                    ),
+                });
+            }
+        }
+
+        // NS targets inside the zone must have an address in it, or nobody can reach them.
+        for (key, node) in &nodes {
+            let Some(ns) = node.rrset(RecordType::NS) else {
+                continue;
+            };
+            for rdata in &ns.rdatas {
+                let Some(target) = rdata.target() else {
+                    continue;
+                };
+                let tkey = name::key_of_wire(target);
+                if !name::is_at_or_below(&tkey, &origin_key) {
+                    continue;
+                }
+                let has_addr = nodes.get(&tkey).is_some_and(|n| {
+                    n.rrset(RecordType::A).is_some() || n.rrset(RecordType::AAAA).is_some()
+                });
+                if !has_addr {
+                    let (file, line) = line_of(key, RecordType::NS);
+                    errors.push(ZoneError {
+                        file,
+                        line,
+                        message: format!(
+                            "NS target {} of {} is inside the zone but has no A or AAAA record",
+                            name::display(&tkey),
+                            name::display(key)
+                        ),
+                    });
+                }
+            }
+        }
+
+        // Empty non-terminals (RFC 4592 2.2.2): every ancestor between a name and the apex exists.
+        let owners: Vec<Key> = nodes.keys().cloned().collect();
+        for key in owners {
+            let mut suffix: &[u8] = &key;
+            while let Some(parent) = name::parent(suffix) {
+                if parent.len() < origin_key.len() {
+                    break;
+                }
+                match nodes.entry(parent.into()) {
+                    Entry::Occupied(_) => break,
+                    Entry::Vacant(v) => {
+                        v.insert(Node {
+                            owner: parent.into(),
+                            rrsets: Vec::new(),
+                            cut: false,
+                        });
+                    }
+                }
+                suffix = parent;
+            }
+        }
+
+        if !errors.is_empty() {
+            errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+            return Err(errors);
+        }
+        Ok(Zone {
+            origin: origin.clone(),
+            origin_key,
+            file: path.to_path_buf(),
+            nodes,
+            negative_ttl,
+            serial,
+            records: count,
+        })
+    }
+
+    pub fn node(&self, key: &[u8]) -> Option<&Node> {
+        self.nodes.get(key)
+    }
+
+    pub fn apex(&self) -> &Node {
+        // build() guarantees the apex exists (it holds the SOA).
+        &self.nodes[&self.origin_key]
+    }
+
+    pub fn soa(&self) -> &RRset {
+        self.apex()
+            .rrset(RecordType::SOA)
+            .expect("zone without SOA cannot be built")
+    }
+}
+
+/// The zones one listener serves, found by longest match of the query name.
+#[derive(Debug, Clone, Default)]
+pub struct ZoneSet {
+    zones: HashMap<Key, std::sync::Arc<Zone>>,
+}
+
+impl ZoneSet {
+    pub fn insert(&mut self, zone: std::sync::Arc<Zone>) {
+        self.zones.insert(zone.origin_key.clone(), zone);
+    }
+
+    /// The most specific zone at or above `key` (RFC 1034 4.3.2 step 2).
+    pub fn find(&self, key: &[u8]) -> Option<&Zone> {
+        let mut k = key;
+        loop {
+            if let Some(z) = self.zones.get(k) {
+                return Some(z);
+            }
+            k = name::parent(k)?;
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Zone> {
+        self.zones.values().map(|z| &**z)
+    }
+
+    pub fn len(&self) -> usize {
+        self.zones.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.zones.is_empty()
+    }
+}
