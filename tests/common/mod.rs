@@ -1,0 +1,220 @@
+//! Shared test harness: the real server started in-process on ephemeral loopback ports, and a
+//! small DNS client that speaks raw UDP/TCP to it (so tests control every byte they send).
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gslbd::config::Source;
+use gslbd::server::{BoundAddr, Handle, Server};
+use hickory_proto::op::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+pub const TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct TestServer {
+    pub addrs: Vec<BoundAddr>,
+    pub handle: Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+impl TestServer {
+    pub fn addr(&self, listener: &str, proto: &str) -> SocketAddr {
+        self.addrs
+            .iter()
+            .find(|a| a.listener == listener && a.proto == proto)
+            .unwrap_or_else(|| panic!("no {proto} address for listener {listener}"))
+            .addr
+    }
+}
+
+/// Starts the server from `source` with every port replaced by one shared ephemeral port.
+pub async fn start(mut source: Source) -> TestServer {
+    source.port = Some(0);
+    let server = Server::bind(source).await.expect("server starts");
+    let addrs = server.addresses();
+    let handle = server.handle();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(
+        async move {
+            let _ = rx.await;
+        },
+        false,
+    ));
+    TestServer {
+        addrs,
+        handle,
+        stop: Some(tx),
+    }
+}
+
+pub async fn start_lab() -> TestServer {
+    start(Source::lab()).await
+}
+
+/// The battery's own zones (edge cases the lab should not carry).
+pub fn data(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(path)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Udp,
+    Tcp,
+}
+
+pub const BOTH: [Via; 2] = [Via::Udp, Via::Tcp];
+
+/// A query built byte by byte.
+#[derive(Debug, Clone)]
+pub struct Q {
+    pub id: u16,
+    pub flags: u16,
+    pub name: String,
+    pub qtype: u16,
+    pub qclass: u16,
+    /// EDNS payload size, version, DO and raw options; None = no OPT.
+    pub edns: Option<(u16, u8, bool, Vec<u8>)>,
+}
+
+impl Q {
+    pub fn new(name: &str, qtype: u16) -> Q {
+        Q {
+            id: 0x1234,
+            flags: 0x0100,
+            name: name.to_string(),
+            qtype,
+            qclass: 1,
+            edns: Some((1232, 0, false, vec![])),
+        }
+    }
+    pub fn no_edns(mut self) -> Q {
+        self.edns = None;
+        self
+    }
+    pub fn payload(mut self, p: u16) -> Q {
+        if let Some(e) = &mut self.edns {
+            e.0 = p;
+        }
+        self
+    }
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&self.id.to_be_bytes());
+        b.extend_from_slice(&self.flags.to_be_bytes());
+        b.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, if self.edns.is_some() { 1 } else { 0 }]);
+        b.extend_from_slice(&wire_name(&self.name));
+        b.extend_from_slice(&self.qtype.to_be_bytes());
+        b.extend_from_slice(&self.qclass.to_be_bytes());
+        if let Some((payload, version, dnssec_ok, opts)) = &self.edns {
+            b.push(0);
+            b.extend_from_slice(&41u16.to_be_bytes());
+            b.extend_from_slice(&payload.to_be_bytes());
+            b.extend_from_slice(&[0, *version, if *dnssec_ok { 0x80 } else { 0 }, 0]);
+            b.extend_from_slice(&(opts.len() as u16).to_be_bytes());
+            b.extend_from_slice(opts);
+        }
+        b
+    }
+}
+
+/// Presentation name (no escapes) to uncompressed wire form, keeping case.
+pub fn wire_name(name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+    out
+}
+
+/// Sends raw bytes over UDP and waits for one reply (None on timeout).
+pub async fn udp_raw(addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    let local: SocketAddr = if addr.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    }
+    .parse()
+    .unwrap();
+    let sock = UdpSocket::bind(local).await.unwrap();
+    sock.send_to(bytes, addr).await.unwrap();
+    let mut buf = vec![0u8; 65535];
+    match tokio::time::timeout(TIMEOUT, sock.recv_from(&mut buf)).await {
+        Ok(Ok((n, _))) => Some(buf[..n].to_vec()),
+        _ => None,
+    }
+}
+
+/// Sends raw bytes as one TCP message and reads one reply (None on timeout or close).
+pub async fn tcp_raw(addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    tcp_send(&mut s, bytes).await;
+    tcp_recv(&mut s).await
+}
+
+pub async fn tcp_send(s: &mut TcpStream, bytes: &[u8]) {
+    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(bytes);
+    s.write_all(&framed).await.unwrap();
+}
+
+pub async fn tcp_recv(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let fut = async {
+        let len = s.read_u16().await.ok()? as usize;
+        let mut buf = vec![0u8; len];
+        s.read_exact(&mut buf).await.ok()?;
+        Some(buf)
+    };
+    tokio::time::timeout(TIMEOUT, fut).await.ok().flatten()
+}
+
+pub async fn raw(server: &TestServer, listener: &str, via: Via, bytes: &[u8]) -> Option<Vec<u8>> {
+    match via {
+        Via::Udp => udp_raw(server.addr(listener, "udp"), bytes).await,
+        Via::Tcp => tcp_raw(server.addr(listener, "tcp"), bytes).await,
+    }
+}
+
+/// Asks `q` and parses the reply; panics when there is none.
+pub async fn ask(server: &TestServer, listener: &str, via: Via, q: &Q) -> Message {
+    let bytes = raw(server, listener, via, &q.bytes())
+        .await
+        .unwrap_or_else(|| panic!("no reply to {q:?} over {via:?}"));
+    Message::from_vec(&bytes).unwrap_or_else(|e| panic!("unparsable reply to {q:?}: {e}"))
+}
+
+/// Records of a section as "owner TTL TYPE rdata" lines, lowercased owner, sorted.
+pub fn lines(records: &[hickory_proto::rr::Record]) -> Vec<String> {
+    let mut v: Vec<String> = records
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} {}",
+                r.name.to_lowercase(),
+                r.ttl,
+                r.record_type(),
+                r.data
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
