@@ -5,7 +5,7 @@
 //! udp_payload = 1232          # EDNS payload we advertise and the cap on UDP answers (RFC 6891 6.2.5)
 //! cname_chain = 12            # CNAME hops followed in one answer
 //! tcp_idle_timeout_ms = 10000 # RFC 7766 6.2.3: close idle connections
-//! tcp_max_connections = 512   # per listener
+//! tcp_max_connections = 512   # open TCP connections, all listeners together
 //!
 //! [[zone]]
 //! name = "example.com."

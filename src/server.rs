@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -271,7 +271,7 @@ fn new_socket(addr: SocketAddr, ty: Type, proto: Protocol) -> io::Result<Socket>
         Domain::IPV6
     };
     let s = Socket::new(domain, ty, Some(proto))?;
-    if let IpAddr::V6(_) = addr.ip() {
+    if addr.ip().is_ipv6() {
         s.set_only_v6(true)?;
     }
     s.set_nonblocking(true)?;
@@ -311,11 +311,10 @@ async fn serve_udp(
             transport: Transport::Udp,
         };
         let snapshot = snap.load();
-        if let Some(resp) = query::respond(&snapshot, listener, &buf[..n], &client) {
-            if let Err(e) = socket.send_to(&resp, peer).await {
+        if let Some(resp) = query::respond(&snapshot, listener, &buf[..n], &client)
+            && let Err(e) = socket.send_to(&resp, peer).await {
                 tracing::debug!("udp send to {peer}: {e}");
             }
-        }
     }
 }
 

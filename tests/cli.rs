@@ -1,0 +1,925 @@
+//! The real `gslbd` binary, driven from outside as an operator would: `dig` walking the lab world,
+//! `gslbd check` on broken configurations, and SIGHUP reload while queries keep arriving.
+//!
+//! Every server is started on loopback with `--port 0` (one shared ephemeral port) and killed when
+//! its guard drops; every wait has a deadline. `dig` (bind9-dnsutils) is required: `.ci/run`
+//! installs it, and a test that needs it fails (never skips) when it is missing.
+
+use std::io::{BufRead, BufReader, ErrorKind};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::RData;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gslbd");
+
+/// How long a server may take to come up, or to log the outcome of a reload.
+const STARTUP: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------------------------
+// The server process
+
+/// A running `gslbd`, killed (and reaped) on drop. Its stderr is read on a background thread, so
+/// the pipe never fills; every line is kept with the moment it was read.
+struct Gslbd {
+    child: Child,
+    log: Arc<Mutex<Vec<(Instant, String)>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Gslbd {
+    fn start(args: &[&str]) -> Gslbd {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push((Instant::now(), line));
+            }
+        });
+        Gslbd {
+            child,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn log_len(&self) -> usize {
+        self.log.lock().unwrap().len()
+    }
+
+    fn log_text(&self) -> String {
+        let log = self.log.lock().unwrap();
+        log.iter()
+            .map(|(_, l)| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Waits for a stderr line at index `from` or later that contains `needle`; returns its index
+    /// and the moment it was read. Panics (with the whole log) on timeout or if gslbd exits.
+    fn wait_for(&mut self, needle: &str, from: usize) -> (usize, Instant) {
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            {
+                let log = self.log.lock().unwrap();
+                if let Some(i) = (from..log.len()).find(|&i| log[i].1.contains(needle)) {
+                    return (i, log[i].0);
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the reader drain what is left before showing the log.
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "gslbd exited ({status}) before logging \"{needle}\"; stderr:\n{}",
+                    self.log_text()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "gslbd did not log \"{needle}\" within {STARTUP:?}; stderr:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The shared port, from `listening on udp 127.0.0.1:PORT (...)`.
+    fn wait_port(&mut self) -> u16 {
+        let (i, _) = self.wait_for("listening on udp 127.0.0.1:", 0);
+        let line = self.log.lock().unwrap()[i].1.clone();
+        let addr = line
+            .split("listening on udp ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("cannot find the address in {line:?}"));
+        let addr: SocketAddr = addr
+            .parse()
+            .unwrap_or_else(|e| panic!("bad address {addr:?} in {line:?}: {e}"));
+        assert_ne!(addr.port(), 0, "--port 0 must be replaced by the real port");
+        addr.port()
+    }
+
+    fn sighup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(
+            status.success(),
+            "kill -HUP {} failed: {status}",
+            self.pid()
+        );
+    }
+}
+
+impl Drop for Gslbd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+/// Runs a command to completion, killing it if it outlives `limit`.
+fn run_bounded(cmd: &mut Command, limit: Duration) -> std::io::Result<Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + limit;
+    // The outputs are small (one DNS answer), far below a pipe's capacity: polling cannot block.
+    loop {
+        if child.try_wait()?.is_some() {
+            return child.wait_with_output();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output()?;
+            panic!(
+                "{cmd:?} did not finish within {limit:?}; stdout:\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn gslbd_check(config: Option<&Path>) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("check").env("RUST_LOG", "info");
+    if let Some(c) = config {
+        cmd.arg("-c").arg(c);
+    }
+    run_bounded(&mut cmd, Duration::from_secs(20)).expect("run gslbd check")
+}
+
+// ---------------------------------------------------------------------------------------------
+// dig
+
+/// Fails (never skips) when dig is not installed.
+fn require_dig() {
+    match Command::new("dig").arg("-v").output() {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => panic!(
+            "dig is not installed: run .ci/run (it installs bind9-dnsutils) or \
+             `apt-get install bind9-dnsutils`; these tests do not skip"
+        ),
+        Err(e) => panic!("cannot run dig: {e}"),
+    }
+}
+
+/// One resource record as dig prints it: owner (lowercased), TTL, type, RDATA.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Rr {
+    name: String,
+    ttl: u32,
+    rtype: String,
+    rdata: String,
+}
+
+impl Rr {
+    /// "owner TYPE rdata", the form the assertions compare (TTLs are checked where they matter).
+    fn short(&self) -> String {
+        format!("{} {} {}", self.name, self.rtype, self.rdata)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Dig {
+    status: String,
+    flags: Vec<String>,
+    answer: Vec<Rr>,
+    authority: Vec<Rr>,
+    additional: Vec<Rr>,
+    text: String,
+}
+
+impl Dig {
+    fn has_flag(&self, f: &str) -> bool {
+        self.flags.iter().any(|x| x == f)
+    }
+
+    fn short(section: &[Rr]) -> Vec<String> {
+        section.iter().map(Rr::short).collect()
+    }
+
+    fn sorted(section: &[Rr]) -> Vec<Rr> {
+        let mut v = section.to_vec();
+        v.sort();
+        v
+    }
+
+    /// Everything but the message ID and timing: what "the same answer" means.
+    fn essence(&self) -> (String, Vec<String>, Vec<Rr>, Vec<Rr>, Vec<Rr>) {
+        let mut flags = self.flags.clone();
+        flags.sort();
+        (
+            self.status.clone(),
+            flags,
+            Dig::sorted(&self.answer),
+            Dig::sorted(&self.authority),
+            Dig::sorted(&self.additional),
+        )
+    }
+
+    fn parse(text: &str) -> Dig {
+        let mut status = None;
+        let mut flags = None;
+        let (mut answer, mut authority, mut additional) = (Vec::new(), Vec::new(), Vec::new());
+        let mut section: Option<&mut Vec<Rr>> = None;
+        for line in text.lines() {
+            let line = line.trim_end();
+            if let Some(rest) = line.strip_prefix(";; ->>HEADER<<-") {
+                status = rest
+                    .split(',')
+                    .find_map(|p| p.trim().strip_prefix("status: "))
+                    .map(str::to_string);
+            } else if let Some(rest) = line.strip_prefix(";; flags:") {
+                let f = rest.split(';').next().unwrap_or("");
+                flags = Some(f.split_whitespace().map(str::to_string).collect());
+            } else if line == ";; ANSWER SECTION:" {
+                section = Some(&mut answer);
+            } else if line == ";; AUTHORITY SECTION:" {
+                section = Some(&mut authority);
+            } else if line == ";; ADDITIONAL SECTION:" {
+                section = Some(&mut additional);
+            } else if line.is_empty() || line.starts_with(';') {
+                if line.is_empty() {
+                    section = None;
+                }
+            } else if let Some(s) = section.as_mut() {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                assert!(f.len() >= 5, "unexpected record line {line:?} in:\n{text}");
+                s.push(Rr {
+                    name: f[0].to_lowercase(),
+                    ttl: f[1].parse().unwrap_or_else(|_| panic!("TTL in {line:?}")),
+                    rtype: f[3].to_string(),
+                    rdata: f[4..].join(" "),
+                });
+            }
+        }
+        Dig {
+            status: status.unwrap_or_else(|| panic!("no status in dig output:\n{text}")),
+            flags: flags.unwrap_or_else(|| panic!("no flags in dig output:\n{text}")),
+            answer,
+            authority,
+            additional,
+            text: text.to_string(),
+        }
+    }
+}
+
+/// `dig @server -p port +norec [extra...] name`, one try, bounded in time.
+fn dig(server: &str, port: u16, name: &str, extra: &[&str]) -> Dig {
+    let mut cmd = Command::new("dig");
+    cmd.arg(format!("@{server}"))
+        .args(["-p", &port.to_string()])
+        .args(["+norec", "+time=2", "+tries=1"])
+        .args(extra)
+        .arg(name);
+    dig_run(&mut cmd)
+}
+
+fn dig_run(cmd: &mut Command) -> Dig {
+    require_dig();
+    let out = run_bounded(cmd, Duration::from_secs(10)).expect("run dig");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{text}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Dig::parse(&text)
+}
+
+fn start_lab() -> (Gslbd, u16) {
+    let mut lab = Gslbd::start(&["serve", "--port", "0"]);
+    let port = lab.wait_port();
+    // The hints come after the listening lines; wait for their end.
+    lab.wait_for("SIGHUP reloads; Ctrl-C stops.", 0);
+    (lab, port)
+}
+
+const WWW_A: [&str; 4] = [
+    "www.yourcompany.com. A 192.0.2.10",
+    "www.yourcompany.com. A 192.0.2.11",
+    "www.yourcompany.com. A 192.0.2.12",
+    "www.yourcompany.com. A 192.0.2.13",
+];
+
+fn sorted(v: Vec<String>) -> Vec<String> {
+    let mut v = v;
+    v.sort();
+    v
+}
+
+fn assert_referral(d: &Dig, ns: &[&str], glue: &[&str]) {
+    assert_eq!(d.status, "NOERROR", "{}", d.text);
+    assert!(d.has_flag("qr"), "{}", d.text);
+    assert!(
+        !d.has_flag("aa"),
+        "a referral is not authoritative:\n{}",
+        d.text
+    );
+    assert!(d.answer.is_empty(), "a referral has no answer:\n{}", d.text);
+    assert_eq!(
+        sorted(Dig::short(&d.authority)),
+        ns.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        "{}",
+        d.text
+    );
+    assert_eq!(
+        sorted(Dig::short(&d.additional)),
+        glue.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        "{}",
+        d.text
+    );
+}
+
+fn assert_api_answer(d: &Dig) {
+    assert_eq!(d.status, "NOERROR", "{}", d.text);
+    assert!(
+        d.has_flag("aa"),
+        "authoritative data must carry AA:\n{}",
+        d.text
+    );
+    assert!(!d.has_flag("ra"), "gslbd does not recurse:\n{}", d.text);
+    let answer = Dig::short(&d.answer);
+    assert_eq!(
+        answer.first().map(String::as_str),
+        Some("api.yourcompany.com. CNAME www.yourcompany.com."),
+        "the CNAME comes first:\n{}",
+        d.text
+    );
+    assert_eq!(sorted(answer[1..].to_vec()), WWW_A, "{}", d.text);
+    assert!(d.answer.iter().all(|r| r.ttl == 300), "{}", d.text);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. dig walks the lab world
+
+#[test]
+fn dig_walks_the_lab_world() {
+    require_dig();
+    let (lab, port) = start_lab();
+
+    // The lab says how to query it, with the real port.
+    let log = lab.log_text();
+    for hint in [
+        format!("dig @127.0.0.1 -p {port} api.yourcompany.com"),
+        format!("dig @127.0.0.1 -p {port} object.yourcompany.com"),
+        format!("dig @127.0.1.1 -p {port} www.yourcompany.com"),
+        format!("dig @127.0.0.1 -p {port} +norec nothere.yourcompany.com"),
+    ] {
+        assert!(log.contains(&hint), "no hint \"{hint}\" in:\n{log}");
+    }
+    // And the hints work as printed.
+    let hints: Vec<String> = log
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("dig @"))
+        .map(|l| format!("@{}", l.split('#').next().unwrap().trim()))
+        .collect();
+    assert_eq!(hints.len(), 4, "{log}");
+    for h in &hints {
+        let mut cmd = Command::new("dig");
+        cmd.args(h.split_whitespace()).args(["+time=2", "+tries=1"]);
+        let d = dig_run(&mut cmd);
+        let want = if h.contains("nothere") {
+            "NXDOMAIN"
+        } else {
+            "NOERROR"
+        };
+        assert_eq!(d.status, want, "dig {h}:\n{}", d.text);
+    }
+
+    // (a) The root refers www.yourcompany.com to com., with glue for the TLD server.
+    let a = dig("127.0.1.1", port, "www.yourcompany.com", &[]);
+    assert_referral(
+        &a,
+        &["com. NS a.gtld-servers.net."],
+        &["a.gtld-servers.net. A 127.0.2.1"],
+    );
+
+    // (b) The TLD server refers it to yourcompany.com.'s own servers, with their glue.
+    let b = dig("127.0.2.1", port, "www.yourcompany.com", &[]);
+    assert_referral(
+        &b,
+        &[
+            "yourcompany.com. NS ns1.yourcompany.com.",
+            "yourcompany.com. NS ns2.yourcompany.com.",
+        ],
+        &[
+            "ns1.yourcompany.com. A 127.0.3.1",
+            "ns2.yourcompany.com. A 127.0.3.2",
+        ],
+    );
+
+    // (c) The company's server answers api with the CNAME and the four www addresses.
+    let c = dig("127.0.3.1", port, "api.yourcompany.com", &[]);
+    assert_api_answer(&c);
+    // ... and so does its second address.
+    let c2 = dig("127.0.3.2", port, "api.yourcompany.com", &[]);
+    assert_eq!(c2.essence(), c.essence(), "{}\n{}", c.text, c2.text);
+
+    // (d) The whole object chain in one answer.
+    let d = dig("127.0.0.1", port, "object.yourcompany.com", &[]);
+    assert_eq!(d.status, "NOERROR", "{}", d.text);
+    assert!(d.has_flag("aa"), "{}", d.text);
+    let answer = Dig::short(&d.answer);
+    assert_eq!(answer.len(), 9, "3 CNAMEs + 6 A:\n{}", d.text);
+    assert_eq!(
+        answer[..3],
+        [
+            "object.yourcompany.com. CNAME object.vip.yourcompany.com.",
+            "object.vip.yourcompany.com. CNAME object.bgp.yourcompany.com.",
+            "object.bgp.yourcompany.com. CNAME object.bj.yourcompany.com.",
+        ],
+        "the chain in order:\n{}",
+        d.text
+    );
+    let bj: Vec<String> = (11..=16)
+        .map(|i| format!("object.bj.yourcompany.com. A 203.0.113.{i}"))
+        .collect();
+    assert_eq!(sorted(answer[3..].to_vec()), bj, "{}", d.text);
+
+    // (e) TCP gives what UDP gives.
+    let e = dig("127.0.3.1", port, "api.yourcompany.com", &["+tcp"]);
+    assert!(e.text.contains("(TCP)"), "dig did not use TCP:\n{}", e.text);
+    assert_api_answer(&e);
+    assert_eq!(
+        e.essence(),
+        c.essence(),
+        "UDP:\n{}\nTCP:\n{}",
+        c.text,
+        e.text
+    );
+
+    // (f) A `dig +trace`-like walk: follow referrals from the root by glue alone.
+    let mut server = "127.0.1.1".to_string();
+    let mut path = vec![server.clone()];
+    let mut last = None;
+    for _ in 0..5 {
+        let r = dig(&server, port, "www.yourcompany.com", &[]);
+        assert_eq!(r.status, "NOERROR", "at {server}:\n{}", r.text);
+        if r.has_flag("aa") {
+            last = Some(r);
+            break;
+        }
+        assert!(r.answer.is_empty(), "at {server}:\n{}", r.text);
+        let ns: Vec<&Rr> = r.authority.iter().filter(|x| x.rtype == "NS").collect();
+        assert!(
+            !ns.is_empty(),
+            "neither answer nor referral at {server}:\n{}",
+            r.text
+        );
+        let next = ns
+            .iter()
+            .find_map(|n| {
+                r.additional
+                    .iter()
+                    .find(|g| g.rtype == "A" && g.name == n.rdata.to_lowercase())
+            })
+            .unwrap_or_else(|| panic!("referral without glue at {server}:\n{}", r.text));
+        server = next.rdata.clone();
+        path.push(server.clone());
+    }
+    let last = last.unwrap_or_else(|| panic!("no authoritative answer after 5 steps: {path:?}"));
+    assert_eq!(path, ["127.0.1.1", "127.0.2.1", "127.0.3.1"]);
+    assert_eq!(sorted(Dig::short(&last.answer)), WWW_A, "{}", last.text);
+    drop(lab);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. gslbd check
+
+fn broken(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/broken")
+        .join(name)
+}
+
+/// `gslbd check -c tests/data/broken/<config>` fails with exactly one problem, and that problem
+/// starts with `want_prefix` and contains `want_text`.
+fn check_fails(config: &str, want_prefix: &str, want_text: &str) {
+    let path = broken(config);
+    let out = gslbd_check(Some(&path));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "gslbd check {config} must exit 1; stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{}: 1 problem(s)", path.display())),
+        "{config}: exactly one problem expected:\n{stderr}"
+    );
+    let first = stderr.lines().next().unwrap_or("");
+    assert!(
+        first.starts_with(want_prefix),
+        "{config}: the problem should start with \"{want_prefix}\":\n{stderr}"
+    );
+    assert!(
+        first.contains(want_text),
+        "{config}: the problem should say \"{want_text}\":\n{stderr}"
+    );
+}
+
+fn at(file: &str, line: usize) -> String {
+    format!("{}:{line}: ", broken(file).display())
+}
+
+#[test]
+fn check_names_file_and_line() {
+    check_fails(
+        "bad-ipv4.toml",
+        &at("bad-ipv4.zone", 6),
+        "invalid IPv4 address \"192.0.2.300\"",
+    );
+    check_fails(
+        "unknown-type.toml",
+        &at("unknown-type.zone", 7),
+        "unknown record type \"BOGUS\"",
+    );
+    // Whole-zone problems have no line of their own: line 0.
+    check_fails("no-soa.toml", &at("no-soa.zone", 0), "no SOA record");
+    check_fails(
+        "no-apex-ns.toml",
+        &at("no-apex-ns.zone", 0),
+        "no NS records",
+    );
+    // The line of the CNAME (9), not that of the A record written first (7).
+    check_fails(
+        "cname-beside-data.toml",
+        &at("cname-beside-data.zone", 9),
+        "CNAME at www.example.org. beside other data (A)",
+    );
+    check_fails(
+        "outside-zone.toml",
+        &at("outside-zone.zone", 7),
+        "www.example.net. is outside the zone example.org.",
+    );
+    check_fails(
+        "ns-no-glue.toml",
+        &at("ns-no-glue.zone", 8),
+        "NS target ns1.child.example.org. of child.example.org. is inside the zone",
+    );
+    // The included file and its line, not the $INCLUDE line of the outer file.
+    check_fails(
+        "include-error.toml",
+        &at("include-inner.zone", 4),
+        "invalid IPv6 address \"2001:db8::zz\"",
+    );
+    // Config problems: the TOML file is named, with the offending key.
+    check_fails(
+        "unknown-key.toml",
+        &format!("{}: ", broken("unknown-key.toml").display()),
+        "line 6",
+    );
+    let out = gslbd_check(Some(&broken("unknown-key.toml")));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown field `colour`"), "{stderr}");
+    check_fails(
+        "undefined-zone.toml",
+        "listener \"all\" serves zone \"example.com.\"",
+        "which no [[zone]] defines",
+    );
+    // The control: the same layout without a problem passes.
+    let good = gslbd_check(Some(&broken("good.toml")));
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+}
+
+#[test]
+fn check_passes_on_the_lab_and_the_battery() {
+    let lab = gslbd_check(None);
+    let stdout = String::from_utf8_lossy(&lab.stdout);
+    assert!(
+        lab.status.success(),
+        "gslbd check (the lab) failed:\n{stdout}{}",
+        String::from_utf8_lossy(&lab.stderr)
+    );
+    assert!(
+        stdout.contains("the built-in lab world: ok (7 zones, 6 listeners)"),
+        "{stdout}"
+    );
+
+    let battery = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/battery/battery.toml");
+    let out = gslbd_check(Some(&battery));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "gslbd check {} failed:\n{stdout}{}",
+        battery.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(": ok ("), "{stdout}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. SIGHUP reload while a client keeps asking
+
+const RELOAD_CONFIG: &str = r#"
+[[zone]]
+name = "example.org."
+file = "example.org.zone"
+
+[[listener]]
+name = "all"
+addresses = ["127.0.0.1:0"]
+zones = ["*"]
+"#;
+
+fn reload_zone(serial: u32, v: &str) -> String {
+    format!(
+        "$ORIGIN example.org.\n\
+         $TTL 60\n\
+         @    IN SOA ns1 hostmaster {serial} 3600 900 1209600 60\n\
+         @    IN NS  ns1\n\
+         ns1  IN A   127.0.0.1\n\
+         v    IN A   {v}\n"
+    )
+}
+
+/// Replaces a file in one step, so a reload never sees half of it.
+fn write_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn query_bytes(id: u16, name: &str, qtype: u16) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&id.to_be_bytes());
+    b.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0]); // no RD; one question
+    for label in name.trim_end_matches('.').split('.') {
+        b.push(label.len() as u8);
+        b.extend_from_slice(label.as_bytes());
+    }
+    b.push(0);
+    b.extend_from_slice(&qtype.to_be_bytes());
+    b.extend_from_slice(&1u16.to_be_bytes());
+    b
+}
+
+/// One query of the load: when it was sent, when its reply came, what the reply said.
+#[derive(Debug)]
+struct Obs {
+    sent: Instant,
+    received: Option<Instant>,
+    outcome: Result<Ipv4Addr, String>,
+}
+
+/// What a reply to `v.example.org A` must be: authoritative NOERROR with exactly one A record.
+fn judge(id: u16, bytes: &[u8]) -> Result<Ipv4Addr, String> {
+    let m = Message::from_vec(bytes).map_err(|e| format!("unparsable reply: {e}"))?;
+    if m.metadata.id != id {
+        return Err(format!("reply ID {} to query {id}", m.metadata.id));
+    }
+    if m.metadata.response_code != ResponseCode::NoError {
+        return Err(format!("rcode {:?}", m.metadata.response_code));
+    }
+    if !m.metadata.authoritative {
+        return Err("no AA".into());
+    }
+    match m.answers.as_slice() {
+        [r] if r.name.to_ascii().eq_ignore_ascii_case("v.example.org.") => match &r.data {
+            RData::A(a) => Ok(a.0),
+            other => Err(format!("answer {other:?}")),
+        },
+        other => Err(format!("answers {other:?}")),
+    }
+}
+
+/// Sends `v.example.org A` with one query outstanding at a time until `stop` (or `max` queries),
+/// never retrying: a query without a reply within `per_query` is recorded as lost.
+fn load_client(
+    server: SocketAddr,
+    stop: Arc<AtomicBool>,
+    max: usize,
+    per_query: Duration,
+    pause: Duration,
+) -> (Vec<Obs>, usize) {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect(server).unwrap();
+    let mut obs = Vec::new();
+    let mut strays = 0;
+    let mut buf = vec![0u8; 4096];
+    while !stop.load(Ordering::SeqCst) && obs.len() < max {
+        let id = obs.len() as u16;
+        let q = query_bytes(id, "v.example.org.", 1);
+        let sent = Instant::now();
+        sock.send(&q).expect("send the query");
+        let deadline = sent + per_query;
+        let (received, outcome) = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break (None, Err("timeout".to_string()));
+            }
+            sock.set_read_timeout(Some(left)).unwrap();
+            match sock.recv(&mut buf) {
+                // A late reply to an earlier query (one that timed out): not this one's.
+                Ok(n) if n >= 2 && u16::from_be_bytes([buf[0], buf[1]]) != id => strays += 1,
+                Ok(n) => break (Some(Instant::now()), judge(id, &buf[..n])),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => break (None, Err(format!("recv: {e}"))),
+            }
+        };
+        obs.push(Obs {
+            sent,
+            received,
+            outcome,
+        });
+        std::thread::sleep(pause);
+    }
+    (obs, strays)
+}
+
+#[test]
+fn reload_under_load() {
+    const OLD: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const NEW: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gslbd.toml");
+    let zone = dir.path().join("example.org.zone");
+    std::fs::write(&config, RELOAD_CONFIG).unwrap();
+    write_atomically(&zone, &reload_zone(1, "192.0.2.1"));
+
+    let mut gslbd = Gslbd::start(&["serve", "-c", config.to_str().unwrap(), "--port", "0"]);
+    let port = gslbd.wait_port();
+    let server = SocketAddr::from(([127, 0, 0, 1], port));
+    let started = Instant::now();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            load_client(
+                server,
+                stop,
+                8000,
+                Duration::from_secs(1),
+                Duration::from_micros(300),
+            )
+        })
+    };
+    // Stop the client even if an assertion below panics, so the test cannot hang on it.
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let _stop_guard = StopOnDrop(stop.clone());
+
+    std::thread::sleep(Duration::from_millis(300));
+
+    // (i) A broken zone: the reload fails, the old data keeps being served.
+    let mut broken = reload_zone(2, "192.0.2.2");
+    broken = broken.replace("v    IN A   192.0.2.2", "v    IN A   192.0.2.2.5");
+    write_atomically(&zone, &broken);
+    let from = gslbd.log_len();
+    gslbd.sighup();
+    let (failed_at, t_failed) = gslbd.wait_for("reload failed", from);
+    let problem = format!("{}:6: invalid IPv4 address \"192.0.2.2.5\"", zone.display());
+    gslbd.wait_for(&problem, failed_at);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // (ii) A good zone with a new address and serial: the reload swaps it in.
+    write_atomically(&zone, &reload_zone(2, "192.0.2.2"));
+    let from = gslbd.log_len();
+    let t_hup = Instant::now();
+    gslbd.sighup();
+    let (_, t_reloaded) = gslbd.wait_for("reloaded", from);
+    std::thread::sleep(Duration::from_millis(500));
+
+    stop.store(true, Ordering::SeqCst);
+    let (obs, strays) = client.join().expect("the client thread");
+    let ran = started.elapsed();
+
+    // The new serial is what SOA says now.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    sock.send_to(&query_bytes(7, "example.org.", 6), server)
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = sock.recv(&mut buf).expect("a reply to the SOA query");
+    let soa = Message::from_vec(&buf[..n]).unwrap();
+    match soa.answers.first().map(|r| &r.data) {
+        Some(RData::SOA(s)) => assert_eq!(s.serial, 2),
+        other => panic!("no SOA in the answer: {other:?}"),
+    }
+
+    // Every query answered, once, correctly.
+    let ms = |t: Instant| -> i128 {
+        if t >= t_reloaded {
+            (t - t_reloaded).as_micros() as i128
+        } else {
+            -((t_reloaded - t).as_micros() as i128)
+        }
+    };
+    let received = obs.iter().filter(|o| o.received.is_some()).count();
+    let bad: Vec<String> = obs
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.outcome.is_err() || o.received.is_none())
+        .map(|(i, o)| format!("#{i} sent at {}us: {:?}", ms(o.sent), o.outcome))
+        .take(10)
+        .collect();
+    assert_eq!(
+        received,
+        obs.len(),
+        "{} queries sent, {received} answered; first problems: {bad:?}",
+        obs.len()
+    );
+    assert!(bad.is_empty(), "bad replies: {bad:?}");
+    assert_eq!(strays, 0, "replies that matched no outstanding query");
+    assert!(
+        obs.len() < 8000,
+        "the client hit its cap before the test ended"
+    );
+
+    // Old, then new, switching once; never anything else.
+    let addrs: Vec<(Instant, Instant, Ipv4Addr)> = obs
+        .iter()
+        .map(|o| (o.sent, o.received.unwrap(), *o.outcome.as_ref().unwrap()))
+        .collect();
+    for (i, &(sent, _, a)) in addrs.iter().enumerate() {
+        assert!(a == OLD || a == NEW, "#{i} at {}us: {a}", ms(sent));
+    }
+    let switch = addrs
+        .iter()
+        .position(|&(_, _, a)| a == NEW)
+        .unwrap_or(addrs.len());
+    if let Some((i, &(sent, _, _))) = addrs[switch..].iter().enumerate().find(|(_, x)| x.2 == OLD) {
+        panic!(
+            "the old address came back after the new one: #{} sent at {}us",
+            switch + i,
+            ms(sent)
+        );
+    }
+    // Replies that arrived before the second SIGHUP are old (the failed reload changed nothing);
+    // queries sent after `reloaded` was logged are new. Between the two lies the swap.
+    for (i, &(sent, got, a)) in addrs.iter().enumerate() {
+        if got < t_hup {
+            assert_eq!(
+                a,
+                OLD,
+                "#{i} sent at {}us, before the good reload",
+                ms(sent)
+            );
+        }
+        if sent > t_reloaded {
+            assert_eq!(a, NEW, "#{i} sent at {}us, after `reloaded`", ms(sent));
+        }
+    }
+    // Each phase saw real traffic, so the checks above mean something.
+    let count =
+        |f: &dyn Fn(&(Instant, Instant, Ipv4Addr)) -> bool| addrs.iter().filter(|x| f(x)).count();
+    let after_failure = count(&|&(s, g, _)| s > t_failed && g < t_hup);
+    let after_reload = count(&|&(s, _, _)| s > t_reloaded);
+    assert!(
+        after_failure >= 20,
+        "only {after_failure} queries between the failed reload and the good one"
+    );
+    assert!(
+        after_reload >= 20,
+        "only {after_reload} queries after the good reload"
+    );
+    assert!(ran < Duration::from_secs(15), "the run took {ran:?}");
+    eprintln!(
+        "reload under load: {} queries in {ran:?}, {after_failure} after the failed reload, \
+         {after_reload} after the good one, swap at #{switch} ({}us from the log line)",
+        obs.len(),
+        addrs.get(switch).map_or(0, |x| ms(x.0))
+    );
+    drop(gslbd);
+}
