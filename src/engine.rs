@@ -84,10 +84,12 @@ pub fn answer<'z>(zones: &'z ZoneSet, q: &Question<'_>, max_chain: usize) -> Ans
         return Answer::new(Outcome::Refused);
     };
     // RFC 4035 3.1.4.1: DS lives in the parent; answer from it when we serve it too.
-    if q.qtype == RecordType::DS && q.key == &*zone.origin_key
-        && let Some(parent) = name::parent(q.key).and_then(|p| zones.find(p)) {
-            zone = parent;
-        }
+    if q.qtype == RecordType::DS
+        && q.key == &*zone.origin_key
+        && let Some(parent) = name::parent(q.key).and_then(|p| zones.find(p))
+    {
+        zone = parent;
+    }
 
     let mut out = Answer::new(Outcome::NoError);
     out.aa = true;

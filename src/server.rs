@@ -312,9 +312,10 @@ async fn serve_udp(
         };
         let snapshot = snap.load();
         if let Some(resp) = query::respond(&snapshot, listener, &buf[..n], &client)
-            && let Err(e) = socket.send_to(&resp, peer).await {
-                tracing::debug!("udp send to {peer}: {e}");
-            }
+            && let Err(e) = socket.send_to(&resp, peer).await
+        {
+            tracing::debug!("udp send to {peer}: {e}");
+        }
     }
 }
 

@@ -250,10 +250,11 @@ pub fn parse_query(buf: &[u8]) -> Result<Query<'_>, Reject<'_>> {
         return err(rcode::FORMERR, Some(question), edns);
     }
     if let Some(e) = edns
-        && e.version > 0 {
-            // RFC 6891 6.1.3.
-            return err(rcode::BADVERS, Some(question), Some(e));
-        }
+        && e.version > 0
+    {
+        // RFC 6891 6.1.3.
+        return err(rcode::BADVERS, Some(question), Some(e));
+    }
     if opcode != 0 {
         return err(rcode::NOTIMP, Some(question), edns);
     }

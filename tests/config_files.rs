@@ -8,11 +8,14 @@ fn every_shipped_config_builds() {
     let root = env!("CARGO_MANIFEST_DIR");
     let mut checked = 0;
     for dir in ["deploy", "tests/data/battery", "tests/data/differential"] {
-        let Ok(entries) = std::fs::read_dir(format!("{root}/{dir}")) else { continue };
+        let Ok(entries) = std::fs::read_dir(format!("{root}/{dir}")) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.extension().is_some_and(|x| x == "toml") {
-                Snapshot::build(&Source::file(&p)).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                Snapshot::build(&Source::file(&p))
+                    .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
                 checked += 1;
             }
         }

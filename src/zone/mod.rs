@@ -344,3 +344,109 @@ impl ZoneSet {
         self.zones.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct OneFile(&'static str);
+    impl ZoneFs for OneFile {
+        fn read(&self, _: &Path) -> std::io::Result<String> {
+            Ok(self.0.to_string())
+        }
+    }
+
+    fn load(text: &'static str) -> Result<Zone, Vec<ZoneError>> {
+        Zone::load(
+            &Name::from_ascii("example.com.").unwrap(),
+            Path::new("z.zone"),
+            &OneFile(text),
+        )
+    }
+
+    const HEAD: &str =
+        "$ORIGIN example.com.\n$TTL 60\n@ SOA ns1 h 7 1 1 1 30\n@ NS ns1\nns1 A 192.0.2.1\n";
+
+    fn with(tail: &str) -> &'static str {
+        Box::leak(format!("{HEAD}{tail}").into_boxed_str())
+    }
+
+    fn messages(r: Result<Zone, Vec<ZoneError>>) -> Vec<String> {
+        r.err()
+            .expect("load fails")
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn good_zone_has_empty_non_terminals_and_negative_ttl() {
+        let z = load(with(
+            "a.b.c A 192.0.2.9\nchild NS ns.child\nns.child A 192.0.2.2\n",
+        ))
+        .unwrap();
+        assert_eq!(z.negative_ttl, 30);
+        assert_eq!(z.serial, 7);
+        let key = |s: &str| name::key_of(&Name::from_ascii(s).unwrap());
+        assert!(z.node(&key("b.c.example.com.")).unwrap().rrsets.is_empty());
+        assert!(z.node(&key("c.example.com.")).unwrap().rrsets.is_empty());
+        assert!(z.node(&key("child.example.com.")).unwrap().cut);
+        assert!(!z.apex().cut);
+    }
+
+    #[test]
+    fn duplicate_records_merge_and_rrset_ttl_is_the_lowest() {
+        let z = load(with(
+            "w 100 A 192.0.2.5\nw 50 A 192.0.2.5\nw 70 A 192.0.2.6\n",
+        ))
+        .unwrap();
+        let key = name::key_of(&Name::from_ascii("w.example.com.").unwrap());
+        let set = z.node(&key).unwrap().rrset(RecordType::A).unwrap();
+        assert_eq!((set.ttl, set.rdatas.len()), (50, 2));
+    }
+
+    #[test]
+    fn cname_beside_data_names_the_cname_line() {
+        let m = messages(load(with("w A 192.0.2.5\nw CNAME other\n")));
+        assert_eq!(m.len(), 1);
+        assert!(
+            m[0].starts_with("z.zone:7: CNAME at w.example.com. beside other data (A)"),
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn out_of_zone_data_and_glueless_in_zone_ns_are_errors() {
+        let m = messages(load(with(
+            "www.example.org. A 192.0.2.5\nchild NS ns.child\n",
+        )));
+        assert!(
+            m[0].starts_with("z.zone:6: www.example.org. is outside the zone"),
+            "{m:?}"
+        );
+        assert!(
+            m[1].starts_with("z.zone:7: NS target ns.child.example.com. of child.example.com."),
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn missing_soa_and_ns_are_reported_together() {
+        let m = messages(load("$ORIGIN example.com.\n$TTL 60\nwww A 192.0.2.1\n"));
+        assert!(
+            m.iter().any(|e| e.contains("no SOA record at the apex")),
+            "{m:?}"
+        );
+        assert!(
+            m.iter().any(|e| e.contains("no NS records at the apex")),
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn second_soa_and_second_cname_are_errors() {
+        let m = messages(load(with("@ SOA ns1 h 8 1 1 1 30\nc CNAME a\nc CNAME b\n")));
+        assert!(m[0].contains(":6: a second SOA"), "{m:?}");
+        assert!(m[1].contains(":8: a second CNAME"), "{m:?}");
+    }
+}

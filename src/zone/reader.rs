@@ -1624,32 +1624,4 @@ mod tests {
         assert_eq!(rs.len(), 2);
         assert_eq!(rs[1].line, 3);
     }
-
-    /// `cargo test --release --lib zone::reader -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn speed_one_million_records() {
-        let mut text = String::from("$TTL 300\n@ SOA ns1 hostmaster 1 2 3 4 5\n");
-        for i in 0..1_000_000u32 {
-            use std::fmt::Write;
-            match i % 4 {
-                0 => writeln!(
-                    text,
-                    "host{i} A 10.{}.{}.{}",
-                    (i >> 16) & 255,
-                    (i >> 8) & 255,
-                    i & 255
-                ),
-                1 => writeln!(text, "  AAAA 2001:db8::{:x}", i & 0xffff),
-                2 => writeln!(text, "h{i} 60 IN TXT \"v=spf1 -all\" \"x{i}\""),
-                _ => writeln!(text, "m{i} MX 10 mail{i}.example.net."),
-            }
-            .unwrap();
-        }
-        let fs = MemFs::new(&[("big.zone", &text)]);
-        let start = std::time::Instant::now();
-        let rs = read_zone(&name("example.com."), Path::new("big.zone"), &fs).unwrap();
-        println!("{} records in {:?}", rs.len(), start.elapsed());
-        assert_eq!(rs.len(), 1_000_001);
-    }
 }
