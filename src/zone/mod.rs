@@ -372,8 +372,7 @@ mod tests {
     }
 
     fn messages(r: Result<Zone, Vec<ZoneError>>) -> Vec<String> {
-        r.err()
-            .expect("load fails")
+        r.expect_err("load fails")
             .iter()
             .map(|e| e.to_string())
             .collect()
