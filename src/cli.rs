@@ -117,6 +117,15 @@ fn serve(source: Source) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        match crate::server::reload_on_sighup(server.handle()) {
+            Ok(task) => {
+                tokio::spawn(task);
+            }
+            Err(e) => {
+                eprintln!("gslbd: cannot handle SIGHUP: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
         let addrs = server.addresses();
         {
             let snap = server.handle().snapshot();
@@ -142,7 +151,7 @@ fn serve(source: Source) -> ExitCode {
             }
             info!("shutting down");
         };
-        match server.run(shutdown, true).await {
+        match server.run(shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("gslbd: {e}");

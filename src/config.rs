@@ -92,7 +92,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}: {message}", path.display())]
+    /// `message` starts with the line number when the parser knows it.
+    #[error("{}:{message}", path.display())]
     Parse { path: PathBuf, message: String },
 }
 
@@ -171,9 +172,19 @@ impl Source {
     }
 }
 
+/// Parses config text; an error is one line, `path:LINE: message`, like zone errors.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    toml::from_str(text).map_err(|e| ConfigError::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string().trim_end().to_string(),
+    toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        let message = e.message().trim_end().replace('\n', "; ");
+        ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: match line {
+                Some(l) => format!("{l}: {message}"),
+                None => format!(" {message}"),
+            },
+        }
     })
 }

@@ -92,6 +92,18 @@ impl Handle {
     }
 }
 
+/// Installs the SIGHUP handler now (so a SIGHUP right after startup cannot kill the process with
+/// the default action) and returns the task that reloads on each one.
+pub fn reload_on_sighup(handle: Handle) -> io::Result<impl Future<Output = ()>> {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    Ok(async move {
+        while hup.recv().await.is_some() {
+            info!("SIGHUP: reloading");
+            handle.reload_logged().await;
+        }
+    })
+}
+
 /// One bound socket and the listener it belongs to.
 enum Bound {
     Udp {
@@ -154,8 +166,8 @@ impl Server {
             .collect()
     }
 
-    /// Serves until `shutdown` resolves; reloads on SIGHUP when `sighup` is set.
-    pub async fn run(self, shutdown: impl Future<Output = ()>, sighup: bool) -> io::Result<()> {
+    /// Serves until `shutdown` resolves.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let mut tasks = JoinSet::new();
         let limits = self.handle.snapshot().limits.clone();
         let tcp_slots = Arc::new(Semaphore::new(limits.tcp_max_connections));
@@ -170,17 +182,6 @@ impl Server {
                     tasks.spawn(serve_tcp(snap, listener, socket, tcp_slots.clone(), idle));
                 }
             }
-        }
-        if sighup {
-            let handle = self.handle.clone();
-            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-            tasks.spawn(async move {
-                while hup.recv().await.is_some() {
-                    info!("SIGHUP: reloading");
-                    handle.reload_logged().await;
-                }
-                Ok(())
-            });
         }
         tokio::select! {
             _ = shutdown => Ok(()),

@@ -42,15 +42,19 @@ impl BuildError {
 impl Snapshot {
     pub fn build(source: &Source) -> Result<Snapshot, BuildError> {
         let (config, fs, base) = source.load().map_err(BuildError::one)?;
-        Snapshot::from_config(config, fs.as_ref(), &base)
+        Snapshot::from_config(config, fs.as_ref(), &base, &source.describe())
     }
 
+    /// `label` names the configuration in problems that are not about a zone file.
     pub fn from_config(
         config: Config,
         fs: &dyn ZoneFs,
         base: &Path,
+        label: &str,
     ) -> Result<Snapshot, BuildError> {
         let mut problems = Vec::new();
+        // Zone problems carry their own file:line; the others name the configuration.
+        let mut config_problems = Vec::new();
         let mut zones: HashMap<String, Arc<Zone>> = HashMap::new();
         let mut ordered = Vec::new();
         for zc in &config.zones {
@@ -60,13 +64,13 @@ impl Snapshot {
                     n
                 }
                 Err(e) => {
-                    problems.push(format!("zone \"{}\": invalid name: {e}", zc.name));
+                    config_problems.push(format!("zone \"{}\": invalid name: {e}", zc.name));
                     continue;
                 }
             };
             let canon = origin.to_lowercase().to_string();
             if zones.contains_key(&canon) {
-                problems.push(format!("zone {canon} is configured twice"));
+                config_problems.push(format!("zone {canon} is configured twice"));
                 continue;
             }
             let path = base.join(&zc.file);
@@ -85,14 +89,14 @@ impl Snapshot {
         let mut addrs = HashSet::new();
         for l in &config.listeners {
             if !names.insert(l.name.clone()) {
-                problems.push(format!("listener \"{}\" is configured twice", l.name));
+                config_problems.push(format!("listener \"{}\" is configured twice", l.name));
             }
             if l.addresses.is_empty() {
-                problems.push(format!("listener \"{}\" has no addresses", l.name));
+                config_problems.push(format!("listener \"{}\" has no addresses", l.name));
             }
             for a in &l.addresses {
                 if a.port() != 0 && !addrs.insert(*a) {
-                    problems.push(format!("address {a} is used by two listeners"));
+                    config_problems.push(format!("address {a} is used by two listeners"));
                 }
             }
             let mut set = ZoneSet::default();
@@ -115,7 +119,7 @@ impl Snapshot {
                         .zones
                         .iter()
                         .any(|zc| zc.name.eq_ignore_ascii_case(zname)) => {}
-                    None => problems.push(format!(
+                    None => config_problems.push(format!(
                         "listener \"{}\" serves zone \"{zname}\", which no [[zone]] defines",
                         l.name
                     )),
@@ -124,17 +128,18 @@ impl Snapshot {
             views.push(set);
         }
         if config.listeners.is_empty() {
-            problems.push("no [[listener]] configured: nothing would be served".into());
+            config_problems.push("no [[listener]] configured: nothing would be served".into());
         }
         if config.limits.udp_payload < 512 {
-            problems.push(format!(
+            config_problems.push(format!(
                 "limits.udp_payload = {}: must be at least 512 (RFC 6891 6.2.5)",
                 config.limits.udp_payload
             ));
         }
         if config.limits.cname_chain == 0 {
-            problems.push("limits.cname_chain must be at least 1".into());
+            config_problems.push("limits.cname_chain must be at least 1".into());
         }
+        problems.extend(config_problems.into_iter().map(|p| format!("{label}: {p}")));
         if !problems.is_empty() {
             return Err(BuildError { problems });
         }

@@ -594,18 +594,21 @@ fn check_names_file_and_line() {
         &at("include-inner.zone", 4),
         "invalid IPv6 address \"2001:db8::zz\"",
     );
-    // Config problems: the TOML file is named, with the offending key.
+    // Config problems: one line, the TOML file and line named, with the offending key.
     check_fails(
         "unknown-key.toml",
-        &format!("{}: ", broken("unknown-key.toml").display()),
-        "line 6",
+        &at("unknown-key.toml", 6),
+        "unknown field `colour`",
     );
     let out = gslbd_check(Some(&broken("unknown-key.toml")));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown field `colour`"), "{stderr}");
     check_fails(
         "undefined-zone.toml",
-        "listener \"all\" serves zone \"example.com.\"",
+        &format!(
+            "{}: listener \"all\" serves zone \"example.com.\"",
+            broken("undefined-zone.toml").display()
+        ),
         "which no [[zone]] defines",
     );
     // The control: the same layout without a problem passes.
@@ -626,10 +629,7 @@ fn check_passes_on_the_lab_and_the_battery() {
         "gslbd check (the lab) failed:\n{stdout}{}",
         String::from_utf8_lossy(&lab.stderr)
     );
-    assert!(
-        stdout.contains("the built-in lab world: ok (7 zones, 6 listeners)"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("the built-in lab world: ok ("), "{stdout}");
 
     let battery = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/battery/battery.toml");
     let out = gslbd_check(Some(&battery));

@@ -45,12 +45,9 @@ pub async fn start(mut source: Source) -> TestServer {
     let addrs = server.addresses();
     let handle = server.handle();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run(
-        async move {
-            let _ = rx.await;
-        },
-        false,
-    ));
+    tokio::spawn(server.run(async move {
+        let _ = rx.await;
+    }));
     TestServer {
         addrs,
         handle,
