@@ -34,20 +34,21 @@ const IN_FLIGHT: usize = 16;
 const KNOT_CNAME_CHAIN_MAX: usize = 5;
 
 // ---------------------------------------------------------------------------------------------
-// Zones: the files named by the config, and what they contain (owner names and their types).
+// Zones: the files named by the config, and the names they own.
 
 struct ZoneFile {
     apex: String,
     path: PathBuf,
 }
 
-/// The zones of `CONFIG`, with absolute paths (Knot needs them; gslbd resolves the same ones).
-fn zones() -> Vec<ZoneFile> {
+/// The zones of `CONFIG` with absolute paths (Knot needs them; gslbd resolves the same ones),
+/// and the EDNS payload gslbd advertises (Knot is configured to advertise the same).
+fn zones() -> (Vec<ZoneFile>, u16) {
     let path = common::data(CONFIG);
     let text = std::fs::read_to_string(&path).expect("read the differential config");
     let config = gslbd::config::parse(&text, &path).expect("parse the differential config");
     let base = path.parent().unwrap();
-    config
+    let zones = config
         .zones
         .iter()
         .map(|z| ZoneFile {
@@ -55,7 +56,8 @@ fn zones() -> Vec<ZoneFile> {
             path: std::fs::canonicalize(base.join(&z.file))
                 .unwrap_or_else(|e| panic!("zone file {}: {e}", z.file.display())),
         })
-        .collect()
+        .collect();
+    (zones, config.limits.udp_payload)
 }
 
 fn lower_abs(name: &str) -> String {
@@ -63,12 +65,12 @@ fn lower_abs(name: &str) -> String {
     if n.ends_with('.') { n } else { format!("{n}.") }
 }
 
-/// Owner names and the types they hold, read from the zone files (a small reader: enough for
-/// these files, which are plain RFC 1035 master files with `$ORIGIN`, `$TTL` and `$INCLUDE`).
+/// The zones' apexes and owner names, read from the zone files (a small reader: enough for these
+/// files, which are plain RFC 1035 master files with `$ORIGIN`, `$TTL` and `$INCLUDE`).
 #[derive(Default)]
 struct ZoneData {
     apexes: Vec<String>,
-    types: BTreeMap<String, BTreeSet<String>>,
+    owners: BTreeSet<String>,
 }
 
 impl ZoneData {
@@ -85,7 +87,6 @@ impl ZoneData {
         let text =
             std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let mut origin = origin.to_string();
-        let mut owner = origin.clone();
         let mut in_parens = false;
         for raw in text.lines() {
             let line = strip_comment(raw);
@@ -111,18 +112,10 @@ impl ZoneData {
                 }
                 continue;
             }
-            let mut rest = &tokens[..];
+            // A record line starting with blanks continues the previous owner.
             if !line.starts_with([' ', '\t']) {
-                owner = absolute(tokens[0], &origin);
-                rest = &tokens[1..];
+                self.owners.insert(absolute(tokens[0], &origin));
             }
-            // TTL and class come before the type, in either order.
-            let rtype = rest
-                .iter()
-                .find(|t| !t.chars().all(|c| c.is_ascii_digit()) && !t.eq_ignore_ascii_case("IN"))
-                .map(|t| t.to_ascii_uppercase())
-                .unwrap_or_default();
-            self.types.entry(owner.clone()).or_default().insert(rtype);
             in_parens = line.contains('(') && !line.contains(')');
         }
     }
@@ -135,35 +128,6 @@ impl ZoneData {
             .filter(|a| is_at_or_below(&name, a))
             .max_by_key(|a| a.len())
             .map(String::as_str)
-    }
-
-    /// Whether `name` holds an RRset of type `rtype` in the zone data, directly or through the
-    /// wildcard that synthesises it (the source of synthesis of RFC 4592 3.3.1).
-    fn holds(&self, name: &str, rtype: &str) -> bool {
-        let name = lower_abs(name);
-        if let Some(t) = self.types.get(&name) {
-            return t.contains(rtype);
-        }
-        // Closest encloser: the longest existing ancestor (or empty non-terminal).
-        let mut n = name.as_str();
-        while let Some((_, parent)) = n.split_once('.') {
-            if parent.is_empty() {
-                break;
-            }
-            if self.exists(parent) {
-                return self
-                    .types
-                    .get(&format!("*.{parent}"))
-                    .is_some_and(|t| t.contains(rtype));
-            }
-            n = parent;
-        }
-        false
-    }
-
-    /// Whether a node exists at `name`: it owns records or has descendants that do.
-    fn exists(&self, name: &str) -> bool {
-        self.types.keys().any(|o| is_at_or_below(o, name))
     }
 }
 
@@ -230,11 +194,11 @@ fn free_port() -> u16 {
     }
 }
 
-fn knot_conf(dir: &Path, port: u16, zones: &[ZoneFile]) -> String {
+fn knot_conf(dir: &Path, port: u16, zones: &[ZoneFile], payload: u16) -> String {
     let d = dir.display();
     let mut c = format!(
         "server:\n    rundir: \"{d}\"\n    listen: 127.0.0.1@{port}\n    udp-workers: 1\n    \
-         tcp-workers: 1\n    background-workers: 1\n\
+         tcp-workers: 1\n    background-workers: 1\n    udp-max-payload: {payload}\n\
          control:\n    listen: \"{d}/knot.sock\"\n\
          log:\n  - target: stderr\n    any: notice\n\
          database:\n    storage: \"{d}\"\n\
@@ -261,7 +225,7 @@ enum NotReady {
 }
 
 impl Knot {
-    async fn start(zones: &[ZoneFile]) -> Knot {
+    async fn start(zones: &[ZoneFile], payload: u16) -> Knot {
         let bin = knotd_binary().unwrap_or_else(|| {
             panic!(
                 "knotd (Knot DNS) is not installed, and the differential test needs it: \
@@ -273,7 +237,7 @@ impl Knot {
             let dir = tempfile::tempdir().expect("tempdir");
             let port = free_port();
             let conf = dir.path().join("knot.conf");
-            std::fs::write(&conf, knot_conf(dir.path(), port, zones)).unwrap();
+            std::fs::write(&conf, knot_conf(dir.path(), port, zones, payload)).unwrap();
             let log = dir.path().join("knotd.log");
             let out = std::fs::File::create(&log).unwrap();
             let child = Command::new(&bin)
@@ -309,6 +273,15 @@ impl Knot {
         panic!("knotd failed to start:\n{failures}");
     }
 
+    async fn answers_tcp(&self, apex: &str) -> bool {
+        let connect = tokio::net::TcpStream::connect(self.addr);
+        let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_millis(200), connect).await else {
+            return false;
+        };
+        common::tcp_send(&mut s, &Q::new(apex, 6).bytes()).await;
+        common::tcp_recv(&mut s).await.is_some()
+    }
+
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -324,8 +297,10 @@ impl Knot {
                 return Err(NotReady::Exited(status.to_string()));
             }
             let mut still = Vec::new();
-            for apex in pending {
-                let q = Q::new(apex, 6).bytes();
+            for (i, apex) in pending.into_iter().enumerate() {
+                let mut q = Q::new(apex, 6);
+                q.id = i as u16;
+                let q = q.bytes();
                 sock.send_to(&q, self.addr).await.unwrap();
                 let reply =
                     tokio::time::timeout(Duration::from_millis(200), sock.recv_from(&mut buf))
@@ -340,11 +315,7 @@ impl Knot {
                 }
             }
             pending = still;
-            if pending.is_empty()
-                && common::tcp_raw(self.addr, &Q::new(zones[0].apex.as_str(), 6).bytes())
-                    .await
-                    .is_some()
-            {
+            if pending.is_empty() && self.answers_tcp(&zones[0].apex).await {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -368,7 +339,7 @@ impl Lcg {
         (self.0 >> 33) as u32
     }
     fn one_in(&mut self, n: u32) -> bool {
-        self.next() % n == 0
+        self.next().is_multiple_of(n)
     }
 }
 
@@ -436,8 +407,13 @@ impl Case {
             None => "no EDNS".to_string(),
             Some((p, v, d, _)) => format!("EDNS({v}) udp={p}{}", if *d { " do" } else { "" }),
         };
+        let class = if self.q.qclass == 1 {
+            String::new()
+        } else {
+            format!(" CLASS{}", self.q.qclass)
+        };
         format!(
-            "{} {} over {:?}, id {}, flags:{flags}, {edns}",
+            "{}{class} {} over {:?}, id {}, flags:{flags}, {edns}",
             self.q.name, self.qtype_name, self.via, self.q.id
         )
     }
@@ -445,7 +421,7 @@ impl Case {
 
 fn query_names(data: &ZoneData) -> Vec<String> {
     let mut names = BTreeSet::new();
-    for owner in data.types.keys() {
+    for owner in &data.owners {
         names.insert(owner.clone());
         // Empty non-terminals between the owner and its zone's apex.
         let apex = data.zone_of(owner).unwrap_or(".");
@@ -502,27 +478,66 @@ fn generate(data: &ZoneData) -> Vec<Case> {
                 0..=2 => None,
                 3..=5 => Some((1232, 0, false, vec![])),
                 6 => Some((1232, 0, true, vec![])),
+                // Other payloads (below 512 counts as 512, above ours as ours; RFC 6891
+                // 6.2.3/6.2.5), and now and then EDNS version 1 (BADVERS, RFC 6891 6.1.3).
                 _ => Some((
-                    if rng.one_in(2) { 512 } else { 4096 },
-                    0,
+                    [100, 512, 1400, 4096][rng.next() as usize % 4],
+                    if rng.one_in(6) { 1 } else { 0 },
                     rng.one_in(2),
                     vec![],
                 )),
             };
+            // Now and then QCLASS ANY (RFC 1035 3.2.5), answered from the IN data.
+            let qclass = if rng.one_in(25) { 255 } else { 1 };
             let via = if rng.one_in(5) { Via::Tcp } else { Via::Udp };
             let q = Q {
                 id,
                 flags,
                 name: vary_case(&name, &mut rng),
                 qtype,
-                qclass: 1,
+                qclass,
                 edns,
             };
             cases.push(Case { q, via, qtype_name });
         }
     }
+    // Answers near and over the UDP limits, under every payload: truncation and trimming.
+    for (name, qtype_name, qtype) in SIZE_PROBES {
+        for edns in [
+            None,
+            Some((512, 0, false, vec![])),
+            Some((1232, 0, false, vec![])),
+            Some((1232, 0, true, vec![])),
+            Some((4096, 0, false, vec![])),
+        ] {
+            let id = cases.len() as u16;
+            let q = Q {
+                id,
+                flags: 0,
+                name: vary_case(name, &mut rng),
+                qtype,
+                qclass: 1,
+                edns,
+            };
+            cases.push(Case {
+                q,
+                via: Via::Udp,
+                qtype_name,
+            });
+        }
+    }
     cases
 }
+
+/// Big RRsets and many additional addresses (tests/data/battery/example.com.zone).
+const SIZE_PROBES: [(&str, &str, u16); 6] = [
+    ("big.example.com.", "TXT", 16),
+    ("big.example.com.", "ANY", 255),
+    ("manymx.example.com.", "MX", 15),
+    ("manymx.example.com.", "ANY", 255),
+    ("www.yourcompany.com.", "A", 1),
+    ("object.yourcompany.com.", "A", 1),
+];
 
 // ---------------------------------------------------------------------------------------------
 // Responses, reduced to what is compared.
@@ -675,7 +690,13 @@ fn rrs(records: &[hickory_proto::rr::Record]) -> BTreeSet<Rr> {
         .collect()
 }
 
-fn view(bytes: Option<Vec<u8>>) -> Reply {
+/// The reply reduced to what is compared, and its size on the wire.
+fn view(bytes: Option<Vec<u8>>) -> (Reply, usize) {
+    let size = bytes.as_ref().map_or(0, Vec::len);
+    (parse(bytes), size)
+}
+
+fn parse(bytes: Option<Vec<u8>>) -> Reply {
     let Some(b) = bytes else { return Reply::None };
     if b.len() < 12 {
         return Reply::Unparsable(format!("{} bytes", b.len()));
@@ -781,6 +802,37 @@ fn dig(r: &Reply) -> String {
     s
 }
 
+/// Which parts of two replies differ, for the report.
+fn differing(g: &Reply, k: &Reply) -> String {
+    let (Reply::Ok(g), Reply::Ok(k)) = (g, k) else {
+        return "a reply is missing or unparsable".into();
+    };
+    let mut parts = Vec::new();
+    if g.id != k.id {
+        parts.push("id".to_string());
+    }
+    if g.flags != k.flags {
+        parts.push(format!("header flags (bits {:#06x})", g.flags ^ k.flags));
+    }
+    for (name, differs) in [
+        ("rcode", g.rcode != k.rcode),
+        ("question", g.question != k.question),
+        ("answer", g.answer != k.answer),
+        ("authority", g.authority != k.authority),
+        ("additional", g.additional != k.additional),
+        ("EDNS", g.opt != k.opt),
+    ] {
+        if differs {
+            parts.push(name.to_string());
+        }
+    }
+    if parts.is_empty() {
+        "nothing (but the UDP size limit is exceeded)".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
 fn show_question(q: &[u8]) -> String {
     if q.is_empty() {
         return "(none)".into();
@@ -807,44 +859,98 @@ fn show_question(q: &[u8]) -> String {
 /// One difference the RFCs allow. `apply` checks that the two answers differ in exactly this
 /// way (in the parts it looks at) and, if so, rewrites gslbd's view into Knot's for those parts
 /// and returns true; the answers must then be identical, possibly after further excuses.
+/// What an excuse may look at besides the two answers.
+struct Pair<'a> {
+    data: &'a ZoneData,
+    case: &'a Case,
+    /// Sizes of the two responses on the wire.
+    g_size: usize,
+    k_size: usize,
+    /// The EDNS payload both servers advertise (and cap UDP answers at).
+    payload: u16,
+}
+
+impl Pair<'_> {
+    /// The most a UDP response to this query may carry: 512 without EDNS, else the client's
+    /// payload (at least 512) capped by ours (RFC 6891 6.2.3-6.2.5).
+    fn udp_limit(&self) -> usize {
+        match &self.case.q.edns {
+            None => 512,
+            Some((payload, ..)) => (*payload).clamp(512, self.payload.max(512)) as usize,
+        }
+    }
+}
+
 struct Excuse {
     name: &'static str,
     reason: &'static str,
-    apply: fn(&ZoneData, &Case, &mut View, &View) -> bool,
+    apply: fn(&Pair<'_>, &mut View, &View) -> bool,
 }
 
 const EXCUSES: &[Excuse] = &[
     Excuse {
         name: "cd-not-copied",
-        reason: "Knot clears CD in answers from unsigned zones; RFC 4035 3.1.6 says the server MUST \
-                 copy CD from the query, which gslbd does (Knot's deviation, harmless: CD only \
-                 matters to validators)",
+        reason: "Knot clears CD in its responses; RFC 4035 3.1.6 says the name server MUST copy \
+                 CD from the query, as gslbd does (Knot's deviation, harmless for unsigned zones)",
         apply: cd_not_copied,
     },
     Excuse {
         name: "ede-on-refused",
-        reason: "Knot adds Extended DNS Error 20 (Not Authoritative) to REFUSED; EDE is optional \
-                 (RFC 8914 section 3: MAY)",
+        reason: "Knot adds Extended DNS Error 20 (Not Authoritative) to REFUSED; an EDE option \
+                 'can be included in any response' and is never required (RFC 8914 section 3)",
         apply: ede_on_refused,
     },
     Excuse {
         name: "rdata-name-case",
         reason: "a name in NS/CNAME/SOA/MX/PTR rdata is compressed against the question as the \
-                 client wrote it by one server and against zone data by the other: names compare \
-                 case-insensitively (RFC 4343 section 3) and compression may take the case of any \
-                 earlier occurrence (RFC 1035 4.1.4, RFC 3597 section 4)",
+                 client wrote it by one server and written with the zone's case by the other: \
+                 names compare case-insensitively (RFC 4343 section 3), a pointer may target any \
+                 earlier occurrence (RFC 1035 4.1.4), and case changes through compression of \
+                 these types are expected (RFC 3597 sections 3-4)",
         apply: rdata_name_case,
+    },
+    Excuse {
+        name: "cname-into-other-zone",
+        reason: "the CNAME chain leads into another zone served here: gslbd restarts the lookup \
+                 at the target as RFC 1034 4.3.2 step 3a says (step 2 then finds the other zone; \
+                 RCODE of the last name, RFC 6604), Knot answers from the question's zone only \
+                 and the resolver follows the CNAME itself (RFC 1034 5.3.3 step 4b); both legal",
+        apply: cname_into_other_zone,
+    },
+    Excuse {
+        name: "cname-chain-limit",
+        reason: "Knot puts at most 5 CNAMEs in one answer (its CNAME_CHAIN_MAX), gslbd up to \
+                 `cname_chain` (12): RFC 1034 4.3.2 sets no limit, and the resolver completes a \
+                 chain cut short (RFC 1034 5.3.3 step 4b)",
+        apply: cname_chain_limit,
+    },
+    Excuse {
+        name: "additional-from-other-zone",
+        reason: "for an NS/MX/SRV target in another zone served here gslbd adds its addresses, \
+                 Knot only takes them from the record's own zone: RFC 1034 4.3.2 step 6 asks \
+                 for useful RRs from local data, which both zones are, and none are required",
+        apply: additional_from_other_zone,
+    },
+    Excuse {
+        name: "additional-trimmed",
+        reason: "UDP answer at the size limit: both leave out optional ADDITIONAL addresses that \
+                 do not fit, without TC (RFC 2181 section 9); gslbd's name compression fits more \
+                 of them than Knot's (required referral glue is not excused, RFC 9471)",
+        apply: additional_trimmed,
     },
 ];
 
+const FLAG_AA: u16 = 0x0400;
 const FLAG_CD: u16 = 0x0010;
+const FLAG_TC: u16 = 0x0200;
 const RCODE_REFUSED: u16 = 5;
+const RCODE_BADVERS: u16 = 16;
 const OPTION_EDE: u16 = 15;
 const EDE_NOT_AUTHORITATIVE: u16 = 20;
 
 /// The query had CD, gslbd copied it, Knot did not.
-fn cd_not_copied(_: &ZoneData, case: &Case, g: &mut View, k: &View) -> bool {
-    if case.q.flags & FLAG_CD != 0 && g.flags & FLAG_CD != 0 && k.flags & FLAG_CD == 0 {
+fn cd_not_copied(p: &Pair<'_>, g: &mut View, k: &View) -> bool {
+    if p.case.q.flags & FLAG_CD != 0 && g.flags & FLAG_CD != 0 && k.flags & FLAG_CD == 0 {
         g.flags &= !FLAG_CD;
         return true;
     }
@@ -852,7 +958,7 @@ fn cd_not_copied(_: &ZoneData, case: &Case, g: &mut View, k: &View) -> bool {
 }
 
 /// Both REFUSED with EDNS; Knot's OPT carries exactly one option, EDE 20, gslbd's none.
-fn ede_on_refused(_: &ZoneData, _: &Case, g: &mut View, k: &View) -> bool {
+fn ede_on_refused(_: &Pair<'_>, g: &mut View, k: &View) -> bool {
     let (Some(go), Some(ko)) = (&mut g.opt, &k.opt) else {
         return false;
     };
@@ -874,8 +980,8 @@ fn ede_on_refused(_: &ZoneData, _: &Case, g: &mut View, k: &View) -> bool {
 /// Each record that differs has a counterpart on the other side differing only in the case of
 /// rdata names, of a type whose rdata names may be compressed, and the case one side shows is
 /// exactly that of a suffix of the question as sent.
-fn rdata_name_case(_: &ZoneData, case: &Case, g: &mut View, k: &View) -> bool {
-    let mut qname = case.q.name.clone();
+fn rdata_name_case(p: &Pair<'_>, g: &mut View, k: &View) -> bool {
+    let mut qname = p.case.q.name.clone();
     if !qname.ends_with('.') {
         qname.push('.');
     }
@@ -908,6 +1014,176 @@ fn rdata_name_case(_: &ZoneData, case: &Case, g: &mut View, k: &View) -> bool {
     changed
 }
 
+const RCODE_NOERROR: u16 = 0;
+const RCODE_NXDOMAIN: u16 = 3;
+
+/// The CNAME chain in `answer` starting at `qname`: the names visited, qname first.
+fn chain(answer: &BTreeSet<Rr>, qname: &str) -> Vec<String> {
+    let mut names = vec![lower_abs(qname)];
+    while let Some(next) = answer
+        .iter()
+        .find(|r| r.owner == *names.last().unwrap())
+        .and_then(Rr::cname_target)
+    {
+        if names.contains(&next) {
+            break;
+        }
+        names.push(next);
+    }
+    names
+}
+
+/// Targets of the NS, MX and SRV records among `records`, each with the zone of the record.
+fn targets<'a>(
+    p: &Pair<'_>,
+    records: impl Iterator<Item = &'a Rr>,
+) -> Vec<(String, Option<String>)> {
+    records
+        .filter_map(|r| Some((r.target()?, p.data.zone_of(&r.owner).map(str::to_string))))
+        .collect()
+}
+
+/// Whether every record of `extra` is an A/AAAA of one of `targets`' names.
+fn addresses_of(extra: &BTreeSet<Rr>, targets: &[(String, Option<String>)]) -> bool {
+    extra.iter().all(|r| {
+        matches!(r.rtype.as_str(), "A" | "AAAA") && targets.iter().any(|(t, _)| *t == r.owner)
+    })
+}
+
+/// Knot's answer is a CNAME chain that stops (without data, NOERROR, nothing else) at a name
+/// `stop`, and gslbd's answer is that chain continued from `stop`: every extra ANSWER record is
+/// owned by a name on gslbd's chain from `stop` on, AUTHORITY is at most the SOA of the zone of
+/// the chain's last name (a negative answer there, with its RCODE), ADDITIONAL at most addresses
+/// of NS/MX/SRV targets of the extra records. `at_stop(zone before, zone of stop)` says whether
+/// this is the stop the caller excuses. On success gslbd's view becomes Knot's.
+fn continued_chain(
+    p: &Pair<'_>,
+    g: &mut View,
+    k: &View,
+    at_stop: impl Fn(&[String], Option<&str>, Option<&str>) -> bool,
+) -> bool {
+    let qname = &p.case.q.name;
+    let kc = chain(&k.answer, qname);
+    let Some(stop) = kc.last().filter(|_| kc.len() >= 2) else {
+        return false;
+    };
+    let before = &kc[kc.len() - 2];
+    let k_is_bare_chain = k.answer.len() == kc.len() - 1
+        && k.answer.iter().all(|r| r.rtype == "CNAME")
+        && k.authority.is_empty()
+        && k.additional.is_empty()
+        && k.rcode == RCODE_NOERROR;
+    if !k_is_bare_chain
+        || !at_stop(&kc, p.data.zone_of(before), p.data.zone_of(stop))
+        || !k.answer.is_subset(&g.answer)
+    {
+        return false;
+    }
+    let gc = chain(&g.answer, qname);
+    if gc.len() < kc.len() || gc[..kc.len()] != kc[..] {
+        return false;
+    }
+    let continuation = &gc[kc.len() - 1..];
+    let extra: BTreeSet<Rr> = g.answer.difference(&k.answer).cloned().collect();
+    if !extra.iter().all(|r| continuation.contains(&r.owner)) {
+        return false;
+    }
+    let last_zone = p.data.zone_of(gc.last().unwrap());
+    let negative = !g.authority.is_empty()
+        && g.authority
+            .iter()
+            .all(|r| r.rtype == "SOA" && Some(r.owner.as_str()) == last_zone);
+    if !(g.authority.is_empty() || negative) {
+        return false;
+    }
+    if !(g.rcode == k.rcode || (g.rcode == RCODE_NXDOMAIN && negative)) {
+        return false;
+    }
+    if !addresses_of(&g.additional, &targets(p, extra.iter())) {
+        return false;
+    }
+    let changed = g.answer != k.answer
+        || !g.authority.is_empty()
+        || !g.additional.is_empty()
+        || g.rcode != k.rcode;
+    g.answer = k.answer.clone();
+    g.authority.clear();
+    g.additional.clear();
+    g.rcode = k.rcode;
+    changed
+}
+
+/// The chain stops where its target lies in another zone served here.
+fn cname_into_other_zone(p: &Pair<'_>, g: &mut View, k: &View) -> bool {
+    continued_chain(p, g, k, |_, before, stop| stop.is_some() && before != stop)
+}
+
+/// The chain stops after exactly Knot's limit of CNAMEs, within one zone.
+fn cname_chain_limit(p: &Pair<'_>, g: &mut View, k: &View) -> bool {
+    continued_chain(p, g, k, |kc, before, stop| {
+        kc.len() - 1 == KNOT_CNAME_CHAIN_MAX && stop.is_some() && before == stop
+    })
+}
+
+/// gslbd's ADDITIONAL is Knot's plus addresses of NS/MX/SRV targets that lie in a zone served
+/// here other than that of the record naming them.
+fn additional_from_other_zone(p: &Pair<'_>, g: &mut View, k: &View) -> bool {
+    if !k.additional.is_subset(&g.additional) || g.additional == k.additional {
+        return false;
+    }
+    let extra: BTreeSet<Rr> = g.additional.difference(&k.additional).cloned().collect();
+    let foreign: Vec<(String, Option<String>)> = targets(p, g.answer.iter().chain(&g.authority))
+        .into_iter()
+        .filter(|(t, zone)| {
+            let tz = p.data.zone_of(t);
+            tz.is_some() && tz != zone.as_deref()
+        })
+        .collect();
+    if !addresses_of(&extra, &foreign) {
+        return false;
+    }
+    g.additional = k.additional.clone();
+    true
+}
+
+/// Same answer over UDP, one ADDITIONAL a strict subset of the other, the extra records being
+/// addresses of NS/MX/SRV targets (not referral glue), and the shorter response too full for
+/// even one more record (an A with a compressed owner, 16 bytes).
+fn additional_trimmed(p: &Pair<'_>, g: &mut View, k: &View) -> bool {
+    if p.case.via != Via::Udp
+        || g.answer != k.answer
+        || g.authority != k.authority
+        || g.flags & FLAG_TC != 0
+        || k.flags & FLAG_TC != 0
+    {
+        return false;
+    }
+    let limit = p.udp_limit();
+    let (small, big, small_size) = if g.additional.is_subset(&k.additional) {
+        (&g.additional, &k.additional, p.g_size)
+    } else if k.additional.is_subset(&g.additional) {
+        (&k.additional, &g.additional, p.k_size)
+    } else {
+        return false;
+    };
+    let extra: BTreeSet<Rr> = big.difference(small).cloned().collect();
+    // In-domain glue of a referral must fit, or the answer is truncated (RFC 9471 section 3).
+    let glue = extra.iter().any(|r| {
+        g.authority
+            .iter()
+            .any(|ns| ns.rtype == "NS" && is_at_or_below(&r.owner, &ns.owner))
+    });
+    if extra.is_empty()
+        || glue
+        || small_size + 16 <= limit
+        || !addresses_of(&extra, &targets(p, g.answer.iter().chain(&g.authority)))
+    {
+        return false;
+    }
+    g.additional = k.additional.clone();
+    true
+}
+
 /// `a` and `b` differ only in tokens where one of them equals the other with a suffix replaced by
 /// the same suffix of `qname` (as sent).
 fn same_but_question_case(a: &str, b: &str, qname: &str) -> bool {
@@ -927,10 +1203,11 @@ fn same_but_question_case(a: &str, b: &str, qname: &str) -> bool {
 fn suffix_from(x: &str, y: &str, qname: &str) -> bool {
     let mut s = qname;
     loop {
-        if let Some(head) = x.strip_suffix(s) {
-            if (head.is_empty() || head.ends_with('.')) && y.starts_with(head) {
-                return true;
-            }
+        if let Some(head) = x.strip_suffix(s)
+            && (head.is_empty() || head.ends_with('.'))
+            && y.starts_with(head)
+        {
+            return true;
         }
         match s.split_once('.') {
             Some((_, rest)) if !rest.is_empty() => s = rest,
@@ -942,23 +1219,90 @@ fn suffix_from(x: &str, y: &str, qname: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // The test.
 
+/// What kinds of answers the generated queries produced (from gslbd's side), to show that the
+/// comparison covered them all.
+#[derive(Debug, Default)]
+struct Shapes {
+    noerror: usize,
+    nodata: usize,
+    nxdomain: usize,
+    refused: usize,
+    referral: usize,
+    cname: usize,
+    truncated: usize,
+    badvers: usize,
+    no_reply: usize,
+}
+
+impl Shapes {
+    fn count<'a>(replies: impl Iterator<Item = &'a Reply>) -> Shapes {
+        let mut s = Shapes::default();
+        for r in replies {
+            let Reply::Ok(v) = r else {
+                s.no_reply += 1;
+                continue;
+            };
+            match v.rcode {
+                RCODE_NOERROR => s.noerror += 1,
+                RCODE_NXDOMAIN => s.nxdomain += 1,
+                RCODE_REFUSED => s.refused += 1,
+                RCODE_BADVERS => s.badvers += 1,
+                _ => {}
+            }
+            let soa_only = v.authority.iter().all(|r| r.rtype == "SOA");
+            if v.rcode == RCODE_NOERROR && v.answer.is_empty() && !v.authority.is_empty() {
+                if soa_only {
+                    s.nodata += 1;
+                } else if v.flags & FLAG_AA == 0 && v.authority.iter().all(|r| r.rtype == "NS") {
+                    s.referral += 1;
+                }
+            }
+            s.cname += v.answer.iter().any(|r| r.rtype == "CNAME") as usize;
+            s.truncated += (v.flags & FLAG_TC != 0) as usize;
+        }
+        s
+    }
+
+    fn assert_covered(&self) {
+        let all = [
+            self.noerror,
+            self.nodata,
+            self.nxdomain,
+            self.refused,
+            self.referral,
+            self.cname,
+            self.truncated,
+            self.badvers,
+        ];
+        assert!(
+            all.iter().all(|&n| n > 0),
+            "the generated queries miss a kind of answer: {self:?}"
+        );
+    }
+}
+
 enum Verdict {
     Identical,
     Excused(Vec<&'static str>),
     Different,
 }
 
-fn judge(data: &ZoneData, case: &Case, g: &Reply, k: &Reply) -> Verdict {
-    if g == k {
-        return Verdict::Identical;
-    }
+fn judge(p: &Pair<'_>, g: &Reply, k: &Reply) -> Verdict {
+    // Every query generated here deserves an answer: silence or garbage is never agreement.
     let (Reply::Ok(g), Reply::Ok(k)) = (g, k) else {
         return Verdict::Different;
     };
+    // Nor is a UDP response larger than the sizes allow, whatever the other server does.
+    if p.case.via == Via::Udp && p.g_size.max(p.k_size) > p.udp_limit() {
+        return Verdict::Different;
+    }
+    if g == k {
+        return Verdict::Identical;
+    }
     let mut g = (**g).clone();
     let mut fired = Vec::new();
     for e in EXCUSES {
-        if (e.apply)(data, case, &mut g, k) {
+        if (e.apply)(p, &mut g, k) {
             fired.push(e.name);
         }
     }
@@ -987,10 +1331,10 @@ fn gslbd_addr(server: &TestServer, via: Via) -> SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gslbd_and_knot_agree() {
     let started = Instant::now();
-    let zones = zones();
-    let data = Arc::new(ZoneData::load(&zones));
+    let (zones, payload) = zones();
+    let data = ZoneData::load(&zones);
     let gslbd = common::start(Source::file(common::data(CONFIG))).await;
-    let knot = Knot::start(&zones).await;
+    let knot = Knot::start(&zones, payload).await;
 
     let cases = generate(&data);
     assert!(
@@ -1011,7 +1355,7 @@ async fn gslbd_and_knot_agree() {
             (i, view(g), view(k))
         });
     }
-    let mut replies = vec![(Reply::None, Reply::None); cases.len()];
+    let mut replies = vec![((Reply::None, 0), (Reply::None, 0)); cases.len()];
     while let Some(done) = tasks.join_next().await {
         let (i, g, k) = done.expect("query task");
         replies[i] = (g, k);
@@ -1021,8 +1365,15 @@ async fn gslbd_and_knot_agree() {
     let mut excused: BTreeMap<&str, usize> = BTreeMap::new();
     let mut excused_queries = 0;
     let mut differences = Vec::new();
-    for (case, (g, k)) in cases.iter().zip(&replies) {
-        match judge(&data, case, g, k) {
+    for (case, ((g, g_size), (k, k_size))) in cases.iter().zip(&replies) {
+        let pair = Pair {
+            data: &data,
+            case,
+            g_size: *g_size,
+            k_size: *k_size,
+            payload,
+        };
+        match judge(&pair, g, k) {
             Verdict::Identical => identical += 1,
             Verdict::Excused(names) => {
                 excused_queries += 1;
@@ -1030,7 +1381,7 @@ async fn gslbd_and_knot_agree() {
                     *excused.entry(n).or_default() += 1;
                 }
             }
-            Verdict::Different => differences.push((case, g, k)),
+            Verdict::Different => differences.push((case, g, *g_size, k, *k_size)),
         }
     }
 
@@ -1052,16 +1403,20 @@ async fn gslbd_and_knot_agree() {
         .unwrap();
     }
     writeln!(summary, "  different: {}", differences.len()).unwrap();
+    let shapes = Shapes::count(replies.iter().map(|((g, _), _)| g));
+    writeln!(summary, "  gslbd's answers: {shapes:?}").unwrap();
     println!("{summary}");
+    shapes.assert_covered();
     if differences.is_empty() {
         return;
     }
     let mut report = summary;
-    for (case, g, k) in differences.iter().take(10000) {
+    for (case, g, g_size, k, k_size) in differences.iter().take(10) {
         writeln!(
             report,
-            "\n=== {}\n  gslbd:\n{}  knot:\n{}",
+            "\n=== {}\n  differs in: {}\n  gslbd ({g_size} bytes):\n{}  knot ({k_size} bytes):\n{}",
             case.describe(),
+            differing(g, k),
             dig(g),
             dig(k)
         )
