@@ -126,15 +126,15 @@ pub fn answer<'z>(zones: &'z ZoneSet, q: &Question<'_>, max_chain: usize) -> Ans
                     break;
                 }
                 seen.push(target);
-                let Some(next_zone) = zones.find(&target.to_ascii_lowercase()) else {
-                    // The target is elsewhere; the client's resolver follows it (RFC 1034 4.3.2).
-                    break;
-                };
-                zone = next_zone;
                 key_len = target.len().min(MAX_NAME);
                 for (d, s) in key_buf[..key_len].iter_mut().zip(target) {
                     *d = s.to_ascii_lowercase();
                 }
+                let Some(next_zone) = zones.find(&key_buf[..key_len]) else {
+                    // The target is elsewhere; the client's resolver follows it (RFC 1034 4.3.2).
+                    break;
+                };
+                zone = next_zone;
                 owner = Owner::Wire(target);
             }
             Lookup::NoData => {
@@ -287,7 +287,7 @@ fn referral<'z>(zone: &'z Zone, cut: &'z Node, out: &mut Answer<'z>) {
 /// RFC 1035 3.3.9/3.3.11 and RFC 2782: addresses of NS, MX and SRV targets in ADDITIONAL, when
 /// they are authoritative data of a zone served here.
 fn additional_addresses<'z>(zones: &'z ZoneSet, out: &mut Answer<'z>) {
-    let mut extra = Vec::new();
+    let mut extra: Vec<Key> = Vec::new();
     for rr in &out.answer {
         if !matches!(
             rr.rrset.rtype,
@@ -300,7 +300,7 @@ fn additional_addresses<'z>(zones: &'z ZoneSet, out: &mut Answer<'z>) {
                 continue;
             };
             let tkey = name::key_of_wire(target);
-            if extra.iter().any(|(k, _): &(Key, _)| *k == tkey) {
+            if extra.contains(&tkey) {
                 continue;
             }
             let Some(zone) = zones.find(&tkey) else {
@@ -309,7 +309,7 @@ fn additional_addresses<'z>(zones: &'z ZoneSet, out: &mut Answer<'z>) {
             let Some(node) = authoritative_node(zone, &tkey) else {
                 continue;
             };
-            extra.push((tkey, ()));
+            extra.push(tkey);
             for t in [RecordType::A, RecordType::AAAA] {
                 if let Some(set) = node.rrset(t) {
                     out.additional.push(RrsetRef {
