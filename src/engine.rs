@@ -8,7 +8,7 @@
 
 use hickory_proto::rr::RecordType;
 
-use crate::zone::name::{self, Key};
+use crate::zone::name;
 use crate::zone::{Node, RRset, Zone, ZoneSet};
 
 /// What the engine decided; `wire::rcode_of` maps it to an RCODE (the one place that does).
@@ -126,10 +126,7 @@ pub fn answer<'z>(zones: &'z ZoneSet, q: &Question<'_>, max_chain: usize) -> Ans
                     break;
                 }
                 seen.push(target);
-                key_len = target.len().min(MAX_NAME);
-                for (d, s) in key_buf[..key_len].iter_mut().zip(target) {
-                    *d = s.to_ascii_lowercase();
-                }
+                key_len = lower(&mut key_buf, target).len();
                 let Some(next_zone) = zones.find(&key_buf[..key_len]) else {
                     // The target is elsewhere; the client's resolver follows it (RFC 1034 4.3.2).
                     break;
@@ -255,17 +252,18 @@ fn referral<'z>(zone: &'z Zone, cut: &'z Node, out: &mut Answer<'z>) {
         rrset: ns,
         ttl: ns.ttl,
     });
-    let cut_key = name::key_of_wire(&cut.owner);
+    let (mut cut_buf, mut tbuf) = ([0u8; MAX_NAME], [0u8; MAX_NAME]);
+    let cut_key = lower(&mut cut_buf, &cut.owner);
     let mut sibling = Vec::new();
     for rdata in &ns.rdatas {
         let Some(target) = rdata.target() else {
             continue;
         };
-        let tkey: Key = name::key_of_wire(target);
-        let Some(node) = zone.node(&tkey) else {
+        let tkey = lower(&mut tbuf, target);
+        let Some(node) = zone.node(tkey) else {
             continue;
         };
-        let dest = if name::is_at_or_below(&tkey, &cut_key) {
+        let dest = if name::is_at_or_below(tkey, cut_key) {
             &mut out.additional
         } else {
             &mut sibling
@@ -287,7 +285,8 @@ fn referral<'z>(zone: &'z Zone, cut: &'z Node, out: &mut Answer<'z>) {
 /// RFC 1035 3.3.9/3.3.11 and RFC 2782: addresses of NS, MX and SRV targets in ADDITIONAL, when
 /// they are authoritative data of a zone served here.
 fn additional_addresses<'z>(zones: &'z ZoneSet, out: &mut Answer<'z>) {
-    let mut extra: Vec<Key> = Vec::new();
+    let mut done: Vec<&[u8]> = Vec::new();
+    let mut tbuf = [0u8; MAX_NAME];
     for rr in &out.answer {
         if !matches!(
             rr.rrset.rtype,
@@ -299,17 +298,17 @@ fn additional_addresses<'z>(zones: &'z ZoneSet, out: &mut Answer<'z>) {
             let Some(target) = rdata.target() else {
                 continue;
             };
-            let tkey = name::key_of_wire(target);
-            if extra.contains(&tkey) {
+            if done.iter().any(|d| d.eq_ignore_ascii_case(target)) {
                 continue;
             }
-            let Some(zone) = zones.find(&tkey) else {
+            let tkey = lower(&mut tbuf, target);
+            let Some(zone) = zones.find(tkey) else {
                 continue;
             };
-            let Some(node) = authoritative_node(zone, &tkey) else {
+            let Some(node) = authoritative_node(zone, tkey) else {
                 continue;
             };
-            extra.push(tkey);
+            done.push(target);
             for t in [RecordType::A, RecordType::AAAA] {
                 if let Some(set) = node.rrset(t) {
                     out.additional.push(RrsetRef {
@@ -321,6 +320,15 @@ fn additional_addresses<'z>(zones: &'z ZoneSet, out: &mut Answer<'z>) {
             }
         }
     }
+}
+
+/// The lookup key of a wire name from zone data, in a caller's buffer (no allocation).
+fn lower<'b>(buf: &'b mut [u8; MAX_NAME], wire: &[u8]) -> &'b [u8] {
+    let n = wire.len().min(MAX_NAME);
+    for (d, s) in buf[..n].iter_mut().zip(wire) {
+        *d = s.to_ascii_lowercase();
+    }
+    &buf[..n]
 }
 
 /// The node at `key` if it exists and no zone cut lies between it and the apex.
