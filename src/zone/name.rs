@@ -41,19 +41,6 @@ pub fn is_at_or_below(key: &[u8], ancestor: &[u8]) -> bool {
     }
 }
 
-/// Rebuilds a `Name` from a key (load time only).
-pub fn name_of(key: &[u8]) -> Name {
-    let mut labels = Vec::new();
-    let mut k = key;
-    while let Some(p) = parent(k) {
-        labels.push(&k[1..1 + k[0] as usize]);
-        k = p;
-    }
-    let mut n = Name::from_labels(labels).expect("labels from a valid key");
-    n.set_fqdn(true);
-    n
-}
-
 /// The key of a wire-form name (no compression pointers): the same bytes, lowercased.
 pub fn key_of_wire(wire: &[u8]) -> Key {
     wire.to_ascii_lowercase().into_boxed_slice()
@@ -118,6 +105,5 @@ mod tests {
         // "xample.com" is a byte suffix of "example.com" but not an ancestor.
         assert!(!is_at_or_below(&k("example.com."), &k("xample.com.")));
         assert_eq!(label_count(&key), 4);
-        assert_eq!(name_of(&key), Name::from_ascii("a.b.example.com.").unwrap());
     }
 }
