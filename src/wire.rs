@@ -64,7 +64,6 @@ pub struct Query<'a> {
     pub flags: u16,
     /// QNAME + QTYPE + QCLASS exactly as received.
     pub question: &'a [u8],
-    pub qname: &'a [u8],
     pub key: [u8; 255],
     pub key_len: usize,
     pub qtype: u16,
@@ -75,9 +74,6 @@ pub struct Query<'a> {
 impl Query<'_> {
     pub fn key(&self) -> &[u8] {
         &self.key[..self.key_len]
-    }
-    pub fn opcode(&self) -> u8 {
-        ((self.flags >> 11) & 0xf) as u8
     }
     pub fn rtype(&self) -> RecordType {
         RecordType::from(self.qtype)
@@ -207,12 +203,10 @@ pub fn parse_query(buf: &[u8]) -> Result<Query<'_>, Reject<'_>> {
         }
         key_len += label.len();
     }
-    let qname_end = r.pos;
     let (Some(qtype), Some(qclass)) = (r.u16(), r.u16()) else {
         return err(rcode::FORMERR, None, None);
     };
     let question = &buf[HEADER_LEN..r.pos];
-    let qname = &buf[HEADER_LEN..qname_end];
 
     // RFC 1035 4.1.1: a query has no answer or authority records.
     if opcode == 0 && (ancount != 0 || nscount != 0) {
@@ -262,7 +256,6 @@ pub fn parse_query(buf: &[u8]) -> Result<Query<'_>, Reject<'_>> {
         id,
         flags,
         question,
-        qname,
         key,
         key_len,
         qtype,

@@ -331,18 +331,6 @@ impl ZoneSet {
             k = name::parent(k)?;
         }
     }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Zone> {
-        self.zones.values().map(|z| &**z)
-    }
-
-    pub fn len(&self) -> usize {
-        self.zones.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.zones.is_empty()
-    }
 }
 
 #[cfg(test)]

@@ -124,16 +124,4 @@ impl WireRdata {
             _ => None,
         }
     }
-
-    /// The uncompressed wire RDATA, e.g. to decode it back into a hickory `RData`.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.len());
-        for p in self.parts.iter() {
-            match p {
-                Part::Bytes(b) => out.extend_from_slice(b),
-                Part::Name { wire, .. } => out.extend_from_slice(wire),
-            }
-        }
-        out
-    }
 }
