@@ -1,44 +1,59 @@
-//! The built-in lab world (design.md section 3): the zones of `zones/` and `zones/lab.toml`,
-//! compiled into the binary so `gslbd` with no arguments works from any directory.
+//! The built-in lab world (design.md section 3): the zones of `zones/`, the geo data of `geo/` and
+//! `zones/lab.toml`, compiled into the binary so `gslbd` with no arguments works from any directory.
 
 use std::io;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use crate::zone::reader::ZoneFs;
 
 pub const CONFIG_NAME: &str = "zones/lab.toml";
 pub const CONFIG: &str = include_str!("../zones/lab.toml");
 
-/// Every file under `zones/` the lab config can name, by its path relative to `zones/`.
+/// Every file the lab config can name, by its path relative to the project's top folder.
 pub const FILES: &[(&str, &str)] = &[
-    ("root.zone", include_str!("../zones/root.zone")),
-    ("com.zone", include_str!("../zones/com.zone")),
-    ("net.zone", include_str!("../zones/net.zone")),
+    ("zones/root.zone", include_str!("../zones/root.zone")),
+    ("zones/com.zone", include_str!("../zones/com.zone")),
+    ("zones/net.zone", include_str!("../zones/net.zone")),
     (
-        "yourcompany.com.zone",
+        "zones/yourcompany.com.zone",
         include_str!("../zones/yourcompany.com.zone"),
     ),
     (
-        "yourcompany.com.regions.zone",
+        "zones/yourcompany.com.regions.zone",
         include_str!("../zones/yourcompany.com.regions.zone"),
     ),
     (
-        "dev.yourcompany.com.zone",
+        "zones/dev.yourcompany.com.zone",
         include_str!("../zones/dev.yourcompany.com.zone"),
     ),
-    ("cdn.com.zone", include_str!("../zones/cdn.com.zone")),
+    ("zones/cdn.com.zone", include_str!("../zones/cdn.com.zone")),
     (
-        "2.0.192.in-addr.arpa.zone",
+        "zones/2.0.192.in-addr.arpa.zone",
         include_str!("../zones/2.0.192.in-addr.arpa.zone"),
     ),
 ];
 
-/// Serves `zones/<file>` from the copies compiled in.
+/// Serves the copies compiled in; `path` is as the config names it, joined to `zones/`.
 pub struct EmbeddedFs;
+
+/// `zones/../geo/x` -> `geo/x`, without touching the disk.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
 
 impl ZoneFs for EmbeddedFs {
     fn read(&self, path: &Path) -> io::Result<String> {
-        let rel = path.strip_prefix("zones").unwrap_or(path);
+        let rel = normalize(path);
         FILES
             .iter()
             .find(|(name, _)| Path::new(name) == rel)

@@ -38,6 +38,10 @@ use hickory_proto::serialize::txt::{Parser, parse_ttl};
 /// Where zone text comes from: the disk, or files compiled into the binary (the lab world).
 pub trait ZoneFs: Send + Sync {
     fn read(&self, path: &Path) -> io::Result<String>;
+    /// Binary files (mmdb databases).
+    fn read_bytes(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.read(path).map(String::into_bytes)
+    }
 }
 
 /// Reads from the real file system.
@@ -46,6 +50,9 @@ pub struct DiskFs;
 impl ZoneFs for DiskFs {
     fn read(&self, path: &Path) -> io::Result<String> {
         std::fs::read_to_string(path)
+    }
+    fn read_bytes(&self, path: &Path) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
     }
 }
 
