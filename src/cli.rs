@@ -1,14 +1,19 @@
 //! The command line. `gslbd` alone serves the built-in lab world; `serve --config` serves real
 //! data; `check --config` runs the same snapshot builder as serve and reload and reports every
-//! problem (exit status 1).
+//! problem (exit status 1); `explain` shows a GSLB decision hop by hop; `geo build` compiles the
+//! project's geo CSV into mmdb files.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing::info;
 
+use hickory_proto::rr::RecordType;
+
 use crate::config::{Origin, Source};
+use crate::gslb::explain::ClientSource;
 use crate::server::Server;
 use crate::snapshot::Snapshot;
 
@@ -38,6 +43,50 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Show how the GSLB answers NAME for a client: every hop, the geo result, region and why.
+    Explain {
+        /// The name to answer, e.g. object.yourcompany.com
+        name: String,
+        /// Record type.
+        #[arg(long = "type", short = 't', default_value = "A")]
+        qtype: String,
+        /// The client's address, as if the query came from it.
+        #[arg(long, conflicts_with = "ecs")]
+        client: Option<IpAddr>,
+        /// The client subnet, as if the query carried it in ECS (e.g. 198.51.100.0/24).
+        #[arg(long)]
+        ecs: Option<String>,
+        /// Answer from this listener's zones (default: the first listener).
+        #[arg(long)]
+        listener: Option<String>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print JSON (the structure the HTTP side serves) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Geo data tools.
+    Geo {
+        #[command(subcommand)]
+        command: GeoCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GeoCommand {
+    /// Compile a geo CSV (network,carrier,asn,organisation,country,province,city,latitude,longitude)
+    /// into an ASN-schema and a City-schema mmdb: DIR/<stem>-asn.mmdb and DIR/<stem>-city.mmdb.
+    Build {
+        csv: PathBuf,
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Look an address up in the configured geo data.
+    Lookup {
+        ip: IpAddr,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn source(config: Option<PathBuf>, port: Option<u16>) -> Source {
@@ -63,7 +112,164 @@ pub fn main() -> ExitCode {
     }) {
         Command::Check { config } => check(source(config, None)),
         Command::Serve { config, port } => serve(source(config, port)),
+        Command::Explain {
+            name,
+            qtype,
+            client,
+            ecs,
+            listener,
+            config,
+            json,
+        } => explain(
+            source(config, None),
+            &name,
+            &qtype,
+            client,
+            ecs.as_deref(),
+            listener.as_deref(),
+            json,
+        ),
+        Command::Geo {
+            command: GeoCommand::Build { csv, out },
+        } => geo_build(&csv, &out),
+        Command::Geo {
+            command: GeoCommand::Lookup { ip, config },
+        } => geo_lookup(source(config, None), ip),
     }
+}
+
+/// Parses `a.b.c.d/n` or `x::/n` (a bare address is a full-length prefix).
+fn parse_subnet(s: &str) -> Result<(IpAddr, u8), String> {
+    let (addr, prefix) = match s.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (s, None),
+    };
+    let ip: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("--ecs {s}: not an address/prefix"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let prefix = match prefix {
+        Some(p) => p
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| format!("--ecs {s}: prefix must be 0 to {max}"))?,
+        None => max,
+    };
+    Ok((ip, prefix))
+}
+
+fn explain(
+    source: Source,
+    name: &str,
+    qtype: &str,
+    client: Option<IpAddr>,
+    ecs: Option<&str>,
+    listener: Option<&str>,
+    json: bool,
+) -> ExitCode {
+    let fail = |m: String| {
+        eprintln!("gslbd explain: {m}");
+        ExitCode::FAILURE
+    };
+    let qtype = match qtype.to_ascii_uppercase().parse::<RecordType>() {
+        Ok(t) => t,
+        Err(_) => return fail(format!("unknown record type {qtype}")),
+    };
+    let snap = match Snapshot::build(&source) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("the configuration does not build:\n{e}")),
+    };
+    let li = match listener {
+        None => 0,
+        Some(l) => match snap.listeners.iter().position(|x| x.name == l) {
+            Some(i) => i,
+            None => return fail(format!("no listener named {l}")),
+        },
+    };
+    let (addr, src) = match (client, ecs) {
+        (_, Some(e)) => match parse_subnet(e) {
+            Ok((ip, prefix)) => {
+                // As the DNS path does: the ECS subnet, cut to /24 or /56.
+                let subnet = crate::wire::ClientSubnet {
+                    family: if ip.is_ipv4() { 1 } else { 2 },
+                    source_prefix: prefix,
+                    scope_prefix: 0,
+                    addr: ip,
+                };
+                (
+                    crate::query::client_addr(Some(&subnet), ip),
+                    ClientSource::Ecs,
+                )
+            }
+            Err(m) => return fail(m),
+        },
+        (Some(ip), None) => (crate::query::client_addr(None, ip), ClientSource::Given),
+        (None, None) => return fail("give --client ADDRESS or --ecs SUBNET".into()),
+    };
+    match crate::gslb::explain::explain(&snap, li, name, qtype, addr, src) {
+        Ok(e) if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&e).expect("explain serializes")
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(e) => {
+            print!("{}", crate::gslb::explain::render(&e));
+            ExitCode::SUCCESS
+        }
+        Err(m) => fail(m),
+    }
+}
+
+fn geo_build(csv: &std::path::Path, out: &std::path::Path) -> ExitCode {
+    let text = match std::fs::read_to_string(csv) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: {e}", csv.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let (asn, city) = match crate::geo::compile_csv(&text, csv) {
+        Ok(v) => v,
+        Err(problems) => {
+            for p in problems {
+                eprintln!("{p}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let stem = csv
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "geo".into());
+    for (kind, bytes) in [("asn", asn), ("city", city)] {
+        let path = out.join(format!("{stem}-{kind}.mmdb"));
+        if let Err(e) = std::fs::write(&path, &bytes) {
+            eprintln!("{}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        println!("wrote {} ({} bytes)", path.display(), bytes.len());
+    }
+    ExitCode::SUCCESS
+}
+
+fn geo_lookup(source: Source, ip: IpAddr) -> ExitCode {
+    let snap = match Snapshot::build(&source) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("gslbd geo lookup: the configuration does not build:\n{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let info = snap.gslb.geo.lookup(ip);
+    let view = crate::gslb::explain::GeoView::new(&info, &snap.gslb.geo);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&view).expect("geo view serializes")
+    );
+    ExitCode::SUCCESS
 }
 
 fn check(source: Source) -> ExitCode {

@@ -39,6 +39,12 @@ pub struct Config {
     pub zones: Vec<ZoneConfig>,
     #[serde(default, rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
+    /// Geo databases and carriers (src/geo).
+    #[serde(default)]
+    pub geo: crate::geo::GeoConfig,
+    /// GSLB regions, health checks and rules (src/gslb).
+    #[serde(default)]
+    pub gslb: crate::gslb::GslbConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +73,9 @@ impl Default for Limits {
 pub struct ZoneConfig {
     pub name: String,
     pub file: PathBuf,
+    /// Rotate multi-address RRsets round robin in answers (like BIND's `rrset-order cyclic`).
+    #[serde(default)]
+    pub rotate: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

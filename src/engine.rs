@@ -1,6 +1,8 @@
-//! The answer engine: a pure function of (zones, question) -> response sections. No I/O, no clock,
-//! no allocation beyond the section lists; every transport (UDP, TCP, and later DoH and HTTPDNS)
-//! calls it, so they cannot disagree.
+//! The answer engine: a pure function of (zones, GSLB tables, question, client) -> response
+//! sections. No I/O, no clock, no allocation beyond the section lists (and an explain trace when
+//! one is asked for); every transport (UDP, TCP, and later DoH and HTTPDNS) calls it, so they
+//! cannot disagree. At a name a GSLB rule answers, the rule's decision (a CNAME to chase, or a
+//! selection of a prebuilt pool) takes the place of zone data; the chain goes on from there.
 //!
 //! It follows RFC 1034 4.3.2 (the algorithm), RFC 4592 (wildcards), RFC 2308 (negative answers),
 //! RFC 6604 (RCODE of a CNAME chain = that of its last name), RFC 8482 (minimal ANY), and chases
@@ -8,6 +10,9 @@
 
 use hickory_proto::rr::RecordType;
 
+use crate::geo::GeoInfo;
+use crate::gslb::explain::{GeoView, Hop, Trace};
+use crate::gslb::{self, ClientAddr, Gslb, Select, Step};
 use crate::zone::name;
 use crate::zone::{Node, RRset, Zone, ZoneSet};
 
@@ -34,6 +39,19 @@ pub struct RrsetRef<'z> {
     pub owner: Owner<'z>,
     pub rrset: &'z RRset,
     pub ttl: u32,
+    /// Which of the RRset's records are sent (all of them, except for GSLB pools and rotation).
+    pub select: Select,
+}
+
+impl<'z> RrsetRef<'z> {
+    fn all(owner: Owner<'z>, rrset: &'z RRset, ttl: u32) -> Self {
+        RrsetRef {
+            owner,
+            rrset,
+            ttl,
+            select: Select::All,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +64,9 @@ pub struct Answer<'z> {
     /// The first `required_additional` additional RRsets are in-domain glue of a referral: if they
     /// do not fit, the response must be truncated (RFC 9471 section 3).
     pub required_additional: usize,
+    /// Set when a GSLB rule decided part of the answer: the ECS scope to return (RFC 7871 7.2.1),
+    /// the most specific prefix any hop of the chain used.
+    pub scope: Option<u8>,
 }
 
 impl<'z> Answer<'z> {
@@ -57,6 +78,7 @@ impl<'z> Answer<'z> {
             authority: Vec::new(),
             additional: Vec::new(),
             required_additional: 0,
+            scope: None,
         }
     }
 }
@@ -65,6 +87,8 @@ pub struct Question<'q> {
     /// Lowercase wire-form name.
     pub key: &'q [u8],
     pub qtype: RecordType,
+    /// Who asks: the ECS subnet or the packet's source (RFC 7871 7.1.1), for GSLB names.
+    pub client: ClientAddr,
 }
 
 /// Result of looking one name up in one zone.
@@ -74,12 +98,22 @@ enum Lookup<'z> {
     NoData,
     NxDomain,
     Referral(&'z Node),
+    /// A GSLB rule answers this name.
+    Rule(u32),
 }
 
 /// Longest name in wire form (RFC 1035 3.1).
 const MAX_NAME: usize = 255;
 
-pub fn answer<'z>(zones: &'z ZoneSet, q: &Question<'_>, max_chain: usize) -> Answer<'z> {
+/// Answers `q` from `zones`, asking `gslb` at names a rule answers. `trace`, when given, receives
+/// every GSLB hop's decision and reasons (for `explain`); without it nothing is formatted.
+pub fn answer<'z>(
+    zones: &'z ZoneSet,
+    gslb: &'z Gslb,
+    q: &Question<'_>,
+    max_chain: usize,
+    mut trace: Option<&mut Trace>,
+) -> Answer<'z> {
     let Some(mut zone) = zones.find(q.key) else {
         return Answer::new(Outcome::Refused);
     };
@@ -99,49 +133,78 @@ pub fn answer<'z>(zones: &'z ZoneSet, q: &Question<'_>, max_chain: usize) -> Ans
     key_buf[..key_len].copy_from_slice(&q.key[..key_len]);
     // Names already visited in this chain, for loop detection (the question is the first).
     let mut seen: Vec<&'z [u8]> = Vec::new();
+    // Geo is looked up once, at the first GSLB name of the chain.
+    let mut located: Option<GeoInfo<'z>> = None;
+    // Records after a GSLB hop depend on the client: they live no longer than the shortest hop.
+    let mut ttl_cap = u32::MAX;
 
     loop {
         let key = &key_buf[..key_len];
-        match lookup(zone, key, q.qtype) {
+        let cname = match lookup(zone, key, q.qtype) {
             Lookup::Data(set) => {
+                let select = if zone.rotate
+                    && set.rdatas.len() > 1
+                    && matches!(set.rtype, RecordType::A | RecordType::AAAA)
+                {
+                    Select::Rotate((gslb::next_round() as usize % set.rdatas.len()) as u16)
+                } else {
+                    Select::All
+                };
                 out.answer.push(RrsetRef {
                     owner,
                     rrset: set,
-                    ttl: set.ttl,
+                    ttl: set.ttl.min(ttl_cap),
+                    select,
                 });
                 break;
             }
-            Lookup::Cname(set) => {
-                out.answer.push(RrsetRef {
-                    owner,
-                    rrset: set,
-                    ttl: set.ttl,
+            Lookup::Cname(set) => set,
+            Lookup::Rule(rule) => {
+                let info = located.get_or_insert_with(|| {
+                    let info = q
+                        .client
+                        .ip
+                        .map(|ip| gslb.geo.lookup(ip))
+                        .unwrap_or_default();
+                    if let Some(t) = trace.as_deref_mut() {
+                        t.geo = Some(GeoView::new(&info, &gslb.geo));
+                    }
+                    info
                 });
-                let Some(target) = set.rdatas.first().and_then(|r| r.target()) else {
-                    break;
-                };
-                let looped = target.eq_ignore_ascii_case(q.key)
-                    || seen.iter().any(|s| s.eq_ignore_ascii_case(target));
-                if looped || seen.len() + 1 >= max_chain {
-                    break;
+                let mut hop = trace
+                    .is_some()
+                    .then(|| Hop::new(name::display(key), gslb, rule));
+                let d = gslb.decide(rule as usize, q.qtype, &q.client, info, hop.as_mut());
+                if let (Some(t), Some(h)) = (trace.as_deref_mut(), hop) {
+                    t.hops.push(h);
                 }
-                seen.push(target);
-                key_len = lower(&mut key_buf, target).len();
-                let Some(next_zone) = zones.find(&key_buf[..key_len]) else {
-                    // The target is elsewhere; the client's resolver follows it (RFC 1034 4.3.2).
-                    break;
-                };
-                zone = next_zone;
-                owner = Owner::Wire(target);
+                out.scope = Some(out.scope.unwrap_or(0).max(d.scope));
+                ttl_cap = ttl_cap.min(d.ttl);
+                match d.step {
+                    Step::Cname(set) => set,
+                    Step::Data(set, select) => {
+                        out.answer.push(RrsetRef {
+                            owner,
+                            rrset: set,
+                            ttl: set.ttl.min(ttl_cap),
+                            select,
+                        });
+                        break;
+                    }
+                    Step::NoData => {
+                        out.authority.push(soa_of(zone, ttl_cap));
+                        break;
+                    }
+                }
             }
             Lookup::NoData => {
-                out.authority.push(soa_of(zone));
+                out.authority.push(soa_of(zone, ttl_cap));
                 break;
             }
             Lookup::NxDomain => {
                 // RFC 6604 section 3: the RCODE is that of the last name in the chain.
                 out.outcome = Outcome::NxDomain;
-                out.authority.push(soa_of(zone));
+                out.authority.push(soa_of(zone, ttl_cap));
                 break;
             }
             Lookup::Referral(cut) => {
@@ -152,18 +215,36 @@ pub fn answer<'z>(zones: &'z ZoneSet, q: &Question<'_>, max_chain: usize) -> Ans
                 referral(zone, cut, &mut out);
                 break;
             }
+        };
+        out.answer
+            .push(RrsetRef::all(owner, cname, cname.ttl.min(ttl_cap)));
+        let Some(target) = cname.rdatas.first().and_then(|r| r.target()) else {
+            break;
+        };
+        let looped = target.eq_ignore_ascii_case(q.key)
+            || seen.iter().any(|s| s.eq_ignore_ascii_case(target));
+        if looped || seen.len() + 1 >= max_chain {
+            break;
         }
+        seen.push(target);
+        key_len = lower(&mut key_buf, target).len();
+        let Some(next_zone) = zones.find(&key_buf[..key_len]) else {
+            // The target is elsewhere; the client's resolver follows it (RFC 1034 4.3.2).
+            break;
+        };
+        zone = next_zone;
+        owner = Owner::Wire(target);
     }
     additional_addresses(zones, &mut out);
     out
 }
 
-fn soa_of(zone: &Zone) -> RrsetRef<'_> {
-    RrsetRef {
-        owner: Owner::Wire(&zone.apex().owner),
-        rrset: zone.soa(),
-        ttl: zone.negative_ttl,
-    }
+fn soa_of(zone: &Zone, ttl_cap: u32) -> RrsetRef<'_> {
+    RrsetRef::all(
+        Owner::Wire(&zone.apex().owner),
+        zone.soa(),
+        zone.negative_ttl.min(ttl_cap),
+    )
 }
 
 /// Offsets of each suffix of `key`: [0] is the whole name, the last is the root.
@@ -210,6 +291,9 @@ fn lookup<'z>(zone: &'z Zone, key: &[u8], qtype: RecordType) -> Lookup<'z> {
 }
 
 fn at_node(node: &Node, qtype: RecordType) -> Lookup<'_> {
+    if let Some(rule) = node.rule {
+        return Lookup::Rule(rule);
+    }
     if qtype == RecordType::ANY {
         // RFC 8482 section 4.2: answer with one RRset rather than all of them.
         return match node.rrsets.first() {
@@ -247,11 +331,8 @@ fn referral<'z>(zone: &'z Zone, cut: &'z Node, out: &mut Answer<'z>) {
     let Some(ns) = cut.rrset(RecordType::NS) else {
         return;
     };
-    out.authority.push(RrsetRef {
-        owner: Owner::Wire(&cut.owner),
-        rrset: ns,
-        ttl: ns.ttl,
-    });
+    out.authority
+        .push(RrsetRef::all(Owner::Wire(&cut.owner), ns, ns.ttl));
     let (mut cut_buf, mut tbuf) = ([0u8; MAX_NAME], [0u8; MAX_NAME]);
     let cut_key = lower(&mut cut_buf, &cut.owner);
     let mut sibling = Vec::new();
@@ -270,11 +351,7 @@ fn referral<'z>(zone: &'z Zone, cut: &'z Node, out: &mut Answer<'z>) {
         };
         for t in [RecordType::A, RecordType::AAAA] {
             if let Some(set) = node.rrset(t) {
-                dest.push(RrsetRef {
-                    owner: Owner::Wire(target),
-                    rrset: set,
-                    ttl: set.ttl,
-                });
+                dest.push(RrsetRef::all(Owner::Wire(target), set, set.ttl));
             }
         }
     }
@@ -311,11 +388,8 @@ fn additional_addresses<'z>(zones: &'z ZoneSet, out: &mut Answer<'z>) {
             done.push(target);
             for t in [RecordType::A, RecordType::AAAA] {
                 if let Some(set) = node.rrset(t) {
-                    out.additional.push(RrsetRef {
-                        owner: Owner::Wire(target),
-                        rrset: set,
-                        ttl: set.ttl,
-                    });
+                    out.additional
+                        .push(RrsetRef::all(Owner::Wire(target), set, set.ttl));
                 }
             }
         }

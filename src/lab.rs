@@ -31,6 +31,15 @@ pub const FILES: &[(&str, &str)] = &[
         "zones/2.0.192.in-addr.arpa.zone",
         include_str!("../zones/2.0.192.in-addr.arpa.zone"),
     ),
+    ("geo/lab.csv", include_str!("../geo/lab.csv")),
+    (
+        "geo/lab-overrides.csv",
+        include_str!("../geo/lab-overrides.csv"),
+    ),
+    (
+        "geo/asn-carriers.csv",
+        include_str!("../geo/asn-carriers.csv"),
+    ),
 ];
 
 /// Serves the copies compiled in; `path` is as the config names it, joined to `zones/`.

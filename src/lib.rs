@@ -14,6 +14,9 @@
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod geo;
+pub mod gslb;
+pub mod health;
 pub mod lab;
 pub mod query;
 pub mod server;

@@ -1,11 +1,12 @@
 //! One DNS message in, one out: parse, answer from the snapshot, encode. Every DNS transport calls
 //! `respond`, so UDP and TCP (and later DoH) give identical answers. No I/O.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use hickory_proto::rr::RecordType;
 
 use crate::engine::{self, Question};
+use crate::gslb::ClientAddr;
 use crate::snapshot::Snapshot;
 use crate::wire::{self, Reject, rcode};
 
@@ -78,12 +79,68 @@ pub fn respond(
     }
     let answer = engine::answer(
         snap.view(listener),
+        &snap.gslb,
         &Question {
             key: q.key(),
             qtype,
+            client: client_addr(
+                q.edns.as_ref().and_then(|e| e.ecs.as_ref()),
+                client.addr.ip(),
+            ),
         },
         snap.limits.cname_chain,
+        None,
     );
     let max = wire::max_size(q.edns.as_ref(), client.transport == Transport::Tcp, payload);
-    Some(wire::encode_answer(&q, &answer, max, payload, 0))
+    Some(wire::encode_answer(&q, &answer, max, payload))
+}
+
+/// Longest ECS source prefixes used (RFC 7871 11.1 recommends resolvers send no more than these;
+/// longer ones are cut so one client's full address never picks an answer nobody else shares).
+pub const ECS_MAX_V4: u8 = 24;
+pub const ECS_MAX_V6: u8 = 56;
+
+/// The address the GSLB decides by: the ECS subnet when the query has one (RFC 7871 7.1.1), else
+/// the packet's source. ECS SOURCE PREFIX-LENGTH 0 means "do not locate me" (RFC 7871 7.1.2).
+pub fn client_addr(ecs: Option<&wire::ClientSubnet>, peer: IpAddr) -> ClientAddr {
+    match ecs {
+        Some(e) if e.source_prefix == 0 => ClientAddr {
+            ip: None,
+            prefix: 0,
+        },
+        Some(e) => {
+            let (ip, prefix) = truncate(e.addr, e.source_prefix);
+            ClientAddr {
+                ip: Some(ip),
+                prefix,
+            }
+        }
+        None => {
+            let ip = match peer {
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
+                v4 => v4,
+            };
+            let prefix = if ip.is_ipv4() { 32 } else { 128 };
+            ClientAddr {
+                ip: Some(ip),
+                prefix,
+            }
+        }
+    }
+}
+
+/// `addr` cut to at most /24 (IPv4) or /56 (IPv6), with the bits past the prefix cleared.
+pub fn truncate(addr: IpAddr, prefix: u8) -> (IpAddr, u8) {
+    match addr {
+        IpAddr::V4(a) => {
+            let p = prefix.min(ECS_MAX_V4);
+            let mask = u32::MAX.checked_shl(32 - p as u32).unwrap_or(0);
+            (IpAddr::V4((u32::from(a) & mask).into()), p)
+        }
+        IpAddr::V6(a) => {
+            let p = prefix.min(ECS_MAX_V6);
+            let mask = u128::MAX.checked_shl(128 - p as u32).unwrap_or(0);
+            (IpAddr::V6((u128::from(a) & mask).into()), p)
+        }
+    }
 }

@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::config::Source;
+use crate::health::Health;
 use crate::query::{self, Client, Transport};
 use crate::snapshot::{BuildError, Snapshot};
 
@@ -40,6 +41,8 @@ pub enum StartError {
 pub struct Handle {
     snapshot: Arc<ArcSwap<Snapshot>>,
     source: Arc<Source>,
+    /// Health state of GSLB pool addresses: outside the snapshot, so it survives reloads.
+    health: Arc<Health>,
 }
 
 impl Handle {
@@ -51,7 +54,7 @@ impl Handle {
     /// running snapshot stays. Listener sets cannot change without a restart (sockets are bound
     /// once), so a config that changes them is refused.
     pub fn reload(&self) -> Result<Arc<Snapshot>, BuildError> {
-        let new = Snapshot::build(&self.source)?;
+        let new = Snapshot::build_with(&self.source, &self.health)?;
         let old = self.snapshot.load();
         if new.listeners.len() != old.listeners.len()
             || new
@@ -68,7 +71,20 @@ impl Handle {
         }
         let new = Arc::new(new);
         self.snapshot.store(new.clone());
+        drop(old);
+        self.start_health();
         Ok(new)
+    }
+
+    /// Starts checks for addresses the current snapshot added (and lets go of those it dropped).
+    fn start_health(&self) {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.health.start();
+        }
+    }
+
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
     }
 
     /// `reload` off the query path, with the outcome logged.
@@ -132,15 +148,16 @@ pub struct BoundAddr {
 impl Server {
     /// Builds the first snapshot and binds every listener address.
     pub async fn bind(source: Source) -> Result<Server, StartError> {
-        let snapshot = Snapshot::build(&source)?;
+        let health = Health::new();
+        let snapshot = Snapshot::build_with(&source, &health)?;
         let bound = bind_all(&snapshot)?;
-        Ok(Server {
-            handle: Handle {
-                snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
-                source: Arc::new(source),
-            },
-            bound,
-        })
+        let handle = Handle {
+            snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+            source: Arc::new(source),
+            health,
+        };
+        handle.start_health();
+        Ok(Server { handle, bound })
     }
 
     pub fn handle(&self) -> Handle {

@@ -12,6 +12,9 @@ use std::sync::Arc;
 use hickory_proto::rr::Name;
 
 use crate::config::{Config, Limits, ListenerConfig, Source};
+use crate::geo::Geo;
+use crate::gslb::Gslb;
+use crate::health::Health;
 use crate::zone::reader::ZoneFs;
 use crate::zone::{Zone, ZoneSet};
 
@@ -22,6 +25,8 @@ pub struct Snapshot {
     pub listeners: Vec<ListenerConfig>,
     pub views: Vec<ZoneSet>,
     pub zones: Vec<Arc<Zone>>,
+    /// Geo data and GSLB rules; rules are attached to zone nodes by index.
+    pub gslb: Gslb,
 }
 
 /// Everything wrong with a configuration, one problem a line (zone errors as `file:line: ...`).
@@ -40,9 +45,15 @@ impl BuildError {
 }
 
 impl Snapshot {
+    /// Builds with a registry of its own: health state starts fresh (`check`, `explain`, tests).
     pub fn build(source: &Source) -> Result<Snapshot, BuildError> {
+        Snapshot::build_with(source, &Health::default())
+    }
+
+    /// Builds against the server's health registry, so checked addresses keep their state.
+    pub fn build_with(source: &Source, health: &Health) -> Result<Snapshot, BuildError> {
         let (config, fs, base) = source.load().map_err(BuildError::one)?;
-        Snapshot::from_config(config, fs.as_ref(), &base, &source.describe())
+        Snapshot::from_config(config, fs.as_ref(), &base, &source.describe(), health)
     }
 
     /// `label` names the configuration in problems that are not about a zone file.
@@ -51,12 +62,12 @@ impl Snapshot {
         fs: &dyn ZoneFs,
         base: &Path,
         label: &str,
+        health: &Health,
     ) -> Result<Snapshot, BuildError> {
         let mut problems = Vec::new();
         // Zone problems carry their own file:line; the others name the configuration.
         let mut config_problems = Vec::new();
-        let mut zones: HashMap<String, Arc<Zone>> = HashMap::new();
-        let mut ordered = Vec::new();
+        let mut loaded: Vec<(String, Zone)> = Vec::new();
         for zc in &config.zones {
             let origin = match Name::from_ascii(&zc.name) {
                 Ok(mut n) => {
@@ -69,19 +80,60 @@ impl Snapshot {
                 }
             };
             let canon = origin.to_lowercase().to_string();
-            if zones.contains_key(&canon) {
+            if loaded.iter().any(|(c, _)| *c == canon) {
                 config_problems.push(format!("zone {canon} is configured twice"));
                 continue;
             }
             let path = base.join(&zc.file);
             match Zone::load(&origin, &path, fs) {
-                Ok(z) => {
-                    let z = Arc::new(z);
-                    ordered.push(z.clone());
-                    zones.insert(canon, z);
+                Ok(mut z) => {
+                    z.rotate = zc.rotate;
+                    loaded.push((canon, z));
                 }
                 Err(errs) => problems.extend(errs.iter().map(ToString::to_string)),
             }
+        }
+
+        // Geo data, then the GSLB rules, each attached to the most specific zone holding its name.
+        let gslb = match Geo::load(&config.geo, base, fs) {
+            Ok(geo) => match Gslb::build(&config.gslb, geo, health) {
+                Ok((gslb, attachments)) => {
+                    for at in attachments {
+                        let key = crate::zone::name::key_of(&at.name);
+                        let zone = loaded
+                            .iter_mut()
+                            .filter(|(_, z)| crate::zone::name::is_at_or_below(&key, &z.origin_key))
+                            .max_by_key(|(_, z)| z.origin_key.len());
+                        let rule = &gslb.rules[at.rule].name;
+                        match zone {
+                            Some((_, z)) => {
+                                if let Err(e) = z.attach_rule(&at.name, at.rule as u32) {
+                                    config_problems.push(format!("GSLB rule {rule}: {e}"));
+                                }
+                            }
+                            None => config_problems
+                                .push(format!("GSLB rule {rule}: no [[zone]] contains this name")),
+                        }
+                    }
+                    gslb
+                }
+                Err(errs) => {
+                    config_problems.extend(errs);
+                    Gslb::empty()
+                }
+            },
+            Err(errs) => {
+                // Geo problems name their file (and line) themselves.
+                problems.extend(errs);
+                Gslb::empty()
+            }
+        };
+        let mut zones: HashMap<String, Arc<Zone>> = HashMap::new();
+        let mut ordered = Vec::new();
+        for (canon, z) in loaded {
+            let z = Arc::new(z);
+            ordered.push(z.clone());
+            zones.insert(canon, z);
         }
 
         let mut views = Vec::new();
@@ -148,6 +200,7 @@ impl Snapshot {
             listeners: config.listeners,
             views,
             zones: ordered,
+            gslb,
         })
     }
 

@@ -30,6 +30,15 @@ const OPT: u16 = 41;
 const CLASS_IN: u16 = 1;
 const OPTION_ECS: u16 = 8;
 
+/// The RCODE's mnemonic (RFC 6895 2.3), for explain and JSON answers.
+pub fn rcode_name(outcome: Outcome) -> &'static str {
+    match rcode_of(outcome) {
+        rcode::NOERROR => "NOERROR",
+        rcode::NXDOMAIN => "NXDOMAIN",
+        _ => "REFUSED",
+    }
+}
+
 /// The one mapping from the engine's outcomes to RCODEs.
 pub fn rcode_of(outcome: Outcome) -> u16 {
     match outcome {
@@ -498,7 +507,13 @@ fn write_opt(w: &mut Writer, edns: &Edns, rcode: u16, our_payload: u16, scope: u
 }
 
 fn write_rrset(w: &mut Writer, rr: &RrsetRef<'_>, qname_at: usize) -> usize {
-    for rdata in &rr.rrset.rdatas {
+    let rdatas = &rr.rrset.rdatas;
+    let mut n = 0;
+    for i in rr.select.indices(rdatas.len()) {
+        let Some(rdata) = rdatas.get(i) else {
+            continue;
+        };
+        n += 1;
         match rr.owner {
             Owner::Qname => w.u16(0xc000 | qname_at as u16),
             Owner::Wire(name) => w.name(name, true),
@@ -517,19 +532,15 @@ fn write_rrset(w: &mut Writer, rr: &RrsetRef<'_>, qname_at: usize) -> usize {
         let len = (w.buf.len() - len_at - 2) as u16;
         w.buf[len_at..len_at + 2].copy_from_slice(&len.to_be_bytes());
     }
-    rr.rrset.rdatas.len()
+    n
 }
 
 /// Encodes the engine's answer to `q`, fitting it into `max` bytes: when ANSWER or AUTHORITY (or
 /// required glue) does not fit, TC is set and the client retries over TCP (RFC 2181 9, RFC 9471);
 /// optional ADDITIONAL RRsets that do not fit are left out without TC.
-pub fn encode_answer(
-    q: &Query<'_>,
-    a: &Answer<'_>,
-    max: usize,
-    our_payload: u16,
-    scope: u8,
-) -> Vec<u8> {
+pub fn encode_answer(q: &Query<'_>, a: &Answer<'_>, max: usize, our_payload: u16) -> Vec<u8> {
+    // RFC 7871 7.2.1: SCOPE PREFIX-LENGTH 0 when the answer does not depend on the client.
+    let scope = a.scope.unwrap_or(0);
     let rc = rcode_of(a.outcome);
     let mut w = Writer {
         buf: Vec::with_capacity(512),

@@ -446,26 +446,61 @@ fn dig_walks_the_lab_world() {
     let c2 = dig("127.0.3.2", port, "api.yourcompany.com", &[]);
     assert_eq!(c2.essence(), c.essence(), "{}\n{}", c.text, c2.text);
 
-    // (d) The whole object chain in one answer.
+    // (d) The whole object chain in one answer, decided by the GSLB: from 127.0.0.1 (no geo data)
+    // the default line and region ...
     let d = dig("127.0.0.1", port, "object.yourcompany.com", &[]);
     assert_eq!(d.status, "NOERROR", "{}", d.text);
     assert!(d.has_flag("aa"), "{}", d.text);
     let answer = Dig::short(&d.answer);
-    assert_eq!(answer.len(), 9, "3 CNAMEs + 6 A:\n{}", d.text);
+    assert_eq!(answer.len(), 8, "2 CNAMEs + 6 A:\n{}", d.text);
     assert_eq!(
-        answer[..3],
+        answer[..2],
         [
             "object.yourcompany.com. CNAME object.vip.yourcompany.com.",
             "object.vip.yourcompany.com. CNAME object.bgp.yourcompany.com.",
-            "object.bgp.yourcompany.com. CNAME object.bj.yourcompany.com.",
         ],
         "the chain in order:\n{}",
         d.text
     );
-    let bj: Vec<String> = (11..=16)
-        .map(|i| format!("object.bj.yourcompany.com. A 203.0.113.{i}"))
+    let bgp_bj: Vec<String> = (11..=16)
+        .map(|i| format!("object.bgp.yourcompany.com. A 203.0.113.{i}"))
         .collect();
-    assert_eq!(sorted(answer[3..].to_vec()), bj, "{}", d.text);
+    assert_eq!(sorted(answer[2..].to_vec()), bgp_bj, "{}", d.text);
+    // ... and from the telecom LDNS's address (dig -b), the telecom line's Shanghai SLBs.
+    let dx = dig(
+        "127.0.0.1",
+        port,
+        "object.yourcompany.com",
+        &["-b", "127.0.11.1"],
+    );
+    let answer = Dig::short(&dx.answer);
+    assert_eq!(
+        answer[1], "object.vip.yourcompany.com. CNAME object.dx.yourcompany.com.",
+        "{}",
+        dx.text
+    );
+    let dx_sh: Vec<String> = (81..=86)
+        .map(|i| format!("object.dx.yourcompany.com. A 203.0.113.{i}"))
+        .collect();
+    assert_eq!(sorted(answer[2..].to_vec()), dx_sh, "{}", dx.text);
+    // ... and with ECS (dig +subnet) the subnet decides, and the scope comes back.
+    let ecs = dig(
+        "127.0.0.1",
+        port,
+        "object.yourcompany.com",
+        &["+subnet=2001:db8:b::/48"],
+    );
+    assert!(
+        ecs.text.contains("CLIENT-SUBNET: 2001:db8:b::/48/48"),
+        "{}",
+        ecs.text
+    );
+    assert!(
+        Dig::short(&ecs.answer)
+            .contains(&"object.vip.yourcompany.com. CNAME object.dx.yourcompany.com.".to_string()),
+        "{}",
+        ecs.text
+    );
 
     // (e) TCP gives what UDP gives.
     let e = dig("127.0.3.1", port, "api.yourcompany.com", &["+tcp"]);

@@ -44,6 +44,8 @@ pub struct Node {
     pub rrsets: Vec<RRset>,
     /// A delegation point: NS here and not the apex (RFC 1034 4.2.1).
     pub cut: bool,
+    /// A GSLB rule answers this name (index into `gslb::Gslb::rules`); such a node has no RRsets.
+    pub rule: Option<u32>,
 }
 
 impl Node {
@@ -62,6 +64,8 @@ pub struct Zone {
     pub negative_ttl: u32,
     pub serial: u32,
     pub records: usize,
+    /// Rotate multi-address RRsets round robin (`rotate = true` on the zone's config).
+    pub rotate: bool,
 }
 
 /// A problem found while loading a zone, with where it was written.
@@ -130,6 +134,7 @@ impl Zone {
                 owner: rdata::wire_name(owner),
                 rrsets: Vec::new(),
                 cut: false,
+                rule: None,
             });
             let rdata = match WireRdata::from_rdata(&r.record.data) {
                 Ok(w) => w,
@@ -272,6 +277,7 @@ impl Zone {
                             owner: parent.into(),
                             rrsets: Vec::new(),
                             cut: false,
+                            rule: None,
                         });
                     }
                 }
@@ -291,7 +297,66 @@ impl Zone {
             negative_ttl,
             serial,
             records: count,
+            rotate: false,
         })
+    }
+
+    /// Puts GSLB rule `rule` at `owner` (a name below the apex, with no records of its own and not
+    /// at or below a delegation), creating the empty non-terminals above it.
+    pub fn attach_rule(&mut self, owner: &Name, rule: u32) -> Result<(), String> {
+        let key = key_of(owner);
+        if key == self.origin_key {
+            return Err(format!("{owner} is the apex of zone {}", self.origin));
+        }
+        if !name::is_at_or_below(&key, &self.origin_key) {
+            return Err(format!("{owner} is not in zone {}", self.origin));
+        }
+        let mut k: &[u8] = &key;
+        while k.len() > self.origin_key.len() {
+            if self.nodes.get(k).is_some_and(|n| n.cut) {
+                return Err(format!(
+                    "{owner} is at or below the delegation {} in {}",
+                    name::display(k),
+                    self.file.display()
+                ));
+            }
+            k = name::parent(k).unwrap_or(&[]);
+        }
+        if let Some(node) = self.nodes.get(&*key) {
+            if !node.rrsets.is_empty() {
+                let types: Vec<String> = node.rrsets.iter().map(|s| s.rtype.to_string()).collect();
+                return Err(format!(
+                    "{owner} also has records in {} ({}); a GSLB name has only the rule's answers",
+                    self.file.display(),
+                    types.join(", ")
+                ));
+            }
+            if node.rule.is_some() {
+                return Err(format!("{owner} already has a GSLB rule"));
+            }
+        }
+        let wire = rdata::wire_name(owner);
+        let node = self.nodes.entry(key.clone()).or_insert_with(|| Node {
+            owner: wire,
+            rrsets: Vec::new(),
+            cut: false,
+            rule: None,
+        });
+        node.rule = Some(rule);
+        let mut suffix: &[u8] = &key;
+        while let Some(parent) = name::parent(suffix) {
+            if parent.len() <= self.origin_key.len() {
+                break;
+            }
+            self.nodes.entry(parent.into()).or_insert_with(|| Node {
+                owner: parent.into(),
+                rrsets: Vec::new(),
+                cut: false,
+                rule: None,
+            });
+            suffix = parent;
+        }
+        Ok(())
     }
 
     pub fn node(&self, key: &[u8]) -> Option<&Node> {

@@ -125,3 +125,22 @@ impl WireRdata {
         }
     }
 }
+
+/// Presentation form of prepared RDATA (RFC 1035 5.1), for explain and JSON answers.
+pub fn presentation(rtype: hickory_proto::rr::RecordType, rdata: &WireRdata) -> String {
+    let mut wire = Vec::new();
+    for part in rdata.parts.iter() {
+        match part {
+            Part::Bytes(b) => wire.extend_from_slice(b),
+            Part::Name { wire: w, .. } => wire.extend_from_slice(w),
+        }
+    }
+    match super::reader::decode_wire(rtype, &wire) {
+        Ok(rd) => rd.to_string(),
+        // RFC 3597 section 5: the generic form for what cannot be shown otherwise.
+        Err(_) => {
+            let hex: String = wire.iter().map(|b| format!("{b:02x}")).collect();
+            format!("\\# {} {hex}", wire.len())
+        }
+    }
+}

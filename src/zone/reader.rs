@@ -467,7 +467,7 @@ fn name_wire(name: &Name) -> Vec<u8> {
     v
 }
 
-fn decode_wire(rtype: RecordType, wire: &[u8]) -> Result<RData, String> {
+pub(crate) fn decode_wire(rtype: RecordType, wire: &[u8]) -> Result<RData, String> {
     let len = u16::try_from(wire.len()).map_err(|_| "RDATA longer than 65535 bytes".to_string())?;
     let mut decoder = BinDecoder::new(wire);
     let rdata = RData::read(&mut decoder, rtype, Restrict::new(len)).map_err(|e| e.to_string())?;

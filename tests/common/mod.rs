@@ -215,3 +215,70 @@ pub fn lines(records: &[hickory_proto::rr::Record]) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Sends raw bytes over UDP from a chosen local address (any 127.x works on Linux) and waits for
+/// one reply: the server sees that address as the client.
+pub async fn udp_from(src: std::net::IpAddr, addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    let sock = UdpSocket::bind(SocketAddr::new(src, 0)).await.unwrap();
+    sock.send_to(bytes, addr).await.unwrap();
+    let mut buf = vec![0u8; 65535];
+    match tokio::time::timeout(TIMEOUT, sock.recv_from(&mut buf)).await {
+        Ok(Ok((n, _))) => Some(buf[..n].to_vec()),
+        _ => None,
+    }
+}
+
+/// The EDNS Client Subnet option (RFC 7871 6) for `ip/prefix`, address cut to the prefix.
+pub fn ecs_option(ip: std::net::IpAddr, prefix: u8) -> Vec<u8> {
+    let (family, octets): (u16, Vec<u8>) = match ip {
+        std::net::IpAddr::V4(a) => (1, a.octets().to_vec()),
+        std::net::IpAddr::V6(a) => (2, a.octets().to_vec()),
+    };
+    let n = prefix.div_ceil(8) as usize;
+    let mut addr = octets[..n].to_vec();
+    if !prefix.is_multiple_of(8) {
+        let last = addr.last_mut().unwrap();
+        *last &= 0xffu8 << (8 - prefix % 8);
+    }
+    let mut o = Vec::new();
+    o.extend_from_slice(&8u16.to_be_bytes());
+    o.extend_from_slice(&((4 + n) as u16).to_be_bytes());
+    o.extend_from_slice(&family.to_be_bytes());
+    o.push(prefix);
+    o.push(0);
+    o.extend_from_slice(&addr);
+    o
+}
+
+impl Q {
+    pub fn ecs(mut self, ip: std::net::IpAddr, prefix: u8) -> Q {
+        let opt = ecs_option(ip, prefix);
+        match &mut self.edns {
+            Some(e) => e.3 = opt,
+            None => self.edns = Some((1232, 0, false, opt)),
+        }
+        self
+    }
+}
+
+/// The ECS option of a response as (source prefix, scope prefix, address bytes), if any. The OPT
+/// record is last in our responses and ECS is its only option.
+pub fn ecs_of(resp: &[u8]) -> Option<(u8, u8, Vec<u8>)> {
+    Message::from_vec(resp).ok()?;
+    // Walk back from the end: ... OPTION-CODE(8) OPTION-LENGTH FAMILY SRC SCOPE ADDR
+    for alen in 0..=16usize {
+        if resp.len() < 8 + alen {
+            break;
+        }
+        let at = resp.len() - alen - 8;
+        let code = u16::from_be_bytes([resp[at], resp[at + 1]]);
+        let len = u16::from_be_bytes([resp[at + 2], resp[at + 3]]) as usize;
+        if code == 8 && len == 4 + alen {
+            let src = resp[at + 6];
+            if (src as usize).div_ceil(8) == alen {
+                return Some((src, resp[at + 7], resp[at + 8..].to_vec()));
+            }
+        }
+    }
+    None
+}

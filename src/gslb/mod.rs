@@ -1,0 +1,1058 @@
+//! GSLB policy: the names whose answer depends on who asks (design.md section 1).
+//!
+//! Two kinds of rule, compiled at snapshot build time into tables the engine consults:
+//! - a **carrier rule** (layer 1) answers a CNAME to the line of the client's carrier;
+//! - a **location rule** (layer 2) answers up to N addresses of one region's pool, the region
+//!   chosen by province/country mapping or by great-circle distance, failing over to the next
+//!   region when too few of its addresses are healthy, weighted within the pool.
+//!
+//! Everything here is pure given the health flags (atomics owned by `health`, outside the
+//! snapshot): no I/O, no allocation per decision unless an explain trace is asked for. Records are
+//! prebuilt `RRset`s in the snapshot; a decision returns a reference to one and a `Select` of its
+//! records, so the encoder writes them without building anything.
+
+pub mod explain;
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use hickory_proto::rr::rdata::{A, AAAA, CNAME};
+use hickory_proto::rr::{Name, RData, RecordType};
+use serde::Deserialize;
+
+use crate::geo::{self, Geo, GeoInfo};
+use crate::health::{CheckConfig, Health, Target};
+use crate::zone::{RRset, WireRdata};
+
+use self::explain::{Hop, MemberView};
+
+/// Most records one GSLB answer may carry (and the largest `answer` a rule may ask for).
+pub const MAX_PICK: usize = 16;
+/// Most addresses of one family in one pool (indices are u16, selection works on the stack).
+pub const MAX_POOL: usize = 256;
+
+// ---------------------------------------------------------------------------------------------
+// Configuration (the `[gslb]` part of the config file)
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GslbConfig {
+    /// Data centres: coordinates and the provinces/countries they serve.
+    pub region: BTreeMap<String, RegionConfig>,
+    /// Named health checks pools refer to.
+    pub health: BTreeMap<String, CheckConfig>,
+    pub carrier: Vec<CarrierRuleConfig>,
+    pub location: Vec<LocationRuleConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionConfig {
+    /// Display name ("Beijing"); the table key is the id.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// [latitude, longitude] in degrees.
+    pub location: [f64; 2],
+    /// Province names (as the City database writes them) or `CC-CODE` subdivision codes.
+    #[serde(default)]
+    pub provinces: Vec<String>,
+    /// ISO country codes this region serves when no province matched.
+    #[serde(default)]
+    pub countries: Vec<String>,
+    /// Regions to fail over to, in order; the others follow by distance.
+    #[serde(default)]
+    pub fallback: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarrierRuleConfig {
+    pub name: String,
+    #[serde(default = "default_ttl")]
+    pub ttl: u32,
+    /// Carrier id -> CNAME target of that carrier's line.
+    #[serde(default)]
+    pub lines: BTreeMap<String, String>,
+    /// The line of clients whose carrier is unknown or has no line here.
+    pub default: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SelectBy {
+    /// Province/country mapping first, distance when nothing maps.
+    #[default]
+    Mapping,
+    /// Distance only.
+    Nearest,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AllDown {
+    /// Answer the preferred region as if every address were up (a dead answer beats none).
+    #[default]
+    All,
+    /// Answer the default region's addresses.
+    Default,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocationRuleConfig {
+    pub name: String,
+    #[serde(default = "default_ttl")]
+    pub ttl: u32,
+    /// Addresses per answer.
+    #[serde(default = "default_answer")]
+    pub answer: usize,
+    /// A region with fewer healthy addresses (of the family asked for) fails over.
+    #[serde(default = "one")]
+    pub min_healthy: usize,
+    #[serde(default)]
+    pub select: SelectBy,
+    /// The region of clients nothing is known about.
+    pub default: String,
+    #[serde(default)]
+    pub all_down: AllDown,
+    /// Name of a `[gslb.health.*]` check run against every address of every pool.
+    #[serde(default)]
+    pub health: Option<String>,
+    /// Region id -> addresses (A and AAAA together).
+    pub pools: BTreeMap<String, Vec<MemberConfig>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum MemberConfig {
+    Address(IpAddr),
+    Full(MemberTable),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberTable {
+    pub address: IpAddr,
+    #[serde(default = "one_u32")]
+    pub weight: u32,
+    /// Check this endpoint instead of the address at the check's port (a management interface).
+    #[serde(default)]
+    pub check: Option<SocketAddr>,
+}
+
+fn default_ttl() -> u32 {
+    30
+}
+fn default_answer() -> usize {
+    6
+}
+fn one() -> usize {
+    1
+}
+fn one_u32() -> u32 {
+    1
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runtime tables
+
+#[derive(Debug)]
+pub struct Gslb {
+    pub geo: Geo,
+    pub regions: Vec<Region>,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug)]
+pub struct Region {
+    pub id: String,
+    pub name: String,
+    pub location: (f64, f64),
+    provinces: Vec<String>,
+    countries: Vec<String>,
+    fallback: Vec<usize>,
+}
+
+#[derive(Debug)]
+pub struct Rule {
+    /// Presentation form, for explain and logs.
+    pub name: String,
+    pub ttl: u32,
+    pub kind: RuleKind,
+}
+
+#[derive(Debug)]
+pub enum RuleKind {
+    Carrier(CarrierRule),
+    Location(LocationRule),
+}
+
+#[derive(Debug)]
+pub struct CarrierRule {
+    /// Indexed by `CarrierId`: the line of that carrier, if it has one.
+    by_carrier: Vec<Option<usize>>,
+    lines: Vec<Line>,
+    default: usize,
+}
+
+#[derive(Debug)]
+struct Line {
+    /// Carrier id, or "default".
+    label: String,
+    cname: RRset,
+}
+
+#[derive(Debug)]
+pub struct LocationRule {
+    answer: usize,
+    min_healthy: usize,
+    select: SelectBy,
+    default: usize,
+    all_down: AllDown,
+    pools: Vec<Pool>,
+}
+
+#[derive(Debug)]
+struct Pool {
+    region: usize,
+    /// Other pools of the rule to fail over to, in order.
+    order: Vec<usize>,
+    a: Family,
+    aaaa: Family,
+}
+
+#[derive(Debug)]
+struct Family {
+    rrset: RRset,
+    members: Vec<Member>,
+    equal_weights: bool,
+}
+
+#[derive(Debug)]
+struct Member {
+    addr: IpAddr,
+    weight: u32,
+    target: Option<Arc<Target>>,
+}
+
+impl Member {
+    fn healthy(&self) -> bool {
+        self.target.as_ref().is_none_or(|t| t.is_up())
+    }
+}
+
+/// Which records of an RRset go into the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Select {
+    All,
+    /// All of them, starting at this index and wrapping (round robin).
+    Rotate(u16),
+    /// These, in this order.
+    Pick {
+        idx: [u16; MAX_PICK],
+        len: u8,
+    },
+}
+
+impl Select {
+    /// Indices into an RRset of `n` records, in answer order.
+    pub fn indices(&self, n: usize) -> SelectIter {
+        SelectIter {
+            sel: *self,
+            n,
+            i: 0,
+        }
+    }
+
+    pub fn count(&self, n: usize) -> usize {
+        match self {
+            Select::All | Select::Rotate(_) => n,
+            Select::Pick { len, .. } => *len as usize,
+        }
+    }
+}
+
+pub struct SelectIter {
+    sel: Select,
+    n: usize,
+    i: usize,
+}
+
+impl Iterator for SelectIter {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        let i = self.i;
+        self.i += 1;
+        match self.sel {
+            Select::All => (i < self.n).then_some(i),
+            Select::Rotate(start) => (i < self.n).then(|| (start as usize + i) % self.n),
+            Select::Pick { idx, len } => (i < len as usize).then(|| idx[i] as usize),
+        }
+    }
+}
+
+/// Who the answer is for, as far as the GSLB is concerned.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr {
+    /// None: the client asked not to be located (ECS with SOURCE PREFIX-LENGTH 0, RFC 7871 7.1.2).
+    pub ip: Option<IpAddr>,
+    /// Bits of `ip` that are the client's (the ECS source prefix after truncation, or the full
+    /// address length); the scope of answers geo knows nothing about.
+    pub prefix: u8,
+}
+
+/// What one GSLB node answers.
+pub enum Step<'g> {
+    /// Continue the chain with this CNAME.
+    Cname(&'g RRset),
+    /// Final records.
+    Data(&'g RRset, Select),
+    NoData,
+}
+
+pub struct Decision<'g> {
+    pub step: Step<'g>,
+    /// ECS scope of this decision (RFC 7871 7.2.1): the prefix of the geo network that decided.
+    pub scope: u8,
+    pub ttl: u32,
+}
+
+/// A global counter for round robin; relaxed is enough, only the spread matters.
+static ROUND: AtomicU32 = AtomicU32::new(0);
+
+pub fn next_round() -> u32 {
+    ROUND.fetch_add(1, Ordering::Relaxed)
+}
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new(seed());
+}
+
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let local = 0u8;
+    (t ^ (&local as *const u8 as u64).rotate_left(32)) | 1
+}
+
+/// xorshift64*: weighted picks need spread, not secrecy.
+fn random() -> u64 {
+    RNG.with(|c| {
+        let mut x = c.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        c.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    })
+}
+
+impl Gslb {
+    pub fn empty() -> Gslb {
+        Gslb {
+            geo: Geo::empty(),
+            regions: Vec::new(),
+            rules: Vec::new(),
+        }
+    }
+
+    /// The index of the rule answering `name` (presentation form, case-insensitive).
+    pub fn rule_index(&self, name: &str) -> Option<usize> {
+        let want = name.trim_end_matches('.');
+        self.rules
+            .iter()
+            .position(|r| r.name.trim_end_matches('.').eq_ignore_ascii_case(want))
+    }
+
+    /// Decides the answer of rule `rule` for a client; `trace` receives the why.
+    pub fn decide<'g>(
+        &'g self,
+        rule: usize,
+        qtype: RecordType,
+        client: &ClientAddr,
+        info: &GeoInfo<'_>,
+        trace: Option<&mut Hop>,
+    ) -> Decision<'g> {
+        let r = &self.rules[rule];
+        match &r.kind {
+            RuleKind::Carrier(c) => self.decide_carrier(r, c, qtype, client, info, trace),
+            RuleKind::Location(l) => self.decide_location(r, l, qtype, client, info, trace),
+        }
+    }
+
+    fn decide_carrier<'g>(
+        &'g self,
+        rule: &Rule,
+        c: &'g CarrierRule,
+        qtype: RecordType,
+        client: &ClientAddr,
+        info: &GeoInfo<'_>,
+        trace: Option<&mut Hop>,
+    ) -> Decision<'g> {
+        let line = info
+            .carrier
+            .and_then(|id| c.by_carrier.get(id.0 as usize).copied().flatten());
+        // The scope is the widest network over which the carrier is the same (found or not), so a
+        // resolver may reuse the answer there (RFC 7871 7.2.1).
+        let (idx, scope) = match line {
+            Some(i) => (i, info.carrier_scope),
+            None => (c.default, info.carrier_scope),
+        };
+        let scope = if client.ip.is_none() { 0 } else { scope };
+        let line_ref = &c.lines[idx];
+        if let Some(h) = trace {
+            h.line = Some(line_ref.label.clone());
+            h.decision = format!(
+                "line {} -> CNAME {}",
+                line_ref.label,
+                crate::zone::name::display(line_ref.cname.rdatas[0].target().unwrap_or(b"\0"))
+            );
+            h.reason = match (info.carrier, line) {
+                (Some(id), Some(_)) => {
+                    let via = info.carrier_via.unwrap_or("geo");
+                    let net = info
+                        .carrier_by
+                        .map(|(_, n)| n.to_string())
+                        .unwrap_or_default();
+                    format!(
+                        "carrier {} ({}) by {via}, network {net}",
+                        self.geo.carrier(id).id,
+                        self.geo.carrier(id).name
+                    )
+                }
+                (Some(id), None) => format!(
+                    "carrier {} has no line here: default line",
+                    self.geo.carrier(id).id
+                ),
+                (None, _) if client.ip.is_none() => {
+                    "client not located (ECS source prefix 0): default line".to_string()
+                }
+                (None, _) => "carrier unknown: default line".to_string(),
+            };
+            h.scope = scope;
+            h.ttl = rule.ttl;
+        }
+        let step = if matches!(qtype, RecordType::CNAME | RecordType::ANY) {
+            Step::Data(&line_ref.cname, Select::All)
+        } else {
+            Step::Cname(&line_ref.cname)
+        };
+        Decision {
+            step,
+            scope,
+            ttl: rule.ttl,
+        }
+    }
+
+    /// The preferred pool for the client, why, and the scope of that reason.
+    fn prefer(
+        &self,
+        l: &LocationRule,
+        client: &ClientAddr,
+        info: &GeoInfo<'_>,
+    ) -> (usize, String, u8) {
+        let loc_scope = info.location_scope;
+        if client.ip.is_none() {
+            return (
+                l.default,
+                "client not located (ECS source prefix 0): default region".into(),
+                0,
+            );
+        }
+        if l.select == SelectBy::Mapping {
+            if let Some(p) = info.province {
+                let code = info
+                    .country
+                    .zip(info.province_code)
+                    .map(|(c, s)| format!("{c}-{s}"));
+                for (i, pool) in l.pools.iter().enumerate() {
+                    let region = &self.regions[pool.region];
+                    if region.provinces.iter().any(|x| {
+                        x.eq_ignore_ascii_case(p) || code.as_deref().is_some_and(|c| x == c)
+                    }) {
+                        return (
+                            i,
+                            format!("province {p} is mapped to region {}", region.id),
+                            loc_scope,
+                        );
+                    }
+                }
+            }
+            if let Some(cc) = info.country {
+                for (i, pool) in l.pools.iter().enumerate() {
+                    let region = &self.regions[pool.region];
+                    if region.countries.iter().any(|x| x.eq_ignore_ascii_case(cc)) {
+                        return (
+                            i,
+                            format!("country {cc} is mapped to region {}", region.id),
+                            loc_scope,
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(here) = info.location {
+            let (i, d) = l
+                .pools
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (i, geo::distance_km(here, self.regions[p.region].location)))
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .expect("a location rule has at least one pool");
+            let whence = info.city.or(info.province).unwrap_or("the client");
+            return (
+                i,
+                format!(
+                    "nearest region {} ({d:.0} km from {whence})",
+                    self.regions[l.pools[i].region].id
+                ),
+                loc_scope,
+            );
+        }
+        (
+            l.default,
+            "no location known for the client: default region".into(),
+            loc_scope,
+        )
+    }
+
+    fn decide_location<'g>(
+        &'g self,
+        rule: &Rule,
+        l: &'g LocationRule,
+        qtype: RecordType,
+        client: &ClientAddr,
+        info: &GeoInfo<'_>,
+        mut trace: Option<&mut Hop>,
+    ) -> Decision<'g> {
+        let (preferred, why, scope) = self.prefer(l, client, info);
+        let nodata = Decision {
+            step: Step::NoData,
+            scope,
+            ttl: rule.ttl,
+        };
+        let family = |p: &'g Pool| match qtype {
+            RecordType::AAAA => &p.aaaa,
+            _ => &p.a,
+        };
+        if let Some(h) = trace.as_deref_mut() {
+            h.reason = why;
+            h.scope = scope;
+            h.ttl = rule.ttl;
+        }
+        // RFC 8482: ANY gets one RRset; the IPv4 one is the useful one.
+        if !matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY) {
+            if let Some(h) = trace {
+                h.region = Some(self.regions[l.pools[preferred].region].id.clone());
+                h.decision = format!("no {qtype} records at a location rule: NODATA");
+            }
+            return nodata;
+        }
+        let order = std::iter::once(preferred).chain(l.pools[preferred].order.iter().copied());
+        let mut chosen = None;
+        for p in order {
+            let fam = family(&l.pools[p]);
+            if fam.members.is_empty() {
+                continue;
+            }
+            let healthy = fam.members.iter().filter(|m| m.healthy()).count();
+            let need = l.min_healthy.min(fam.members.len()).max(1);
+            if healthy >= need {
+                chosen = Some((p, true));
+                break;
+            }
+            if let Some(h) = trace.as_deref_mut() {
+                h.failover.push(format!(
+                    "region {}: {healthy} of {} addresses healthy, {need} needed",
+                    self.regions[l.pools[p].region].id,
+                    fam.members.len()
+                ));
+            }
+        }
+        let (p, health_aware) = match chosen {
+            Some(c) => c,
+            None => {
+                let fallback = match l.all_down {
+                    AllDown::All => std::iter::once(preferred)
+                        .chain(l.pools[preferred].order.iter().copied())
+                        .find(|&p| !family(&l.pools[p]).members.is_empty()),
+                    AllDown::Default => {
+                        Some(l.default).filter(|&p| !family(&l.pools[p]).members.is_empty())
+                    }
+                };
+                let Some(p) = fallback else {
+                    if let Some(h) = trace {
+                        h.decision = format!("no {qtype} addresses in any region: NODATA");
+                    }
+                    return nodata;
+                };
+                if let Some(h) = trace.as_deref_mut() {
+                    h.failover.push(format!(
+                        "every region is below its healthy minimum: all_down = {}",
+                        match l.all_down {
+                            AllDown::All => "all (answering as if all were up)",
+                            AllDown::Default => "default (the default region, unchecked)",
+                        }
+                    ));
+                }
+                (p, false)
+            }
+        };
+        let fam = family(&l.pools[p]);
+        let select = pick(&fam.members, fam.equal_weights, health_aware, l.answer);
+        if let Some(h) = trace {
+            let region = &self.regions[l.pools[p].region];
+            h.region = Some(region.id.clone());
+            h.decision = format!(
+                "region {} ({}): {} of {} {} addresses",
+                region.id,
+                region.name,
+                select.count(fam.members.len()),
+                fam.members.len(),
+                fam.rrset.rtype
+            );
+            let picked: Vec<usize> = select.indices(fam.members.len()).collect();
+            h.pool = fam
+                .members
+                .iter()
+                .enumerate()
+                .map(|(i, m)| MemberView {
+                    address: m.addr,
+                    weight: m.weight,
+                    healthy: m.healthy(),
+                    check: m.target.as_ref().map(|t| t.status()),
+                    picked: picked.contains(&i),
+                })
+                .collect();
+        }
+        Decision {
+            step: Step::Data(&fam.rrset, select),
+            scope,
+            ttl: rule.ttl,
+        }
+    }
+}
+
+/// Up to `n` members: healthy ones only when `health_aware`; equal weights rotate round robin,
+/// unequal weights are sampled without replacement in proportion to their weight.
+fn pick(members: &[Member], equal: bool, health_aware: bool, n: usize) -> Select {
+    let mut elig = [0u16; MAX_POOL];
+    let mut k = 0;
+    for (i, m) in members.iter().enumerate() {
+        if !health_aware || m.healthy() {
+            elig[k] = i as u16;
+            k += 1;
+        }
+    }
+    let want = n.min(k).min(MAX_PICK);
+    let mut idx = [0u16; MAX_PICK];
+    if equal {
+        let start = next_round() as usize % k.max(1);
+        for (j, slot) in idx.iter_mut().take(want).enumerate() {
+            *slot = elig[(start + j) % k];
+        }
+    } else {
+        let mut total: u64 = elig[..k]
+            .iter()
+            .map(|&i| members[i as usize].weight as u64)
+            .sum();
+        for slot in idx.iter_mut().take(want) {
+            let mut r = random() % total.max(1);
+            let mut j = 0;
+            while j + 1 < k {
+                let w = members[elig[j] as usize].weight as u64;
+                if r < w {
+                    break;
+                }
+                r -= w;
+                j += 1;
+            }
+            *slot = elig[j];
+            total -= members[elig[j] as usize].weight as u64;
+            k -= 1;
+            elig[j] = elig[k];
+        }
+    }
+    Select::Pick {
+        idx,
+        len: want as u8,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compilation: config -> tables, rule names attached to zone nodes.
+
+/// A rule's name and index, to be attached to the zone that contains it.
+pub struct Attachment {
+    pub name: Name,
+    pub rule: usize,
+}
+
+fn fqdn(s: &str) -> Result<Name, String> {
+    let mut n = Name::from_ascii(s).map_err(|e| format!("\"{s}\" is not a domain name: {e}"))?;
+    n.set_fqdn(true);
+    Ok(n)
+}
+
+fn cname_rrset(target: &Name, ttl: u32) -> RRset {
+    RRset {
+        rtype: RecordType::CNAME,
+        ttl,
+        rdatas: vec![
+            WireRdata::from_rdata(&RData::CNAME(CNAME(target.clone())))
+                .expect("CNAME rdata always converts"),
+        ],
+    }
+}
+
+impl Gslb {
+    /// Compiles the policy. Health targets are registered in `health` (existing state is kept).
+    /// Problems are returned all at once, each naming the rule it is about.
+    pub fn build(
+        cfg: &GslbConfig,
+        geo: Geo,
+        health: &Health,
+    ) -> Result<(Gslb, Vec<Attachment>), Vec<String>> {
+        let mut problems = Vec::new();
+        let mut regions = Vec::new();
+        let mut region_ix = HashMap::new();
+        for (id, rc) in &cfg.region {
+            let [lat, lon] = rc.location;
+            if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+                problems.push(format!(
+                    "[gslb.region.{id}]: location [{lat}, {lon}] is not [latitude, longitude]"
+                ));
+            }
+            region_ix.insert(id.clone(), regions.len());
+            regions.push(Region {
+                id: id.clone(),
+                name: rc.name.clone().unwrap_or_else(|| id.clone()),
+                location: (lat, lon),
+                provinces: rc.provinces.clone(),
+                countries: rc.countries.clone(),
+                fallback: Vec::new(),
+            });
+        }
+        for (id, rc) in &cfg.region {
+            for f in &rc.fallback {
+                match region_ix.get(f) {
+                    Some(&i) => regions[region_ix[id]].fallback.push(i),
+                    None => problems.push(format!(
+                        "[gslb.region.{id}]: fallback \"{f}\" is not a [gslb.region]"
+                    )),
+                }
+            }
+        }
+        let mut checks = HashMap::new();
+        for (name, cc) in &cfg.health {
+            match cc.spec() {
+                Ok(spec) => {
+                    checks.insert(name.clone(), (spec, cc.port));
+                }
+                Err(e) => problems.push(format!("[gslb.health.{name}]: {e}")),
+            }
+        }
+
+        let mut rules = Vec::new();
+        let mut attachments = Vec::new();
+        let mut names = HashMap::new();
+        let mut claim = |name: &Name, what: &str, problems: &mut Vec<String>| -> bool {
+            let key = name.to_lowercase().to_string();
+            if let Some(prev) = names.insert(key.clone(), what.to_string()) {
+                problems.push(format!("{what}: {key} is already answered by {prev}"));
+                return false;
+            }
+            true
+        };
+
+        for rc in &cfg.carrier {
+            let what = format!("[[gslb.carrier]] {}", rc.name);
+            let name = match fqdn(&rc.name) {
+                Ok(n) => n,
+                Err(e) => {
+                    problems.push(format!("{what}: {e}"));
+                    continue;
+                }
+            };
+            let mut lines = Vec::new();
+            let mut by_carrier = vec![None; geo.carriers().len()];
+            let mut ok = true;
+            for (carrier, target) in &rc.lines {
+                let Some(id) = geo.carrier_id(carrier) else {
+                    problems.push(format!(
+                        "{what}: line \"{carrier}\" is not a carrier defined under [geo.carrier]"
+                    ));
+                    ok = false;
+                    continue;
+                };
+                match fqdn(target) {
+                    Ok(t) => {
+                        by_carrier[id.0 as usize] = Some(lines.len());
+                        lines.push(Line {
+                            label: carrier.clone(),
+                            cname: cname_rrset(&t, rc.ttl),
+                        });
+                    }
+                    Err(e) => {
+                        problems.push(format!("{what}: line {carrier}: {e}"));
+                        ok = false;
+                    }
+                }
+            }
+            let default = lines.len();
+            match fqdn(&rc.default) {
+                Ok(t) => lines.push(Line {
+                    label: "default".into(),
+                    cname: cname_rrset(&t, rc.ttl),
+                }),
+                Err(e) => {
+                    problems.push(format!("{what}: default: {e}"));
+                    ok = false;
+                }
+            }
+            if !ok || !claim(&name, &what, &mut problems) {
+                continue;
+            }
+            attachments.push(Attachment {
+                name: name.clone(),
+                rule: rules.len(),
+            });
+            rules.push(Rule {
+                name: name.to_string(),
+                ttl: rc.ttl,
+                kind: RuleKind::Carrier(CarrierRule {
+                    by_carrier,
+                    lines,
+                    default,
+                }),
+            });
+        }
+
+        for rc in &cfg.location {
+            let what = format!("[[gslb.location]] {}", rc.name);
+            let before = problems.len();
+            let name = fqdn(&rc.name).map_err(|e| problems.push(format!("{what}: {e}")));
+            if rc.answer == 0 || rc.answer > MAX_PICK {
+                problems.push(format!(
+                    "{what}: answer = {}: must be 1 to {MAX_PICK}",
+                    rc.answer
+                ));
+            }
+            if rc.pools.is_empty() {
+                problems.push(format!("{what}: no pools"));
+            }
+            let check = match &rc.health {
+                None => None,
+                Some(h) => match checks.get(h) {
+                    Some(c) => Some(c.clone()),
+                    None => {
+                        problems.push(format!(
+                            "{what}: health \"{h}\" is not a [gslb.health.{h}] check"
+                        ));
+                        None
+                    }
+                },
+            };
+            let mut pools = Vec::new();
+            for (rid, members) in &rc.pools {
+                let Some(&region) = region_ix.get(rid) else {
+                    problems.push(format!(
+                        "{what}: pool \"{rid}\" names no [gslb.region.{rid}]"
+                    ));
+                    continue;
+                };
+                let mut a = Vec::new();
+                let mut aaaa = Vec::new();
+                let mut seen = std::collections::HashSet::new();
+                for m in members {
+                    let (addr, weight, check_at) = match m {
+                        MemberConfig::Address(a) => (*a, 1, None),
+                        MemberConfig::Full(t) => (t.address, t.weight, t.check),
+                    };
+                    if weight == 0 || weight > 1_000_000 {
+                        problems.push(format!(
+                            "{what}: pool {rid}: {addr} weight {weight}: must be 1 to 1000000"
+                        ));
+                    }
+                    if !seen.insert(addr) {
+                        problems.push(format!("{what}: pool {rid}: {addr} is listed twice"));
+                    }
+                    let target = check.as_ref().map(|(spec, port)| {
+                        let at = check_at.unwrap_or(SocketAddr::new(addr, *port));
+                        health.target(spec, at)
+                    });
+                    if check.is_none() && check_at.is_some() {
+                        problems.push(format!(
+                            "{what}: pool {rid}: {addr} has a check address but the rule has no health check"
+                        ));
+                    }
+                    let member = Member {
+                        addr,
+                        weight,
+                        target,
+                    };
+                    match addr {
+                        IpAddr::V4(_) => a.push(member),
+                        IpAddr::V6(_) => aaaa.push(member),
+                    }
+                }
+                if a.len() >= MAX_POOL || aaaa.len() >= MAX_POOL {
+                    problems.push(format!(
+                        "{what}: pool {rid}: more than {} addresses of one family",
+                        MAX_POOL - 1
+                    ));
+                    continue;
+                }
+                if a.is_empty() && aaaa.is_empty() {
+                    problems.push(format!("{what}: pool {rid} has no addresses"));
+                }
+                pools.push(Pool {
+                    region,
+                    order: Vec::new(),
+                    a: family(RecordType::A, rc.ttl, a),
+                    aaaa: family(RecordType::AAAA, rc.ttl, aaaa),
+                });
+            }
+            let default = match pools
+                .iter()
+                .position(|p| regions[p.region].id == rc.default)
+            {
+                Some(d) => d,
+                None => {
+                    problems.push(format!(
+                        "{what}: default \"{}\" is not one of its pools",
+                        rc.default
+                    ));
+                    0
+                }
+            };
+            // Failover order: the region's own fallback list, then the rest by distance from it.
+            for i in 0..pools.len() {
+                let here = &regions[pools[i].region];
+                let mut order: Vec<usize> = here
+                    .fallback
+                    .iter()
+                    .filter_map(|r| pools.iter().position(|p| p.region == *r))
+                    .filter(|&j| j != i)
+                    .collect();
+                let mut rest: Vec<usize> = (0..pools.len())
+                    .filter(|j| *j != i && !order.contains(j))
+                    .collect();
+                rest.sort_by(|&x, &y| {
+                    let dx = geo::distance_km(here.location, regions[pools[x].region].location);
+                    let dy = geo::distance_km(here.location, regions[pools[y].region].location);
+                    dx.total_cmp(&dy)
+                });
+                order.extend(rest);
+                pools[i].order = order;
+            }
+            let Ok(name) = name else { continue };
+            if problems.len() > before || !claim(&name, &what, &mut problems) {
+                continue;
+            }
+            attachments.push(Attachment {
+                name: name.clone(),
+                rule: rules.len(),
+            });
+            rules.push(Rule {
+                name: name.to_string(),
+                ttl: rc.ttl,
+                kind: RuleKind::Location(LocationRule {
+                    answer: rc.answer,
+                    min_healthy: rc.min_healthy,
+                    select: rc.select,
+                    default,
+                    all_down: rc.all_down,
+                    pools,
+                }),
+            });
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok((
+            Gslb {
+                geo,
+                regions,
+                rules,
+            },
+            attachments,
+        ))
+    }
+}
+
+fn family(rtype: RecordType, ttl: u32, members: Vec<Member>) -> Family {
+    let rdatas = members
+        .iter()
+        .map(|m| {
+            let rd = match m.addr {
+                IpAddr::V4(a) => RData::A(A(a)),
+                IpAddr::V6(a) => RData::AAAA(AAAA(a)),
+            };
+            WireRdata::from_rdata(&rd).expect("address rdata always converts")
+        })
+        .collect();
+    let equal_weights = members.windows(2).all(|w| w[0].weight == w[1].weight);
+    Family {
+        rrset: RRset { rtype, ttl, rdatas },
+        members,
+        equal_weights,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(weights: &[u32]) -> Vec<Member> {
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| Member {
+                addr: IpAddr::from([192, 0, 2, i as u8]),
+                weight: w,
+                target: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn equal_weights_rotate_over_the_whole_pool() {
+        let m = members(&[1; 8]);
+        let mut firsts = std::collections::HashSet::new();
+        for _ in 0..64 {
+            let s = pick(&m, true, true, 3);
+            let v: Vec<usize> = s.indices(8).collect();
+            assert_eq!(v.len(), 3);
+            // A window of consecutive members, wrapping.
+            assert_eq!(v[1], (v[0] + 1) % 8);
+            assert_eq!(v[2], (v[0] + 2) % 8);
+            firsts.insert(v[0]);
+        }
+        assert_eq!(firsts.len(), 8, "every member leads some answer");
+    }
+
+    #[test]
+    fn weighted_picks_are_distinct_and_proportional() {
+        let m = members(&[1, 3]);
+        let mut first = [0usize; 2];
+        for _ in 0..20_000 {
+            let v: Vec<usize> = pick(&m, false, true, 1).indices(2).collect();
+            first[v[0]] += 1;
+            let both: Vec<usize> = pick(&m, false, true, 2).indices(2).collect();
+            assert!(both == vec![0, 1] || both == vec![1, 0]);
+        }
+        let share = first[1] as f64 / 20_000.0;
+        assert!((share - 0.75).abs() < 0.02, "weight 3 of 4 got {share}");
+    }
+
+    #[test]
+    fn rotate_select_wraps() {
+        let v: Vec<usize> = Select::Rotate(2).indices(4).collect();
+        assert_eq!(v, vec![2, 3, 0, 1]);
+    }
+}
