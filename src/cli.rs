@@ -390,6 +390,19 @@ fn print_lab_help(addrs: &[crate::server::BoundAddr]) {
         all.port()
     );
     eprintln!(
+        "  dig @{} -p {} -b 127.0.11.1 object.yourcompany.com  # as China Telecom's Shanghai LDNS",
+        all.ip(),
+        all.port()
+    );
+    eprintln!(
+        "  dig @{} -p {} +subnet=2001:db8:b::/48 object.yourcompany.com  # decided by ECS",
+        all.ip(),
+        all.port()
+    );
+    eprintln!(
+        "  gslbd explain object.yourcompany.com --client 127.0.10.1  # why that answer, hop by hop"
+    );
+    eprintln!(
         "  dig @{} -p {} www.yourcompany.com          # the root refers you to com.",
         root.ip(),
         root.port()

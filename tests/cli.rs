@@ -395,6 +395,9 @@ fn dig_walks_the_lab_world() {
         format!("dig @127.0.0.1 -p {port} object.yourcompany.com"),
         format!("dig @127.0.1.1 -p {port} www.yourcompany.com"),
         format!("dig @127.0.0.1 -p {port} +norec nothere.yourcompany.com"),
+        format!("dig @127.0.0.1 -p {port} -b 127.0.11.1 object.yourcompany.com"),
+        format!("dig @127.0.0.1 -p {port} +subnet=2001:db8:b::/48 object.yourcompany.com"),
+        "gslbd explain object.yourcompany.com --client 127.0.10.1".to_string(),
     ] {
         assert!(log.contains(&hint), "no hint \"{hint}\" in:\n{log}");
     }
@@ -404,7 +407,7 @@ fn dig_walks_the_lab_world() {
         .filter_map(|l| l.trim_start().strip_prefix("dig @"))
         .map(|l| format!("@{}", l.split('#').next().unwrap().trim()))
         .collect();
-    assert_eq!(hints.len(), 4, "{log}");
+    assert_eq!(hints.len(), 6, "{log}");
     for h in &hints {
         let mut cmd = Command::new("dig");
         cmd.args(h.split_whitespace()).args(["+time=2", "+tries=1"]);
@@ -645,6 +648,43 @@ fn check_names_file_and_line() {
             broken("undefined-zone.toml").display()
         ),
         "which no [[zone]] defines",
+    );
+    // GSLB and geo problems: the rule or the file (and line) named.
+    let cfg = |f: &str| format!("{}: ", broken(f).display());
+    check_fails(
+        "gslb-outside.toml",
+        &cfg("gslb-outside.toml"),
+        "GSLB rule app.example.net.: no [[zone]] contains this name",
+    );
+    check_fails(
+        "gslb-conflict.toml",
+        &cfg("gslb-conflict.toml"),
+        "www.example.org. also has records in",
+    );
+    check_fails(
+        "gslb-unknown-carrier.toml",
+        &cfg("gslb-unknown-carrier.toml"),
+        "line \"mobil\" is not a carrier defined under [geo.carrier]",
+    );
+    check_fails(
+        "gslb-unknown-region.toml",
+        &cfg("gslb-unknown-region.toml"),
+        "pool \"shanghai\" names no [gslb.region.shanghai]",
+    );
+    check_fails(
+        "geo-bad-csv.toml",
+        &at("bad-geo.csv", 3),
+        "bad network \"198.51.100.0/33\"",
+    );
+    check_fails(
+        "geo-wrong-schema.toml",
+        "",
+        "GeoLite2-City-Test.mmdb: is a GeoLite2-City database, asn_db needs an ASN or ISP database",
+    );
+    check_fails(
+        "geo-missing.toml",
+        &format!("{}: ", broken("GeoIP2-City.mmdb").display()),
+        "cannot read database",
     );
     // The control: the same layout without a problem passes.
     let good = gslbd_check(Some(&broken("good.toml")));

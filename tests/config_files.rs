@@ -7,7 +7,12 @@ use gslbd::snapshot::Snapshot;
 fn every_shipped_config_builds() {
     let root = env!("CARGO_MANIFEST_DIR");
     let mut checked = 0;
-    for dir in ["deploy", "tests/data/battery", "tests/data/differential"] {
+    for dir in [
+        "deploy",
+        "zones",
+        "tests/data/battery",
+        "tests/data/differential",
+    ] {
         let Ok(entries) = std::fs::read_dir(format!("{root}/{dir}")) else {
             continue;
         };
@@ -20,7 +25,7 @@ fn every_shipped_config_builds() {
             }
         }
     }
-    assert!(checked >= 2, "found the shipped configs");
+    assert!(checked >= 4, "found the shipped configs");
     let lab = Snapshot::build(&Source::lab()).expect("the lab builds");
     assert_eq!(lab.zones.len(), 7);
 }

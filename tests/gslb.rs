@@ -479,3 +479,128 @@ fn explain_command() {
     let text = run(&["explain", "www.yourcompany.com", "--client", "127.0.10.1"]);
     assert!(text.contains("no GSLB rule"), "{text}");
 }
+
+/// The recipe of geo/README.md: `gslbd geo build` writes mmdb files that, named as `asn_db` and
+/// `city_db`, give exactly the decisions the CSV gives when compiled at load.
+#[test]
+fn geo_build_mmdb_files_decide_like_the_csv() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_gslbd");
+    let out = std::process::Command::new(bin)
+        .args(["geo", "build", &format!("{root}/geo/lab.csv"), "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let asn = dir.path().join("lab-asn.mmdb");
+    let city = dir.path().join("lab-city.mmdb");
+    assert!(asn.exists() && city.exists());
+
+    let lab = std::fs::read_to_string(format!("{root}/zones/lab.toml")).unwrap();
+    let config = lab
+        .replace(
+            "asn_db = \"../geo/lab.csv\"",
+            &format!("asn_db = \"{}\"", asn.display()),
+        )
+        .replace(
+            "city_db = \"../geo/lab.csv\"",
+            &format!("city_db = \"{}\"", city.display()),
+        )
+        .replace("\"../geo/", &format!("\"{root}/geo/"))
+        .replace("file = \"", &format!("file = \"{root}/zones/"));
+    assert!(config.contains("lab-asn.mmdb") && config.contains("lab-city.mmdb"));
+    let path = dir.path().join("gslbd.toml");
+    std::fs::write(&path, config).unwrap();
+
+    let from_mmdb = Snapshot::build(&Source::file(&path)).expect("builds from the mmdb files");
+    let from_csv = Snapshot::build(&Source::lab()).unwrap();
+    for (client, _, _) in TABLE {
+        let c = client_addr(None, ip(client));
+        let a = explain::explain(
+            &from_mmdb,
+            0,
+            OBJECT,
+            RecordType::A,
+            c,
+            ClientSource::Packet,
+        )
+        .unwrap();
+        let b =
+            explain::explain(&from_csv, 0, OBJECT, RecordType::A, c, ClientSource::Packet).unwrap();
+        assert_eq!(
+            (addresses(&a), &a.hops[0].line, &a.hops[1].region, a.scope),
+            (addresses(&b), &b.hops[0].line, &b.hops[1].region, b.scope),
+            "{client}"
+        );
+    }
+}
+
+/// Geo files and policy reload with the zones: an operator moves a network to another carrier and
+/// the next answer follows; a broken override file is refused and the previous data keeps serving.
+#[tokio::test]
+async fn geo_and_policy_reload_with_the_zones() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("example.com.zone"),
+        "$ORIGIN example.com.\n$TTL 300\n@ SOA ns hostmaster 1 3600 900 604800 60\n@ NS ns\nns A 127.0.0.1\nwww CNAME www.vip\n",
+    )
+    .unwrap();
+    let lines = |carrier: &str| {
+        format!(
+            "network,carrier,asn,organisation,country,province,city,latitude,longitude\n127.0.20.0/24,{carrier},,,,,,,\n"
+        )
+    };
+    std::fs::write(dir.path().join("lines.csv"), lines("mobile")).unwrap();
+    std::fs::write(
+        dir.path().join("gslbd.toml"),
+        r#"
+[[zone]]
+name = "example.com."
+file = "example.com.zone"
+
+[[listener]]
+name = "all"
+addresses = ["127.0.0.1:0"]
+zones = ["*"]
+
+[geo]
+overrides = ["lines.csv"]
+[geo.carrier.mobile]
+[geo.carrier.telecom]
+
+[[gslb.carrier]]
+name = "www.vip.example.com."
+default = "bgp.example.net."
+lines = { mobile = "cm.example.net.", telecom = "ct.example.net." }
+"#,
+    )
+    .unwrap();
+    let server = start(Source::file(dir.path().join("gslbd.toml"))).await;
+    let target = |m: &Message| m.answers.last().map(|r| r.data.to_string());
+    let q = Q::new("www.example.com.", 1);
+    let (m, _) = ask_from(&server, "127.0.20.1", &q).await;
+    assert_eq!(target(&m).as_deref(), Some("cm.example.net."));
+
+    std::fs::write(dir.path().join("lines.csv"), lines("telecom")).unwrap();
+    server.handle.reload().expect("reloads");
+    let (m, _) = ask_from(&server, "127.0.20.1", &q).await;
+    assert_eq!(target(&m).as_deref(), Some("ct.example.net."));
+
+    // A typo in the override file: refused with file and line; telecom keeps being answered.
+    std::fs::write(dir.path().join("lines.csv"), lines("telecon")).unwrap();
+    let err = server
+        .handle
+        .reload()
+        .expect_err("a bad override file is refused");
+    assert!(
+        err.problems[0].contains("lines.csv:2:") && err.problems[0].contains("telecon"),
+        "{err}"
+    );
+    let (m, _) = ask_from(&server, "127.0.20.1", &q).await;
+    assert_eq!(target(&m).as_deref(), Some("ct.example.net."));
+}
