@@ -45,6 +45,9 @@ pub struct Config {
     /// GSLB regions, health checks and rules (src/gslb).
     #[serde(default)]
     pub gslb: crate::gslb::GslbConfig,
+    /// HTTPDNS / DoH (src/http); absent = no HTTP listener.
+    #[serde(default)]
+    pub http: Option<crate::http::HttpConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -146,6 +149,13 @@ impl Source {
                 .iter_mut()
                 .flat_map(|l| l.addresses.iter_mut())
                 .for_each(|a| a.set_port(port));
+            // HTTP cannot share the DNS port on the same address (both are TCP): only "any free
+            // port" (0) carries over, so tests and side-by-side labs get their own ephemeral one.
+            if port == 0
+                && let Some(h) = &mut config.http
+            {
+                h.listen.iter_mut().for_each(|a| a.set_port(0));
+            }
         }
         Ok((config, fs, base))
     }

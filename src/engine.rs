@@ -12,7 +12,7 @@ use hickory_proto::rr::RecordType;
 
 use crate::geo::GeoInfo;
 use crate::gslb::explain::{GeoView, Hop, Trace};
-use crate::gslb::{self, ClientAddr, Gslb, Select, Step};
+use crate::gslb::{self, ClientAddr, Gslb, Label, Select, Step};
 use crate::zone::name;
 use crate::zone::{Node, RRset, Zone, ZoneSet};
 
@@ -67,6 +67,9 @@ pub struct Answer<'z> {
     /// Set when a GSLB rule decided part of the answer: the ECS scope to return (RFC 7871 7.2.1),
     /// the most specific prefix any hop of the chain used.
     pub scope: Option<u8>,
+    /// The last carrier line and region GSLB hops chose (labels for HTTPDNS and metrics).
+    pub line: Option<&'z str>,
+    pub region: Option<&'z str>,
 }
 
 impl<'z> Answer<'z> {
@@ -79,6 +82,8 @@ impl<'z> Answer<'z> {
             additional: Vec::new(),
             required_additional: 0,
             scope: None,
+            line: None,
+            region: None,
         }
     }
 }
@@ -180,6 +185,11 @@ pub fn answer<'z>(
                 }
                 out.scope = Some(out.scope.unwrap_or(0).max(d.scope));
                 ttl_cap = ttl_cap.min(d.ttl);
+                match d.label {
+                    Label::Line(l) => out.line = Some(l),
+                    Label::Region(r) => out.region = Some(r),
+                    Label::None => {}
+                }
                 match d.step {
                     Step::Cname(set) => set,
                     Step::Data(set, select) => {

@@ -1,5 +1,5 @@
 //! One DNS message in, one out: parse, answer from the snapshot, encode. Every DNS transport calls
-//! `respond`, so UDP and TCP (and later DoH) give identical answers. No I/O.
+//! `respond`, so UDP, TCP and DoH give identical answers. No I/O (counters aside).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -7,6 +7,7 @@ use hickory_proto::rr::RecordType;
 
 use crate::engine::{self, Question};
 use crate::gslb::ClientAddr;
+use crate::metrics;
 use crate::snapshot::Snapshot;
 use crate::wire::{self, Reject, rcode};
 
@@ -14,6 +15,8 @@ use crate::wire::{self, Reject, rcode};
 pub enum Transport {
     Udp,
     Tcp,
+    /// RFC 8484: one message per HTTP exchange, sized like TCP (RFC 8484 section 6).
+    Https,
 }
 
 /// What the client is, for answers that depend on it (the GSLB) and for logs.
@@ -32,6 +35,25 @@ pub fn respond(
     listener: usize,
     packet: &[u8],
     client: &Client,
+) -> Option<Vec<u8>> {
+    let start = std::time::Instant::now();
+    let mut region = None;
+    let resp = respond_counted(snap, listener, packet, client, &mut region)?;
+    let via = match client.transport {
+        Transport::Udp => metrics::Via::Udp,
+        Transport::Tcp => metrics::Via::Tcp,
+        Transport::Https => metrics::Via::Doh,
+    };
+    metrics::record(via, wire::response_rcode(&resp), region, start.elapsed());
+    Some(resp)
+}
+
+fn respond_counted<'s>(
+    snap: &'s Snapshot,
+    listener: usize,
+    packet: &[u8],
+    client: &Client,
+    region: &mut Option<&'s str>,
 ) -> Option<Vec<u8>> {
     let payload = snap.limits.udp_payload;
     let q = match wire::parse_query(packet) {
@@ -91,7 +113,8 @@ pub fn respond(
         snap.limits.cname_chain,
         None,
     );
-    let max = wire::max_size(q.edns.as_ref(), client.transport == Transport::Tcp, payload);
+    *region = answer.region;
+    let max = wire::max_size(q.edns.as_ref(), client.transport != Transport::Udp, payload);
     Some(wire::encode_answer(&q, &answer, max, payload))
 }
 

@@ -56,12 +56,14 @@ impl Handle {
     pub fn reload(&self) -> Result<Arc<Snapshot>, BuildError> {
         let new = Snapshot::build_with(&self.source, &self.health)?;
         let old = self.snapshot.load();
+        let http_listen = |s: &Snapshot| s.http.as_ref().map(|h| h.listen.clone());
         if new.listeners.len() != old.listeners.len()
             || new
                 .listeners
                 .iter()
                 .zip(&old.listeners)
                 .any(|(a, b)| a.name != b.name || a.addresses != b.addresses)
+            || http_listen(&new) != http_listen(&old)
         {
             return Err(BuildError {
                 problems: vec![
@@ -130,6 +132,10 @@ enum Bound {
         listener: usize,
         socket: TcpListener,
     },
+    /// HTTPDNS / DoH (src/http).
+    Http {
+        socket: TcpListener,
+    },
 }
 
 pub struct Server {
@@ -150,7 +156,15 @@ impl Server {
     pub async fn bind(source: Source) -> Result<Server, StartError> {
         let health = Health::new();
         let snapshot = Snapshot::build_with(&source, &health)?;
-        let bound = bind_all(&snapshot)?;
+        let mut bound = bind_all(&snapshot)?;
+        for &addr in snapshot.http.iter().flat_map(|h| &h.listen) {
+            let socket = tcp_socket(addr).map_err(|source| StartError::Bind {
+                addr,
+                proto: "http",
+                source,
+            })?;
+            bound.push(Bound::Http { socket });
+        }
         let handle = Handle {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
             source: Arc::new(source),
@@ -179,6 +193,11 @@ impl Server {
                     proto: "tcp",
                     addr: socket.local_addr().expect("bound socket has an address"),
                 },
+                Bound::Http { socket } => BoundAddr {
+                    listener: "http".to_string(),
+                    proto: "http",
+                    addr: socket.local_addr().expect("bound socket has an address"),
+                },
             })
             .collect()
     }
@@ -197,6 +216,15 @@ impl Server {
                 }
                 Bound::Tcp { listener, socket } => {
                     tasks.spawn(serve_tcp(snap, listener, socket, tcp_slots.clone(), idle));
+                }
+                Bound::Http { socket } => {
+                    let max = self
+                        .handle
+                        .snapshot()
+                        .http
+                        .as_ref()
+                        .map_or(1024, |h| h.max_connections);
+                    tasks.spawn(crate::http::serve(self.handle.clone(), socket, max));
                 }
             }
         }

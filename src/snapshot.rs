@@ -15,6 +15,7 @@ use crate::config::{Config, Limits, ListenerConfig, Source};
 use crate::geo::Geo;
 use crate::gslb::Gslb;
 use crate::health::Health;
+use crate::http::HttpSettings;
 use crate::zone::reader::ZoneFs;
 use crate::zone::{Zone, ZoneSet};
 
@@ -27,6 +28,8 @@ pub struct Snapshot {
     pub zones: Vec<Arc<Zone>>,
     /// Geo data and GSLB rules; rules are attached to zone nodes by index.
     pub gslb: Gslb,
+    /// The `[http]` section compiled (None: no HTTP listener).
+    pub http: Option<HttpSettings>,
 }
 
 /// Everything wrong with a configuration, one problem a line (zone errors as `file:line: ...`).
@@ -179,6 +182,15 @@ impl Snapshot {
             }
             views.push(set);
         }
+        let listener_names: Vec<String> = config.listeners.iter().map(|l| l.name.clone()).collect();
+        let http = match config.http.as_ref().map(|h| h.compile(&listener_names)) {
+            None => None,
+            Some(Ok(h)) => Some(h),
+            Some(Err(errs)) => {
+                config_problems.extend(errs);
+                None
+            }
+        };
         if config.listeners.is_empty() {
             config_problems.push("no [[listener]] configured: nothing would be served".into());
         }
@@ -201,6 +213,7 @@ impl Snapshot {
             views,
             zones: ordered,
             gslb,
+            http,
         })
     }
 

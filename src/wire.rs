@@ -30,6 +30,32 @@ const OPT: u16 = 41;
 const CLASS_IN: u16 = 1;
 const OPTION_ECS: u16 = 8;
 
+/// The full RCODE of an encoded response: header bits plus the OPT extension (RFC 6891 6.1.3).
+pub fn response_rcode(resp: &[u8]) -> u16 {
+    let low = resp.get(3).map_or(0, |b| (b & 0x0f) as u16);
+    // Our OPT is always the last record: ... TYPE(41) CLASS TTL(ext rcode, version, flags) RDLEN.
+    // Only BADVERS needs the extension; find it by the fixed layout of an OPT with no options or
+    // with ECS.
+    let arcount = resp
+        .get(10..12)
+        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+    if arcount == 0 {
+        return low;
+    }
+    for opt_len in 0..=24usize {
+        let Some(at) = resp.len().checked_sub(11 + opt_len) else {
+            continue;
+        };
+        if resp[at] == 0 && resp[at + 1..at + 3] == [0, 41] {
+            let rdlen = u16::from_be_bytes([resp[at + 9], resp[at + 10]]) as usize;
+            if rdlen == opt_len {
+                return ((resp[at + 5] as u16) << 4) | low;
+            }
+        }
+    }
+    low
+}
+
 /// The RCODE's mnemonic (RFC 6895 2.3), for explain and JSON answers.
 pub fn rcode_name(outcome: Outcome) -> &'static str {
     match rcode_of(outcome) {

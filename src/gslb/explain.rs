@@ -148,9 +148,7 @@ pub fn explain(
     client: ClientAddr,
     source: ClientSource,
 ) -> Result<Explain, String> {
-    let mut n = hickory_proto::rr::Name::from_ascii(qname)
-        .map_err(|e| format!("\"{qname}\" is not a domain name: {e}"))?;
-    n.set_fqdn(true);
+    let n = parse_name(qname)?;
     let key = name::key_of(&n);
     let mut trace = Trace::default();
     let answer = engine::answer(
@@ -164,14 +162,40 @@ pub fn explain(
         snap.limits.cname_chain,
         Some(&mut trace),
     );
-    let qname = n.to_string();
-    Ok(Explain {
+    Ok(from_answer(
+        &n.to_string(),
+        qtype,
+        client,
+        source,
+        &answer,
+        trace,
+    ))
+}
+
+/// A query name as users type it (trailing dot optional), made absolute.
+pub fn parse_name(qname: &str) -> Result<hickory_proto::rr::Name, String> {
+    let mut n = hickory_proto::rr::Name::from_ascii(qname)
+        .map_err(|e| format!("\"{qname}\" is not a domain name: {e}"))?;
+    n.set_fqdn(true);
+    Ok(n)
+}
+
+/// The explain view of an answer the engine gave with `trace` (one engine run for both).
+pub fn from_answer(
+    qname: &str,
+    qtype: RecordType,
+    client: ClientAddr,
+    source: ClientSource,
+    answer: &engine::Answer<'_>,
+    trace: Trace,
+) -> Explain {
+    Explain {
         rcode: crate::wire::rcode_name(answer.outcome).to_string(),
-        answer: records(&answer.answer, &qname),
-        authority: records(&answer.authority, &qname),
+        answer: records(&answer.answer, qname),
+        authority: records(&answer.authority, qname),
         scope: answer.scope,
         ttl: answer.answer.iter().map(|r| r.ttl).min(),
-        qname,
+        qname: qname.to_string(),
         qtype: qtype.to_string(),
         client: ClientView {
             address: client.ip,
@@ -180,7 +204,7 @@ pub fn explain(
         },
         geo: trace.geo,
         hops: trace.hops,
-    })
+    }
 }
 
 fn records(sets: &[engine::RrsetRef<'_>], qname: &str) -> Vec<String> {

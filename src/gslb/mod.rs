@@ -318,6 +318,15 @@ pub struct Decision<'g> {
     /// ECS scope of this decision (RFC 7871 7.2.1): the prefix of the geo network that decided.
     pub scope: u8,
     pub ttl: u32,
+    /// The carrier line (carrier rules) or region id (location rules) chosen, for labels/metrics.
+    pub label: Label<'g>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Label<'g> {
+    None,
+    Line(&'g str),
+    Region(&'g str),
 }
 
 /// A global counter for round robin; relaxed is enough, only the spread matters.
@@ -445,6 +454,7 @@ impl Gslb {
             step,
             scope,
             ttl: rule.ttl,
+            label: Label::Line(&line_ref.label),
         }
     }
 
@@ -534,6 +544,7 @@ impl Gslb {
             step: Step::NoData,
             scope,
             ttl: rule.ttl,
+            label: Label::Region(&self.regions[l.pools[preferred].region].id),
         };
         let family = |p: &'g Pool| match qtype {
             RecordType::AAAA => &p.aaaa,
@@ -633,6 +644,7 @@ impl Gslb {
             step: Step::Data(&fam.rrset, select),
             scope,
             ttl: rule.ttl,
+            label: Label::Region(&self.regions[l.pools[p].region].id),
         }
     }
 }

@@ -1,0 +1,272 @@
+//! The `[http]` section: HTTPDNS/DoH listener, accounts, trusted proxies, limits. Parsed by serde
+//! with the rest of the config; compiled into `HttpSettings` (part of the snapshot, so accounts,
+//! secrets and limits hot-reload; listen addresses need a restart, like DNS listeners).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Addresses to serve HTTP on (plain HTTP, or HTTPS when `tls` is set).
+    pub listen: Vec<SocketAddr>,
+    /// The DNS listener whose zones HTTP answers from (default: the first).
+    #[serde(default)]
+    pub view: Option<String>,
+    /// Peers whose `X-Forwarded-For` / `X-Real-IP` are believed (CIDRs).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Accept `ip=` / `edns_client_subnet=` naming the client explicitly.
+    #[serde(default = "yes")]
+    pub allow_client_ip: bool,
+    /// Bearer token for `POST /admin/reload`; no token = the endpoint answers 403.
+    #[serde(default)]
+    pub admin_token: Option<String>,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_timeout")]
+    pub request_timeout_ms: u64,
+    /// Longest accepted request target (path + query string), bytes.
+    #[serde(default = "default_max_uri")]
+    pub max_uri: usize,
+    /// Largest accepted request body (DoH POST), bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body: usize,
+    /// Hosts per `/resolve` batch (the vendor allows 5).
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    /// Longest a signature may stay valid: `t` further in the future is InvalidDuration.
+    #[serde(default = "default_max_sign")]
+    pub max_sign_duration_s: u64,
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    #[serde(default, rename = "account")]
+    pub accounts: Vec<AccountConfig>,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Requests per second per client address (0 = no limit).
+    pub per_ip: f64,
+    /// Requests per second per account (0 = no limit).
+    pub per_account: f64,
+    /// Bucket size, in seconds of the rate (a burst allowance).
+    pub burst_seconds: f64,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            per_ip: 200.0,
+            per_account: 5000.0,
+            burst_seconds: 2.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    pub id: String,
+    /// Signing secret for `/sign_d` and `/sign_resolve`.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Whether the unsigned `/d` and `/resolve` may be used (needs no secret).
+    #[serde(default = "yes")]
+    pub unsigned: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_max_connections() -> usize {
+    1024
+}
+fn default_timeout() -> u64 {
+    5000
+}
+fn default_max_uri() -> usize {
+    2048
+}
+fn default_max_body() -> usize {
+    4096
+}
+fn default_max_batch() -> usize {
+    5
+}
+fn default_max_sign() -> u64 {
+    86400
+}
+
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub secret: Option<String>,
+    pub unsigned: bool,
+}
+
+/// `[http]` compiled: what handlers read from the snapshot on every request.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub listen: Vec<SocketAddr>,
+    /// Index of the DNS listener whose zones HTTP answers from.
+    pub view: usize,
+    pub trusted: Vec<(IpAddr, u8)>,
+    pub allow_client_ip: bool,
+    pub admin_token: Option<String>,
+    pub max_connections: usize,
+    pub request_timeout_ms: u64,
+    pub max_uri: usize,
+    pub max_body: usize,
+    pub max_batch: usize,
+    pub max_sign_duration_s: u64,
+    pub rate_limit: RateLimitConfig,
+    pub accounts: HashMap<String, Account>,
+    pub tls: Option<TlsConfig>,
+}
+
+impl HttpSettings {
+    /// Whether `ip` is inside one of the trusted proxy networks.
+    pub fn is_trusted(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.trusted.iter().any(|(net, p)| in_net(ip, *net, *p))
+    }
+}
+
+fn in_net(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = u32::MAX.checked_shl(32 - prefix as u32).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX.checked_shl(128 - prefix as u32).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// `a.b.c.d/n`, `x::/n` or a bare address.
+pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let (a, p) = s.split_once('/').unwrap_or((s, ""));
+    let ip: IpAddr = a
+        .parse()
+        .map_err(|_| format!("\"{s}\" is not an address or network"))?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let prefix = if p.is_empty() {
+        max
+    } else {
+        p.parse::<u8>()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or_else(|| format!("\"{s}\": prefix length must be 0 to {max}"))?
+    };
+    Ok((ip, prefix))
+}
+
+impl HttpConfig {
+    /// Checks and compiles; `listeners` are the DNS listener names, in order.
+    pub fn compile(&self, listeners: &[String]) -> Result<HttpSettings, Vec<String>> {
+        let mut problems = Vec::new();
+        if self.listen.is_empty() {
+            problems.push("[http] listen: no addresses".to_string());
+        }
+        let view = match &self.view {
+            None => 0,
+            Some(v) => listeners.iter().position(|l| l == v).unwrap_or_else(|| {
+                problems.push(format!("[http] view \"{v}\" is not a [[listener]]"));
+                0
+            }),
+        };
+        let mut trusted = Vec::new();
+        for t in &self.trusted_proxies {
+            match parse_cidr(t) {
+                Ok(n) => trusted.push(n),
+                Err(e) => problems.push(format!("[http] trusted_proxies: {e}")),
+            }
+        }
+        for (what, v) in [
+            ("max_connections", self.max_connections as u64),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("max_uri", self.max_uri as u64),
+            ("max_body", self.max_body as u64),
+            ("max_batch", self.max_batch as u64),
+        ] {
+            if v == 0 {
+                problems.push(format!("[http] {what} must be at least 1"));
+            }
+        }
+        let r = &self.rate_limit;
+        if !(r.per_ip >= 0.0 && r.per_account >= 0.0 && r.burst_seconds > 0.0) {
+            problems.push(
+                "[http.rate_limit]: per_ip and per_account must be >= 0 (0 = off), burst_seconds > 0"
+                    .into(),
+            );
+        }
+        let mut accounts = HashMap::new();
+        for a in &self.accounts {
+            if a.id.is_empty()
+                || !a
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                problems.push(format!(
+                    "[[http.account]] \"{}\": ids are letters, digits, - and _",
+                    a.id
+                ));
+            }
+            if a.secret.as_deref() == Some("") {
+                problems.push(format!("[[http.account]] {}: empty secret", a.id));
+            }
+            if !a.unsigned && a.secret.is_none() {
+                problems.push(format!(
+                    "[[http.account]] {}: unsigned = false needs a secret, or nothing could be used",
+                    a.id
+                ));
+            }
+            let acc = Account {
+                secret: a.secret.clone(),
+                unsigned: a.unsigned,
+            };
+            if accounts.insert(a.id.clone(), acc).is_some() {
+                problems.push(format!("[[http.account]] {} is configured twice", a.id));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(HttpSettings {
+            listen: self.listen.clone(),
+            view,
+            trusted,
+            allow_client_ip: self.allow_client_ip,
+            admin_token: self.admin_token.clone(),
+            max_connections: self.max_connections,
+            request_timeout_ms: self.request_timeout_ms,
+            max_uri: self.max_uri,
+            max_body: self.max_body,
+            max_batch: self.max_batch,
+            max_sign_duration_s: self.max_sign_duration_s,
+            rate_limit: self.rate_limit.clone(),
+            accounts,
+            tls: self.tls.clone(),
+        })
+    }
+}

@@ -1,0 +1,150 @@
+//! HTTP statuses and JSON error codes, decided here and nowhere else. Alibaba-compatible endpoints
+//! answer `{"code": "...", "message": "..."}` with the vendor's codes (its SDKs read `code` to
+//! decide whether to retry); the other endpoints use the same shape.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Seconds, for 429.
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn missing(arg: &str) -> ApiError {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "MissingArgument",
+            format!("missing argument: {arg}"),
+        )
+    }
+    pub fn invalid_host(why: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::BAD_REQUEST, "InvalidHost", why)
+    }
+    pub fn invalid_ip(why: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::BAD_REQUEST, "InvalidIP", why)
+    }
+    pub fn invalid_argument(why: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::BAD_REQUEST, "InvalidArgument", why)
+    }
+    pub fn invalid_account(id: &str) -> ApiError {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "InvalidAccount",
+            format!("account {id} does not exist"),
+        )
+    }
+    pub fn unsigned_disabled() -> ApiError {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "UnsignedInterfaceDisabled",
+            "this account only accepts signed requests (sign_d, sign_resolve)",
+        )
+    }
+    pub fn signature_expired() -> ApiError {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "SignatureExpired",
+            "t is in the past",
+        )
+    }
+    pub fn invalid_signature() -> ApiError {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "InvalidSignature",
+            "s is not md5(host-secret-t)",
+        )
+    }
+    pub fn invalid_duration(max: u64) -> ApiError {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "InvalidDuration",
+            format!("t is more than {max} s in the future"),
+        )
+    }
+    pub fn limit_exceeded(retry_after: u64, what: &str) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after.max(1)),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "LimitExceeded",
+                format!("rate limit of {what} exceeded"),
+            )
+        }
+    }
+    pub fn method_not_allowed() -> ApiError {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "method not allowed on this path",
+        )
+    }
+    pub fn not_found() -> ApiError {
+        Self::new(StatusCode::NOT_FOUND, "NotFound", "no such endpoint")
+    }
+    pub fn uri_too_long(max: usize) -> ApiError {
+        Self::new(
+            StatusCode::URI_TOO_LONG,
+            "UriTooLong",
+            format!("request target longer than {max} bytes"),
+        )
+    }
+    pub fn body_too_large(max: usize) -> ApiError {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "BodyTooLarge",
+            format!("body larger than {max} bytes"),
+        )
+    }
+    pub fn unauthorized() -> ApiError {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "Authorization: Bearer <admin_token> required",
+        )
+    }
+    pub fn forbidden(why: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::FORBIDDEN, "Forbidden", why)
+    }
+    pub fn unsupported_media_type() -> ApiError {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            "Content-Type must be application/dns-message (RFC 8484 4.1)",
+        )
+    }
+    pub fn internal(why: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", why)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        crate::metrics::record_http_error(self.status.as_u16(), self.code);
+        let body = serde_json::json!({ "code": self.code, "message": self.message });
+        let mut resp = (self.status, Json(body)).into_response();
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(s) = self.retry_after {
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_str(&s.to_string()).expect("digits are a header value"),
+            );
+        }
+        resp
+    }
+}

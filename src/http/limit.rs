@@ -1,0 +1,3 @@
+//! Rate limits (being written).
+#[derive(Default)]
+pub struct Limiter;

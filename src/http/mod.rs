@@ -1,0 +1,231 @@
+//! The HTTP side: HTTPDNS (Alibaba-compatible and Google-JSON-compatible), RFC 8484 DoH, and the
+//! operations endpoints, on axum. Every answer comes from the same engine as DNS (`lookup` for the
+//! JSON forms, `query::respond` for DoH), read from the snapshot current at the request.
+//!
+//! Module map: `config` (the `[http]` section), `error` (the one place HTTP statuses and JSON error
+//! codes are decided), `client` (which address the answer is for), `limit` (rate limits),
+//! `alibaba`, `google`, `doh` (the three APIs), `ops` (`/healthz`, `/metrics`, `/admin/reload`,
+//! `/openapi.json`).
+
+pub mod alibaba;
+pub mod client;
+pub mod config;
+pub mod doh;
+pub mod error;
+pub mod google;
+pub mod limit;
+pub mod ops;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::server::Handle;
+
+pub use self::config::{HttpConfig, HttpSettings};
+pub use self::error::ApiError;
+
+/// What every handler gets.
+#[derive(Clone)]
+pub struct AppState {
+    pub handle: Handle,
+    pub limiter: Arc<limit::Limiter>,
+}
+
+impl AppState {
+    pub fn new(handle: Handle) -> AppState {
+        AppState {
+            handle,
+            limiter: Arc::new(limit::Limiter::default()),
+        }
+    }
+}
+
+/// Every route: (method, path). `/openapi.json` documents exactly these (a test checks both ways).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/{account_id}/d"),
+    ("GET", "/{account_id}/resolve"),
+    ("GET", "/{account_id}/sign_d"),
+    ("GET", "/{account_id}/sign_resolve"),
+    ("GET", "/resolve"),
+    ("GET", "/dns-query"),
+    ("POST", "/dns-query"),
+    ("GET", "/healthz"),
+    ("GET", "/metrics"),
+    ("POST", "/admin/reload"),
+    ("GET", "/openapi.json"),
+];
+
+pub fn router(state: AppState) -> Router {
+    let timeout = state
+        .handle
+        .snapshot()
+        .http
+        .as_ref()
+        .map_or(5000, |h| h.request_timeout_ms);
+    Router::new()
+        .route("/{account_id}/d", get(alibaba::d))
+        .route("/{account_id}/resolve", get(alibaba::resolve))
+        .route("/{account_id}/sign_d", get(alibaba::sign_d))
+        .route("/{account_id}/sign_resolve", get(alibaba::sign_resolve))
+        .route("/resolve", get(google::resolve))
+        .route("/dns-query", get(doh::get).post(doh::post))
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .route("/admin/reload", post(ops::reload))
+        .route("/openapi.json", get(ops::openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), bounds))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_millis(timeout),
+        ))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}
+
+/// Bounded request targets and bodies (limits read from the current snapshot, so they reload).
+async fn bounds(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let (max_uri, max_body) = st
+        .handle
+        .snapshot()
+        .http
+        .as_ref()
+        .map_or((2048, 4096), |h| (h.max_uri, h.max_body));
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target > max_uri {
+        return ApiError::uri_too_long(max_uri).into_response();
+    }
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max_body) {
+        return ApiError::body_too_large(max_body).into_response();
+    }
+    // Bodies without a length (chunked) are capped while read.
+    let req = req.map(|b| axum::body::Body::new(http_body_util::Limited::new(b, max_body)));
+    next.run(req).await
+}
+
+/// Serves HTTP on `socket` until the task is dropped, with at most `max_connections` open
+/// connections (further ones wait in the kernel's accept queue).
+pub async fn serve(
+    handle: Handle,
+    socket: tokio::net::TcpListener,
+    max_connections: usize,
+) -> std::io::Result<()> {
+    let app = router(AppState::new(handle));
+    let listener = CappedListener {
+        inner: socket,
+        slots: Arc::new(tokio::sync::Semaphore::new(max_connections)),
+    };
+    axum::serve(listener, app.into_make_service_with_connect_info::<Peer>()).await
+}
+
+/// A TCP listener that holds a semaphore permit for every connection it hands out.
+struct CappedListener {
+    inner: tokio::net::TcpListener,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// A connection and its permit; the permit is released when hyper drops the connection.
+pub struct CappedStream {
+    stream: tokio::net::TcpStream,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl axum::serve::Listener for CappedListener {
+    type Io = CappedStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        loop {
+            match self.inner.accept().await {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    return (
+                        CappedStream {
+                            stream,
+                            _permit: permit,
+                        },
+                        addr,
+                    );
+                }
+                // Per-connection errors (ECONNABORTED, EMFILE...): back off briefly, go on.
+                Err(e) => {
+                    tracing::debug!("http accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// The peer of an HTTP connection: handlers take `ConnectInfo<Peer>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub std::net::SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, CappedListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, CappedListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl tokio::io::AsyncRead for CappedStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for CappedStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
