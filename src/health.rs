@@ -402,6 +402,21 @@ impl Health {
             .count()
     }
 
+    /// Live targets that are (up, down), for `/healthz` and `/metrics`. The `Arc`s are upgraded
+    /// and dropped one at a time, so this never keeps a dead target alive past the call.
+    pub fn counts(&self) -> (usize, usize) {
+        self.map()
+            .values()
+            .filter_map(Weak::upgrade)
+            .fold((0, 0), |(up, down), t| {
+                if t.is_up() {
+                    (up + 1, down)
+                } else {
+                    (up, down + 1)
+                }
+            })
+    }
+
     /// Checking tasks still running; falls behind `live_targets` by at most one interval after a
     /// target dies, because a task notices only on its next round.
     pub fn running_checks(&self) -> usize {

@@ -41,6 +41,8 @@ pub struct Metrics {
     latency: [Histogram; VIAS.len()],
     regions: RwLock<HashMap<String, Arc<AtomicU64>>>,
     http_errors: RwLock<HashMap<(u16, String), Arc<AtomicU64>>>,
+    /// `POST /admin/reload` outcomes: [succeeded, refused].
+    admin_reloads: [AtomicU64; 2],
 }
 
 fn metrics() -> &'static Metrics {
@@ -53,7 +55,60 @@ fn metrics() -> &'static Metrics {
         }),
         regions: RwLock::new(HashMap::new()),
         http_errors: RwLock::new(HashMap::new()),
+        admin_reloads: std::array::from_fn(|_| AtomicU64::new(0)),
     })
+}
+
+/// Counts one `POST /admin/reload` that got as far as building (SIGHUP reloads are not seen here).
+pub fn record_admin_reload(ok: bool) {
+    metrics().admin_reloads[usize::from(!ok)].fetch_add(1, Ordering::Relaxed);
+}
+
+/// Values of the moment, read at scrape time from the serving snapshot and the health registry.
+/// They belong to whichever snapshot is current, so they are passed in rather than kept here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gauges {
+    pub zones: usize,
+    pub records: usize,
+    pub listeners: usize,
+    pub health_up: usize,
+    pub health_down: usize,
+}
+
+/// The whole `/metrics` page: every counter (`render`), then `gauges`.
+pub fn render_with(gauges: &Gauges) -> String {
+    let mut s = render();
+    let mut gauge = |name: &str, help: &str, samples: &[(&str, usize)]| {
+        let _ = writeln!(s, "# HELP {name} {help}");
+        let _ = writeln!(s, "# TYPE {name} gauge");
+        for (labels, v) in samples {
+            let _ = writeln!(s, "{name}{labels} {v}");
+        }
+    };
+    gauge(
+        "gslbd_zones",
+        "Zones in the serving snapshot.",
+        &[("", gauges.zones)],
+    );
+    gauge(
+        "gslbd_records",
+        "Resource records in the serving snapshot's zones.",
+        &[("", gauges.records)],
+    );
+    gauge(
+        "gslbd_listeners",
+        "DNS listeners in the serving snapshot.",
+        &[("", gauges.listeners)],
+    );
+    gauge(
+        "gslbd_health_targets",
+        "Health-checked addresses the serving configuration uses, by state.",
+        &[
+            ("{state=\"up\"}", gauges.health_up),
+            ("{state=\"down\"}", gauges.health_down),
+        ],
+    );
+    s
 }
 
 /// Counts one answered query.
@@ -176,6 +231,12 @@ pub fn render() -> String {
             s,
             "gslbd_query_duration_seconds_count{{transport=\"{name}\"}} {cumulative}"
         );
+    }
+    s.push_str("# HELP gslbd_admin_reloads_total POST /admin/reload rebuilds, by outcome.\n");
+    s.push_str("# TYPE gslbd_admin_reloads_total counter\n");
+    for (i, result) in ["ok", "failed"].iter().enumerate() {
+        let n = m.admin_reloads[i].load(Ordering::Relaxed);
+        let _ = writeln!(s, "gslbd_admin_reloads_total{{result=\"{result}\"}} {n}");
     }
     s.push_str("# HELP gslbd_http_errors_total HTTP error responses, by status and error code.\n");
     s.push_str("# TYPE gslbd_http_errors_total counter\n");

@@ -183,7 +183,11 @@ impl Snapshot {
             views.push(set);
         }
         let listener_names: Vec<String> = config.listeners.iter().map(|l| l.name.clone()).collect();
-        let http = match config.http.as_ref().map(|h| h.compile(&listener_names)) {
+        let http = match config
+            .http
+            .as_ref()
+            .map(|h| h.compile(&listener_names, base, fs))
+        {
             None => None,
             Some(Ok(h)) => Some(h),
             Some(Err(errs)) => {

@@ -4,9 +4,12 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
+
+use crate::zone::reader::ZoneFs;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -134,7 +137,9 @@ pub struct HttpSettings {
     pub max_sign_duration_s: u64,
     pub rate_limit: RateLimitConfig,
     pub accounts: HashMap<String, Account>,
-    pub tls: Option<TlsConfig>,
+    /// The certificate and key, loaded and checked at build (so `check` catches bad files and
+    /// SIGHUP picks up renewed certificates for new connections).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl HttpSettings {
@@ -180,10 +185,66 @@ pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
     Ok((ip, prefix))
 }
 
+/// A rustls server config from PEM files: the certificate chain and its private key. ALPN offers
+/// h2 and http/1.1 (RFC 8484 5.2 recommends HTTP/2 for DoH; kdig +https speaks only h2).
+fn load_tls(
+    tls: &TlsConfig,
+    base: &Path,
+    fs: &dyn ZoneFs,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let (cert_path, key_path) = (base.join(&tls.cert), base.join(&tls.key));
+    let read = |p: &Path| {
+        fs.read_bytes(p)
+            .map_err(|e| format!("{}: {e}", p.display()))
+    };
+    let cert_pem = read(&cert_path)?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: not a PEM certificate chain: {e}", cert_path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate in it", cert_path.display()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&read(&key_path)?)
+        .map_err(|e| format!("{}: not a PEM private key: {e}", key_path.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("[http.tls]: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| {
+            format!(
+                "{} / {}: the key does not fit the certificate: {e}",
+                cert_path.display(),
+                key_path.display()
+            )
+        })?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 impl HttpConfig {
-    /// Checks and compiles; `listeners` are the DNS listener names, in order.
-    pub fn compile(&self, listeners: &[String]) -> Result<HttpSettings, Vec<String>> {
+    /// Checks and compiles; `listeners` are the DNS listener names, in order; TLS files are read
+    /// relative to `base` through `fs`.
+    pub fn compile(
+        &self,
+        listeners: &[String],
+        base: &Path,
+        fs: &dyn ZoneFs,
+    ) -> Result<HttpSettings, Vec<String>> {
         let mut problems = Vec::new();
+        let tls = match &self.tls {
+            None => None,
+            Some(t) => match load_tls(t, base, fs) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    problems.push(e);
+                    None
+                }
+            },
+        };
         if self.listen.is_empty() {
             problems.push("[http] listen: no addresses".to_string());
         }
@@ -266,7 +327,7 @@ impl HttpConfig {
             max_sign_duration_s: self.max_sign_duration_s,
             rate_limit: self.rate_limit.clone(),
             accounts,
-            tls: self.tls.clone(),
+            tls,
         })
     }
 }

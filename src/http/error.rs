@@ -127,6 +127,14 @@ impl ApiError {
             "Content-Type must be application/dns-message (RFC 8484 4.1)",
         )
     }
+    /// A rebuild refused: `/admin/reload` puts the problems themselves beside code and message.
+    pub fn reload_failed(problems: usize) -> ApiError {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ReloadFailed",
+            format!("{problems} problem(s) in the configuration; the previous data keeps serving"),
+        )
+    }
     pub fn internal(why: impl Into<String>) -> ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", why)
     }

@@ -1,6 +1,185 @@
-//! Being written.
-use crate::http::ApiError;
+//! The Google-Public-DNS-compatible JSON API: `GET /resolve?name=&type=[&edns_client_subnet=]
+//! [&cd=][&do=]`, answered from our zones (we are authoritative: `RA` is false, nothing is
+//! recursed; `AD` is false, nothing is validated; `TC` is false, HTTP has no size limit).
+//!
+//! Beside Google's fields: `scope` (the ECS scope, 0 when the answer does not depend on the
+//! client), `line`/`region` when a GSLB rule decided, `explain` with `explain=1`.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-pub async fn resolve() -> Response {
-    ApiError::not_found().into_response()
+use hickory_proto::rr::RecordType;
+use serde_json::{Value, json};
+
+use crate::gslb::explain::{self, ClientSource};
+use crate::http::client::{self, Params};
+use crate::http::{ApiError, AppState, Peer};
+use crate::lookup::{self, Rec};
+use crate::metrics;
+
+pub async fn resolve(
+    State(st): State<AppState>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    match answer(&st, peer, query.as_deref(), &headers) {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn answer(
+    st: &AppState,
+    peer: SocketAddr,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let snap = st.handle.snapshot();
+    let http = client::settings(&snap)?;
+    let origin = client::origin(http, peer, headers)?;
+    st.limiter.client(origin, &http.rate_limit)?;
+
+    let p = Params::parse(query);
+    let name = p
+        .text("name")
+        .map_err(|_| ApiError::invalid_host("name is not UTF-8"))?
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::missing("name"))?;
+    let qname = explain::parse_name(name).map_err(ApiError::invalid_host)?;
+    let qtype = qtype(&p)?;
+    let cd = p
+        .flag("cd")
+        .ok_or_else(|| ApiError::invalid_argument("cd must be 0, 1, false or true"))?;
+    // DNSSEC OK: accepted and ignored (no signed zones here), as a DNS server without DNSSEC
+    // ignores the DO bit (RFC 3225 3).
+    p.flag("do")
+        .ok_or_else(|| ApiError::invalid_argument("do must be 0, 1, false or true"))?;
+    let subnet = p
+        .text("edns_client_subnet")
+        .map_err(|_| ApiError::invalid_ip("edns_client_subnet is not UTF-8"))?;
+    let who = client::client(http, origin, subnet, ClientSource::Ecs)?;
+    let with_explain = p.flag("explain").unwrap_or(false);
+
+    let start = Instant::now();
+    let l = lookup::lookup(
+        &snap,
+        http.view,
+        name,
+        qtype,
+        who.addr,
+        who.source,
+        with_explain,
+    )
+    .map_err(ApiError::invalid_host)?;
+    metrics::record(
+        metrics::Via::HttpdnsJson,
+        l.status,
+        l.region.as_deref(),
+        start.elapsed(),
+    );
+
+    let scope = l.scope.unwrap_or(0);
+    let mut obj = json!({
+        "Status": l.status,
+        "TC": false,
+        "RD": true,
+        "RA": false,
+        "AD": false,
+        "CD": cd,
+        "Question": [{ "name": qname.to_string(), "type": u16::from(qtype) }],
+    });
+    let map = obj.as_object_mut().expect("a JSON object literal");
+    // Google leaves out empty sections.
+    if !l.answer.is_empty() {
+        map.insert("Answer".into(), records(&l.answer));
+    }
+    if !l.authority.is_empty() {
+        map.insert("Authority".into(), records(&l.authority));
+    }
+    if who.explicit {
+        // Google's echo: the subnet used and the scope of the answer (RFC 7871 7.2.1). Not
+        // located (prefix 0) echoes the address as given.
+        let addr = who.addr.ip.unwrap_or(who.shown);
+        map.insert(
+            "edns_client_subnet".into(),
+            format!("{addr}/{scope}").into(),
+        );
+    }
+    map.insert("scope".into(), scope.into());
+    if let Some(line) = &l.line {
+        map.insert("line".into(), line.as_str().into());
+    }
+    if let Some(region) = &l.region {
+        map.insert("region".into(), region.as_str().into());
+    }
+    if let Some(e) = &l.explain {
+        map.insert(
+            "explain".into(),
+            serde_json::to_value(e).unwrap_or(Value::Null),
+        );
+    }
+    let private = !who.explicit && l.scope.is_some();
+    Ok(client::json(obj, l.ttl, private))
+}
+
+fn records(recs: &[Rec]) -> Value {
+    recs.iter()
+        .map(|r| json!({ "name": r.name, "type": r.rtype, "TTL": r.ttl, "data": r.data }))
+        .collect()
+}
+
+/// `type=`: a number, a mnemonic (any case) or RFC 3597's `TYPEnnn`; default A. Meta types the
+/// DNS path refuses too (OPT, RFC 6891 6.1.1; zone transfers; MAILA/MAILB) are not questions here.
+fn qtype(p: &Params) -> Result<RecordType, ApiError> {
+    let bad = |t: &str| ApiError::invalid_argument(format!("\"{t}\" is not a record type"));
+    let t = match p.text("type") {
+        Err(()) => return Err(ApiError::invalid_argument("type is not UTF-8")),
+        Ok(None) | Ok(Some("")) => return Ok(RecordType::A),
+        Ok(Some(t)) => t,
+    };
+    let upper = t.to_ascii_uppercase();
+    let number = upper.strip_prefix("TYPE").unwrap_or(&upper);
+    let rtype = if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) {
+        RecordType::from(number.parse::<u16>().map_err(|_| bad(t))?)
+    } else {
+        RecordType::from_str(&upper).map_err(|_| bad(t))?
+    };
+    match u16::from(rtype) {
+        41 | 251 | 252 | 253 | 254 => Err(ApiError::invalid_argument(format!(
+            "type {t} is not a question type here"
+        ))),
+        _ => Ok(rtype),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Result<u16, &'static str> {
+        qtype(&Params::parse(Some(&format!("type={s}"))))
+            .map(u16::from)
+            .map_err(|e| e.code)
+    }
+
+    #[test]
+    fn types() {
+        assert_eq!(t(""), Ok(1));
+        assert_eq!(t("aaaa"), Ok(28));
+        assert_eq!(t("28"), Ok(28));
+        assert_eq!(t("MX"), Ok(15));
+        assert_eq!(t("TYPE99"), Ok(99));
+        assert_eq!(t("type65535"), Ok(65535));
+        assert_eq!(t("ANY"), Ok(255));
+        for bad in [
+            "65536", "nope", "TYPE", "-1", "OPT", "41", "AXFR", "252", "%ff",
+        ] {
+            assert_eq!(t(bad), Err("InvalidArgument"), "{bad}");
+        }
+    }
 }

@@ -122,30 +122,104 @@ async fn bounds(State(st): State<AppState>, req: Request, next: Next) -> Respons
     next.run(req).await
 }
 
-/// Serves HTTP on `socket` until the task is dropped, with at most `max_connections` open
-/// connections (further ones wait in the kernel's accept queue).
+/// Serves HTTP (HTTPS when the snapshot has `[http.tls]`) on `socket` until the task is dropped,
+/// with at most `max_connections` open connections (further ones wait in the accept queue).
 pub async fn serve(
     handle: Handle,
     socket: tokio::net::TcpListener,
     max_connections: usize,
 ) -> std::io::Result<()> {
-    let app = router(AppState::new(handle));
-    let listener = CappedListener {
-        inner: socket,
-        slots: Arc::new(tokio::sync::Semaphore::new(max_connections)),
-    };
-    axum::serve(listener, app.into_make_service_with_connect_info::<Peer>()).await
+    let app = router(AppState::new(handle.clone()));
+    let local = socket.local_addr()?;
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    // TLS handshakes run in their own tasks, so a slow client cannot stall the accept loop.
+    let acceptor = AbortOnDrop(tokio::spawn(accept_loop(handle, socket, slots, tx)));
+    let listener = CappedListener { rx, local };
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>()).await;
+    drop(acceptor);
+    served
 }
 
-/// A TCP listener that holds a semaphore permit for every connection it hands out.
-struct CappedListener {
-    inner: tokio::net::TcpListener,
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How long a TLS handshake may take before the connection is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn accept_loop(
+    handle: Handle,
+    socket: tokio::net::TcpListener,
     slots: Arc<tokio::sync::Semaphore>,
+    tx: tokio::sync::mpsc::Sender<(CappedStream, std::net::SocketAddr)>,
+) {
+    loop {
+        let permit = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let (stream, addr) = match socket.accept().await {
+            Ok(a) => a,
+            // Per-connection errors (ECONNABORTED, EMFILE...): back off briefly, go on.
+            Err(e) => {
+                tracing::debug!("http accept: {e}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let tls = handle.snapshot().http.as_ref().and_then(|h| h.tls.clone());
+        match tls {
+            None => {
+                let conn = CappedStream {
+                    conn: Conn::Plain(stream),
+                    _permit: permit,
+                };
+                if tx.send((conn, addr)).await.is_err() {
+                    return;
+                }
+            }
+            Some(config) => {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let conn = CappedStream {
+                                conn: Conn::Tls(Box::new(tls)),
+                                _permit: permit,
+                            };
+                            let _ = tx.send((conn, addr)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!("TLS handshake with {addr}: {e}"),
+                        Err(_) => tracing::debug!("TLS handshake with {addr}: timed out"),
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Connections the accept loop has made ready (TCP accepted, TLS handshaken).
+struct CappedListener {
+    rx: tokio::sync::mpsc::Receiver<(CappedStream, std::net::SocketAddr)>,
+    local: std::net::SocketAddr,
+}
+
+enum Conn {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
 }
 
 /// A connection and its permit; the permit is released when hyper drops the connection.
 pub struct CappedStream {
-    stream: tokio::net::TcpStream,
+    conn: Conn,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
@@ -154,35 +228,15 @@ impl axum::serve::Listener for CappedListener {
     type Addr = std::net::SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        loop {
-            match self.inner.accept().await {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    return (
-                        CappedStream {
-                            stream,
-                            _permit: permit,
-                        },
-                        addr,
-                    );
-                }
-                // Per-connection errors (ECONNABORTED, EMFILE...): back off briefly, go on.
-                Err(e) => {
-                    tracing::debug!("http accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            }
+        match self.rx.recv().await {
+            Some(c) => c,
+            // The accept loop is gone (shutting down): accept nothing more.
+            None => std::future::pending().await,
         }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.local_addr()
+        Ok(self.local)
     }
 }
 
@@ -204,7 +258,10 @@ impl tokio::io::AsyncRead for CappedStream {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+        match &mut self.conn {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
     }
 }
 
@@ -214,18 +271,27 @@ impl tokio::io::AsyncWrite for CappedStream {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+        match &mut self.conn {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
     }
     fn poll_flush(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+        match &mut self.conn {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
     }
     fn poll_shutdown(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+        match &mut self.conn {
+            Conn::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
     }
 }

@@ -1,15 +1,723 @@
-//! Being written.
-use crate::http::ApiError;
+//! The operations endpoints: `/healthz` (liveness plus what is loaded), `/metrics` (Prometheus
+//! text), `/admin/reload` (rebuild and swap the snapshot, bearer token) and `/openapi.json` (the
+//! API description, built from `http::ROUTES` so the two cannot drift apart).
+
+use std::sync::OnceLock;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-pub async fn healthz() -> Response {
-    ApiError::not_found().into_response()
+use serde_json::{Map, Value, json};
+
+use crate::http::{ApiError, AppState, ROUTES};
+use crate::snapshot::Snapshot;
+
+/// Operational answers describe this instant: nothing in between may keep them.
+const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+/// Prometheus text exposition format 0.0.4.
+const EXPOSITION: HeaderValue =
+    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+
+fn records(snap: &Snapshot) -> usize {
+    snap.zones.iter().map(|z| z.records).sum()
 }
-pub async fn metrics() -> Response {
-    ApiError::not_found().into_response()
+
+fn no_store(mut resp: Response) -> Response {
+    resp.headers_mut().insert(header::CACHE_CONTROL, NO_STORE);
+    resp
 }
-pub async fn reload() -> Response {
-    ApiError::not_found().into_response()
+
+/// `GET /healthz`: 200 whenever the process answers HTTP; the body says what it serves.
+pub async fn healthz(State(st): State<AppState>) -> Response {
+    let snap = st.handle.snapshot();
+    let (up, down) = st.handle.health().counts();
+    no_store(
+        Json(json!({
+            "status": "ok",
+            "zones": snap.zones.len(),
+            "records": records(&snap),
+            "listeners": snap.listeners.len(),
+            "health": { "targets": up + down, "down": down },
+        }))
+        .into_response(),
+    )
 }
+
+/// `GET /metrics`: the process-wide counters plus gauges of the serving snapshot.
+pub async fn metrics(State(st): State<AppState>) -> Response {
+    let snap = st.handle.snapshot();
+    let (health_up, health_down) = st.handle.health().counts();
+    let text = crate::metrics::render_with(&crate::metrics::Gauges {
+        zones: snap.zones.len(),
+        records: records(&snap),
+        listeners: snap.listeners.len(),
+        health_up,
+        health_down,
+    });
+    // Release the snapshot before the body is written out; a reload may be waiting to free it.
+    drop(snap);
+    let mut resp = no_store(text.into_response());
+    resp.headers_mut().insert(header::CONTENT_TYPE, EXPOSITION);
+    resp
+}
+
+/// Whether `given` equals `expected`, taking the same time wherever they first differ: the loop
+/// runs over `expected` (the server's secret, which a client cannot vary) whatever `given` is.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = given.len() ^ expected.len();
+    for (i, e) in expected.iter().enumerate() {
+        let g = given.get(i).copied().unwrap_or(!e);
+        // black_box keeps the optimiser from turning the accumulation into an early exit.
+        diff |= std::hint::black_box(usize::from(g ^ e));
+    }
+    diff == 0
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive,
+/// RFC 9110 11.1).
+fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(header::AUTHORIZATION)?.as_bytes();
+    let (scheme, rest) = value.split_at_checked(7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    let token = rest.trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+/// Reloads never run side by side: two builds racing to swap could leave the older file contents
+/// serving after the newer ones were reported as loaded.
+static RELOADING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// `POST /admin/reload`: rebuilds the snapshot from the configuration source (the same as
+/// SIGHUP) and reports the outcome; a refused build leaves the previous data serving.
+pub async fn reload(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    let token = st
+        .handle
+        .snapshot()
+        .http
+        .as_ref()
+        .and_then(|h| h.admin_token.clone());
+    let Some(token) = token else {
+        return ApiError::forbidden("no admin_token configured").into_response();
+    };
+    if !bearer(&headers).is_some_and(|given| same_secret(given, token.as_bytes())) {
+        return ApiError::unauthorized().into_response();
+    }
+    let _one_at_a_time = RELOADING.lock().await;
+    let handle = st.handle.clone();
+    // Building reads files and compiles zones: off the async workers, like SIGHUP.
+    let outcome = match tokio::task::spawn_blocking(move || handle.reload()).await {
+        Ok(outcome) => outcome,
+        Err(e) => return ApiError::internal(format!("reload task failed: {e}")).into_response(),
+    };
+    crate::metrics::record_admin_reload(outcome.is_ok());
+    match outcome {
+        Ok(snap) => {
+            let (zones, records) = (snap.zones.len(), records(&snap));
+            tracing::info!(zones, records, "reloaded (POST /admin/reload)");
+            no_store(
+                Json(json!({ "reloaded": true, "zones": zones, "records": records }))
+                    .into_response(),
+            )
+        }
+        Err(e) => {
+            tracing::warn!(
+                "reload (POST /admin/reload) refused, still serving the previous data:\n{e}"
+            );
+            // One line per entry, whatever a problem's text contains.
+            let problems: Vec<&str> = e
+                .problems
+                .iter()
+                .flat_map(|p| p.lines())
+                .filter(|l| !l.trim().is_empty())
+                .collect();
+            let err = ApiError::reload_failed(e.problems.len());
+            let body = json!({ "code": err.code, "message": err.message, "problems": problems });
+            // Status, code, headers and the error counter come from ApiError; only the body grows.
+            let mut resp = err.into_response();
+            resp.headers_mut().remove(header::CONTENT_LENGTH);
+            *resp.body_mut() = Body::from(body.to_string());
+            resp
+        }
+    }
+}
+
+/// `GET /openapi.json`. The document is the same for the life of the process: built once.
 pub async fn openapi() -> Response {
-    ApiError::not_found().into_response()
+    static DOC: OnceLock<Result<String, String>> = OnceLock::new();
+    match DOC.get_or_init(|| document().map(|d| d.to_string())) {
+        Ok(text) => {
+            let mut resp = text.clone().into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Err(why) => ApiError::internal(why.clone()).into_response(),
+    }
+}
+
+/// One documented operation: the OpenAPI Operation Object of (method, path).
+type Describe = fn() -> Value;
+
+/// Every operation's description, keyed like `ROUTES`. `document` refuses a route missing here
+/// (and an entry that is not a route), so a new route cannot go out undocumented.
+const OPERATIONS: &[(&str, &str, Describe)] = &[
+    ("GET", "/{account_id}/d", alibaba_d),
+    ("GET", "/{account_id}/resolve", alibaba_resolve),
+    ("GET", "/{account_id}/sign_d", alibaba_sign_d),
+    ("GET", "/{account_id}/sign_resolve", alibaba_sign_resolve),
+    ("GET", "/resolve", google_resolve),
+    ("GET", "/dns-query", doh_get),
+    ("POST", "/dns-query", doh_post),
+    ("GET", "/healthz", healthz_op),
+    ("GET", "/metrics", metrics_op),
+    ("POST", "/admin/reload", reload_op),
+    ("GET", "/openapi.json", openapi_op),
+];
+
+/// The OpenAPI 3.1 document of every route in `ROUTES`, or what does not match between `ROUTES`
+/// and `OPERATIONS`.
+pub fn document() -> Result<Value, String> {
+    let mut problems = Vec::new();
+    let mut paths = Map::new();
+    for &(method, path) in ROUTES {
+        let Some((_, _, describe)) = OPERATIONS
+            .iter()
+            .find(|(m, p, _)| *m == method && *p == path)
+        else {
+            problems.push(format!(
+                "{method} {path} is routed but not described in http::ops::OPERATIONS"
+            ));
+            continue;
+        };
+        let item = paths
+            .entry(path)
+            .or_insert_with(|| Value::Object(Map::new()));
+        item.as_object_mut()
+            .expect("path items are objects")
+            .insert(method.to_ascii_lowercase(), describe());
+    }
+    for &(method, path, _) in OPERATIONS {
+        if !ROUTES.contains(&(method, path)) {
+            problems.push(format!(
+                "{method} {path} is described in http::ops::OPERATIONS but not routed"
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
+    Ok(json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "gslbd HTTP API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "HTTPDNS (Alibaba-compatible and Google-JSON-compatible), RFC 8484 DNS \
+                over HTTPS, and operations. Every answer comes from the same engine and snapshot \
+                as DNS over UDP/TCP, GSLB decisions included.",
+        },
+        "tags": [
+            { "name": "httpdns-alibaba", "description": "Alibaba Cloud HTTPDNS compatible API" },
+            { "name": "httpdns-json", "description": "Google Public DNS JSON compatible API" },
+            { "name": "doh", "description": "DNS over HTTPS, RFC 8484" },
+            { "name": "ops", "description": "Health, metrics, reload, this document" },
+        ],
+        "paths": paths,
+        "components": components(),
+    }))
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn param_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/parameters/{name}") })
+}
+
+fn json_content(schema: Value) -> Value {
+    json!({ "application/json": { "schema": schema } })
+}
+
+fn error_response(description: &str, schema: &str) -> Value {
+    json!({ "description": description, "content": json_content(schema_ref(schema)) })
+}
+
+/// The error responses every Alibaba-compatible endpoint can give.
+fn alibaba_errors() -> Map<String, Value> {
+    let mut m = Map::new();
+    for (status, why) in [
+        ("400", "MissingArgument, InvalidHost or InvalidIP"),
+        (
+            "403",
+            "InvalidAccount, UnsignedInterfaceDisabled, SignatureExpired, InvalidSignature or \
+             InvalidDuration",
+        ),
+        ("405", "MethodNotAllowed"),
+    ] {
+        m.insert(status.into(), error_response(why, "AlibabaError"));
+    }
+    m.insert(
+        "429".into(),
+        json!({
+            "description": "LimitExceeded: the per-address or per-account rate was exceeded",
+            "headers": { "Retry-After": {
+                "description": "Seconds to wait",
+                "schema": { "type": "integer", "minimum": 1 },
+            } },
+            "content": json_content(schema_ref("AlibabaError")),
+        }),
+    );
+    m
+}
+
+fn alibaba_op(id: &str, summary: &str, description: &str, signed: bool, batch: bool) -> Value {
+    let mut params = vec![
+        param_ref("AccountId"),
+        if batch {
+            param_ref("Hosts")
+        } else {
+            param_ref("Host")
+        },
+        param_ref("ClientIp"),
+        param_ref("QueryFamilies"),
+    ];
+    if signed {
+        params.push(param_ref("SignExpiry"));
+        params.push(param_ref("Signature"));
+    }
+    params.push(param_ref("Explain"));
+    let answer = if batch {
+        "AlibabaBatch"
+    } else {
+        "AlibabaAnswer"
+    };
+    let mut responses = alibaba_errors();
+    responses.insert(
+        "200".into(),
+        json!({ "description": "The answer", "content": json_content(schema_ref(answer)) }),
+    );
+    json!({
+        "tags": ["httpdns-alibaba"],
+        "operationId": id,
+        "summary": summary,
+        "description": description,
+        "parameters": params,
+        "responses": responses,
+    })
+}
+
+fn alibaba_d() -> Value {
+    alibaba_op(
+        "alibabaD",
+        "Resolve one host (unsigned)",
+        "The addresses of `host` for the client (`ip`, else the connection's address, or \
+         X-Forwarded-For / X-Real-IP from a trusted proxy), GSLB decision included.",
+        false,
+        false,
+    )
+}
+
+fn alibaba_resolve() -> Value {
+    alibaba_op(
+        "alibabaResolve",
+        "Resolve several hosts (unsigned)",
+        "Batch form of `/d`: one entry per host and address family asked for.",
+        false,
+        true,
+    )
+}
+
+fn alibaba_sign_d() -> Value {
+    alibaba_op(
+        "alibabaSignD",
+        "Resolve one host (signed)",
+        "`/d` for accounts with a secret: `s` = md5(host-secret-t), valid until `t`.",
+        true,
+        false,
+    )
+}
+
+fn alibaba_sign_resolve() -> Value {
+    alibaba_op(
+        "alibabaSignResolve",
+        "Resolve several hosts (signed)",
+        "`/resolve` for accounts with a secret: `s` = md5(host-secret-t), `host` being the \
+         comma-separated list as sent.",
+        true,
+        true,
+    )
+}
+
+fn google_resolve() -> Value {
+    json!({
+        "tags": ["httpdns-json"],
+        "operationId": "jsonResolve",
+        "summary": "DNS question as JSON (Google Public DNS compatible)",
+        "parameters": [
+            { "name": "name", "in": "query", "required": true,
+              "description": "Domain name", "schema": { "type": "string", "maxLength": 253 } },
+            { "name": "type", "in": "query", "required": false,
+              "description": "RR type as a number or mnemonic (default A)",
+              "schema": { "type": "string", "default": "A" } },
+            { "name": "edns_client_subnet", "in": "query", "required": false,
+              "description": "The client's subnet (address/prefix); the answer is for it",
+              "schema": { "type": "string" } },
+            { "name": "cd", "in": "query", "required": false,
+              "description": "Checking Disabled", "schema": { "type": "boolean" } },
+            { "name": "do", "in": "query", "required": false,
+              "description": "DNSSEC OK", "schema": { "type": "boolean" } },
+            param_ref("Explain"),
+        ],
+        "responses": {
+            "200": { "description": "The DNS response (any RCODE) as JSON",
+                     "content": json_content(schema_ref("JsonAnswer")) },
+            "400": error_response("Missing or invalid parameter", "Error"),
+            "429": error_response("Rate limit exceeded (Retry-After header)", "Error"),
+        },
+    })
+}
+
+fn dns_message_response() -> Value {
+    json!({
+        "description": "The DNS response (any RCODE)",
+        "content": { "application/dns-message": {
+            "schema": { "type": "string", "contentMediaType": "application/dns-message" },
+        } },
+    })
+}
+
+fn doh_get() -> Value {
+    json!({
+        "tags": ["doh"],
+        "operationId": "dohGet",
+        "summary": "DNS over HTTPS, GET (RFC 8484 4.1)",
+        "parameters": [
+            { "name": "dns", "in": "query", "required": true,
+              "description": "The DNS query message, base64url without padding",
+              "schema": { "type": "string", "contentEncoding": "base64url" } },
+        ],
+        "responses": {
+            "200": dns_message_response(),
+            "400": error_response("Missing dns parameter, bad base64url or unparsable message", "Error"),
+            "414": error_response("Request target too long", "Error"),
+        },
+    })
+}
+
+fn doh_post() -> Value {
+    json!({
+        "tags": ["doh"],
+        "operationId": "dohPost",
+        "summary": "DNS over HTTPS, POST (RFC 8484 4.1)",
+        "requestBody": {
+            "required": true,
+            "content": { "application/dns-message": {
+                "schema": { "type": "string", "contentMediaType": "application/dns-message" },
+            } },
+        },
+        "responses": {
+            "200": dns_message_response(),
+            "400": error_response("Unparsable message", "Error"),
+            "413": error_response("Body too large", "Error"),
+            "415": error_response("Content-Type is not application/dns-message", "Error"),
+        },
+    })
+}
+
+fn healthz_op() -> Value {
+    json!({
+        "tags": ["ops"],
+        "operationId": "healthz",
+        "summary": "Liveness, and what the serving snapshot holds",
+        "responses": {
+            "200": { "description": "Serving", "content": json_content(schema_ref("Health")) },
+        },
+    })
+}
+
+fn metrics_op() -> Value {
+    json!({
+        "tags": ["ops"],
+        "operationId": "metrics",
+        "summary": "Prometheus metrics",
+        "description": "Queries by transport and RCODE, GSLB answers by region, latency \
+            histograms per transport, HTTP errors by status and code, and gauges of the serving \
+            snapshot and of health-checked targets.",
+        "responses": {
+            "200": {
+                "description": "Text exposition format 0.0.4",
+                "content": { "text/plain; version=0.0.4": { "schema": { "type": "string" } } },
+            },
+        },
+    })
+}
+
+fn reload_op() -> Value {
+    json!({
+        "tags": ["ops"],
+        "operationId": "reload",
+        "summary": "Rebuild the snapshot from the configuration (like SIGHUP)",
+        "description": "Reads the configuration and every file it names again, checks it, and \
+            swaps it in. When anything is wrong nothing changes: the previous data keeps \
+            serving. Listener addresses need a restart.",
+        "security": [{ "adminToken": [] }],
+        "responses": {
+            "200": { "description": "Reloaded", "content": json_content(schema_ref("Reloaded")) },
+            "401": error_response("Missing or wrong bearer token", "Error"),
+            "403": error_response("No admin_token configured: the endpoint is off", "Error"),
+            "422": error_response("The configuration was refused", "ReloadFailed"),
+        },
+    })
+}
+
+fn openapi_op() -> Value {
+    json!({
+        "tags": ["ops"],
+        "operationId": "openapi",
+        "summary": "This document",
+        "responses": {
+            "200": { "description": "OpenAPI 3.1",
+                     "content": json_content(json!({ "type": "object" })) },
+        },
+    })
+}
+
+fn components() -> Value {
+    let ip_list =
+        |format: &str| json!({ "type": "array", "items": { "type": "string", "format": format } });
+    let gslb_labels = json!({
+        "scope": { "type": "integer", "minimum": 0, "maximum": 128,
+                   "description": "ECS scope prefix: the answer holds for every client in \
+                       client_ip/scope (0: the same for everyone)" },
+        "line": { "type": ["string", "null"], "description": "Carrier line a GSLB rule chose" },
+        "region": { "type": ["string", "null"], "description": "Region a GSLB rule chose" },
+    });
+    let mut answer = json!({
+        "host": { "type": "string" },
+        "ips": ip_list("ipv4"),
+        "ipsv6": ip_list("ipv6"),
+        "ttl": { "type": "integer", "minimum": 0 },
+        "origin_ttl": { "type": "integer", "minimum": 0, "description": "TTL in the zone data" },
+        "client_ip": { "type": "string", "description": "The address the answer is for" },
+        "explain": schema_ref("Explain"),
+    });
+    let mut entry = json!({
+        "host": { "type": "string" },
+        "client_ip": { "type": "string" },
+        "ips": { "type": "array", "items": { "type": "string" } },
+        "type": { "type": "integer", "enum": [1, 28], "description": "1: A (ips are IPv4), 28: AAAA" },
+        "ttl": { "type": "integer", "minimum": 0 },
+        "origin_ttl": { "type": "integer", "minimum": 0 },
+        "explain": schema_ref("Explain"),
+    });
+    for props in [&mut answer, &mut entry] {
+        let props = props.as_object_mut().expect("object");
+        for (k, v) in gslb_labels.as_object().expect("object") {
+            props.insert(k.clone(), v.clone());
+        }
+    }
+    let record = json!({
+        "type": "object",
+        "required": ["name", "type", "TTL", "data"],
+        "properties": {
+            "name": { "type": "string" },
+            "type": { "type": "integer" },
+            "TTL": { "type": "integer" },
+            "data": { "type": "string", "description": "RDATA in presentation format" },
+        },
+    });
+    json!({
+        "securitySchemes": {
+            "adminToken": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "[http] admin_token of the configuration",
+            },
+        },
+        "parameters": {
+            "AccountId": { "name": "account_id", "in": "path", "required": true,
+                "description": "An [[http.account]] id", "schema": { "type": "string" } },
+            "Host": { "name": "host", "in": "query", "required": true,
+                "description": "Domain name to resolve", "schema": { "type": "string" } },
+            "Hosts": { "name": "host", "in": "query", "required": true,
+                "description": "Comma-separated domain names ([http] max_batch at most)",
+                "schema": { "type": "string" } },
+            "ClientIp": { "name": "ip", "in": "query", "required": false,
+                "description": "Answer for this client address instead of the requester's \
+                    ([http] allow_client_ip)",
+                "schema": { "type": "string" } },
+            "QueryFamilies": { "name": "query", "in": "query", "required": false,
+                "description": "Address families: 4 (A, default), 6 (AAAA) or 4,6 (both)",
+                "schema": { "type": "string", "enum": ["4", "6", "4,6"], "default": "4" } },
+            "SignExpiry": { "name": "t", "in": "query", "required": true,
+                "description": "Expiry of the signature, Unix seconds \
+                    (at most [http] max_sign_duration_s ahead)",
+                "schema": { "type": "integer" } },
+            "Signature": { "name": "s", "in": "query", "required": true,
+                "description": "md5(host-secret-t), lowercase hex",
+                "schema": { "type": "string", "pattern": "^[0-9a-fA-F]{32}$" } },
+            "Explain": { "name": "explain", "in": "query", "required": false,
+                "description": "Add the GSLB decision, hop by hop (gslbd extension)",
+                "schema": { "type": "boolean", "default": false } },
+        },
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": { "type": "string" },
+                    "message": { "type": "string" },
+                },
+            },
+            "AlibabaError": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": { "type": "string", "enum": [
+                        "MissingArgument", "InvalidHost", "InvalidIP", "InvalidAccount",
+                        "UnsignedInterfaceDisabled", "SignatureExpired", "InvalidSignature",
+                        "InvalidDuration", "LimitExceeded", "MethodNotAllowed",
+                    ] },
+                    "message": { "type": "string" },
+                },
+            },
+            "Explain": {
+                "type": "object",
+                "description": "The GSLB decision hop by hop, as `gslbd explain --json` prints it",
+            },
+            "AlibabaAnswer": {
+                "type": "object",
+                "required": ["host", "ips", "ttl", "origin_ttl", "client_ip"],
+                "properties": answer,
+            },
+            "AlibabaBatch": {
+                "type": "object",
+                "required": ["dns"],
+                "properties": {
+                    "dns": { "type": "array", "items": {
+                        "type": "object",
+                        "required": ["host", "client_ip", "ips", "type", "ttl", "origin_ttl"],
+                        "properties": entry,
+                    } },
+                },
+            },
+            "JsonAnswer": {
+                "type": "object",
+                "required": ["Status", "TC", "RD", "RA", "AD", "CD", "Question"],
+                "properties": {
+                    "Status": { "type": "integer", "description": "RCODE" },
+                    "TC": { "type": "boolean" },
+                    "RD": { "type": "boolean" },
+                    "RA": { "type": "boolean" },
+                    "AD": { "type": "boolean" },
+                    "CD": { "type": "boolean" },
+                    "Question": { "type": "array", "items": {
+                        "type": "object",
+                        "properties": { "name": { "type": "string" }, "type": { "type": "integer" } },
+                    } },
+                    "Answer": { "type": "array", "items": record.clone() },
+                    "Authority": { "type": "array", "items": record },
+                    "edns_client_subnet": { "type": "string" },
+                    "scope": gslb_labels["scope"].clone(),
+                    "line": gslb_labels["line"].clone(),
+                    "region": gslb_labels["region"].clone(),
+                    "explain": schema_ref("Explain"),
+                },
+            },
+            "Health": {
+                "type": "object",
+                "required": ["status", "zones", "records", "listeners", "health"],
+                "properties": {
+                    "status": { "type": "string", "const": "ok" },
+                    "zones": { "type": "integer" },
+                    "records": { "type": "integer" },
+                    "listeners": { "type": "integer", "description": "DNS listeners" },
+                    "health": {
+                        "type": "object",
+                        "properties": {
+                            "targets": { "type": "integer", "description": "Health-checked addresses" },
+                            "down": { "type": "integer" },
+                        },
+                    },
+                },
+            },
+            "Reloaded": {
+                "type": "object",
+                "required": ["reloaded", "zones", "records"],
+                "properties": {
+                    "reloaded": { "type": "boolean", "const": true },
+                    "zones": { "type": "integer" },
+                    "records": { "type": "integer" },
+                },
+            },
+            "ReloadFailed": {
+                "type": "object",
+                "required": ["code", "message", "problems"],
+                "properties": {
+                    "code": { "type": "string", "const": "ReloadFailed" },
+                    "message": { "type": "string" },
+                    "problems": { "type": "array", "items": { "type": "string" },
+                        "description": "One problem a line, zone problems as file:line: message" },
+                },
+            },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_described_and_nothing_else() {
+        let doc = document().expect("ROUTES and OPERATIONS agree");
+        let paths = doc["paths"].as_object().unwrap();
+        let ops: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+        assert_eq!(ops, ROUTES.len());
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        fn walk(v: &Value, doc: &Value) {
+            match v {
+                Value::Object(m) => {
+                    if let Some(Value::String(r)) = m.get("$ref") {
+                        let pointer = r.strip_prefix('#').expect("local reference");
+                        assert!(doc.pointer(pointer).is_some(), "dangling {r}");
+                    }
+                    m.values().for_each(|x| walk(x, doc));
+                }
+                Value::Array(a) => a.iter().for_each(|x| walk(x, doc)),
+                _ => {}
+            }
+        }
+        let doc = document().unwrap();
+        walk(&doc, &doc);
+    }
+
+    #[test]
+    fn bearer_and_secret_comparison() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+            m
+        };
+        assert_eq!(bearer(&h("Bearer abc")), Some(&b"abc"[..]));
+        assert_eq!(bearer(&h("bearer  abc ")), Some(&b"abc"[..]));
+        assert_eq!(bearer(&h("Basic abc")), None);
+        assert_eq!(bearer(&h("Bearer ")), None);
+        assert_eq!(bearer(&h("Bearer")), None);
+        assert_eq!(bearer(&HeaderMap::new()), None);
+        assert!(same_secret(b"lab-admin-token", b"lab-admin-token"));
+        assert!(!same_secret(b"lab-admin-toke", b"lab-admin-token"));
+        assert!(!same_secret(b"lab-admin-tokenn", b"lab-admin-token"));
+        assert!(!same_secret(b"Lab-admin-token", b"lab-admin-token"));
+        assert!(!same_secret(b"", b"lab-admin-token"));
+    }
 }

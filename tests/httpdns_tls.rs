@@ -1,0 +1,161 @@
+//! HTTPS: `[http.tls]` with a certificate made by openssl for the test; kdig +https (HTTP/2, RFC
+//! 8484) and curl (HTTP/1.1) talk to it; a bad key is a `gslbd check` error naming the file.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use gslbd::config::Source;
+use gslbd::snapshot::Snapshot;
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn setup(dir: &Path) {
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=gslbd test",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .output()
+        .expect("openssl runs (.ci/run installs it)");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    std::fs::write(
+        dir.join("example.com.zone"),
+        "$ORIGIN example.com.\n$TTL 300\n@ SOA ns hostmaster 1 3600 900 604800 60\n@ NS ns\nns A 127.0.0.1\nwww A 192.0.2.80\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("gslbd.toml"),
+        r#"
+[[zone]]
+name = "example.com."
+file = "example.com.zone"
+
+[[listener]]
+name = "all"
+addresses = ["127.0.0.1:0"]
+zones = ["*"]
+
+[http]
+listen = ["127.0.0.1:0"]
+tls = { cert = "cert.pem", key = "key.pem" }
+
+[[http.account]]
+id = "100000"
+"#,
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn doh_and_httpdns_over_tls() {
+    assert!(have("openssl"), ".ci/run installs openssl");
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let server = start(Source::file(dir.path().join("gslbd.toml"))).await;
+    let http = server.addr("http", "http");
+
+    // kdig speaks DoH over HTTP/2 and TLS (it does not check the certificate without +tls-ca).
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("kdig")
+            .arg(format!("@{}", http.ip()))
+            .args([
+                "-p",
+                &http.port().to_string(),
+                "+https",
+                "+timeout=3",
+                "+retry=0",
+            ])
+            .arg("www.example.com")
+            .output()
+            .expect("kdig runs")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("status: NOERROR"), "{text}");
+    assert!(
+        text.contains("www.example.com.") && text.contains("192.0.2.80"),
+        "{text}"
+    );
+    assert!(
+        text.contains("HTTPS") || text.contains("https"),
+        "came over DoH: {text}"
+    );
+
+    // curl over HTTPS/1.1 to the Alibaba-compatible endpoint, trusting the test's certificate.
+    let cert = dir.path().join("cert.pem");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("curl")
+            .args(["-sS", "--http1.1", "--max-time", "5", "--cacert"])
+            .arg(cert)
+            .arg(format!(
+                "https://127.0.0.1:{}/100000/d?host=www.example.com",
+                http.port()
+            ))
+            .output()
+            .expect("curl runs")
+    })
+    .await
+    .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{body}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["ips"], serde_json::json!(["192.0.2.80"]), "{v}");
+
+    // Plain HTTP to the TLS port is not answered as HTTP.
+    let plain = reqwest::Client::new()
+        .get(format!("http://{http}/healthz"))
+        .timeout(std::time::Duration::from_secs(3))
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+}
+
+#[test]
+fn a_key_that_is_not_pem_is_a_check_error() {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    std::fs::write(dir.path().join("key.pem"), "not a key\n").unwrap();
+    let err = Snapshot::build(&Source::file(dir.path().join("gslbd.toml")))
+        .expect_err("a broken key is refused");
+    assert!(
+        err.problems[0].contains("key.pem") && err.problems[0].contains("private key"),
+        "{err}"
+    );
+}
