@@ -131,10 +131,13 @@ fn set(v: &[&str]) -> BTreeSet<String> {
 // ------------------------------------------------------------------------------------------------
 // Prometheus text exposition format 0.0.4, parsed strictly enough to catch what scrapers reject.
 
+/// (label name, value) pairs, in the order written.
+type Labels = Vec<(String, String)>;
+
 #[derive(Debug)]
 struct Sample {
     name: String,
-    labels: Vec<(String, String)>,
+    labels: Labels,
     value: f64,
 }
 
@@ -152,7 +155,7 @@ fn valid_name(n: &str) -> bool {
 }
 
 /// `a="x",b="y\"z"` (the part between braces) into pairs, unescaping values.
-fn parse_labels(s: &str, line: &str) -> Vec<(String, String)> {
+fn parse_labels(s: &str, line: &str) -> Labels {
     let mut out = Vec::new();
     let mut rest = s;
     while !rest.is_empty() {
@@ -275,7 +278,7 @@ impl Exposition {
     /// The value of the series `name` with exactly `labels` (0 when absent: zero counters with
     /// labels are not always written).
     fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let mut want: Vec<(String, String)> = labels
+        let mut want: Labels = labels
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
@@ -298,7 +301,7 @@ impl Exposition {
             if ty != "histogram" {
                 continue;
             }
-            let mut buckets: HashMap<Vec<(String, String)>, Vec<(f64, f64)>> = HashMap::new();
+            let mut buckets: HashMap<Labels, Vec<(f64, f64)>> = HashMap::new();
             for s in self
                 .samples
                 .iter()
@@ -315,7 +318,12 @@ impl Exposition {
                 } else {
                     le.parse::<f64>().unwrap()
                 };
-                let rest: Vec<_> = s.labels.iter().filter(|(k, _)| k != "le").cloned().collect();
+                let rest: Vec<_> = s
+                    .labels
+                    .iter()
+                    .filter(|(k, _)| k != "le")
+                    .cloned()
+                    .collect();
                 buckets.entry(rest).or_default().push((le, s.value));
             }
             assert!(!buckets.is_empty(), "{family} has no buckets");
@@ -444,3 +452,445 @@ pools.a = [{{ address = "192.0.2.10", check = "127.0.0.1:{alive_port}" }}, {{ ad
     .await;
 }
 
+// ------------------------------------------------------------------------------------------------
+// /metrics
+
+/// The exposition is valid, and follows DNS traffic: GSLB answers from a China Mobile address in
+/// Beijing count as NOERROR over UDP and as region "bj"; an HTTP 404 counts as an HTTP error.
+#[tokio::test]
+async fn metrics_are_valid_exposition_and_follow_traffic() {
+    bounded(async {
+        let server = start(Source::lab()).await;
+        let before = scrape(&server).await;
+        assert!(
+            before.check_histograms() >= 5,
+            "one histogram per transport"
+        );
+        assert_eq!(before.value("gslbd_zones", &[]), 7.0);
+        assert_eq!(
+            before.value("gslbd_records", &[]),
+            records_of(&server) as f64
+        );
+        assert_eq!(before.value("gslbd_listeners", &[]), 6.0);
+        for (family, ty) in [
+            ("gslbd_queries_total", "counter"),
+            ("gslbd_gslb_answers_total", "counter"),
+            ("gslbd_query_duration_seconds", "histogram"),
+            ("gslbd_http_errors_total", "counter"),
+            ("gslbd_admin_reloads_total", "counter"),
+            ("gslbd_zones", "gauge"),
+            ("gslbd_records", "gauge"),
+            ("gslbd_health_targets", "gauge"),
+        ] {
+            assert_eq!(
+                before.types.get(family).map(String::as_str),
+                Some(ty),
+                "{family}"
+            );
+        }
+
+        const N: usize = 3;
+        let mobile_bj: IpAddr = "127.0.10.1".parse().unwrap();
+        let dns: SocketAddr = server.addr("all", "udp");
+        for _ in 0..N {
+            let bytes = udp_from(
+                mobile_bj,
+                dns,
+                &Q::new("object.yourcompany.com.", 1).bytes(),
+            )
+            .await
+            .expect("a DNS answer");
+            let m = Message::from_vec(&bytes).unwrap();
+            assert_eq!(m.response_code, ResponseCode::NoError);
+            assert!(m.answers.iter().any(|r| matches!(r.data, RData::A(_))));
+        }
+        let nope = get(&server, "/no/such/thing/here").await;
+        assert_eq!(nope.status(), StatusCode::NOT_FOUND);
+
+        let after = scrape(&server).await;
+        let delta = |name: &str, labels: &[(&str, &str)]| {
+            after.value(name, labels) - before.value(name, labels)
+        };
+        let udp_ok = [("transport", "udp"), ("rcode", "NOERROR")];
+        assert!(delta("gslbd_queries_total", &udp_ok) >= N as f64);
+        assert!(delta("gslbd_gslb_answers_total", &[("region", "bj")]) >= N as f64);
+        assert!(
+            delta(
+                "gslbd_query_duration_seconds_count",
+                &[("transport", "udp")]
+            ) >= N as f64
+        );
+        let not_found = [("status", "404"), ("code", "NotFound")];
+        assert!(delta("gslbd_http_errors_total", &not_found) >= 1.0);
+        assert!(after.check_histograms() >= 5);
+    })
+    .await;
+}
+
+#[test]
+fn the_exposition_checker_rejects_what_scrapers_reject() {
+    let ok =
+        "# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"1\"} 2\na_total{x=\"q\\\"\"} 3\n";
+    let e = parse_exposition(ok);
+    assert_eq!(e.value("a_total", &[("x", "q\"")]), 3.0);
+    for bad in [
+        // duplicate series
+        "# HELP a A.\n# TYPE a gauge\na 1\na 2\n",
+        // no TYPE
+        "# HELP a A.\na 1\n",
+        // no HELP
+        "# TYPE a gauge\na 1\n",
+        // no value
+        "# HELP a A.\n# TYPE a gauge\na\n",
+        // family split in two
+        "# HELP a A.\n# TYPE a gauge\n# HELP b B.\n# TYPE b gauge\na{x=\"1\"} 1\nb 1\na{x=\"2\"} 1\n",
+    ] {
+        let caught = std::panic::catch_unwind(|| parse_exposition(bad)).is_err();
+        assert!(caught, "accepted {bad:?}");
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// /admin/reload
+
+#[tokio::test]
+async fn reload_needs_the_admin_token() {
+    bounded(async {
+        let server = start(Source::lab()).await;
+        for auth in [
+            None,
+            Some("Bearer wrong-token"),
+            Some("Bearer lab-admin-toke"),
+            Some("Bearer lab-admin-tokenX"),
+            Some("Basic bGFiLWFkbWluLXRva2Vu"),
+            Some("lab-admin-token"),
+        ] {
+            let (status, body) = reload(&server, auth).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth:?}");
+            assert_eq!(body["code"], "Unauthorized", "{auth:?}");
+        }
+        let (status, body) = reload(&server, Some(&format!("Bearer {LAB_TOKEN}"))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            body,
+            serde_json::json!({ "reloaded": true, "zones": 7, "records": records_of(&server) })
+        );
+        // The scheme is case-insensitive (RFC 9110 11.1).
+        let (status, _) = reload(&server, Some(&format!("bearer {LAB_TOKEN}"))).await;
+        assert_eq!(status, StatusCode::OK);
+
+        let resp = get(&server, "/admin/reload").await;
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reload_without_a_configured_token_is_forbidden() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let server = start(Source::file(write_config(dir.path(), None, ""))).await;
+        for auth in [None, Some("Bearer "), Some("Bearer lab-admin-token")] {
+            let (status, body) = reload(&server, auth).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{auth:?}");
+            assert_eq!(body["code"], "Forbidden");
+            assert_eq!(body["message"], "no admin_token configured");
+        }
+    })
+    .await;
+}
+
+/// A broken zone file is refused with its file and line, and the old data keeps serving; once
+/// fixed, the next reload serves the new records.
+#[tokio::test]
+async fn reload_refuses_a_broken_zone_and_keeps_serving() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let token = "t0ken-for-this-test";
+        let server = start(Source::file(write_config(dir.path(), Some(token), ""))).await;
+        let auth = format!("Bearer {token}");
+        let zone = dir.path().join("example.com.zone");
+        let before_records = records_of(&server);
+        assert_eq!(
+            a_records(&server, "www.example.com.").await,
+            (ResponseCode::NoError, set(&["192.0.2.1"]))
+        );
+        let metrics_before = scrape(&server).await;
+
+        // Line 7 is not an address; line 6 changes, which must not be served either.
+        std::fs::write(
+            &zone,
+            ZONE.replace("192.0.2.1", "192.0.2.2") + "new A 192.0.2.300\n",
+        )
+        .unwrap();
+        let (status, body) = reload(&server, Some(&auth)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["code"], "ReloadFailed");
+        let problems: Vec<&str> = body["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        assert!(!problems.is_empty());
+        assert!(problems.iter().all(|p| !p.contains('\n')));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("example.com.zone:7:") && p.contains("192.0.2.300")),
+            "{problems:?}"
+        );
+        assert_eq!(
+            a_records(&server, "www.example.com.").await,
+            (ResponseCode::NoError, set(&["192.0.2.1"])),
+            "the old data keeps serving"
+        );
+        assert_eq!(
+            a_records(&server, "new.example.com.").await.0,
+            ResponseCode::NXDomain
+        );
+        assert_eq!(
+            get_json(&server, "/healthz").await["records"],
+            before_records
+        );
+
+        // Fixed: the new record and the changed one are served.
+        std::fs::write(
+            &zone,
+            ZONE.replace("192.0.2.1", "192.0.2.2") + "new A 192.0.2.30\n",
+        )
+        .unwrap();
+        let (status, body) = reload(&server, Some(&auth)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["reloaded"], true);
+        assert_eq!(body["zones"], 1);
+        assert_eq!(body["records"], before_records + 1);
+        assert_eq!(
+            a_records(&server, "new.example.com.").await,
+            (ResponseCode::NoError, set(&["192.0.2.30"]))
+        );
+        assert_eq!(
+            a_records(&server, "www.example.com.").await,
+            (ResponseCode::NoError, set(&["192.0.2.2"]))
+        );
+
+        let metrics_after = scrape(&server).await;
+        for (result, at_least) in [("ok", 1.0), ("failed", 1.0)] {
+            let labels = [("result", result)];
+            let d = metrics_after.value("gslbd_admin_reloads_total", &labels)
+                - metrics_before.value("gslbd_admin_reloads_total", &labels);
+            assert!(d >= at_least, "{result}: {d}");
+        }
+        let refused = [("status", "422"), ("code", "ReloadFailed")];
+        assert!(
+            metrics_after.value("gslbd_http_errors_total", &refused)
+                > metrics_before.value("gslbd_http_errors_total", &refused)
+        );
+    })
+    .await;
+}
+
+// ------------------------------------------------------------------------------------------------
+// /openapi.json and routing
+
+/// Every (method, path) of the router is documented and nothing else is; every local `$ref`
+/// resolves.
+#[tokio::test]
+async fn openapi_documents_exactly_the_routes() {
+    bounded(async {
+        let server = start(Source::lab()).await;
+        let resp = get(&server, "/openapi.json").await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        let doc: Value = serde_json::from_str(&resp.text().await.unwrap()).expect("JSON");
+        assert!(
+            doc["openapi"].as_str().unwrap().starts_with("3.1"),
+            "{}",
+            doc["openapi"]
+        );
+        assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
+
+        let routes: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_ascii_lowercase(), p.to_string()))
+            .collect();
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                assert!(
+                    op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                    "{method} {path} has no responses"
+                );
+                assert!(op["summary"].is_string(), "{method} {path} has no summary");
+                documented.insert((method.clone(), path.clone()));
+            }
+        }
+        assert_eq!(documented, routes);
+
+        // Parameters named in a path are declared as path parameters.
+        let alibaba = &doc["paths"]["/{account_id}/d"]["get"];
+        let params = resolve_all(&doc, &alibaba["parameters"]);
+        for (name, place) in [("account_id", "path"), ("host", "query"), ("ip", "query")] {
+            assert!(
+                params.iter().any(|p| p["name"] == name && p["in"] == place),
+                "{name} in {place}: {params:?}"
+            );
+        }
+        let codes = &doc["components"]["schemas"]["AlibabaError"]["properties"]["code"]["enum"];
+        for code in [
+            "MissingArgument",
+            "InvalidSignature",
+            "LimitExceeded",
+            "MethodNotAllowed",
+        ] {
+            assert!(
+                codes.as_array().unwrap().iter().any(|c| c == code),
+                "{code}"
+            );
+        }
+        assert_eq!(
+            doc["paths"]["/admin/reload"]["post"]["security"],
+            serde_json::json!([{ "adminToken": [] }])
+        );
+        assert_eq!(
+            doc["components"]["securitySchemes"]["adminToken"]["scheme"],
+            "bearer"
+        );
+        check_refs(&doc, &doc);
+    })
+    .await;
+}
+
+/// Parameters with `$ref`s replaced by what they point at.
+fn resolve_all(doc: &Value, params: &Value) -> Vec<Value> {
+    params
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| match p["$ref"].as_str() {
+            Some(r) => doc.pointer(&r[1..]).expect("reference resolves").clone(),
+            None => p.clone(),
+        })
+        .collect()
+}
+
+fn check_refs(v: &Value, doc: &Value) {
+    match v {
+        Value::Object(m) => {
+            if let Some(r) = m.get("$ref").and_then(Value::as_str) {
+                let pointer = r.strip_prefix('#').expect("only local references");
+                assert!(doc.pointer(pointer).is_some(), "dangling {r}");
+            }
+            m.values().for_each(|x| check_refs(x, doc));
+        }
+        Value::Array(a) => a.iter().for_each(|x| check_refs(x, doc)),
+        _ => {}
+    }
+}
+
+/// Every route is served by a handler (whatever it says to a bare request, it is not the 404 of
+/// the fallback); an unknown path is a JSON 404 and a wrong method a JSON 405.
+#[tokio::test]
+async fn every_route_is_routed() {
+    bounded(async {
+        let server = start(Source::lab()).await;
+        let http = client();
+        for (method, path) in ROUTES {
+            let path = path.replace("{account_id}", "100000");
+            let req = match *method {
+                "GET" => http.get(url(&server, &path)),
+                "POST" => http.post(url(&server, &path)),
+                other => panic!("a {other} route: teach this test its method"),
+            };
+            let resp = req.send().await.unwrap();
+            let status = resp.status();
+            let body = resp.bytes().await.unwrap();
+            let not_found =
+                serde_json::from_slice::<Value>(&body).is_ok_and(|v| v["code"] == "NotFound");
+            assert!(
+                status != StatusCode::NOT_FOUND && !not_found,
+                "{method} {path} is not routed: {status} {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+
+        for path in ["/no-such-endpoint", "/100000/no-such-endpoint", "/a/b/c"] {
+            let resp = get(&server, path).await;
+            assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(resp.headers()["content-type"], "application/json");
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["code"], "NotFound", "{path}");
+        }
+
+        let resp = http.put(url(&server, "/healthz")).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], "MethodNotAllowed");
+    })
+    .await;
+}
+
+/// The documented schemas fit what the handlers answer: every required field is there and every
+/// field there is documented (one level deep, items of arrays of objects included).
+#[tokio::test]
+async fn documented_schemas_match_live_answers() {
+    bounded(async {
+        let server = start(Source::lab()).await;
+        let doc = get_json(&server, "/openapi.json").await;
+        let schema = |name: &str| doc["components"]["schemas"][name].clone();
+        let cases = [
+            (
+                "/100000/d?host=object.yourcompany.com&ip=127.0.10.1&query=4,6&explain=1",
+                schema("AlibabaAnswer"),
+            ),
+            ("/100000/d?host=www.yourcompany.com", schema("AlibabaAnswer")),
+            (
+                "/100000/resolve?host=object.yourcompany.com,www.yourcompany.com&query=4,6&ip=127.0.10.1",
+                schema("AlibabaBatch"),
+            ),
+            (
+                "/resolve?name=object.yourcompany.com&edns_client_subnet=127.0.10.0/24&explain=1",
+                schema("JsonAnswer"),
+            ),
+            ("/resolve?name=nothere.yourcompany.com", schema("JsonAnswer")),
+            ("/healthz", schema("Health")),
+        ];
+        for (path, schema) in cases {
+            let body = get_json(&server, path).await;
+            fits(&body, &schema, &doc, path);
+        }
+        let entry = &schema("AlibabaBatch")["properties"]["dns"]["items"];
+        let batch = get_json(&server, "/100000/resolve?host=www.yourcompany.com&query=4,6").await;
+        let entries = batch["dns"].as_array().unwrap();
+        assert_eq!(entries.len(), 2, "{batch}");
+        for e in entries {
+            fits(e, entry, &doc, "a batch entry");
+        }
+    })
+    .await;
+}
+
+fn fits(body: &Value, schema: &Value, doc: &Value, what: &str) {
+    let schema = match schema["$ref"].as_str() {
+        Some(r) => doc.pointer(&r[1..]).unwrap(),
+        None => schema,
+    };
+    let obj = body.as_object().unwrap_or_else(|| panic!("{what}: {body}"));
+    let props = schema["properties"].as_object().unwrap();
+    for req in schema["required"].as_array().into_iter().flatten() {
+        let req = req.as_str().unwrap();
+        assert!(obj.contains_key(req), "{what}: no {req} in {body}");
+    }
+    for (k, v) in obj {
+        let p = props
+            .get(k)
+            .unwrap_or_else(|| panic!("{what}: {k} is not documented"));
+        if let (Some(items), Some(arr)) = (p["items"].as_object(), v.as_array())
+            && (items.contains_key("properties") || items.contains_key("$ref"))
+        {
+            for x in arr {
+                fits(x, &p["items"], doc, &format!("{what} {k}[]"));
+            }
+        }
+    }
+}

@@ -110,8 +110,8 @@ async fn doh_and_httpdns_over_tls() {
         "{text}"
     );
     assert!(
-        text.contains("HTTPS") || text.contains("https"),
-        "came over DoH: {text}"
+        text.contains("HTTP/2-POST"),
+        "came over DoH (HTTP/2): {text}"
     );
 
     // curl over HTTPS/1.1 to the Alibaba-compatible endpoint, trusting the test's certificate.

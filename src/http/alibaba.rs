@@ -123,7 +123,8 @@ fn answer(
     // names no account.
     let id = uri
         .path()
-        .trim_start_matches('/')
+        .strip_prefix('/')
+        .unwrap_or("")
         .split('/')
         .next()
         .unwrap_or("");

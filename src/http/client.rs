@@ -223,10 +223,10 @@ impl Params {
             .map(|(_, v)| v.as_slice())
     }
 
-    /// The first value of `key` as text: Ok(None) when absent, Err(()) when not UTF-8.
-    pub fn text(&self, key: &str) -> Result<Option<&str>, ()> {
+    /// The first value of `key` as text: Ok(None) when absent.
+    pub fn text(&self, key: &str) -> Result<Option<&str>, NotUtf8> {
         self.raw(key)
-            .map(|v| std::str::from_utf8(v).map_err(|_| ()))
+            .map(|v| std::str::from_utf8(v).map_err(|_| NotUtf8))
             .transpose()
     }
 
@@ -240,6 +240,10 @@ impl Params {
         }
     }
 }
+
+/// A parameter's bytes (after percent-decoding) are not UTF-8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotUtf8;
 
 fn decode(s: &str) -> Vec<u8> {
     let b = s.as_bytes();
@@ -295,7 +299,7 @@ mod tests {
         assert_eq!(p.text("e"), Ok(Some("")));
         assert_eq!(p.text("f"), Ok(Some("")));
         assert_eq!(p.text("sp"), Ok(Some("a b")));
-        assert_eq!(p.text("bad"), Err(()));
+        assert_eq!(p.text("bad"), Err(NotUtf8));
         assert_eq!(p.text("none"), Ok(None));
         assert_eq!(Params::parse(Some("%")).raw("%"), Some(&b""[..]));
         assert_eq!(Params::parse(Some("a=%4")).raw("a"), Some(&b"%4"[..]));

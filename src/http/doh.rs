@@ -220,7 +220,7 @@ mod tests {
         m.extend_from_slice(&[0, 0, 1, 0, 1, 0, 0, 0, 77, 0, 4, 1, 2, 3, 4]);
         assert_eq!(max_age(&m), 77);
         // The same with the TTL's top bit set.
-        m[18] = 0x80;
+        m[17] = 0x80;
         assert_eq!(max_age(&m), 0);
     }
 }

@@ -138,7 +138,7 @@ fn records(recs: &[Rec]) -> Value {
 fn qtype(p: &Params) -> Result<RecordType, ApiError> {
     let bad = |t: &str| ApiError::invalid_argument(format!("\"{t}\" is not a record type"));
     let t = match p.text("type") {
-        Err(()) => return Err(ApiError::invalid_argument("type is not UTF-8")),
+        Err(_) => return Err(ApiError::invalid_argument("type is not UTF-8")),
         Ok(None) | Ok(Some("")) => return Ok(RecordType::A),
         Ok(Some(t)) => t,
     };

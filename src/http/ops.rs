@@ -56,8 +56,6 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
         health_up,
         health_down,
     });
-    // Release the snapshot before the body is written out; a reload may be waiting to free it.
-    drop(snap);
     let mut resp = no_store(text.into_response());
     resp.headers_mut().insert(header::CONTENT_TYPE, EXPOSITION);
     resp
@@ -240,50 +238,35 @@ fn param_ref(name: &str) -> Value {
     json!({ "$ref": format!("#/components/parameters/{name}") })
 }
 
+fn response_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/responses/{name}") })
+}
+
 fn json_content(schema: Value) -> Value {
     json!({ "application/json": { "schema": schema } })
 }
 
-fn error_response(description: &str, schema: &str) -> Value {
-    json!({ "description": description, "content": json_content(schema_ref(schema)) })
+fn error_response(description: &str) -> Value {
+    json!({ "description": description, "content": json_content(schema_ref("Error")) })
 }
 
-/// The error responses every Alibaba-compatible endpoint can give.
-fn alibaba_errors() -> Map<String, Value> {
+/// Responses of the HTTPDNS and DoH operations: `answer` for 200, `errors` (status, which codes),
+/// and the ones every request to them can get (the rate limit, the request-target bound).
+fn api_responses(answer: Value, errors: &[(&str, &str)]) -> Value {
     let mut m = Map::new();
-    for (status, why) in [
-        ("400", "MissingArgument, InvalidHost or InvalidIP"),
-        (
-            "403",
-            "InvalidAccount, UnsignedInterfaceDisabled, SignatureExpired, InvalidSignature or \
-             InvalidDuration",
-        ),
-        ("405", "MethodNotAllowed"),
-    ] {
-        m.insert(status.into(), error_response(why, "AlibabaError"));
+    m.insert("200".into(), answer);
+    for (status, why) in errors {
+        m.insert(status.to_string(), error_response(why));
     }
-    m.insert(
-        "429".into(),
-        json!({
-            "description": "LimitExceeded: the per-address or per-account rate was exceeded",
-            "headers": { "Retry-After": {
-                "description": "Seconds to wait",
-                "schema": { "type": "integer", "minimum": 1 },
-            } },
-            "content": json_content(schema_ref("AlibabaError")),
-        }),
-    );
-    m
+    m.insert("414".into(), response_ref("UriTooLong"));
+    m.insert("429".into(), response_ref("LimitExceeded"));
+    Value::Object(m)
 }
 
 fn alibaba_op(id: &str, summary: &str, description: &str, signed: bool, batch: bool) -> Value {
     let mut params = vec![
         param_ref("AccountId"),
-        if batch {
-            param_ref("Hosts")
-        } else {
-            param_ref("Host")
-        },
+        param_ref(if batch { "Hosts" } else { "Host" }),
         param_ref("ClientIp"),
         param_ref("QueryFamilies"),
     ];
@@ -292,16 +275,29 @@ fn alibaba_op(id: &str, summary: &str, description: &str, signed: bool, batch: b
         params.push(param_ref("Signature"));
     }
     params.push(param_ref("Explain"));
-    let answer = if batch {
+    let answer = schema_ref(if batch {
         "AlibabaBatch"
     } else {
         "AlibabaAnswer"
+    });
+    let mut forbidden = String::from("InvalidAccount, UnsignedInterfaceDisabled");
+    if signed {
+        forbidden.push_str(", SignatureExpired, InvalidSignature, InvalidDuration");
+    }
+    forbidden.push_str("; Forbidden when `ip` is given and [http] allow_client_ip is off");
+    let bad = if signed {
+        "MissingArgument (host, t, s), InvalidHost, InvalidIP, InvalidArgument (query, t)"
+    } else {
+        "MissingArgument (host), InvalidHost, InvalidIP, InvalidArgument (query)"
     };
-    let mut responses = alibaba_errors();
-    responses.insert(
-        "200".into(),
-        json!({ "description": "The answer", "content": json_content(schema_ref(answer)) }),
+    let mut responses = api_responses(
+        json!({ "description": "The answer", "content": json_content(answer) }),
+        &[("400", bad), ("403", &forbidden)],
     );
+    // The vendor's SDKs read `code`: these endpoints document its values.
+    for status in ["400", "403"] {
+        responses[status]["content"] = json_content(schema_ref("AlibabaError"));
+    }
     json!({
         "tags": ["httpdns-alibaba"],
         "operationId": id,
@@ -317,7 +313,8 @@ fn alibaba_d() -> Value {
         "alibabaD",
         "Resolve one host (unsigned)",
         "The addresses of `host` for the client (`ip`, else the connection's address, or \
-         X-Forwarded-For / X-Real-IP from a trusted proxy), GSLB decision included.",
+         X-Forwarded-For / X-Real-IP from a trusted proxy), GSLB decision included. With \
+         `query=4,6` the TTL is the smaller of the two lookups'.",
         false,
         false,
     )
@@ -327,7 +324,8 @@ fn alibaba_resolve() -> Value {
     alibaba_op(
         "alibabaResolve",
         "Resolve several hosts (unsigned)",
-        "Batch form of `/d`: one entry per host and address family asked for.",
+        "Batch form of `/d`: one entry per host and per address family asked for (AAAA entries \
+         carry their addresses in `ips`, with `type` 28).",
         false,
         true,
     )
@@ -337,7 +335,7 @@ fn alibaba_sign_d() -> Value {
     alibaba_op(
         "alibabaSignD",
         "Resolve one host (signed)",
-        "`/d` for accounts with a secret: `s` = md5(host-secret-t), valid until `t`.",
+        "`/d` for accounts with a secret: `s` = md5 hex of `host-secret-t`, valid until `t`.",
         true,
         false,
     )
@@ -347,8 +345,8 @@ fn alibaba_sign_resolve() -> Value {
     alibaba_op(
         "alibabaSignResolve",
         "Resolve several hosts (signed)",
-        "`/resolve` for accounts with a secret: `s` = md5(host-secret-t), `host` being the \
-         comma-separated list as sent.",
+        "`/resolve` for accounts with a secret: `s` = md5 hex of `host-secret-t`, `host` being \
+         the comma-separated list exactly as sent.",
         true,
         true,
     )
@@ -361,34 +359,47 @@ fn google_resolve() -> Value {
         "summary": "DNS question as JSON (Google Public DNS compatible)",
         "parameters": [
             { "name": "name", "in": "query", "required": true,
-              "description": "Domain name", "schema": { "type": "string", "maxLength": 253 } },
+              "description": "Domain name", "schema": { "type": "string" } },
             { "name": "type", "in": "query", "required": false,
-              "description": "RR type as a number or mnemonic (default A)",
+              "description": "RR type as a number or mnemonic",
               "schema": { "type": "string", "default": "A" } },
             { "name": "edns_client_subnet", "in": "query", "required": false,
-              "description": "The client's subnet (address/prefix); the answer is for it",
+              "description": "The client's address or subnet (address/prefix); the answer is \
+                  for it, cut to /24 or /56 like an ECS option",
               "schema": { "type": "string" } },
             { "name": "cd", "in": "query", "required": false,
-              "description": "Checking Disabled", "schema": { "type": "boolean" } },
+              "description": "Checking Disabled, echoed in CD", "schema": param_flag() },
             { "name": "do", "in": "query", "required": false,
-              "description": "DNSSEC OK", "schema": { "type": "boolean" } },
+              "description": "DNSSEC OK (accepted; no zone here is signed)",
+              "schema": param_flag() },
             param_ref("Explain"),
         ],
-        "responses": {
-            "200": { "description": "The DNS response (any RCODE) as JSON",
-                     "content": json_content(schema_ref("JsonAnswer")) },
-            "400": error_response("Missing or invalid parameter", "Error"),
-            "429": error_response("Rate limit exceeded (Retry-After header)", "Error"),
-        },
+        "responses": api_responses(
+            json!({ "description": "The DNS response (any RCODE, in Status) as JSON",
+                    "content": json_content(schema_ref("JsonAnswer")) }),
+            &[
+                ("400", "MissingArgument (name), InvalidHost, InvalidIP, InvalidArgument (type, cd, do)"),
+                ("403", "Forbidden: edns_client_subnet given and [http] allow_client_ip is off"),
+            ],
+        ),
     })
+}
+
+/// Yes/no query parameters: `1`/`true` = yes; absent, empty, `0`, `false` = no.
+fn param_flag() -> Value {
+    json!({ "type": "string", "enum": ["0", "1", "false", "true"], "default": "0" })
+}
+
+fn dns_message() -> Value {
+    json!({ "application/dns-message": {
+        "schema": { "type": "string", "contentMediaType": "application/dns-message" },
+    } })
 }
 
 fn dns_message_response() -> Value {
     json!({
-        "description": "The DNS response (any RCODE)",
-        "content": { "application/dns-message": {
-            "schema": { "type": "string", "contentMediaType": "application/dns-message" },
-        } },
+        "description": "The DNS response (any RCODE, RFC 8484 4.2.1)",
+        "content": dns_message(),
     })
 }
 
@@ -399,14 +410,13 @@ fn doh_get() -> Value {
         "summary": "DNS over HTTPS, GET (RFC 8484 4.1)",
         "parameters": [
             { "name": "dns", "in": "query", "required": true,
-              "description": "The DNS query message, base64url without padding",
+              "description": "The DNS query message, base64url (RFC 4648 5) without padding",
               "schema": { "type": "string", "contentEncoding": "base64url" } },
         ],
-        "responses": {
-            "200": dns_message_response(),
-            "400": error_response("Missing dns parameter, bad base64url or unparsable message", "Error"),
-            "414": error_response("Request target too long", "Error"),
-        },
+        "responses": api_responses(
+            dns_message_response(),
+            &[("400", "MissingArgument (dns), InvalidArgument (not base64url, not a DNS query)")],
+        ),
     })
 }
 
@@ -415,18 +425,15 @@ fn doh_post() -> Value {
         "tags": ["doh"],
         "operationId": "dohPost",
         "summary": "DNS over HTTPS, POST (RFC 8484 4.1)",
-        "requestBody": {
-            "required": true,
-            "content": { "application/dns-message": {
-                "schema": { "type": "string", "contentMediaType": "application/dns-message" },
-            } },
-        },
-        "responses": {
-            "200": dns_message_response(),
-            "400": error_response("Unparsable message", "Error"),
-            "413": error_response("Body too large", "Error"),
-            "415": error_response("Content-Type is not application/dns-message", "Error"),
-        },
+        "requestBody": { "required": true, "content": dns_message() },
+        "responses": api_responses(
+            dns_message_response(),
+            &[
+                ("400", "InvalidArgument: not a DNS query message"),
+                ("413", "BodyTooLarge: more than [http] max_body bytes"),
+                ("415", "UnsupportedMediaType: Content-Type is not application/dns-message"),
+            ],
+        ),
     })
 }
 
@@ -447,8 +454,8 @@ fn metrics_op() -> Value {
         "operationId": "metrics",
         "summary": "Prometheus metrics",
         "description": "Queries by transport and RCODE, GSLB answers by region, latency \
-            histograms per transport, HTTP errors by status and code, and gauges of the serving \
-            snapshot and of health-checked targets.",
+            histograms per transport, HTTP errors by status and code, admin reloads, and \
+            gauges of the serving snapshot and of health-checked addresses.",
         "responses": {
             "200": {
                 "description": "Text exposition format 0.0.4",
@@ -465,13 +472,14 @@ fn reload_op() -> Value {
         "summary": "Rebuild the snapshot from the configuration (like SIGHUP)",
         "description": "Reads the configuration and every file it names again, checks it, and \
             swaps it in. When anything is wrong nothing changes: the previous data keeps \
-            serving. Listener addresses need a restart.",
+            serving. Changed listener addresses need a restart and are refused.",
         "security": [{ "adminToken": [] }],
         "responses": {
             "200": { "description": "Reloaded", "content": json_content(schema_ref("Reloaded")) },
-            "401": error_response("Missing or wrong bearer token", "Error"),
-            "403": error_response("No admin_token configured: the endpoint is off", "Error"),
-            "422": error_response("The configuration was refused", "ReloadFailed"),
+            "401": error_response("Unauthorized: missing or wrong bearer token"),
+            "403": error_response("Forbidden: no [http] admin_token configured"),
+            "422": { "description": "ReloadFailed: the configuration was refused",
+                     "content": json_content(schema_ref("ReloadFailed")) },
         },
     })
 }
@@ -489,49 +497,60 @@ fn openapi_op() -> Value {
 }
 
 fn components() -> Value {
-    let ip_list =
+    let ips =
         |format: &str| json!({ "type": "array", "items": { "type": "string", "format": format } });
-    let gslb_labels = json!({
+    let uint = || json!({ "type": "integer", "minimum": 0 });
+    // Beside the vendor's fields: the ECS scope, and the GSLB's choice when a rule decided.
+    let gslb_fields = json!({
         "scope": { "type": "integer", "minimum": 0, "maximum": 128,
-                   "description": "ECS scope prefix: the answer holds for every client in \
-                       client_ip/scope (0: the same for everyone)" },
-        "line": { "type": ["string", "null"], "description": "Carrier line a GSLB rule chose" },
-        "region": { "type": ["string", "null"], "description": "Region a GSLB rule chose" },
-    });
-    let mut answer = json!({
-        "host": { "type": "string" },
-        "ips": ip_list("ipv4"),
-        "ipsv6": ip_list("ipv6"),
-        "ttl": { "type": "integer", "minimum": 0 },
-        "origin_ttl": { "type": "integer", "minimum": 0, "description": "TTL in the zone data" },
-        "client_ip": { "type": "string", "description": "The address the answer is for" },
+                   "description": "ECS scope prefix: the answer holds for every client in the \
+                       same network of this length (0: the same for everyone)" },
+        "line": { "type": "string",
+                  "description": "Carrier line a GSLB rule chose (absent when none decided)" },
+        "region": { "type": "string",
+                    "description": "Region a GSLB rule chose (absent when none decided)" },
         "explain": schema_ref("Explain"),
     });
-    let mut entry = json!({
+    let with_gslb = |mut props: Value| {
+        let m = props.as_object_mut().expect("object literal");
+        for (k, v) in gslb_fields.as_object().expect("object literal") {
+            m.insert(k.clone(), v.clone());
+        }
+        props
+    };
+    let answer = with_gslb(json!({
+        "host": { "type": "string" },
+        "ips": ips("ipv4"),
+        "ipsv6": ips("ipv6"),
+        "ttl": uint(),
+        "origin_ttl": uint(),
+        "client_ip": { "type": "string", "description": "The address the answer is for" },
+    }));
+    let entry = with_gslb(json!({
         "host": { "type": "string" },
         "client_ip": { "type": "string" },
         "ips": { "type": "array", "items": { "type": "string" } },
-        "type": { "type": "integer", "enum": [1, 28], "description": "1: A (ips are IPv4), 28: AAAA" },
-        "ttl": { "type": "integer", "minimum": 0 },
-        "origin_ttl": { "type": "integer", "minimum": 0 },
-        "explain": schema_ref("Explain"),
-    });
-    for props in [&mut answer, &mut entry] {
-        let props = props.as_object_mut().expect("object");
-        for (k, v) in gslb_labels.as_object().expect("object") {
-            props.insert(k.clone(), v.clone());
-        }
-    }
-    let record = json!({
-        "type": "object",
-        "required": ["name", "type", "TTL", "data"],
-        "properties": {
-            "name": { "type": "string" },
-            "type": { "type": "integer" },
-            "TTL": { "type": "integer" },
-            "data": { "type": "string", "description": "RDATA in presentation format" },
-        },
-    });
+        "type": { "type": "integer", "enum": [1, 28],
+                  "description": "1: A (ips are IPv4), 28: AAAA (ips are IPv6)" },
+        "ttl": uint(),
+        "origin_ttl": uint(),
+    }));
+    let json_answer = with_gslb(json!({
+        "Status": { "type": "integer", "description": "RCODE" },
+        "TC": { "type": "boolean" },
+        "RD": { "type": "boolean" },
+        "RA": { "type": "boolean" },
+        "AD": { "type": "boolean" },
+        "CD": { "type": "boolean" },
+        "Question": { "type": "array", "items": {
+            "type": "object",
+            "properties": { "name": { "type": "string" }, "type": { "type": "integer" } },
+        } },
+        "Answer": { "type": "array", "items": schema_ref("JsonRecord") },
+        "Authority": { "type": "array", "items": schema_ref("JsonRecord") },
+        "edns_client_subnet": { "type": "string",
+            "description": "The subnet the answer is for and its scope, when one was given" },
+    }));
     json!({
         "securitySchemes": {
             "adminToken": {
@@ -546,25 +565,36 @@ fn components() -> Value {
             "Host": { "name": "host", "in": "query", "required": true,
                 "description": "Domain name to resolve", "schema": { "type": "string" } },
             "Hosts": { "name": "host", "in": "query", "required": true,
-                "description": "Comma-separated domain names ([http] max_batch at most)",
+                "description": "Comma-separated domain names, at most [http] max_batch",
                 "schema": { "type": "string" } },
             "ClientIp": { "name": "ip", "in": "query", "required": false,
-                "description": "Answer for this client address instead of the requester's \
-                    ([http] allow_client_ip)",
+                "description": "Answer for this client address (or subnet) instead of the \
+                    requester's ([http] allow_client_ip)",
                 "schema": { "type": "string" } },
             "QueryFamilies": { "name": "query", "in": "query", "required": false,
-                "description": "Address families: 4 (A, default), 6 (AAAA) or 4,6 (both)",
-                "schema": { "type": "string", "enum": ["4", "6", "4,6"], "default": "4" } },
+                "description": "Address families: 4 (A), 6 (AAAA) or 4,6 (both)",
+                "schema": { "type": "string", "enum": ["4", "6", "4,6", "6,4"], "default": "4" } },
             "SignExpiry": { "name": "t", "in": "query", "required": true,
-                "description": "Expiry of the signature, Unix seconds \
-                    (at most [http] max_sign_duration_s ahead)",
-                "schema": { "type": "integer" } },
+                "description": "Expiry of the signature, Unix seconds, at most \
+                    [http] max_sign_duration_s ahead",
+                "schema": { "type": "integer", "minimum": 0 } },
             "Signature": { "name": "s", "in": "query", "required": true,
-                "description": "md5(host-secret-t), lowercase hex",
+                "description": "md5 hex of `host-secret-t`",
                 "schema": { "type": "string", "pattern": "^[0-9a-fA-F]{32}$" } },
             "Explain": { "name": "explain", "in": "query", "required": false,
                 "description": "Add the GSLB decision, hop by hop (gslbd extension)",
-                "schema": { "type": "boolean", "default": false } },
+                "schema": param_flag() },
+        },
+        "responses": {
+            "LimitExceeded": {
+                "description": "LimitExceeded: the per-address or per-account rate was exceeded",
+                "headers": { "Retry-After": {
+                    "description": "Seconds to wait",
+                    "schema": { "type": "integer", "minimum": 1 },
+                } },
+                "content": json_content(schema_ref("Error")),
+            },
+            "UriTooLong": error_response("UriTooLong: request target over [http] max_uri bytes"),
         },
         "schemas": {
             "Error": {
@@ -580,9 +610,10 @@ fn components() -> Value {
                 "required": ["code", "message"],
                 "properties": {
                     "code": { "type": "string", "enum": [
-                        "MissingArgument", "InvalidHost", "InvalidIP", "InvalidAccount",
-                        "UnsignedInterfaceDisabled", "SignatureExpired", "InvalidSignature",
-                        "InvalidDuration", "LimitExceeded", "MethodNotAllowed",
+                        "MissingArgument", "InvalidHost", "InvalidIP", "InvalidArgument",
+                        "InvalidAccount", "UnsignedInterfaceDisabled", "SignatureExpired",
+                        "InvalidSignature", "InvalidDuration", "Forbidden", "LimitExceeded",
+                        "MethodNotAllowed",
                     ] },
                     "message": { "type": "string" },
                 },
@@ -593,7 +624,7 @@ fn components() -> Value {
             },
             "AlibabaAnswer": {
                 "type": "object",
-                "required": ["host", "ips", "ttl", "origin_ttl", "client_ip"],
+                "required": ["host", "ips", "ipsv6", "ttl", "origin_ttl", "client_ip", "scope"],
                 "properties": answer,
             },
             "AlibabaBatch": {
@@ -602,47 +633,41 @@ fn components() -> Value {
                 "properties": {
                     "dns": { "type": "array", "items": {
                         "type": "object",
-                        "required": ["host", "client_ip", "ips", "type", "ttl", "origin_ttl"],
+                        "required": ["host", "client_ip", "ips", "type", "ttl", "origin_ttl", "scope"],
                         "properties": entry,
                     } },
                 },
             },
+            "JsonRecord": {
+                "type": "object",
+                "required": ["name", "type", "TTL", "data"],
+                "properties": {
+                    "name": { "type": "string" },
+                    "type": { "type": "integer" },
+                    "TTL": { "type": "integer" },
+                    "data": { "type": "string", "description": "RDATA in presentation format" },
+                },
+            },
             "JsonAnswer": {
                 "type": "object",
-                "required": ["Status", "TC", "RD", "RA", "AD", "CD", "Question"],
-                "properties": {
-                    "Status": { "type": "integer", "description": "RCODE" },
-                    "TC": { "type": "boolean" },
-                    "RD": { "type": "boolean" },
-                    "RA": { "type": "boolean" },
-                    "AD": { "type": "boolean" },
-                    "CD": { "type": "boolean" },
-                    "Question": { "type": "array", "items": {
-                        "type": "object",
-                        "properties": { "name": { "type": "string" }, "type": { "type": "integer" } },
-                    } },
-                    "Answer": { "type": "array", "items": record.clone() },
-                    "Authority": { "type": "array", "items": record },
-                    "edns_client_subnet": { "type": "string" },
-                    "scope": gslb_labels["scope"].clone(),
-                    "line": gslb_labels["line"].clone(),
-                    "region": gslb_labels["region"].clone(),
-                    "explain": schema_ref("Explain"),
-                },
+                "required": ["Status", "TC", "RD", "RA", "AD", "CD", "Question", "scope"],
+                "properties": json_answer,
             },
             "Health": {
                 "type": "object",
                 "required": ["status", "zones", "records", "listeners", "health"],
                 "properties": {
                     "status": { "type": "string", "const": "ok" },
-                    "zones": { "type": "integer" },
-                    "records": { "type": "integer" },
-                    "listeners": { "type": "integer", "description": "DNS listeners" },
+                    "zones": uint(),
+                    "records": uint(),
+                    "listeners": { "type": "integer", "minimum": 0, "description": "DNS listeners" },
                     "health": {
                         "type": "object",
+                        "required": ["targets", "down"],
                         "properties": {
-                            "targets": { "type": "integer", "description": "Health-checked addresses" },
-                            "down": { "type": "integer" },
+                            "targets": { "type": "integer", "minimum": 0,
+                                         "description": "Health-checked addresses in use" },
+                            "down": uint(),
                         },
                     },
                 },
@@ -652,8 +677,8 @@ fn components() -> Value {
                 "required": ["reloaded", "zones", "records"],
                 "properties": {
                     "reloaded": { "type": "boolean", "const": true },
-                    "zones": { "type": "integer" },
-                    "records": { "type": "integer" },
+                    "zones": uint(),
+                    "records": uint(),
                 },
             },
             "ReloadFailed": {
@@ -663,7 +688,7 @@ fn components() -> Value {
                     "code": { "type": "string", "const": "ReloadFailed" },
                     "message": { "type": "string" },
                     "problems": { "type": "array", "items": { "type": "string" },
-                        "description": "One problem a line, zone problems as file:line: message" },
+                        "description": "One problem a line; zone problems as file:line: message" },
                 },
             },
         },
