@@ -159,3 +159,64 @@ fn a_key_that_is_not_pem_is_a_check_error() {
         "{err}"
     );
 }
+
+/// BIND's dig speaks RFC 8484 over plain HTTP (`+http-plain`, POST and GET): against the lab it
+/// gets the answer UDP gives, ECS included.
+#[tokio::test]
+async fn dig_over_plain_http_gets_what_udp_gets() {
+    let server = start_lab().await;
+    let http = server.addr("http", "http");
+    let udp = server.addr("all", "udp");
+    let run = move |args: Vec<String>| {
+        let out = Command::new("dig")
+            .args(&args)
+            .args(["+noall", "+answer", "+time=3", "+tries=1"])
+            .output()
+            .expect("dig runs");
+        assert!(out.status.success(), "{args:?}");
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        lines.sort();
+        lines
+    };
+    for (name, subnet) in [
+        ("mail2.yourcompany.com", None),
+        ("object.yourcompany.com", Some("127.0.11.0/24")),
+        ("object.yourcompany.com", Some("2001:db8:c::/48")),
+    ] {
+        let extra: Vec<String> = subnet.map(|s| format!("+subnet={s}")).into_iter().collect();
+        let over = |transport: &str, port: u16, ip: std::net::IpAddr| {
+            let mut a = vec![
+                format!("@{ip}"),
+                "-p".to_string(),
+                port.to_string(),
+                name.to_string(),
+            ];
+            if !transport.is_empty() {
+                a.push(transport.to_string());
+            }
+            a.extend(extra.clone());
+            a
+        };
+        let want = tokio::task::spawn_blocking({
+            let a = over("", udp.port(), udp.ip());
+            let run = run.clone();
+            move || run(a)
+        })
+        .await
+        .unwrap();
+        assert!(!want.is_empty());
+        for t in ["+http-plain", "+http-plain-get"] {
+            let got = tokio::task::spawn_blocking({
+                let a = over(t, http.port(), http.ip());
+                let run = run.clone();
+                move || run(a)
+            })
+            .await
+            .unwrap();
+            assert_eq!(got, want, "{name} {subnet:?} over {t}");
+        }
+    }
+}
