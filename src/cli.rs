@@ -402,6 +402,14 @@ fn print_lab_help(addrs: &[crate::server::BoundAddr]) {
     eprintln!(
         "  gslbd explain object.yourcompany.com --client 127.0.10.1  # why that answer, hop by hop"
     );
+    if let Some(http) = addrs.iter().find(|a| a.proto == "http").map(|a| a.addr) {
+        eprintln!("  curl '{http}/100000/d?host=object.yourcompany.com&ip=127.0.11.1'  # HTTPDNS");
+        eprintln!(
+            "  dig +http-plain @{} -p {} object.yourcompany.com  # DoH (RFC 8484)",
+            http.ip(),
+            http.port()
+        );
+    }
     eprintln!(
         "  dig @{} -p {} www.yourcompany.com          # the root refers you to com.",
         root.ip(),
