@@ -202,7 +202,6 @@ async fn dig_over_plain_http_gets_what_udp_gets() {
         };
         let want = tokio::task::spawn_blocking({
             let a = over("", udp.port(), udp.ip());
-            let run = run.clone();
             move || run(a)
         })
         .await
@@ -211,7 +210,6 @@ async fn dig_over_plain_http_gets_what_udp_gets() {
         for t in ["+http-plain", "+http-plain-get"] {
             let got = tokio::task::spawn_blocking({
                 let a = over(t, http.port(), http.ip());
-                let run = run.clone();
                 move || run(a)
             })
             .await

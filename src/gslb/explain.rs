@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use hickory_proto::rr::RecordType;
 use serde::Serialize;
 
-use crate::engine::{self, Owner, Question};
+use crate::engine::{self, Owner};
 use crate::geo::{Geo, GeoInfo};
 use crate::gslb::{ClientAddr, Gslb, RuleKind};
 use crate::health::TargetStatus;
@@ -148,28 +148,8 @@ pub fn explain(
     client: ClientAddr,
     source: ClientSource,
 ) -> Result<Explain, String> {
-    let n = parse_name(qname)?;
-    let key = name::key_of(&n);
-    let mut trace = Trace::default();
-    let answer = engine::answer(
-        snap.view(listener),
-        &snap.gslb,
-        &Question {
-            key: &key,
-            qtype,
-            client,
-        },
-        snap.limits.cname_chain,
-        Some(&mut trace),
-    );
-    Ok(from_answer(
-        &n.to_string(),
-        qtype,
-        client,
-        source,
-        &answer,
-        trace,
-    ))
+    let l = crate::lookup::lookup(snap, listener, qname, qtype, client, source, true)?;
+    Ok(l.explain.expect("lookup with explain fills it"))
 }
 
 /// A query name as users type it (trailing dot optional), made absolute.
