@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::engine::{self, Owner, Question};
 use crate::gslb::ClientAddr;
-use crate::gslb::explain::{self, ClientSource, Explain, Trace};
+use crate::gslb::explain::{self, ClientSource, ClientView, Explain, Trace};
 use crate::snapshot::Snapshot;
 use crate::wire;
 use crate::zone::{name, rdata};
@@ -21,6 +21,19 @@ pub struct Rec {
     pub ttl: u32,
     /// RDATA in presentation format (RFC 1035 5.1), e.g. "192.0.2.1" or "10 mail.example.com.".
     pub data: String,
+}
+
+impl Rec {
+    /// Presentation form, "owner TTL IN TYPE data" (RFC 1035 5.1).
+    pub fn line(&self) -> String {
+        format!(
+            "{} {} IN {} {}",
+            self.name,
+            self.ttl,
+            RecordType::from(self.rtype),
+            self.data
+        )
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -109,8 +122,22 @@ pub fn lookup(
         ttl,
         line: answer.line.map(str::to_string),
         region: answer.region.map(str::to_string),
-        explain: with_explain
-            .then(|| explain::from_answer(&qname, qtype, client, source, &answer, trace)),
+        explain: with_explain.then(|| Explain {
+            rcode: wire::rcode_name(answer.outcome).to_string(),
+            answer: answer_recs.iter().map(Rec::line).collect(),
+            authority: authority.iter().map(Rec::line).collect(),
+            scope: answer.scope,
+            ttl: answer_recs.iter().map(|r| r.ttl).min(),
+            qname: qname.clone(),
+            qtype: qtype.to_string(),
+            client: ClientView {
+                address: client.ip,
+                prefix: client.prefix,
+                source,
+            },
+            geo: trace.geo,
+            hops: trace.hops,
+        }),
         answer: answer_recs,
         authority,
     })

@@ -545,29 +545,16 @@ fn geo_build_mmdb_files_decide_like_the_csv() {
 #[tokio::test]
 async fn geo_and_policy_reload_with_the_zones() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("example.com.zone"),
-        "$ORIGIN example.com.\n$TTL 300\n@ SOA ns hostmaster 1 3600 900 604800 60\n@ NS ns\nns A 127.0.0.1\nwww CNAME www.vip\n",
-    )
-    .unwrap();
     let lines = |carrier: &str| {
         format!(
             "network,carrier,asn,organisation,country,province,city,latitude,longitude\n127.0.20.0/24,{carrier},,,,,,,\n"
         )
     };
     std::fs::write(dir.path().join("lines.csv"), lines("mobile")).unwrap();
-    std::fs::write(
-        dir.path().join("gslbd.toml"),
+    let config = write_example(
+        dir.path(),
+        "www CNAME www.vip\n",
         r#"
-[[zone]]
-name = "example.com."
-file = "example.com.zone"
-
-[[listener]]
-name = "all"
-addresses = ["127.0.0.1:0"]
-zones = ["*"]
-
 [geo]
 overrides = ["lines.csv"]
 [geo.carrier.mobile]
@@ -578,9 +565,8 @@ name = "www.vip.example.com."
 default = "bgp.example.net."
 lines = { mobile = "cm.example.net.", telecom = "ct.example.net." }
 "#,
-    )
-    .unwrap();
-    let server = start(Source::file(dir.path().join("gslbd.toml"))).await;
+    );
+    let server = start(Source::file(config)).await;
     let target = |m: &Message| m.answers.last().map(|r| r.data.to_string());
     let q = Q::new("www.example.com.", 1);
     let (m, _) = ask_from(&server, "127.0.20.1", &q).await;

@@ -77,22 +77,8 @@ impl Responder {
 }
 
 fn config(dir: &std::path::Path, ports: [u16; 3]) -> std::path::PathBuf {
-    std::fs::write(
-        dir.join("example.com.zone"),
-        "$ORIGIN example.com.\n$TTL 300\n@ SOA ns hostmaster 1 3600 900 604800 60\n@ NS ns\nns A 127.0.0.1\n",
-    )
-    .unwrap();
-    let text = format!(
+    let policy = format!(
         r#"
-[[zone]]
-name = "example.com."
-file = "example.com.zone"
-
-[[listener]]
-name = "all"
-addresses = ["127.0.0.1:0"]
-zones = ["*"]
-
 [gslb.region.a]
 location = [0.0, 0.0]
 [gslb.region.b]
@@ -118,9 +104,7 @@ pools.b = [{{ address = "192.0.2.3", check = "127.0.0.1:{}" }}]
 "#,
         ports[0], ports[1], ports[2]
     );
-    let path = dir.join("gslbd.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    write_example(dir, "", &policy)
 }
 
 async fn answer(server: &TestServer) -> BTreeSet<String> {

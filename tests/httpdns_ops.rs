@@ -80,34 +80,18 @@ fn records_of(server: &TestServer) -> usize {
 // ------------------------------------------------------------------------------------------------
 // A small configuration on disk, for reloads and health targets.
 
-const ZONE: &str = "$ORIGIN example.com.\n$TTL 300\n@ SOA ns hostmaster 1 3600 900 604800 60\n\
-                    @ NS ns\nns A 127.0.0.1\nwww A 192.0.2.1\n";
+/// The records of the test zone below its SOA/NS head (common::EXAMPLE_ZONE_HEAD).
+const RECORDS: &str = "www A 192.0.2.1\n";
 
 /// Writes `gslbd.toml` (one zone, one listener, HTTP with `token`, `extra` appended) and the
 /// zone file into `dir`.
 fn write_config(dir: &Path, token: Option<&str>, extra: &str) -> PathBuf {
-    std::fs::write(dir.join("example.com.zone"), ZONE).unwrap();
     let token = token.map_or(String::new(), |t| format!("admin_token = \"{t}\"\n"));
-    let text = format!(
-        r#"
-[[zone]]
-name = "example.com."
-file = "example.com.zone"
-
-[[listener]]
-name = "all"
-addresses = ["127.0.0.1:0"]
-zones = ["*"]
-
-[http]
-listen = ["127.0.0.1:0"]
-{token}
-{extra}
-"#
-    );
-    let path = dir.join("gslbd.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    write_example(
+        dir,
+        RECORDS,
+        &format!("[http]\nlisten = [\"127.0.0.1:0\"]\n{token}\n{extra}"),
+    )
 }
 
 /// The A records of `name` (and the RCODE) over UDP from 127.0.0.1.
@@ -620,7 +604,8 @@ async fn reload_refuses_a_broken_zone_and_keeps_serving() {
         // Line 7 is not an address; line 6 changes, which must not be served either.
         std::fs::write(
             &zone,
-            ZONE.replace("192.0.2.1", "192.0.2.2") + "new A 192.0.2.300\n",
+            format!("{EXAMPLE_ZONE_HEAD}{RECORDS}").replace("192.0.2.1", "192.0.2.2")
+                + "new A 192.0.2.300\n",
         )
         .unwrap();
         let (status, body) = reload(&server, Some(&auth)).await;
@@ -657,7 +642,8 @@ async fn reload_refuses_a_broken_zone_and_keeps_serving() {
         // Fixed: the new record and the changed one are served.
         std::fs::write(
             &zone,
-            ZONE.replace("192.0.2.1", "192.0.2.2") + "new A 192.0.2.30\n",
+            format!("{EXAMPLE_ZONE_HEAD}{RECORDS}").replace("192.0.2.1", "192.0.2.2")
+                + "new A 192.0.2.30\n",
         )
         .unwrap();
         let (status, body) = reload(&server, Some(&auth)).await;

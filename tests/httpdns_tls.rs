@@ -45,23 +45,10 @@ fn setup(dir: &Path) {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    std::fs::write(
-        dir.join("example.com.zone"),
-        "$ORIGIN example.com.\n$TTL 300\n@ SOA ns hostmaster 1 3600 900 604800 60\n@ NS ns\nns A 127.0.0.1\nwww A 192.0.2.80\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("gslbd.toml"),
+    write_example(
+        dir,
+        "www A 192.0.2.80\n",
         r#"
-[[zone]]
-name = "example.com."
-file = "example.com.zone"
-
-[[listener]]
-name = "all"
-addresses = ["127.0.0.1:0"]
-zones = ["*"]
-
 [http]
 listen = ["127.0.0.1:0"]
 tls = { cert = "cert.pem", key = "key.pem" }
@@ -69,8 +56,7 @@ tls = { cert = "cert.pem", key = "key.pem" }
 [[http.account]]
 id = "100000"
 "#,
-    )
-    .unwrap();
+    );
 }
 
 #[tokio::test]

@@ -8,12 +8,10 @@ use std::net::IpAddr;
 use hickory_proto::rr::RecordType;
 use serde::Serialize;
 
-use crate::engine::{self, Owner};
 use crate::geo::{Geo, GeoInfo};
 use crate::gslb::{ClientAddr, Gslb, RuleKind};
 use crate::health::TargetStatus;
 use crate::snapshot::Snapshot;
-use crate::zone::name;
 
 /// What the engine records while answering, when asked to.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -158,48 +156,6 @@ pub fn parse_name(qname: &str) -> Result<hickory_proto::rr::Name, String> {
         .map_err(|e| format!("\"{qname}\" is not a domain name: {e}"))?;
     n.set_fqdn(true);
     Ok(n)
-}
-
-/// The explain view of an answer the engine gave with `trace` (one engine run for both).
-pub fn from_answer(
-    qname: &str,
-    qtype: RecordType,
-    client: ClientAddr,
-    source: ClientSource,
-    answer: &engine::Answer<'_>,
-    trace: Trace,
-) -> Explain {
-    Explain {
-        rcode: crate::wire::rcode_name(answer.outcome).to_string(),
-        answer: records(&answer.answer, qname),
-        authority: records(&answer.authority, qname),
-        scope: answer.scope,
-        ttl: answer.answer.iter().map(|r| r.ttl).min(),
-        qname: qname.to_string(),
-        qtype: qtype.to_string(),
-        client: ClientView {
-            address: client.ip,
-            prefix: client.prefix,
-            source,
-        },
-        geo: trace.geo,
-        hops: trace.hops,
-    }
-}
-
-fn records(sets: &[engine::RrsetRef<'_>], qname: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for rr in sets {
-        let owner = match rr.owner {
-            Owner::Qname => qname.to_string(),
-            Owner::Wire(w) => name::display(w),
-        };
-        for i in rr.select.indices(rr.rrset.rdatas.len()) {
-            let text = crate::zone::rdata::presentation(rr.rrset.rtype, &rr.rrset.rdatas[i]);
-            out.push(format!("{owner} {} IN {} {text}", rr.ttl, rr.rrset.rtype));
-        }
-    }
-    out
 }
 
 /// The human form `gslbd explain` prints.

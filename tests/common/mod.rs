@@ -282,3 +282,33 @@ pub fn ecs_of(resp: &[u8]) -> Option<(u8, u8, Vec<u8>)> {
     }
     None
 }
+
+/// The SOA, NS and glue of the small `example.com.` zone tests write to disk.
+pub const EXAMPLE_ZONE_HEAD: &str = "$ORIGIN example.com.\n$TTL 300\n@ SOA ns hostmaster 1 3600 900 604800 60\n@ NS ns\nns A 127.0.0.1\n";
+
+/// Writes `dir/example.com.zone` (the head above plus `records`) and `dir/gslbd.toml` (that zone on
+/// one listener "all" at 127.0.0.1:0, then `extra` TOML); returns the config's path.
+pub fn write_example(dir: &std::path::Path, records: &str, extra: &str) -> PathBuf {
+    std::fs::write(
+        dir.join("example.com.zone"),
+        format!("{EXAMPLE_ZONE_HEAD}{records}"),
+    )
+    .unwrap();
+    let text = format!(
+        r#"
+[[zone]]
+name = "example.com."
+file = "example.com.zone"
+
+[[listener]]
+name = "all"
+addresses = ["127.0.0.1:0"]
+zones = ["*"]
+
+{extra}
+"#
+    );
+    let path = dir.join("gslbd.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
