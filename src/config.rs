@@ -48,6 +48,9 @@ pub struct Config {
     /// HTTPDNS / DoH (src/http); absent = no HTTP listener.
     #[serde(default)]
     pub http: Option<crate::http::HttpConfig>,
+    /// The iterative resolver (src/resolver); absent = none.
+    #[serde(default)]
+    pub resolver: Option<crate::resolver::ResolverConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -147,6 +150,12 @@ impl Source {
             config
                 .listeners
                 .iter_mut()
+                .flat_map(|l| l.addresses.iter_mut())
+                .for_each(|a| a.set_port(port));
+            config
+                .resolver
+                .iter_mut()
+                .flat_map(|r| r.listeners.iter_mut())
                 .flat_map(|l| l.addresses.iter_mut())
                 .for_each(|a| a.set_port(port));
             // HTTP cannot share the DNS port on the same address (both are TCP): only "any free

@@ -12,6 +12,7 @@ pub const CONFIG: &str = include_str!("../zones/lab.toml");
 /// Every file the lab config can name, by its path relative to the project's top folder.
 pub const FILES: &[(&str, &str)] = &[
     ("zones/root.zone", include_str!("../zones/root.zone")),
+    ("zones/lab.hints", include_str!("../zones/lab.hints")),
     ("zones/com.zone", include_str!("../zones/com.zone")),
     ("zones/net.zone", include_str!("../zones/net.zone")),
     (

@@ -19,9 +19,18 @@ pub enum Via {
     HttpdnsAlibaba = 3,
     /// The Google-compatible JSON API.
     HttpdnsJson = 4,
+    /// Recursive queries to the resolver's listeners (UDP and TCP).
+    Recursive = 5,
 }
 
-const VIAS: [&str; 5] = ["udp", "tcp", "doh", "httpdns_alibaba", "httpdns_json"];
+const VIAS: [&str; 6] = [
+    "udp",
+    "tcp",
+    "doh",
+    "httpdns_alibaba",
+    "httpdns_json",
+    "recursive",
+];
 /// RCODE labels 0..=23 (RFC 6895 2.3); anything else counts as "other".
 const RCODES: usize = 24;
 /// Latency bucket upper bounds in seconds.

@@ -22,7 +22,9 @@ use tracing::{info, warn};
 use crate::config::Source;
 use crate::health::Health;
 use crate::query::{self, Client, Transport};
+use crate::resolver::{self, Clock, Resolvers, SystemClock};
 use crate::snapshot::{BuildError, Snapshot};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -43,6 +45,11 @@ pub struct Handle {
     source: Arc<Source>,
     /// Health state of GSLB pool addresses: outside the snapshot, so it survives reloads.
     health: Arc<Health>,
+    /// Resolver caches and server RTTs: outside the snapshot, so they survive reloads.
+    resolvers: Arc<Resolvers>,
+    /// Queries answered by the authoritative listeners (UDP and TCP) of this server; tests count
+    /// a resolver's upstream traffic with it.
+    served: Arc<AtomicU64>,
 }
 
 impl Handle {
@@ -57,6 +64,7 @@ impl Handle {
         let new = Snapshot::build_with(&self.source, &self.health)?;
         let old = self.snapshot.load();
         let http_listen = |s: &Snapshot| s.http.as_ref().map(|h| h.listen.clone());
+        let resolver_listen = |s: &Snapshot| s.resolver.as_ref().map(|r| r.listeners.clone());
         if new.listeners.len() != old.listeners.len()
             || new
                 .listeners
@@ -64,6 +72,8 @@ impl Handle {
                 .zip(&old.listeners)
                 .any(|(a, b)| a.name != b.name || a.addresses != b.addresses)
             || http_listen(&new) != http_listen(&old)
+            || resolver_listen(&new).map(|l| addrs_of(&l))
+                != resolver_listen(&old).map(|l| addrs_of(&l))
         {
             return Err(BuildError {
                 problems: vec![
@@ -87,6 +97,15 @@ impl Handle {
 
     pub fn health(&self) -> &Arc<Health> {
         &self.health
+    }
+
+    pub fn resolvers(&self) -> &Arc<Resolvers> {
+        &self.resolvers
+    }
+
+    /// Queries the authoritative listeners have answered since start.
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
     }
 
     /// `reload` off the query path, with the outcome logged.
@@ -122,6 +141,13 @@ pub fn reload_on_sighup(handle: Handle) -> io::Result<impl Future<Output = ()>> 
     })
 }
 
+/// Resolver listeners are identified by name and addresses; their other settings reload.
+fn addrs_of(l: &[crate::resolver::ResolverListener]) -> Vec<(String, Vec<SocketAddr>, bool, bool)> {
+    l.iter()
+        .map(|l| (l.name.clone(), l.addresses.clone(), l.udp, l.tcp))
+        .collect()
+}
+
 /// One bound socket and the listener it belongs to.
 enum Bound {
     Udp {
@@ -134,6 +160,15 @@ enum Bound {
     },
     /// HTTPDNS / DoH (src/http).
     Http {
+        socket: TcpListener,
+    },
+    /// The resolver's listeners (src/resolver), by index in `[[resolver.listener]]`.
+    ResolverUdp {
+        listener: usize,
+        socket: UdpSocket,
+    },
+    ResolverTcp {
+        listener: usize,
         socket: TcpListener,
     },
 }
@@ -154,9 +189,19 @@ pub struct BoundAddr {
 impl Server {
     /// Builds the first snapshot and binds every listener address.
     pub async fn bind(source: Source) -> Result<Server, StartError> {
+        Server::bind_with_clock(source, Arc::new(SystemClock::default())).await
+    }
+
+    /// `bind` with the resolver cache's clock given (tests move it by hand to expire entries).
+    pub async fn bind_with_clock(
+        source: Source,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Server, StartError> {
         let health = Health::new();
         let snapshot = Snapshot::build_with(&source, &health)?;
-        let mut bound = bind_all(&snapshot)?;
+        let (mut bound, dns_port) = bind_all(&snapshot)?;
+        let resolvers = Arc::new(Resolvers::new(clock));
+        resolvers.set_listen_port(dns_port);
         for &addr in snapshot.http.iter().flat_map(|h| &h.listen) {
             let socket = tcp_socket(addr).map_err(|source| StartError::Bind {
                 addr,
@@ -169,6 +214,8 @@ impl Server {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
             source: Arc::new(source),
             health,
+            resolvers,
+            served: Arc::new(AtomicU64::new(0)),
         };
         handle.start_health();
         Ok(Server { handle, bound })
@@ -198,6 +245,16 @@ impl Server {
                     proto: "http",
                     addr: socket.local_addr().expect("bound socket has an address"),
                 },
+                Bound::ResolverUdp { listener, socket } => BoundAddr {
+                    listener: resolver_name(&snap, *listener),
+                    proto: "udp",
+                    addr: socket.local_addr().expect("bound socket has an address"),
+                },
+                Bound::ResolverTcp { listener, socket } => BoundAddr {
+                    listener: resolver_name(&snap, *listener),
+                    proto: "tcp",
+                    addr: socket.local_addr().expect("bound socket has an address"),
+                },
             })
             .collect()
     }
@@ -212,10 +269,38 @@ impl Server {
             let snap = self.handle.snapshot.clone();
             match b {
                 Bound::Udp { listener, socket } => {
-                    tasks.spawn(serve_udp(snap, listener, socket));
+                    tasks.spawn(serve_udp(
+                        snap,
+                        listener,
+                        socket,
+                        self.handle.served.clone(),
+                    ));
                 }
                 Bound::Tcp { listener, socket } => {
-                    tasks.spawn(serve_tcp(snap, listener, socket, tcp_slots.clone(), idle));
+                    let conn = Conn {
+                        snap,
+                        listener,
+                        served: self.handle.served.clone(),
+                        resolvers: None,
+                    };
+                    tasks.spawn(serve_tcp(conn, socket, tcp_slots.clone(), idle));
+                }
+                Bound::ResolverUdp { listener, socket } => {
+                    tasks.spawn(serve_resolver_udp(
+                        snap,
+                        self.handle.resolvers.clone(),
+                        listener,
+                        socket,
+                    ));
+                }
+                Bound::ResolverTcp { listener, socket } => {
+                    let conn = Conn {
+                        snap,
+                        listener,
+                        served: self.handle.served.clone(),
+                        resolvers: Some(self.handle.resolvers.clone()),
+                    };
+                    tasks.spawn(serve_tcp(conn, socket, tcp_slots.clone(), idle));
                 }
                 Bound::Http { socket } => {
                     let max = self
@@ -239,7 +324,9 @@ impl Server {
     }
 }
 
-fn bind_all(snap: &Snapshot) -> Result<Vec<Bound>, StartError> {
+/// Binds every DNS address (authoritative and resolver); returns the sockets and the port of the
+/// authoritative listeners (the first one's), which `upstream_port = "listen"` means.
+fn bind_all(snap: &Snapshot) -> Result<(Vec<Bound>, u16), StartError> {
     // Port 0 asks for one ephemeral port shared by every port-0 address: glue carries addresses,
     // not ports, so a hierarchy of nameservers must share one. Retry if another process holds the
     // chosen port on one of the addresses.
@@ -264,19 +351,46 @@ fn uses_port_zero(snap: &Snapshot) -> bool {
     snap.listeners
         .iter()
         .flat_map(|l| &l.addresses)
+        .chain(
+            snap.resolver
+                .iter()
+                .flat_map(|r| &r.listeners)
+                .flat_map(|l| &l.addresses),
+        )
         .any(|a| a.port() == 0)
 }
 
-fn try_bind_all(snap: &Snapshot) -> Result<Vec<Bound>, StartError> {
+fn resolver_name(snap: &Snapshot, i: usize) -> String {
+    snap.resolver
+        .as_ref()
+        .and_then(|r| r.listeners.get(i))
+        .map_or_else(|| format!("resolver {i}"), |l| l.name.clone())
+}
+
+fn try_bind_all(snap: &Snapshot) -> Result<(Vec<Bound>, u16), StartError> {
     let mut shared_port = 0u16;
+    let mut first_port = None;
     let mut out = Vec::new();
-    for (i, l) in snap.listeners.iter().enumerate() {
-        for &configured in &l.addresses {
+    let resolver_listeners = snap.resolver.iter().flat_map(|r| r.listeners.iter());
+    // Authoritative listeners first, then the resolver's: (index, is resolver, addresses, udp, tcp).
+    let all: Vec<(usize, bool, &Vec<SocketAddr>, bool, bool)> = snap
+        .listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i, false, &l.addresses, l.udp, l.tcp))
+        .chain(
+            resolver_listeners
+                .enumerate()
+                .map(|(i, l)| (i, true, &l.addresses, l.udp, l.tcp)),
+        )
+        .collect();
+    for (i, resolver, addresses, udp, tcp) in all {
+        for &configured in addresses {
             let mut addr = configured;
             if addr.port() == 0 {
                 addr.set_port(shared_port);
             }
-            if l.udp {
+            if udp {
                 let socket = udp_socket(addr).map_err(|source| StartError::Bind {
                     addr,
                     proto: "udp",
@@ -286,12 +400,19 @@ fn try_bind_all(snap: &Snapshot) -> Result<Vec<Bound>, StartError> {
                     shared_port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
                     addr.set_port(shared_port);
                 }
-                out.push(Bound::Udp {
-                    listener: i,
-                    socket,
+                out.push(if resolver {
+                    Bound::ResolverUdp {
+                        listener: i,
+                        socket,
+                    }
+                } else {
+                    Bound::Udp {
+                        listener: i,
+                        socket,
+                    }
                 });
             }
-            if l.tcp {
+            if tcp {
                 let socket = tcp_socket(addr).map_err(|source| StartError::Bind {
                     addr,
                     proto: "tcp",
@@ -299,15 +420,26 @@ fn try_bind_all(snap: &Snapshot) -> Result<Vec<Bound>, StartError> {
                 })?;
                 if configured.port() == 0 && shared_port == 0 {
                     shared_port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+                    addr.set_port(shared_port);
                 }
-                out.push(Bound::Tcp {
-                    listener: i,
-                    socket,
+                out.push(if resolver {
+                    Bound::ResolverTcp {
+                        listener: i,
+                        socket,
+                    }
+                } else {
+                    Bound::Tcp {
+                        listener: i,
+                        socket,
+                    }
                 });
+            }
+            if !resolver && first_port.is_none() {
+                first_port = Some(addr.port());
             }
         }
     }
-    Ok(out)
+    Ok((out, first_port.unwrap_or(0)))
 }
 
 fn new_socket(addr: SocketAddr, ty: Type, proto: Protocol) -> io::Result<Socket> {
@@ -343,6 +475,7 @@ async fn serve_udp(
     snap: Arc<ArcSwap<Snapshot>>,
     listener: usize,
     socket: UdpSocket,
+    served: Arc<AtomicU64>,
 ) -> io::Result<()> {
     let mut buf = vec![0u8; 65535];
     loop {
@@ -357,6 +490,7 @@ async fn serve_udp(
             transport: Transport::Udp,
         };
         let snapshot = snap.load();
+        served.fetch_add(1, Ordering::Relaxed);
         if let Some(resp) = query::respond(&snapshot, listener, &buf[..n], &client)
             && let Err(e) = socket.send_to(&resp, peer).await
         {
@@ -365,9 +499,119 @@ async fn serve_udp(
     }
 }
 
-async fn serve_tcp(
+/// Client queries a resolver listener may have walking at once; beyond this new ones that need a
+/// walk are dropped (as Unbound drops past num-queries-per-thread) and the client retries.
+const RESOLVER_WALKS: usize = 4096;
+
+async fn serve_resolver_udp(
+    snap: Arc<ArcSwap<Snapshot>>,
+    resolvers: Arc<Resolvers>,
+    listener: usize,
+    socket: UdpSocket,
+) -> io::Result<()> {
+    let socket = Arc::new(socket);
+    let walks = Arc::new(Semaphore::new(RESOLVER_WALKS));
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let (n, peer) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => continue,
+            Err(e) => return Err(e),
+        };
+        let snapshot = snap.load();
+        let Some(settings) = snapshot.resolver.clone() else {
+            continue;
+        };
+        let payload = snapshot.limits.udp_payload;
+        match resolver::serve::answer_now(
+            &resolvers,
+            &settings,
+            listener,
+            payload,
+            &buf[..n],
+            peer,
+            false,
+        ) {
+            resolver::serve::Step::Done(Some(resp)) => {
+                if let Err(e) = socket.send_to(&resp, peer).await {
+                    tracing::debug!("udp send to {peer}: {e}");
+                }
+            }
+            resolver::serve::Step::Done(None) => {}
+            resolver::serve::Step::Walk => {
+                let Ok(permit) = walks.clone().try_acquire_owned() else {
+                    continue;
+                };
+                let packet = buf[..n].to_vec();
+                let socket = socket.clone();
+                let resolvers = resolvers.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let resp = resolver::serve::walk(
+                        resolvers, settings, listener, payload, packet, peer, false,
+                    )
+                    .await;
+                    if let Some(resp) = resp
+                        && let Err(e) = socket.send_to(&resp, peer).await
+                    {
+                        tracing::debug!("udp send to {peer}: {e}");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// What a TCP connection serves: an authoritative listener or (with `resolvers`) a resolver one.
+#[derive(Clone)]
+struct Conn {
     snap: Arc<ArcSwap<Snapshot>>,
     listener: usize,
+    served: Arc<AtomicU64>,
+    resolvers: Option<Arc<Resolvers>>,
+}
+
+impl Conn {
+    async fn answer(&self, packet: &[u8], peer: SocketAddr) -> Option<Vec<u8>> {
+        let snapshot = self.snap.load_full();
+        let Some(resolvers) = &self.resolvers else {
+            self.served.fetch_add(1, Ordering::Relaxed);
+            let client = Client {
+                addr: peer,
+                transport: Transport::Tcp,
+            };
+            return query::respond(&snapshot, self.listener, packet, &client);
+        };
+        let settings = snapshot.resolver.clone()?;
+        let payload = snapshot.limits.udp_payload;
+        match resolver::serve::answer_now(
+            resolvers,
+            &settings,
+            self.listener,
+            payload,
+            packet,
+            peer,
+            true,
+        ) {
+            resolver::serve::Step::Done(r) => r,
+            resolver::serve::Step::Walk => {
+                resolver::serve::walk(
+                    resolvers.clone(),
+                    settings,
+                    self.listener,
+                    payload,
+                    packet.to_vec(),
+                    peer,
+                    true,
+                )
+                .await
+            }
+        }
+    }
+}
+
+async fn serve_tcp(
+    conn: Conn,
     socket: TcpListener,
     slots: Arc<Semaphore>,
     idle: Duration,
@@ -387,26 +631,21 @@ async fn serve_tcp(
             drop(stream);
             continue;
         };
-        let snap = snap.clone();
+        let conn = conn.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let _ = serve_conn(snap, listener, stream, peer, idle).await;
+            let _ = serve_conn(conn, stream, peer, idle).await;
         });
     }
 }
 
 async fn serve_conn(
-    snap: Arc<ArcSwap<Snapshot>>,
-    listener: usize,
+    conn: Conn,
     mut stream: TcpStream,
     peer: SocketAddr,
     idle: Duration,
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    let client = Client {
-        addr: peer,
-        transport: Transport::Tcp,
-    };
     let mut buf = vec![0u8; 65535];
     loop {
         let len = match tokio::time::timeout(idle, stream.read_u16()).await {
@@ -417,8 +656,7 @@ async fn serve_conn(
             Ok(Ok(_)) => {}
             _ => return Ok(()),
         }
-        let snapshot = snap.load();
-        let Some(resp) = query::respond(&snapshot, listener, &buf[..len], &client) else {
+        let Some(resp) = conn.answer(&buf[..len], peer).await else {
             continue;
         };
         let mut out = Vec::with_capacity(resp.len() + 2);

@@ -16,6 +16,7 @@ use crate::geo::Geo;
 use crate::gslb::Gslb;
 use crate::health::Health;
 use crate::http::HttpSettings;
+use crate::resolver::ResolverSettings;
 use crate::zone::reader::ZoneFs;
 use crate::zone::{Zone, ZoneSet};
 
@@ -30,6 +31,8 @@ pub struct Snapshot {
     pub gslb: Gslb,
     /// The `[http]` section compiled (None: no HTTP listener).
     pub http: Option<HttpSettings>,
+    /// The `[resolver]` section compiled (None: no resolver).
+    pub resolver: Option<Arc<ResolverSettings>>,
 }
 
 /// Everything wrong with a configuration, one problem a line (zone errors as `file:line: ...`).
@@ -195,8 +198,39 @@ impl Snapshot {
                 None
             }
         };
-        if config.listeners.is_empty() {
-            config_problems.push("no [[listener]] configured: nothing would be served".into());
+        let resolver = match &config.resolver {
+            None => None,
+            Some(rc) => {
+                for l in &rc.listeners {
+                    for a in &l.addresses {
+                        if a.port() != 0 && !addrs.insert(*a) {
+                            config_problems.push(format!("address {a} is used by two listeners"));
+                        }
+                    }
+                }
+                if rc.upstream_port == crate::resolver::config::UpstreamPort::Named("listen".into())
+                    && config.listeners.is_empty()
+                {
+                    config_problems.push(
+                        "resolver upstream_port = \"listen\" needs a DNS [[listener]] of ours"
+                            .into(),
+                    );
+                }
+                match ResolverSettings::build(rc, base, fs, config.limits.cname_chain) {
+                    Ok(r) => Some(Arc::new(r)),
+                    Err(errs) => {
+                        config_problems.extend(errs);
+                        None
+                    }
+                }
+            }
+        };
+        let resolver_listeners = resolver.as_ref().map_or(0, |r| r.listeners.len());
+        if config.listeners.is_empty() && resolver_listeners == 0 {
+            config_problems.push(
+                "no [[listener]] or [[resolver.listener]] configured: nothing would be served"
+                    .into(),
+            );
         }
         if config.limits.udp_payload < 512 {
             config_problems.push(format!(
@@ -218,6 +252,7 @@ impl Snapshot {
             zones: ordered,
             gslb,
             http,
+            resolver,
         })
     }
 

@@ -480,10 +480,18 @@ fn same_name(buf: &[u8], mut at: usize, wire: &[u8]) -> bool {
 }
 
 fn header(w: &mut Writer, id: u16, qflags: u16, aa: bool, rcode: u16) {
-    // QR=1, opcode/RD/CD copied, AA as decided, TC/RA/AD/Z clear (RFC 1035 4.1.1, RFC 4035 3.1.6).
+    header_ra(w, id, qflags, aa, false, rcode)
+}
+
+fn header_ra(w: &mut Writer, id: u16, qflags: u16, aa: bool, ra: bool, rcode: u16) {
+    // QR=1, opcode/RD/CD copied, AA as decided, RA on the resolver's listeners only, TC/AD/Z clear
+    // (RFC 1035 4.1.1, RFC 4035 3.1.6).
     let mut flags = 0x8000 | (qflags & 0x7800) | (qflags & 0x0100) | (qflags & 0x0010);
     if aa {
         flags |= 0x0400;
+    }
+    if ra {
+        flags |= 0x0080;
     }
     flags |= rcode & 0xf;
     w.u16(id);
@@ -622,6 +630,73 @@ pub fn encode_answer(q: &Query<'_>, a: &Answer<'_>, max: usize, our_payload: u16
     w.buf
 }
 
+/// The resolver's answer to `q` (RA set, AA clear): records from the cache or upstream, owner names
+/// compressed, RDATA written uncompressed (always allowed; RFC 3597 4 forbids compressing new types).
+/// When ANSWER or AUTHORITY does not fit in `max`, TC is set with empty sections (RFC 2181 9).
+pub fn encode_records(
+    q: &Query<'_>,
+    rcode: u16,
+    answer: &[hickory_proto::rr::Record],
+    authority: &[hickory_proto::rr::Record],
+    max: usize,
+    our_payload: u16,
+) -> Vec<u8> {
+    use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+    let mut w = Writer {
+        buf: Vec::with_capacity(512),
+        names: Vec::with_capacity(16),
+    };
+    header_ra(&mut w, q.id, q.flags, false, true, rcode);
+    set_count(&mut w.buf, 0, 1);
+    w.buf.extend_from_slice(q.question);
+    w.register(HEADER_LEN);
+    let after_question = w.buf.len();
+    let limit = max.saturating_sub(q.edns.as_ref().map_or(0, opt_len));
+    let mut counts = [0u16; 2];
+    let mut truncated = false;
+    let mut rdata = Vec::with_capacity(256);
+    let mut owner = Vec::with_capacity(256);
+    'sections: for (i, section) in [answer, authority].into_iter().enumerate() {
+        for r in section {
+            owner.clear();
+            for label in r.name.iter() {
+                owner.push(label.len() as u8);
+                owner.extend_from_slice(label);
+            }
+            owner.push(0);
+            rdata.clear();
+            let mut enc = BinEncoder::new(&mut rdata);
+            enc.set_name_encoding(NameEncoding::Uncompressed);
+            if r.data.emit(&mut enc).is_err() {
+                continue;
+            }
+            w.name(&owner, true);
+            w.u16(u16::from(r.record_type()));
+            w.u16(CLASS_IN);
+            w.u32(r.ttl);
+            w.u16(rdata.len() as u16);
+            w.buf.extend_from_slice(&rdata);
+            counts[i] += 1;
+            if w.buf.len() > limit {
+                truncated = true;
+                break 'sections;
+            }
+        }
+    }
+    if truncated {
+        w.buf.truncate(after_question);
+        counts = [0; 2];
+        set_tc(&mut w.buf);
+    }
+    set_count(&mut w.buf, 1, counts[0]);
+    set_count(&mut w.buf, 2, counts[1]);
+    if let Some(edns) = &q.edns {
+        write_opt(&mut w, edns, rcode, our_payload, 0);
+        set_count(&mut w.buf, 3, 1);
+    }
+    w.buf
+}
+
 /// A response carrying only an RCODE (and the question and OPT when they could be read).
 pub fn encode_error(
     id: u16,
@@ -631,11 +706,24 @@ pub fn encode_error(
     edns: Option<&Edns>,
     our_payload: u16,
 ) -> Vec<u8> {
+    encode_error_ra(id, qflags, rcode, question, edns, our_payload, false)
+}
+
+/// `encode_error` with RA as the listener says (set on the resolver's listeners).
+pub fn encode_error_ra(
+    id: u16,
+    qflags: u16,
+    rcode: u16,
+    question: Option<&[u8]>,
+    edns: Option<&Edns>,
+    our_payload: u16,
+    ra: bool,
+) -> Vec<u8> {
     let mut w = Writer {
         buf: Vec::with_capacity(64),
         names: Vec::new(),
     };
-    header(&mut w, id, qflags, false, rcode);
+    header_ra(&mut w, id, qflags, false, ra, rcode);
     if let Some(q) = question {
         set_count(&mut w.buf, 0, 1);
         w.buf.extend_from_slice(q);

@@ -1,0 +1,276 @@
+//! `[resolver]` in the config file, and its compiled form in the snapshot.
+//!
+//! ```toml
+//! [resolver]
+//! hints = "root.hints"        # absent: IANA's root servers, built in
+//! upstream_port = 53          # or "listen": the port of our own DNS listeners (the lab)
+//! ecs_zones = ["cdn.com."]    # forward the client's /24 (/56) as ECS to servers of these zones
+//! cache_entries = 100000
+//! min_ttl = 0
+//! max_ttl = 86400
+//! negative_max_ttl = 3600     # RFC 2308 5 cap
+//! timeout_ms = 1500           # longest wait for one upstream reply
+//! upstream_budget = 64        # upstream queries one client query may cause
+//!
+//! [[resolver.listener]]
+//! name = "mobile"
+//! addresses = ["127.0.10.1:1053"]
+//! source = ["127.0.10.1"]     # upstream queries leave from here (one per address family)
+//! allow = ["127.0.0.0/8", "::1/128"]   # the default: loopback only
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hickory_proto::rr::Name;
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use super::cache;
+use super::hints::Hints;
+use crate::zone::name::Key;
+use crate::zone::reader::ZoneFs;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolverConfig {
+    #[serde(default)]
+    pub hints: Option<PathBuf>,
+    #[serde(default)]
+    pub upstream_port: UpstreamPort,
+    #[serde(default)]
+    pub ecs_zones: Vec<String>,
+    #[serde(default = "d_cache_entries")]
+    pub cache_entries: usize,
+    #[serde(default)]
+    pub min_ttl: u32,
+    #[serde(default = "d_max_ttl")]
+    pub max_ttl: u32,
+    #[serde(default = "d_negative_max_ttl")]
+    pub negative_max_ttl: u32,
+    #[serde(default = "d_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "d_budget")]
+    pub upstream_budget: u32,
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<ResolverListenerConfig>,
+}
+
+fn d_cache_entries() -> usize {
+    100_000
+}
+fn d_max_ttl() -> u32 {
+    86_400 // Unbound's cache-max-ttl
+}
+fn d_negative_max_ttl() -> u32 {
+    3_600 // Unbound's cache-max-negative-ttl
+}
+fn d_timeout_ms() -> u64 {
+    1_500
+}
+fn d_budget() -> u32 {
+    64
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum UpstreamPort {
+    Port(u16),
+    Named(String),
+}
+
+impl Default for UpstreamPort {
+    fn default() -> Self {
+        UpstreamPort::Port(53)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ResolverListenerConfig {
+    pub name: String,
+    pub addresses: Vec<SocketAddr>,
+    #[serde(default)]
+    pub source: Vec<IpAddr>,
+    #[serde(default)]
+    pub allow: Option<Vec<String>>,
+    #[serde(default = "yes")]
+    pub udp: bool,
+    #[serde(default = "yes")]
+    pub tcp: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The compiled `[resolver]`.
+#[derive(Debug, Clone)]
+pub struct ResolverSettings {
+    pub hints: Hints,
+    /// None: our own DNS listeners' port, known once they are bound.
+    pub upstream_port: Option<u16>,
+    pub ecs_zones: Vec<Key>,
+    pub cache: cache::Limits,
+    pub timeout: Duration,
+    pub budget: u32,
+    pub cname_chain: usize,
+    pub listeners: Vec<ResolverListener>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolverListener {
+    pub name: String,
+    pub addresses: Vec<SocketAddr>,
+    pub source: Vec<IpAddr>,
+    pub allow: Vec<IpNet>,
+    pub udp: bool,
+    pub tcp: bool,
+}
+
+impl ResolverListener {
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.allow.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The source address for a server of this family (None: let the system choose).
+    pub fn source_for(&self, server: IpAddr) -> Option<IpAddr> {
+        self.source
+            .iter()
+            .copied()
+            .find(|s| s.is_ipv4() == server.is_ipv4())
+    }
+}
+
+impl ResolverSettings {
+    /// Checks and compiles; every problem is one line naming the setting.
+    pub fn build(
+        c: &ResolverConfig,
+        base: &Path,
+        fs: &dyn ZoneFs,
+        cname_chain: usize,
+    ) -> Result<ResolverSettings, Vec<String>> {
+        let mut problems = Vec::new();
+        let hints = match &c.hints {
+            None => Hints::iana(),
+            Some(p) => {
+                let path = base.join(p);
+                match fs.read(&path) {
+                    Ok(text) => Hints::parse(&text, &path).unwrap_or_else(|e| {
+                        problems.push(e);
+                        Hints::iana()
+                    }),
+                    Err(e) => {
+                        problems.push(format!("resolver hints {}: {e}", path.display()));
+                        Hints::iana()
+                    }
+                }
+            }
+        };
+        let upstream_port = match &c.upstream_port {
+            UpstreamPort::Port(0) => {
+                problems.push("resolver upstream_port 0: give a port or \"listen\"".into());
+                None
+            }
+            UpstreamPort::Port(p) => Some(*p),
+            UpstreamPort::Named(s) if s == "listen" => None,
+            UpstreamPort::Named(s) => {
+                problems.push(format!(
+                    "resolver upstream_port \"{s}\": a port number or \"listen\""
+                ));
+                None
+            }
+        };
+        let mut ecs_zones = Vec::new();
+        for z in &c.ecs_zones {
+            match Name::from_ascii(z) {
+                Ok(mut n) => {
+                    n.set_fqdn(true);
+                    ecs_zones.push(crate::zone::name::key_of(&n));
+                }
+                Err(e) => problems.push(format!("resolver ecs_zones \"{z}\": {e}")),
+            }
+        }
+        if c.cache_entries < 10 {
+            problems.push("resolver cache_entries must be at least 10".into());
+        }
+        if c.min_ttl > c.max_ttl {
+            problems.push(format!(
+                "resolver min_ttl {} is above max_ttl {}",
+                c.min_ttl, c.max_ttl
+            ));
+        }
+        if !(10..=60_000).contains(&c.timeout_ms) {
+            problems.push(format!(
+                "resolver timeout_ms {} is outside 10..=60000",
+                c.timeout_ms
+            ));
+        }
+        if c.upstream_budget == 0 {
+            problems.push("resolver upstream_budget must be at least 1".into());
+        }
+        let mut listeners = Vec::new();
+        for l in &c.listeners {
+            let what = format!("resolver listener \"{}\"", l.name);
+            if listeners
+                .iter()
+                .any(|x: &ResolverListener| x.name == l.name)
+            {
+                problems.push(format!("{what} is configured twice"));
+            }
+            if l.addresses.is_empty() {
+                problems.push(format!("{what}: no addresses"));
+            }
+            if l.source.iter().filter(|s| s.is_ipv4()).count() > 1
+                || l.source.iter().filter(|s| s.is_ipv6()).count() > 1
+            {
+                problems.push(format!("{what}: at most one source address per family"));
+            }
+            let allow_text = l
+                .allow
+                .clone()
+                .unwrap_or_else(|| vec!["127.0.0.0/8".into(), "::1/128".into()]);
+            let mut allow = Vec::new();
+            for a in &allow_text {
+                match a.parse::<IpNet>() {
+                    Ok(n) => allow.push(n.trunc()),
+                    Err(_) => match a.parse::<IpAddr>() {
+                        Ok(ip) => allow.push(IpNet::from(ip)),
+                        Err(_) => problems.push(format!("{what}: allow \"{a}\" is not a network")),
+                    },
+                }
+            }
+            listeners.push(ResolverListener {
+                name: l.name.clone(),
+                addresses: l.addresses.clone(),
+                source: l.source.clone(),
+                allow,
+                udp: l.udp,
+                tcp: l.tcp,
+            });
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(ResolverSettings {
+            hints,
+            upstream_port,
+            ecs_zones,
+            cache: cache::Limits {
+                max_entries: c.cache_entries,
+                min_ttl: c.min_ttl,
+                max_ttl: c.max_ttl,
+                negative_max_ttl: c.negative_max_ttl,
+            },
+            timeout: Duration::from_millis(c.timeout_ms),
+            budget: c.upstream_budget,
+            cname_chain,
+            listeners,
+        })
+    }
+}

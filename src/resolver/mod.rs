@@ -1,0 +1,244 @@
+//! The iterative resolver: the carrier LDNS of the story. It answers recursive queries on its own
+//! listeners by walking root -> TLD -> authoritative (`walk`), with a cache (`cache`), upstream
+//! UDP/TCP with spoofing defences (`upstream`), root hints (`hints`) and a step-by-step trace
+//! (`trace`). `serve` turns client packets into answers.
+//!
+//! Runtime state (caches, server RTTs, queries in flight) lives in `Resolvers`, outside the config
+//! snapshot, one `Instance` per resolver listener name: each listener is its own LDNS (the lab's
+//! mobile, telecom and unicom resolvers ask from their own addresses and get different GSLB
+//! answers, so they must not share a cache). Reloads keep instances by name.
+
+pub mod cache;
+pub mod config;
+pub mod hints;
+pub mod serve;
+pub mod trace;
+pub mod upstream;
+pub mod walk;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use hickory_proto::rr::{Name, RecordType};
+use ipnet::IpNet;
+use tokio::sync::watch;
+
+pub use cache::{Clock, ManualClock, SystemClock};
+pub use config::{ResolverConfig, ResolverListener, ResolverSettings};
+pub use walk::{Env, Resolution, Walk};
+
+use crate::zone::name::{Key, key_of};
+
+/// Every resolver instance of the process, by listener name.
+#[derive(Debug)]
+pub struct Resolvers {
+    clock: Arc<dyn Clock>,
+    /// The port our own DNS listeners got (for `upstream_port = "listen"`); 0 until bound.
+    listen_port: AtomicU16,
+    instances: Mutex<HashMap<String, Arc<Instance>>>,
+}
+
+impl Default for Resolvers {
+    fn default() -> Self {
+        Resolvers::new(Arc::new(SystemClock::default()))
+    }
+}
+
+impl Resolvers {
+    pub fn new(clock: Arc<dyn Clock>) -> Resolvers {
+        Resolvers {
+            clock,
+            listen_port: AtomicU16::new(0),
+            instances: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn set_listen_port(&self, port: u16) {
+        self.listen_port.store(port, Ordering::Relaxed);
+    }
+
+    /// The port servers are asked on.
+    pub fn upstream_port(&self, settings: &ResolverSettings) -> u16 {
+        settings
+            .upstream_port
+            .unwrap_or_else(|| match self.listen_port.load(Ordering::Relaxed) {
+                0 => 53,
+                p => p,
+            })
+    }
+
+    /// The instance for a listener, made on first use; its cache limits follow the settings.
+    pub fn instance(&self, name: &str, settings: &ResolverSettings) -> Arc<Instance> {
+        let mut m = self.instances.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = m.get(name) {
+            i.cache.set_limits(settings.cache);
+            return i.clone();
+        }
+        let i = Arc::new(Instance {
+            cache: cache::Cache::new(self.clock.clone(), settings.cache),
+            infra: walk::Infra::default(),
+            inflight: Mutex::new(HashMap::new()),
+            stats: Stats::default(),
+        });
+        m.insert(name.to_string(), i.clone());
+        i
+    }
+
+    /// (listener name, instance) for every instance made so far, sorted by name.
+    pub fn instances(&self) -> Vec<(String, Arc<Instance>)> {
+        let m = self.instances.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<_> = m.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+}
+
+type FlightKey = (Key, u16, Option<IpNet>);
+
+/// One LDNS's state.
+#[derive(Debug)]
+pub struct Instance {
+    pub cache: cache::Cache,
+    pub infra: walk::Infra,
+    inflight: Mutex<HashMap<FlightKey, watch::Receiver<Option<Arc<Resolution>>>>>,
+    pub stats: Stats,
+}
+
+/// Counters per instance (exported by `/metrics`).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Client queries answered from the cache without a walk.
+    pub cache_answers: AtomicU64,
+    /// Client queries that needed a walk (or joined one).
+    pub walks: AtomicU64,
+    /// Client queries that waited for an identical walk already in flight.
+    pub coalesced: AtomicU64,
+    /// Queries sent upstream.
+    pub upstream: AtomicU64,
+}
+
+impl Stats {
+    pub fn upstream(&self, n: u64) {
+        self.upstream.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// Removes a flight from the table when its leader finishes or is cancelled, so a cancelled walk
+/// never leaves followers waiting on nothing.
+struct FlightGuard<'a> {
+    instance: &'a Instance,
+    key: FlightKey,
+}
+
+impl Drop for FlightGuard<'_> {
+    fn drop(&mut self) {
+        self.instance
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.key);
+    }
+}
+
+/// Resolves a client's question, joining an identical walk in flight instead of starting another
+/// (the coalescing every production resolver does; it also blunts cache-miss floods).
+pub async fn resolve(
+    env: &Env<'_>,
+    name: &Name,
+    qtype: RecordType,
+    client: Option<IpAddr>,
+) -> Resolution {
+    let inst = env.instance;
+    inst.stats.walks.fetch_add(1, Ordering::Relaxed);
+    // Answers differ by client only where ECS is forwarded; key those flights by the /24 (/56).
+    let subnet = if env.settings.ecs_zones.is_empty() {
+        None
+    } else {
+        client.and_then(|ip| {
+            let (net, p) = crate::query::truncate(ip, if ip.is_ipv4() { 32 } else { 128 });
+            IpNet::new(net, p).ok()
+        })
+    };
+    let key: FlightKey = (key_of(name), u16::from(qtype), subnet);
+    loop {
+        // Either join the walk in flight (Err: its receiver) or lead a new one (Ok: the sender).
+        let role = {
+            let mut m = inst.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            match m.get(&key) {
+                Some(rx) => Err(rx.clone()),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    m.insert(key.clone(), rx);
+                    Ok(tx)
+                }
+            }
+        };
+        let tx = match role {
+            Ok(tx) => tx,
+            Err(mut rx) => {
+                inst.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+                let joined = rx
+                    .wait_for(Option::is_some)
+                    .await
+                    .map(|v| v.as_ref().expect("waited for Some").as_ref().clone());
+                match joined {
+                    Ok(r) => return r,
+                    // The leader was cancelled before it finished: lead a walk ourselves.
+                    Err(_) => continue,
+                }
+            }
+        };
+        let _guard = FlightGuard {
+            instance: inst,
+            key: key.clone(),
+        };
+        let mut walk = Walk::new(env, client, false);
+        let res = walk.resolve(name, qtype, false).await;
+        let _ = tx.send(Some(Arc::new(res.clone())));
+        return res;
+    }
+}
+
+/// A walk with its trace (never coalesced: the trace is this walk's own).
+pub async fn resolve_traced(
+    env: &Env<'_>,
+    name: &Name,
+    qtype: RecordType,
+    client: Option<IpAddr>,
+) -> (Resolution, Vec<trace::Step>) {
+    let mut walk = Walk::new(env, client, true);
+    let res = walk.resolve(name, qtype, false).await;
+    (res, walk.trace.take().unwrap_or_default())
+}
+
+/// The answer the cache alone gives, if it gives a whole one, without waiting on anything.
+pub fn from_cache(
+    env: &Env<'_>,
+    name: &Name,
+    qtype: RecordType,
+    client: Option<IpAddr>,
+) -> Option<Resolution> {
+    let mut walk = Walk::new(env, client, false);
+    // With cache_only the walk never awaits real I/O, so one poll finishes it; a Pending here would
+    // mean a bug, and is treated as "not cached".
+    let fut = walk.resolve(name, qtype, true);
+    let mut fut = std::pin::pin!(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(r) if r.reason.is_none() => {
+            env.instance
+                .stats
+                .cache_answers
+                .fetch_add(1, Ordering::Relaxed);
+            Some(r)
+        }
+        _ => None,
+    }
+}
+
+use std::future::Future as _;

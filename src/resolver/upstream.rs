@@ -1,0 +1,232 @@
+//! Asking one server one question (RFC 1035 4.2, RFC 5452 on spoofing resistance).
+//!
+//! UDP from a random source port with a random ID; the socket is connected, so the kernel drops
+//! datagrams from any other address or port, and a reply counts only when its ID and question
+//! match ours (anything else is dropped and we keep waiting). TC=1 -> the same question over TCP
+//! (RFC 7766 5). EDNS(0) with a 1232-byte payload (RFC 6891, DNS flag day 2020) and, when asked,
+//! ECS with the client's subnet (RFC 7871 6).
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::Message;
+use hickory_proto::rr::{Name, RecordType};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, UdpSocket};
+
+pub const EDNS_PAYLOAD: u16 = 1232;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Udp,
+    Tcp,
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub message: Message,
+    pub proto: Proto,
+    pub rtt: Duration,
+    /// The UDP reply had TC set, so this one came over TCP.
+    pub truncated_udp: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("timed out")]
+    Timeout,
+    #[error("connection refused")]
+    Refused,
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("malformed reply: {0}")]
+    Malformed(String),
+}
+
+/// What to send.
+#[derive(Debug, Clone)]
+pub struct Ask<'a> {
+    pub name: &'a Name,
+    pub qtype: RecordType,
+    pub server: SocketAddr,
+    /// Source address for the query (None: the system picks).
+    pub source: Option<IpAddr>,
+    /// ECS to send: (subnet address already cut to `prefix` bits, prefix).
+    pub ecs: Option<(IpAddr, u8)>,
+    pub timeout: Duration,
+}
+
+pub async fn exchange(ask: &Ask<'_>) -> Result<Reply, UpstreamError> {
+    let start = Instant::now();
+    let id: u16 = rand::random();
+    let query = encode_query(id, ask);
+    let reply = udp(ask, id, &query).await?;
+    if reply.metadata.truncation {
+        let remaining = ask
+            .timeout
+            .saturating_sub(start.elapsed())
+            .max(ask.timeout / 2);
+        let message = tcp(ask, id, &query, remaining).await?;
+        return Ok(Reply {
+            message,
+            proto: Proto::Tcp,
+            rtt: start.elapsed(),
+            truncated_udp: true,
+        });
+    }
+    Ok(Reply {
+        message: reply,
+        proto: Proto::Udp,
+        rtt: start.elapsed(),
+        truncated_udp: false,
+    })
+}
+
+/// The query in wire form: RD clear (we iterate), one question, OPT with our payload.
+pub fn encode_query(id: u16, ask: &Ask<'_>) -> Vec<u8> {
+    let mut b = Vec::with_capacity(64);
+    b.extend_from_slice(&id.to_be_bytes());
+    b.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 1]);
+    for label in ask.name.iter() {
+        b.push(label.len() as u8);
+        b.extend_from_slice(label);
+    }
+    b.push(0);
+    b.extend_from_slice(&u16::from(ask.qtype).to_be_bytes());
+    b.extend_from_slice(&1u16.to_be_bytes());
+    // OPT (RFC 6891 6.1.2): root owner, TYPE 41, CLASS = payload, TTL = ext-rcode/version/flags.
+    b.push(0);
+    b.extend_from_slice(&41u16.to_be_bytes());
+    b.extend_from_slice(&EDNS_PAYLOAD.to_be_bytes());
+    b.extend_from_slice(&[0, 0, 0, 0]);
+    match ask.ecs {
+        Some((addr, prefix)) => {
+            let (family, octets): (u16, Vec<u8>) = match addr {
+                IpAddr::V4(a) => (1, a.octets().to_vec()),
+                IpAddr::V6(a) => (2, a.octets().to_vec()),
+            };
+            let alen = prefix.div_ceil(8) as usize;
+            let opt_len = 4 + alen;
+            b.extend_from_slice(&((4 + opt_len) as u16).to_be_bytes());
+            b.extend_from_slice(&8u16.to_be_bytes()); // OPTION-CODE 8: ECS
+            b.extend_from_slice(&(opt_len as u16).to_be_bytes());
+            b.extend_from_slice(&family.to_be_bytes());
+            b.push(prefix);
+            b.push(0); // SCOPE PREFIX-LENGTH is 0 in queries (RFC 7871 6)
+            b.extend_from_slice(&octets[..alen]);
+        }
+        None => b.extend_from_slice(&[0, 0]),
+    }
+    b
+}
+
+/// Whether `m` answers our query: a response, our ID, our question (names case-insensitively).
+fn matches(m: &Message, id: u16, ask: &Ask<'_>) -> bool {
+    m.metadata.id == id
+        && m.metadata.message_type == hickory_proto::op::MessageType::Response
+        && m.queries.len() == 1
+        && m.queries[0].query_type() == ask.qtype
+        && crate::zone::name::key_of(m.queries[0].name()) == crate::zone::name::key_of(ask.name)
+}
+
+fn unspecified(server: &SocketAddr) -> IpAddr {
+    if server.is_ipv4() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    }
+}
+
+/// A UDP socket on `ip` at a random port in 1024..=65535 (RFC 5452 10: the port is part of the
+/// unpredictability), falling back to a kernel-chosen one after a few collisions.
+fn random_port_socket(ip: IpAddr) -> io::Result<std::net::UdpSocket> {
+    let domain = if ip.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let mut last = None;
+    for attempt in 0..8 {
+        let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+        s.set_nonblocking(true)?;
+        let port = if attempt < 7 {
+            rand::random_range(1024..=65535u16)
+        } else {
+            0
+        };
+        match s.bind(&SocketAddr::new(ip, port).into()) {
+            Ok(()) => return Ok(s.into()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no port")))
+}
+
+async fn udp(ask: &Ask<'_>, id: u16, query: &[u8]) -> Result<Message, UpstreamError> {
+    let source = ask.source.unwrap_or_else(|| unspecified(&ask.server));
+    let socket = UdpSocket::from_std(random_port_socket(source)?)?;
+    socket.connect(ask.server).await?;
+    socket.send(query).await.map_err(refused)?;
+    let deadline = tokio::time::Instant::now() + ask.timeout;
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
+            Err(_) => return Err(UpstreamError::Timeout),
+            Ok(r) => r.map_err(refused)?,
+        };
+        // Garbage, someone else's ID or question: not our reply (RFC 5452 9.1); keep listening.
+        let Ok(m) = Message::from_vec(&buf[..n]) else {
+            continue;
+        };
+        if matches(&m, id, ask) {
+            return Ok(m);
+        }
+    }
+}
+
+async fn tcp(
+    ask: &Ask<'_>,
+    id: u16,
+    query: &[u8],
+    timeout: Duration,
+) -> Result<Message, UpstreamError> {
+    let work = async {
+        let socket = if ask.server.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        if let Some(src) = ask.source {
+            socket.bind(SocketAddr::new(src, 0))?;
+        }
+        let mut stream = socket.connect(ask.server).await.map_err(refused)?;
+        let mut out = Vec::with_capacity(query.len() + 2);
+        out.extend_from_slice(&(query.len() as u16).to_be_bytes());
+        out.extend_from_slice(query);
+        stream.write_all(&out).await?;
+        loop {
+            let len = stream.read_u16().await? as usize;
+            let mut buf = vec![0u8; len];
+            stream.read_exact(&mut buf).await?;
+            let m = Message::from_vec(&buf).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
+            if matches(&m, id, ask) {
+                return Ok(m);
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(UpstreamError::Timeout),
+    }
+}
+
+fn refused(e: io::Error) -> UpstreamError {
+    if e.kind() == io::ErrorKind::ConnectionRefused {
+        UpstreamError::Refused
+    } else {
+        UpstreamError::Io(e)
+    }
+}

@@ -1,0 +1,926 @@
+//! The iterative walk (RFC 1034 5.3.3, RFC 1035 7): from the closest delegation the cache knows
+//! (or the root hints) down the referrals to the servers that answer, following CNAMEs across
+//! zones, caching what it learns.
+//!
+//! Rules kept here, with where they come from:
+//! - a reply is used only for names inside the zone the server was asked about (its bailiwick);
+//!   glue only for names inside the referring zone (RFC 2181 5.4.1, the "bailiwick rule");
+//! - a referral must lead strictly down (an upward or sideways referral is a lame server);
+//! - servers without glue are resolved first (glueless delegations), at a bounded depth;
+//! - SERVFAIL, REFUSED, timeouts and lame replies move on to the next server; timed-out servers get
+//!   a second chance after the others (RFC 1035 7.2);
+//! - every client query has a budget of upstream queries shared by all its sub-walks (against
+//!   loops and NXNSAttack-style amplification, CVE-2020-12662);
+//! - CNAME loops and over-long chains end in SERVFAIL.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::time::Duration;
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use ipnet::IpNet;
+
+use super::Instance;
+use super::cache::{Hit, Rank};
+use super::config::{ResolverListener, ResolverSettings};
+use super::trace::{Step, record_lines};
+use super::upstream::{self, Ask, UpstreamError};
+use crate::wire::rcode;
+use crate::zone::name::{Key, is_at_or_below, key_of};
+
+/// Glueless server names resolved inside glueless server names...: deeper is a misconfiguration.
+const MAX_DEPTH: u8 = 4;
+/// CNAME records followed inside one reply.
+const MAX_CHAIN_IN_REPLY: usize = 16;
+
+/// Everything a walk reads.
+pub struct Env<'a> {
+    pub settings: &'a ResolverSettings,
+    pub listener: &'a ResolverListener,
+    pub instance: &'a Instance,
+    /// Port of every server asked.
+    pub port: u16,
+}
+
+/// The outcome of a client's question.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    pub rcode: u16,
+    pub answer: Vec<Record>,
+    pub authority: Vec<Record>,
+    /// Why, when rcode is SERVFAIL.
+    pub reason: Option<String>,
+    pub upstream_queries: u32,
+}
+
+pub struct Walk<'a> {
+    env: &'a Env<'a>,
+    spent: u32,
+    pub trace: Option<Vec<Step>>,
+    /// The client's subnet for ECS zones (already cut to /24 or /56).
+    ecs: Option<(IpAddr, u8)>,
+    /// For scoped cache entries.
+    client: Option<IpAddr>,
+}
+
+/// What one name's iteration produced.
+enum Got {
+    /// Records for the name (a CNAME chain and/or the RRset asked for); `next` is set when the
+    /// chain leaves what this server answers for.
+    Answer {
+        records: Vec<Record>,
+        next: Option<Name>,
+    },
+    NxDomain {
+        chain: Vec<Record>,
+        soa: Option<Record>,
+    },
+    NoData {
+        chain: Vec<Record>,
+        soa: Option<Record>,
+    },
+}
+
+/// How a reply was read.
+enum Class {
+    Answer {
+        records: Vec<Record>,
+        next: Option<Name>,
+    },
+    NxDomain {
+        chain: Vec<Record>,
+        last: Name,
+        soa: Option<Record>,
+    },
+    NoData {
+        chain: Vec<Record>,
+        last: Name,
+        soa: Option<Record>,
+    },
+    Referral {
+        zone: Name,
+        ns: Vec<Record>,
+        glue: Vec<Record>,
+    },
+    Lame(String),
+}
+
+type Boxed<'s, T> = Pin<Box<dyn Future<Output = T> + Send + 's>>;
+
+fn text_type(t: RecordType) -> String {
+    t.to_string()
+}
+
+impl<'a> Walk<'a> {
+    pub fn new(env: &'a Env<'a>, client: Option<IpAddr>, trace: bool) -> Walk<'a> {
+        let ecs = client.map(|ip| {
+            let ip = match ip {
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+                v4 => v4,
+            };
+            let full = if ip.is_ipv4() { 32 } else { 128 };
+            crate::query::truncate(ip, full)
+        });
+        Walk {
+            env,
+            spent: 0,
+            trace: trace.then(Vec::new),
+            ecs,
+            client,
+        }
+    }
+
+    fn step(&mut self, s: impl FnOnce() -> Step) {
+        if let Some(t) = &mut self.trace {
+            t.push(s());
+        }
+    }
+
+    /// Resolves a client's question. `cache_only`: answer from the cache or not at all (RD=0).
+    pub async fn resolve(
+        &mut self,
+        name: &Name,
+        qtype: RecordType,
+        cache_only: bool,
+    ) -> Resolution {
+        let result = self.resolve_name(name.clone(), qtype, 0, cache_only).await;
+        let spent = self.spent;
+        match result {
+            Ok((rc, answer, authority)) => Resolution {
+                rcode: rc,
+                answer,
+                authority,
+                reason: None,
+                upstream_queries: spent,
+            },
+            Err(reason) => {
+                self.step(|| Step::Fail {
+                    reason: reason.clone(),
+                });
+                Resolution {
+                    rcode: rcode::SERVFAIL,
+                    answer: Vec::new(),
+                    authority: Vec::new(),
+                    reason: Some(reason),
+                    upstream_queries: spent,
+                }
+            }
+        }
+    }
+
+    /// (rcode, answer, authority), or why it failed.
+    #[allow(clippy::type_complexity)]
+    fn resolve_name(
+        &mut self,
+        name: Name,
+        qtype: RecordType,
+        depth: u8,
+        cache_only: bool,
+    ) -> Boxed<'_, Result<(u16, Vec<Record>, Vec<Record>), String>> {
+        Box::pin(async move {
+            let mut answer: Vec<Record> = Vec::new();
+            let mut current = name;
+            let mut seen: Vec<Key> = vec![key_of(&current)];
+            loop {
+                // The cache first: a whole answer, a negative one, or a CNAME to continue from.
+                let key = key_of(&current);
+                match self
+                    .env
+                    .instance
+                    .cache
+                    .get(&key, qtype, Rank::Answer, self.client)
+                {
+                    Some(Hit::Rrset(rs)) => {
+                        self.cache_step(&current, qtype, "answer", &rs);
+                        answer.extend(rs);
+                        return Ok((rcode::NOERROR, answer, Vec::new()));
+                    }
+                    Some(Hit::NxDomain(soa)) => {
+                        let soa: Vec<Record> = soa.into_iter().collect();
+                        self.cache_step(&current, qtype, "NXDOMAIN", &soa);
+                        return Ok((rcode::NXDOMAIN, answer, soa));
+                    }
+                    Some(Hit::NoData(soa)) => {
+                        let soa: Vec<Record> = soa.into_iter().collect();
+                        self.cache_step(&current, qtype, "NODATA", &soa);
+                        return Ok((rcode::NOERROR, answer, soa));
+                    }
+                    None => {}
+                }
+                let cached_cname = if qtype == RecordType::CNAME {
+                    None
+                } else {
+                    self.env
+                        .instance
+                        .cache
+                        .rrset(&key, RecordType::CNAME, Rank::Answer)
+                };
+                let next = if let Some(c) = cached_cname {
+                    self.cache_step(&current, qtype, "CNAME", &c);
+                    let target = cname_target(&c);
+                    answer.extend(c);
+                    match target {
+                        Some(t) => t,
+                        None => return Err(format!("bad CNAME at {current}")),
+                    }
+                } else if cache_only {
+                    return Err("not in the cache (recursion not desired)".into());
+                } else {
+                    match self.iterate(&current, qtype, depth).await? {
+                        Got::Answer { records, next } => {
+                            answer.extend(records);
+                            match next {
+                                None => return Ok((rcode::NOERROR, answer, Vec::new())),
+                                Some(n) => n,
+                            }
+                        }
+                        Got::NxDomain { chain, soa } => {
+                            answer.extend(chain);
+                            return Ok((rcode::NXDOMAIN, answer, soa.into_iter().collect()));
+                        }
+                        Got::NoData { chain, soa } => {
+                            answer.extend(chain);
+                            return Ok((rcode::NOERROR, answer, soa.into_iter().collect()));
+                        }
+                    }
+                };
+                let next_key = key_of(&next);
+                if seen.contains(&next_key) {
+                    return Err(format!("CNAME loop: {next} comes back"));
+                }
+                if seen.len() > self.env.settings.cname_chain {
+                    return Err(format!(
+                        "CNAME chain longer than {} hops",
+                        self.env.settings.cname_chain
+                    ));
+                }
+                seen.push(next_key);
+                let from = current.to_string();
+                self.step(|| Step::Follow {
+                    from,
+                    to: next.to_string(),
+                });
+                current = next;
+            }
+        })
+    }
+
+    fn cache_step(&mut self, name: &Name, qtype: RecordType, result: &str, records: &[Record]) {
+        self.step(|| Step::Cache {
+            name: name.to_string(),
+            qtype: text_type(qtype),
+            result: result.to_string(),
+            records: record_lines(records),
+        });
+    }
+
+    /// The closest enclosing delegation the cache knows, else the root hints: (zone, servers).
+    fn closest_cut(&self, name: &Name, qtype: RecordType) -> (Name, Vec<Name>, &'static str) {
+        // DS lives on the parent side of a cut (RFC 4035 3.1.4.1).
+        let mut at = if qtype == RecordType::DS && !name.is_root() {
+            name.base_name()
+        } else {
+            name.clone()
+        };
+        loop {
+            if at.is_root() {
+                break;
+            }
+            let key = key_of(&at);
+            if let Some(ns) = self
+                .env
+                .instance
+                .cache
+                .rrset(&key, RecordType::NS, Rank::Referral)
+            {
+                let servers: Vec<Name> = ns
+                    .iter()
+                    .filter_map(|r| match &r.data {
+                        RData::NS(n) => Some(n.0.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                // Usable if some server has an address or can be looked up elsewhere.
+                let usable = servers.iter().any(|s| {
+                    !self.cached_addresses(s).is_empty() || !is_at_or_below(&key_of(s), &key)
+                });
+                if usable {
+                    return (at, servers, "cache");
+                }
+            }
+            at = at.base_name();
+        }
+        let root_key = key_of(&Name::root());
+        if let Some(ns) = self
+            .env
+            .instance
+            .cache
+            .rrset(&root_key, RecordType::NS, Rank::Referral)
+        {
+            let servers: Vec<Name> = ns
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::NS(n) => Some(n.0.clone()),
+                    _ => None,
+                })
+                .collect();
+            if servers.iter().any(|s| !self.addresses(s).is_empty()) {
+                return (Name::root(), servers, "cache");
+            }
+        }
+        let servers = self
+            .env
+            .settings
+            .hints
+            .servers
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect();
+        (Name::root(), servers, "hints")
+    }
+
+    fn families(&self) -> (bool, bool) {
+        let src = &self.env.listener.source;
+        if src.is_empty() {
+            (true, true)
+        } else {
+            (
+                src.iter().any(IpAddr::is_ipv4),
+                src.iter().any(IpAddr::is_ipv6),
+            )
+        }
+    }
+
+    fn cached_addresses(&self, server: &Name) -> Vec<IpAddr> {
+        let (v4, v6) = self.families();
+        let key = key_of(server);
+        let mut out = Vec::new();
+        for (want, t) in [(v4, RecordType::A), (v6, RecordType::AAAA)] {
+            if !want {
+                continue;
+            }
+            if let Some(rs) = self.env.instance.cache.rrset(&key, t, Rank::Glue) {
+                out.extend(rs.iter().filter_map(|r| match &r.data {
+                    RData::A(a) => Some(IpAddr::V4(a.0)),
+                    RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                    _ => None,
+                }));
+            }
+        }
+        out
+    }
+
+    /// Addresses of a server: the cache, then the root hints.
+    fn addresses(&self, server: &Name) -> Vec<IpAddr> {
+        let mut out = self.cached_addresses(server);
+        if out.is_empty() {
+            let (v4, v6) = self.families();
+            let key = key_of(server);
+            for (n, ips) in &self.env.settings.hints.servers {
+                if key_of(n) == key {
+                    out.extend(
+                        ips.iter()
+                            .filter(|ip| (ip.is_ipv4() && v4) || (ip.is_ipv6() && v6)),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    fn ecs_for(&self, zone: &Name) -> Option<(IpAddr, u8)> {
+        let key = key_of(zone);
+        if self
+            .env
+            .settings
+            .ecs_zones
+            .iter()
+            .any(|z| is_at_or_below(&key, z))
+        {
+            self.ecs
+        } else {
+            None
+        }
+    }
+
+    /// Walks from the closest known delegation to a final reply for (name, qtype).
+    async fn iterate(&mut self, name: &Name, qtype: RecordType, depth: u8) -> Result<Got, String> {
+        let (mut zone, mut servers, from) = self.closest_cut(name, qtype);
+        {
+            let (z, s) = (
+                zone.to_string(),
+                servers.iter().map(ToString::to_string).collect(),
+            );
+            self.step(|| Step::Start {
+                name: name.to_string(),
+                qtype: text_type(qtype),
+                zone: z,
+                servers: s,
+                from,
+            });
+        }
+        'zone: loop {
+            let zone_key = key_of(&zone);
+            let mut tried: HashSet<IpAddr> = HashSet::new();
+            let mut looked_up: HashSet<Key> = HashSet::new();
+            let mut timed_out: Vec<IpAddr> = Vec::new();
+            let mut second_pass = false;
+            loop {
+                // Untried addresses of this zone's servers, fastest first.
+                let mut candidates: Vec<(IpAddr, Name)> = Vec::new();
+                for s in &servers {
+                    for ip in self.addresses(s) {
+                        if !tried.contains(&ip) && !candidates.iter().any(|(c, _)| *c == ip) {
+                            candidates.push((ip, s.clone()));
+                        }
+                    }
+                }
+                self.env.instance.infra.order(&mut candidates);
+                let Some((ip, server_name)) = candidates.into_iter().next() else {
+                    // No address left: look up a server name that came without glue. Names inside
+                    // the zone itself cannot be looked up without the zone (that delegation is broken).
+                    let glueless = servers
+                        .iter()
+                        .find(|s| {
+                            let k = key_of(s);
+                            !looked_up.contains(&k) && !is_at_or_below(&k, &zone_key)
+                        })
+                        .cloned();
+                    if let Some(s) = glueless {
+                        looked_up.insert(key_of(&s));
+                        if depth >= MAX_DEPTH {
+                            continue;
+                        }
+                        let (z, sn) = (zone.to_string(), s.to_string());
+                        self.step(|| Step::Glueless {
+                            zone: z,
+                            server_name: sn,
+                        });
+                        let (v4, v6) = self.families();
+                        for (want, t) in [(v4, RecordType::A), (v6, RecordType::AAAA)] {
+                            if want {
+                                let r = self.resolve_name(s.clone(), t, depth + 1, false).await;
+                                if let Err(e) = &r
+                                    && e.starts_with("upstream query budget")
+                                {
+                                    return Err(e.clone());
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                    if !second_pass && !timed_out.is_empty() {
+                        second_pass = true;
+                        for t in timed_out.drain(..) {
+                            tried.remove(&t);
+                        }
+                        continue;
+                    }
+                    return Err(format!("no server for {zone} gave a usable answer"));
+                };
+                tried.insert(ip);
+                if self.spent >= self.env.settings.budget {
+                    return Err(format!(
+                        "upstream query budget of {} queries spent",
+                        self.env.settings.budget
+                    ));
+                }
+                self.spent += 1;
+                self.env.instance.stats.upstream(1);
+                let ecs = self.ecs_for(&zone);
+                let ask = Ask {
+                    name,
+                    qtype,
+                    server: SocketAddr::new(ip, self.env.port),
+                    source: self.env.listener.source_for(ip),
+                    ecs,
+                    timeout: self
+                        .env
+                        .instance
+                        .infra
+                        .timeout(ip, self.env.settings.timeout),
+                };
+                let reply = match upstream::exchange(&ask).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        if matches!(e, UpstreamError::Timeout) {
+                            self.env.instance.infra.timed_out(ip, ask.timeout);
+                            timed_out.push(ip);
+                        } else {
+                            self.env.instance.infra.failed(ip);
+                        }
+                        let (z, sn) = (zone.to_string(), server_name.to_string());
+                        self.step(|| Step::Failed {
+                            server: ip.to_string(),
+                            server_name: sn,
+                            zone: z,
+                            reason: e.to_string(),
+                        });
+                        continue;
+                    }
+                };
+                self.env.instance.infra.rtt(ip, reply.rtt);
+                let scope = reply_scope(&reply.message, ecs);
+                let class = classify(&reply.message, &zone, name, qtype);
+                let (result, shown): (String, Vec<Record>) = match &class {
+                    Class::Answer { records, next } => (
+                        match next {
+                            Some(n) => format!("answer, alias to {n}"),
+                            None => "answer".to_string(),
+                        },
+                        records.clone(),
+                    ),
+                    Class::NxDomain { chain, soa, .. } => (
+                        "NXDOMAIN".into(),
+                        chain.iter().chain(soa.iter()).cloned().collect(),
+                    ),
+                    Class::NoData { chain, soa, .. } => (
+                        "NODATA".into(),
+                        chain.iter().chain(soa.iter()).cloned().collect(),
+                    ),
+                    Class::Referral { zone: z, ns, glue } => (
+                        format!("referral to {z}"),
+                        ns.iter().chain(glue.iter()).cloned().collect(),
+                    ),
+                    Class::Lame(why) => (format!("lame: {why}"), Vec::new()),
+                };
+                if let Class::Lame(why) = &class {
+                    let (z, sn, why) = (zone.to_string(), server_name.to_string(), why.clone());
+                    self.step(|| Step::Failed {
+                        server: ip.to_string(),
+                        server_name: sn,
+                        zone: z,
+                        reason: format!("lame: {why}"),
+                    });
+                    continue;
+                }
+                {
+                    let z = zone.to_string();
+                    let sn = server_name.to_string();
+                    self.step(|| Step::Query {
+                        server: ip.to_string(),
+                        server_name: sn,
+                        zone: z,
+                        name: name.to_string(),
+                        qtype: text_type(qtype),
+                        proto: reply.proto,
+                        tc_retry: reply.truncated_udp,
+                        rtt_ms: reply.rtt.as_secs_f64() * 1000.0,
+                        result,
+                        records: record_lines(&shown),
+                    });
+                }
+                let cache = &self.env.instance.cache;
+                match class {
+                    Class::Lame(_) => unreachable!("handled above"),
+                    Class::Referral {
+                        zone: child,
+                        ns,
+                        glue,
+                    } => {
+                        let child_key = key_of(&child);
+                        cache.insert_rrset(child_key, ns.clone(), Rank::Referral, None);
+                        for set in group(glue) {
+                            let k = key_of(&set[0].name);
+                            cache.insert_rrset(k, set, Rank::Glue, None);
+                        }
+                        servers = ns
+                            .iter()
+                            .filter_map(|r| match &r.data {
+                                RData::NS(n) => Some(n.0.clone()),
+                                _ => None,
+                            })
+                            .collect();
+                        zone = child;
+                        continue 'zone;
+                    }
+                    Class::Answer { records, next } => {
+                        for set in group(records.clone()) {
+                            let k = key_of(&set[0].name);
+                            cache.insert_rrset(k, set, Rank::Answer, scope);
+                        }
+                        return Ok(Got::Answer { records, next });
+                    }
+                    Class::NxDomain { chain, last, soa } => {
+                        for set in group(chain.clone()) {
+                            let k = key_of(&set[0].name);
+                            cache.insert_rrset(k, set, Rank::Answer, scope);
+                        }
+                        let soa = soa.map(negative_soa);
+                        cache.insert_negative(key_of(&last), None, soa.clone(), scope);
+                        return Ok(Got::NxDomain { chain, soa });
+                    }
+                    Class::NoData { chain, last, soa } => {
+                        for set in group(chain.clone()) {
+                            let k = key_of(&set[0].name);
+                            cache.insert_rrset(k, set, Rank::Answer, scope);
+                        }
+                        let soa = soa.map(negative_soa);
+                        cache.insert_negative(key_of(&last), Some(qtype), soa.clone(), scope);
+                        return Ok(Got::NoData { chain, soa });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The SOA as a negative answer shows it: TTL = min(TTL, MINIMUM) (RFC 2308 5).
+fn negative_soa(mut soa: Record) -> Record {
+    if let Some(t) = super::cache::negative_ttl(&soa) {
+        soa.ttl = t;
+    }
+    soa
+}
+
+fn cname_target(records: &[Record]) -> Option<Name> {
+    records.iter().find_map(|r| match &r.data {
+        RData::CNAME(c) => Some(c.0.clone()),
+        _ => None,
+    })
+}
+
+/// Records grouped into RRsets (same owner, case-insensitively, and type), in first-seen order.
+fn group(records: Vec<Record>) -> Vec<Vec<Record>> {
+    let mut out: Vec<(Key, RecordType, Vec<Record>)> = Vec::new();
+    for r in records {
+        let k = key_of(&r.name);
+        let t = r.record_type();
+        match out.iter_mut().find(|(ok, ot, _)| *ok == k && *ot == t) {
+            Some((_, _, v)) => v.push(r),
+            None => out.push((k, t, vec![r])),
+        }
+    }
+    out.into_iter().map(|(_, _, v)| v).collect()
+}
+
+/// The network a reply applies to, from its ECS scope (RFC 7871 7.3.1): None = every client.
+fn reply_scope(m: &Message, sent: Option<(IpAddr, u8)>) -> Option<IpNet> {
+    let (addr, source) = sent?;
+    let ecs = m
+        .edns
+        .as_ref()?
+        .options()
+        .as_ref()
+        .iter()
+        .find_map(|(_, o)| match o {
+            hickory_proto::rr::rdata::opt::EdnsOption::Subnet(s) => Some(*s),
+            _ => None,
+        })?;
+    let scope = ecs.scope_prefix().min(source);
+    if scope == 0 {
+        return None;
+    }
+    IpNet::new(addr, scope).ok().map(|n| n.trunc())
+}
+
+/// Reads a reply from a server of `zone` to (name, qtype).
+fn classify(m: &Message, zone: &Name, name: &Name, qtype: RecordType) -> Class {
+    let zone_key = key_of(zone);
+    let inside = |r: &Record| is_at_or_below(&key_of(&r.name), &zone_key);
+    let rc = m.metadata.response_code;
+    if rc != ResponseCode::NoError && rc != ResponseCode::NXDomain {
+        return Class::Lame(format!("{rc}"));
+    }
+    // Follow the chain inside the reply, keeping only records this server may speak for.
+    let mut chain = Vec::new();
+    let mut cur = name.clone();
+    let mut next = None;
+    let mut done = false;
+    for _ in 0..MAX_CHAIN_IN_REPLY {
+        let cur_key = key_of(&cur);
+        if !is_at_or_below(&cur_key, &zone_key) {
+            next = Some(cur.clone());
+            break;
+        }
+        let at: Vec<&Record> = m
+            .answers
+            .iter()
+            .filter(|r| inside(r) && key_of(&r.name) == cur_key)
+            .collect();
+        let wanted: Vec<Record> = at
+            .iter()
+            .filter(|r| qtype == RecordType::ANY || r.record_type() == qtype)
+            .map(|r| (*r).clone())
+            .collect();
+        if !wanted.is_empty() {
+            chain.extend(wanted);
+            done = true;
+            break;
+        }
+        match at.iter().find(|r| r.record_type() == RecordType::CNAME) {
+            Some(c) => {
+                let target = match &c.data {
+                    RData::CNAME(t) => t.0.clone(),
+                    _ => break,
+                };
+                chain.push((*c).clone());
+                cur = target;
+                next = Some(cur.clone());
+            }
+            None => break,
+        }
+    }
+    let soa = m
+        .authorities
+        .iter()
+        .find(|r| {
+            r.record_type() == RecordType::SOA
+                && inside(r)
+                && is_at_or_below(&key_of(&cur), &key_of(&r.name))
+        })
+        .cloned();
+    if rc == ResponseCode::NXDomain {
+        return Class::NxDomain {
+            chain,
+            last: cur,
+            soa,
+        };
+    }
+    if done {
+        return Class::Answer {
+            records: chain,
+            next: None,
+        };
+    }
+    if !chain.is_empty() {
+        let target_inside = is_at_or_below(&key_of(&cur), &zone_key);
+        if target_inside && (soa.is_some() || m.metadata.authoritative) {
+            // The alias's target is this server's and it has nothing of the type.
+            return Class::NoData {
+                chain,
+                last: cur,
+                soa,
+            };
+        }
+        return Class::Answer {
+            records: chain,
+            next,
+        };
+    }
+    if !m.answers.is_empty() && m.answers.iter().any(inside) {
+        return Class::Lame("answer section does not answer the question".into());
+    }
+    // No answer: a referral strictly down toward the name, or NODATA.
+    if !m.metadata.authoritative
+        && let Some(first) = m
+            .authorities
+            .iter()
+            .find(|r| r.record_type() == RecordType::NS)
+    {
+        let child = first.name.clone();
+        let child_key = key_of(&child);
+        let below_zone = child_key != zone_key && is_at_or_below(&child_key, &zone_key);
+        if !below_zone || !is_at_or_below(&key_of(name), &child_key) {
+            return Class::Lame(format!(
+                "referral to {child} does not lead down from {zone}"
+            ));
+        }
+        let ns: Vec<Record> = m
+            .authorities
+            .iter()
+            .filter(|r| r.record_type() == RecordType::NS && key_of(&r.name) == child_key)
+            .cloned()
+            .collect();
+        let targets: Vec<Key> = ns
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::NS(n) => Some(key_of(&n.0)),
+                _ => None,
+            })
+            .collect();
+        // Glue only for the named servers and only inside the referring zone (RFC 2181 5.4.1).
+        let glue: Vec<Record> = m
+            .additionals
+            .iter()
+            .filter(|r| matches!(r.record_type(), RecordType::A | RecordType::AAAA))
+            .filter(|r| {
+                let k = key_of(&r.name);
+                targets.contains(&k) && is_at_or_below(&k, &zone_key)
+            })
+            .cloned()
+            .collect();
+        return Class::Referral {
+            zone: child,
+            ns,
+            glue,
+        };
+    }
+    if m.metadata.authoritative || soa.is_some() {
+        return Class::NoData {
+            chain,
+            last: cur,
+            soa,
+        };
+    }
+    Class::Lame("neither an answer nor a referral".into())
+}
+
+/// Smoothed round-trip times per server address (RFC 6298's estimator, as Unbound keeps its
+/// infra cache): the fastest known server is asked first; unknown servers are tried early so each
+/// gets measured; a timeout counts as a slow sample.
+#[derive(Debug, Default)]
+pub struct Infra {
+    rtt: std::sync::Mutex<std::collections::HashMap<IpAddr, (f64, f64)>>,
+}
+
+impl Infra {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<IpAddr, (f64, f64)>> {
+        self.rtt.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn rtt(&self, ip: IpAddr, sample: Duration) {
+        let s = sample.as_secs_f64() * 1000.0;
+        let mut m = self.lock();
+        let e = m.entry(ip).or_insert((s, s / 2.0));
+        // RFC 6298 2.3: alpha 1/8, beta 1/4.
+        e.1 = 0.75 * e.1 + 0.25 * (e.0 - s).abs();
+        e.0 = 0.875 * e.0 + 0.125 * s;
+    }
+
+    pub fn timed_out(&self, ip: IpAddr, waited: Duration) {
+        let w = waited.as_secs_f64() * 1000.0;
+        let mut m = self.lock();
+        let e = m.entry(ip).or_insert((w, w / 2.0));
+        e.0 = (e.0 * 2.0).max(w).min(120_000.0);
+    }
+
+    pub fn failed(&self, ip: IpAddr) {
+        // A refused connection is as bad as a timeout for choosing, but cost no time.
+        let mut m = self.lock();
+        let e = m.entry(ip).or_insert((1000.0, 500.0));
+        e.0 = e.0.max(1000.0);
+    }
+
+    /// Smoothed RTT in ms, or None if never measured.
+    pub fn srtt(&self, ip: IpAddr) -> Option<f64> {
+        self.lock().get(&ip).map(|e| e.0)
+    }
+
+    /// How long to wait for this server: RTO = SRTT + 4 RTTVAR (RFC 6298 2.3), at least 50 ms, at
+    /// most `max`; unmeasured servers get `max`.
+    pub fn timeout(&self, ip: IpAddr, max: Duration) -> Duration {
+        match self.lock().get(&ip) {
+            Some(&(srtt, var)) => {
+                Duration::from_secs_f64(((srtt + 4.0 * var).max(50.0)) / 1000.0).min(max)
+            }
+            None => max,
+        }
+    }
+
+    /// Orders candidates: unmeasured first (in random order, so each gets measured), then by SRTT.
+    pub fn order<T: Clone>(&self, c: &mut [(IpAddr, T)]) {
+        let m = self.lock();
+        let keyed: Vec<(f64, u32)> = c
+            .iter()
+            .map(|(ip, _)| (m.get(ip).map_or(-1.0, |e| e.0), rand::random::<u32>()))
+            .collect();
+        drop(m);
+        let mut idx: Vec<usize> = (0..c.len()).collect();
+        idx.sort_by(|&a, &b| {
+            keyed[a]
+                .0
+                .total_cmp(&keyed[b].0)
+                .then(keyed[a].1.cmp(&keyed[b].1))
+        });
+        let sorted: Vec<(IpAddr, T)> = idx.iter().map(|&i| c[i].clone()).collect();
+        c.clone_from_slice(&sorted);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faster_servers_first_unknown_explored() {
+        let infra = Infra::default();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let c: IpAddr = "192.0.2.3".parse().unwrap();
+        for _ in 0..5 {
+            infra.rtt(a, Duration::from_millis(80));
+            infra.rtt(b, Duration::from_millis(5));
+        }
+        let mut v = vec![(a, 'a'), (b, 'b'), (c, 'c')];
+        infra.order(&mut v);
+        assert_eq!(
+            v.iter().map(|x| x.1).collect::<String>(),
+            "cba",
+            "unmeasured c first, then b (5 ms), then a (80 ms)"
+        );
+        infra.timed_out(b, Duration::from_millis(1500));
+        infra.rtt(c, Duration::from_millis(20));
+        let mut v = vec![(a, 'a'), (b, 'b'), (c, 'c')];
+        infra.order(&mut v);
+        assert_eq!(v.iter().map(|x| x.1).collect::<String>(), "cab");
+        assert!(infra.timeout(c, Duration::from_secs(2)) < Duration::from_secs(1));
+        assert_eq!(
+            infra.timeout("192.0.2.9".parse().unwrap(), Duration::from_millis(700)),
+            Duration::from_millis(700)
+        );
+    }
+}
