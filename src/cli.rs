@@ -65,6 +65,26 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Resolve NAME iteratively from the root hints, like `dig +trace` with --trace. With the lab
+    /// (no --config) the lab's nameservers are started in-process on a free port and walked.
+    Resolve {
+        /// The name, e.g. object.yourcompany.com
+        name: String,
+        /// Record type.
+        #[arg(default_value = "A")]
+        qtype: String,
+        /// Print every step: servers asked, referrals and answers, cache hits.
+        #[arg(long)]
+        trace: bool,
+        /// Resolve as this resolver listener (its source address and cache; default: the first).
+        #[arg(long)]
+        resolver: Option<String>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print JSON (what `GET /trace` serves).
+        #[arg(long)]
+        json: bool,
+    },
     /// Geo data tools.
     Geo {
         #[command(subcommand)]
@@ -127,6 +147,21 @@ pub fn main() -> ExitCode {
             client,
             ecs.as_deref(),
             listener.as_deref(),
+            json,
+        ),
+        Command::Resolve {
+            name,
+            qtype,
+            trace,
+            resolver,
+            config,
+            json,
+        } => resolve(
+            source(config, None),
+            &name,
+            &qtype,
+            trace,
+            resolver.as_deref(),
             json,
         ),
         Command::Geo {
@@ -221,6 +256,103 @@ fn explain(
         }
         Err(m) => fail(m),
     }
+}
+
+fn resolve(
+    mut source: Source,
+    name: &str,
+    qtype: &str,
+    trace: bool,
+    resolver: Option<&str>,
+    json: bool,
+) -> ExitCode {
+    let fail = |m: String| {
+        eprintln!("gslbd resolve: {m}");
+        ExitCode::FAILURE
+    };
+    let qtype = match qtype.to_ascii_uppercase().parse::<RecordType>() {
+        Ok(t) => t,
+        Err(_) => return fail(format!("unknown record type {qtype}")),
+    };
+    let qname = match hickory_proto::rr::Name::from_ascii(name) {
+        Ok(mut n) => {
+            n.set_fqdn(true);
+            n
+        }
+        Err(e) => return fail(format!("bad name {name}: {e}")),
+    };
+    let snap = match Snapshot::build(&source) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("the configuration does not build:\n{e}")),
+    };
+    let Some(settings) = snap.resolver.clone() else {
+        return fail(format!("{} has no [resolver] section", source.describe()));
+    };
+    let li = match resolver {
+        None if settings.listeners.is_empty() => None,
+        None => Some(0),
+        Some(r) => match settings.listeners.iter().position(|l| l.name == r) {
+            Some(i) => Some(i),
+            None => return fail(format!("no resolver listener named {r}")),
+        },
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        // "listen": the hierarchy is our own servers. Start them on a free port so this works
+        // beside a running lab, and walk them there.
+        let (resolvers, settings) = if settings.upstream_port.is_none() {
+            source.port = Some(0);
+            let server = match Server::bind(source).await {
+                Ok(s) => s,
+                Err(e) => return fail(format!("cannot start the nameservers to walk: {e}")),
+            };
+            let handle = server.handle();
+            tokio::spawn(server.run(std::future::pending()));
+            let settings = handle.snapshot().resolver.clone().unwrap_or(settings);
+            (handle.resolvers().clone(), settings)
+        } else {
+            (
+                std::sync::Arc::new(crate::resolver::Resolvers::default()),
+                settings,
+            )
+        };
+        // A config with no resolver listener still resolves, from the system's source address.
+        let fallback = crate::resolver::ResolverListener {
+            name: "cli".into(),
+            addresses: Vec::new(),
+            source: Vec::new(),
+            allow: Vec::new(),
+            udp: false,
+            tcp: false,
+        };
+        let listener = li.map_or(&fallback, |i| &settings.listeners[i]);
+        let instance = resolvers.instance(&listener.name, &settings);
+        let env = crate::resolver::Env {
+            settings: &settings,
+            listener,
+            instance: &instance,
+            port: resolvers.upstream_port(&settings),
+        };
+        let (res, steps) = crate::resolver::resolve_traced(&env, &qname, qtype, None).await;
+        let steps = if trace || json { steps } else { Vec::new() };
+        let report = crate::resolver::trace::Report::new(name, qtype, &listener.name, &res, steps);
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("report serializes")
+            );
+        } else {
+            print!("{}", report.render());
+        }
+        if res.rcode == crate::wire::rcode::SERVFAIL {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        }
+    })
 }
 
 fn geo_build(csv: &std::path::Path, out: &std::path::Path) -> ExitCode {

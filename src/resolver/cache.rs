@@ -388,7 +388,11 @@ mod tests {
     }
 
     fn a(name: &str, ttl: u32, ip: [u8; 4]) -> Record {
-        Record::from_rdata(Name::from_str(name).unwrap(), ttl, RData::A(A::from(ip)))
+        Record::from_rdata(
+            Name::from_str(name).unwrap(),
+            ttl,
+            RData::A(A::from(std::net::Ipv4Addr::from(ip))),
+        )
     }
 
     fn soa(ttl: u32, minimum: u32) -> Record {
@@ -536,7 +540,7 @@ mod tests {
             None,
         );
         let got = cache.rrset(&k, RecordType::A, Rank::Glue).unwrap();
-        assert_eq!(got[0].data, RData::A(A::from([192, 0, 2, 54])));
+        assert_eq!(got[0].data, RData::A(A::new(192, 0, 2, 54)));
     }
 
     #[test]
@@ -568,7 +572,7 @@ mod tests {
             Some("203.0.113.0/24".parse().unwrap()),
         );
         match cache.get(&k, RecordType::A, Rank::Answer, outside) {
-            Some(Hit::Rrset(r)) => assert_eq!(r[0].data, RData::A(A::from([192, 0, 2, 2]))),
+            Some(Hit::Rrset(r)) => assert_eq!(r[0].data, RData::A(A::new(192, 0, 2, 2))),
             other => panic!("{other:?}"),
         }
         assert_eq!(cache.len(), 2);

@@ -148,3 +148,75 @@ pub fn render(steps: &[Step]) -> String {
     }
     out
 }
+
+/// One resolution as `gslbd resolve --json` and `GET /trace` give it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub qtype: String,
+    /// The resolver listener whose identity (source address, cache) was used.
+    pub resolver: String,
+    pub status: &'static str,
+    pub answer: Vec<String>,
+    pub authority: Vec<String>,
+    /// Why the status is SERVFAIL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub upstream_queries: u32,
+    pub trace: Vec<Step>,
+}
+
+impl Report {
+    pub fn new(
+        name: &str,
+        qtype: hickory_proto::rr::RecordType,
+        resolver: &str,
+        res: &super::Resolution,
+        trace: Vec<Step>,
+    ) -> Report {
+        Report {
+            name: name.to_string(),
+            qtype: qtype.to_string(),
+            resolver: resolver.to_string(),
+            status: status_name(res.rcode),
+            answer: record_lines(&res.answer),
+            authority: record_lines(&res.authority),
+            reason: res.reason.clone(),
+            upstream_queries: res.upstream_queries,
+            trace,
+        }
+    }
+
+    /// Text: the trace (when there is one), then the answer as dig prints it.
+    pub fn render(&self) -> String {
+        let mut out = render(&self.trace);
+        let _ = writeln!(
+            out,
+            ";; {} {} via resolver {}: status {}, {} upstream queries",
+            self.name, self.qtype, self.resolver, self.status, self.upstream_queries
+        );
+        if let Some(r) = &self.reason {
+            let _ = writeln!(out, ";; reason: {r}");
+        }
+        for l in &self.answer {
+            let _ = writeln!(out, "{l}");
+        }
+        if !self.authority.is_empty() {
+            let _ = writeln!(out, ";; AUTHORITY");
+            for l in &self.authority {
+                let _ = writeln!(out, "{l}");
+            }
+        }
+        out
+    }
+}
+
+fn status_name(rc: u16) -> &'static str {
+    match rc {
+        crate::wire::rcode::NOERROR => "NOERROR",
+        crate::wire::rcode::NXDOMAIN => "NXDOMAIN",
+        crate::wire::rcode::REFUSED => "REFUSED",
+        _ => "SERVFAIL",
+    }
+}
