@@ -512,7 +512,8 @@ fn geo_build_mmdb_files_decide_like_the_csv() {
             &format!("city_db = \"{}\"", city.display()),
         )
         .replace("\"../geo/", &format!("\"{root}/geo/"))
-        .replace("file = \"", &format!("file = \"{root}/zones/"));
+        .replace("file = \"", &format!("file = \"{root}/zones/"))
+        .replace("hints = \"", &format!("hints = \"{root}/zones/"));
     assert!(config.contains("lab-asn.mmdb") && config.contains("lab-city.mmdb"));
     let path = dir.path().join("gslbd.toml");
     std::fs::write(&path, config).unwrap();
