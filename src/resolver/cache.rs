@@ -222,7 +222,9 @@ impl Cache {
             expires: self.clock.now() + Duration::from_secs(ttl as u64),
             rank: Rank::Answer,
             scope,
-            data: Data::Negative { soa },
+            data: Data::Negative {
+                soa: soa.map(Box::new),
+            },
         };
         inner.put((key, slot), entry, self.clock.now());
     }
@@ -269,7 +271,7 @@ impl Cache {
                         .collect(),
                 ),
                 Data::Negative { soa } => {
-                    let soa = soa.clone().map(|mut s| {
+                    let soa = soa.as_deref().cloned().map(|mut s| {
                         s.ttl = left;
                         s
                     });

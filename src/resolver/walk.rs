@@ -548,6 +548,8 @@ impl<'a> Walk<'a> {
                     Class::Lame(why) => (format!("lame: {why}"), Vec::new()),
                 };
                 if let Class::Lame(why) = &class {
+                    // Lame for this zone: rank it behind the servers that answer.
+                    self.env.instance.infra.failed(ip);
                     let (z, sn, why) = (zone.to_string(), server_name.to_string(), why.clone());
                     self.step(|| Step::Failed {
                         server: ip.to_string(),

@@ -39,9 +39,23 @@ impl TestServer {
 }
 
 /// Starts the server from `source` with every port replaced by one shared ephemeral port.
-pub async fn start(mut source: Source) -> TestServer {
+pub async fn start(source: Source) -> TestServer {
+    start_with_clock(
+        source,
+        std::sync::Arc::new(gslbd::resolver::SystemClock::default()),
+    )
+    .await
+}
+
+/// `start` with the resolver cache's clock given (a `ManualClock` expires entries without sleeping).
+pub async fn start_with_clock(
+    mut source: Source,
+    clock: std::sync::Arc<dyn gslbd::resolver::Clock>,
+) -> TestServer {
     source.port = Some(0);
-    let server = Server::bind(source).await.expect("server starts");
+    let server = Server::bind_with_clock(source, clock)
+        .await
+        .expect("server starts");
     let addrs = server.addresses();
     let handle = server.handle();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
