@@ -103,7 +103,7 @@ pub enum Data {
     /// NODATA (at key (name, type)) or NXDOMAIN (at key (name, NXDOMAIN_TYPE)), with the SOA to put
     /// in AUTHORITY.
     Negative {
-        soa: Option<Record>,
+        soa: Option<Box<Record>>,
     },
 }
 
