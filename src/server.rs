@@ -57,6 +57,11 @@ impl Handle {
         self.snapshot.load()
     }
 
+    /// The current snapshot as an owned `Arc`, for work that awaits (a guard must not be held long).
+    pub fn snapshot_full(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
     /// Rebuilds the snapshot from the configuration source and swaps it in. On any error the
     /// running snapshot stays. Listener sets cannot change without a restart (sockets are bound
     /// once), so a config that changes them is refused.

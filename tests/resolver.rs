@@ -523,3 +523,136 @@ fn resolve_command_traces_the_walk() {
     assert!(!out.status.success());
     assert!(text.contains("CNAME loop"), "{text}");
 }
+
+/// `GET /trace` on the HTTPDNS server: the same walk as JSON, the cache visible as steps, and the
+/// resolver's allow list enforced on the requester.
+#[tokio::test]
+async fn trace_over_http() {
+    let server = start_lab().await;
+    let base = format!("http://{}", server.addr("http", "http"));
+    let client = |local: &str| {
+        reqwest::Client::builder()
+            .local_address(ip(local))
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    };
+    let url = format!("{base}/trace?name=object.yourcompany.com&type=AAAA&resolver=telecom");
+    let resp = client("127.0.0.1").get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["status"], "NOERROR");
+    assert_eq!(v["resolver"], "telecom");
+    assert_eq!(v["upstream_queries"], 3);
+    let servers: Vec<&str> = v["trace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["step"] == "query")
+        .map(|s| s["server"].as_str().unwrap())
+        .collect();
+    assert_eq!(servers[..2], ["127.0.1.1", "127.0.2.1"], "{v}");
+    assert!(servers[2].starts_with("127.0.3."), "{v}");
+    let answer: Vec<&str> = v["answer"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        answer
+            .iter()
+            .any(|l| l.starts_with("object.dx.yourcompany.com.")),
+        "telecom line: {answer:?}"
+    );
+    // The same question again: one step, from the cache; and DNS to the same LDNS shares it.
+    let v: serde_json::Value = client("127.0.0.1")
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["upstream_queries"], 0);
+    let steps: Vec<&str> = v["trace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["cache", "follow", "cache", "follow", "cache"],
+        "{v}"
+    );
+    let before = server.handle.served();
+    let m = Message::from_vec(
+        &udp_from(
+            ip("127.0.0.1"),
+            server.addr("telecom", "udp"),
+            &Q::new("object.yourcompany.com", 28).bytes(),
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(m.answers.len(), 4, "2 CNAMEs + 2 AAAA");
+    assert_eq!(
+        server.handle.served(),
+        before,
+        "the DNS listener shares the cache"
+    );
+
+    // A requester the resolver does not serve: the lab's trusted proxy says the client is
+    // 203.0.113.5, outside the default allow list (loopback).
+    let resp = client("127.0.0.2")
+        .get(&url)
+        .header("X-Forwarded-For", "203.0.113.5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let e: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(e["code"], "Forbidden");
+    // Bad input: precise codes.
+    for (path, status, code) in [
+        ("/trace", 400, "MissingArgument"),
+        ("/trace?name=a..b", 400, "InvalidHost"),
+        (
+            "/trace?name=www.yourcompany.com&type=BOGUS",
+            400,
+            "InvalidArgument",
+        ),
+        (
+            "/trace?name=www.yourcompany.com&resolver=nope",
+            400,
+            "InvalidArgument",
+        ),
+    ] {
+        let resp = client("127.0.0.1")
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{path}");
+        let e: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(e["code"], code, "{path}");
+    }
+    // The documented schema's required fields are there.
+    let doc: serde_json::Value = client("127.0.0.1")
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for f in doc["components"]["schemas"]["Trace"]["required"]
+        .as_array()
+        .unwrap()
+    {
+        assert!(v.get(f.as_str().unwrap()).is_some(), "{f} missing in {v}");
+    }
+}

@@ -41,6 +41,14 @@ impl ApiError {
     pub fn invalid_argument(why: impl Into<String>) -> ApiError {
         Self::new(StatusCode::BAD_REQUEST, "InvalidArgument", why)
     }
+    /// `/trace` on a server whose configuration has no `[resolver]`.
+    pub fn no_resolver() -> ApiError {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NoResolver",
+            "this configuration has no [resolver] section",
+        )
+    }
     pub fn invalid_account(id: &str) -> ApiError {
         Self::new(
             StatusCode::FORBIDDEN,

@@ -4,7 +4,7 @@
 //!
 //! Module map: `config` (the `[http]` section), `error` (the one place HTTP statuses and JSON error
 //! codes are decided), `client` (which address the answer is for), `limit` (rate limits),
-//! `alibaba`, `google`, `doh` (the three APIs), `ops` (`/healthz`, `/metrics`, `/admin/reload`,
+//! `alibaba`, `google`, `doh` (the three APIs), `trace` (a resolver walk step by step), `ops` (`/healthz`, `/metrics`, `/admin/reload`,
 //! `/openapi.json`).
 
 pub mod alibaba;
@@ -15,6 +15,7 @@ pub mod error;
 pub mod google;
 pub mod limit;
 pub mod ops;
+pub mod trace;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +56,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/resolve"),
     ("GET", "/dns-query"),
     ("POST", "/dns-query"),
+    ("GET", "/trace"),
     ("GET", "/healthz"),
     ("GET", "/metrics"),
     ("POST", "/admin/reload"),
@@ -75,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .route("/{account_id}/sign_resolve", get(alibaba::sign_resolve))
         .route("/resolve", get(google::resolve))
         .route("/dns-query", get(doh::get).post(doh::post))
+        .route("/trace", get(trace::trace))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/admin/reload", post(ops::reload))

@@ -172,6 +172,7 @@ const OPERATIONS: &[(&str, &str, Describe)] = &[
     ("GET", "/resolve", google_resolve),
     ("GET", "/dns-query", doh_get),
     ("POST", "/dns-query", doh_post),
+    ("GET", "/trace", trace_op),
     ("GET", "/healthz", healthz_op),
     ("GET", "/metrics", metrics_op),
     ("POST", "/admin/reload", reload_op),
@@ -223,6 +224,7 @@ pub fn document() -> Result<Value, String> {
             { "name": "httpdns-alibaba", "description": "Alibaba Cloud HTTPDNS compatible API" },
             { "name": "httpdns-json", "description": "Google Public DNS JSON compatible API" },
             { "name": "doh", "description": "DNS over HTTPS, RFC 8484" },
+            { "name": "resolver", "description": "The iterative resolver, step by step" },
             { "name": "ops", "description": "Health, metrics, reload, this document" },
         ],
         "paths": paths,
@@ -432,6 +434,35 @@ fn doh_post() -> Value {
                 ("400", "InvalidArgument: not a DNS query message"),
                 ("413", "BodyTooLarge: more than [http] max_body bytes"),
                 ("415", "UnsupportedMediaType: Content-Type is not application/dns-message"),
+            ],
+        ),
+    })
+}
+
+fn trace_op() -> Value {
+    json!({
+        "tags": ["resolver"],
+        "operationId": "trace",
+        "summary": "Resolve iteratively and show every step (like dig +trace)",
+        "description": "Walks from the root hints (or the closest delegation cached) as the named \
+            resolver listener: its source address, its cache. Every server asked, referral, \
+            answer and cache hit is a step. The requester must be in that listener's allow list.",
+        "parameters": [
+            { "name": "name", "in": "query", "required": true,
+              "description": "Domain name to resolve", "schema": { "type": "string" } },
+            { "name": "type", "in": "query", "required": false,
+              "description": "Record type, mnemonic or number",
+              "schema": { "type": "string", "default": "A" } },
+            { "name": "resolver", "in": "query", "required": false,
+              "description": "A [[resolver.listener]] name (default: the first)",
+              "schema": { "type": "string" } },
+        ],
+        "responses": api_responses(
+            json!({ "description": "The walk", "content": json_content(schema_ref("Trace")) }),
+            &[
+                ("400", "MissingArgument (name), InvalidHost, InvalidArgument (type, resolver)"),
+                ("403", "Forbidden: the requester is outside the resolver's allow list"),
+                ("404", "NoResolver: the configuration has no [resolver]"),
             ],
         ),
     })
@@ -652,6 +683,33 @@ fn components() -> Value {
                 "type": "object",
                 "required": ["Status", "TC", "RD", "RA", "AD", "CD", "Question", "scope"],
                 "properties": json_answer,
+            },
+            "Trace": {
+                "type": "object",
+                "required": ["name", "type", "resolver", "status", "answer", "authority",
+                             "upstream_queries", "trace"],
+                "properties": {
+                    "name": { "type": "string" },
+                    "type": { "type": "string" },
+                    "resolver": { "type": "string", "description": "The resolver listener used" },
+                    "status": { "type": "string", "enum": ["NOERROR", "NXDOMAIN", "SERVFAIL"] },
+                    "answer": { "type": "array", "items": { "type": "string" },
+                                "description": "Records as dig prints them" },
+                    "authority": { "type": "array", "items": { "type": "string" } },
+                    "reason": { "type": "string", "description": "Why SERVFAIL" },
+                    "upstream_queries": uint(),
+                    "trace": { "type": "array", "items": {
+                        "type": "object",
+                        "required": ["step"],
+                        "description": "One step; `step` is start, cache, query, failed, \
+                            glueless, follow or fail, with that step's fields",
+                        "properties": {
+                            "step": { "type": "string", "enum": ["start", "cache", "query",
+                                "failed", "glueless", "follow", "fail"] },
+                        },
+                        "additionalProperties": true,
+                    } },
+                },
             },
             "Health": {
                 "type": "object",
