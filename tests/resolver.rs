@@ -113,6 +113,17 @@ async fn walks_glueless_and_cross_zone_then_answers_from_cache() {
     // com. and net. referrals came from the cache: only com, example, net, cdn were asked.
     assert_eq!(n, 4, "cached referrals keep the walk off the root");
 
+    // An alias into a child zone delegated to another server: the parent's answer stops at the
+    // cut, and the walk continues below it (AAAA: NODATA with the child's SOA).
+    let m = ask_r(&server, "r", &Q::new("tosub.example.com", 1)).await;
+    assert_eq!(a_records(&m), vec![ip("192.0.2.70")]);
+    let m = ask_r(&server, "r", &Q::new("tosub.example.com", 28)).await;
+    assert_eq!(m.answers.len(), 1);
+    assert_eq!(
+        m.authorities[0].name,
+        Name::from_ascii("sub.example.com.").unwrap()
+    );
+
     // In-zone chain and MX over UDP and TCP alike.
     let m = ask_r(&server, "r", &Q::new("alias.example.com", 1)).await;
     assert_eq!(a_records(&m), vec![ip("192.0.2.10"), ip("192.0.2.11")]);

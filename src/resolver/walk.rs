@@ -749,9 +749,19 @@ fn classify(m: &Message, zone: &Name, name: &Name, qtype: RecordType) -> Class {
         };
     }
     if !chain.is_empty() {
-        let target_inside = is_at_or_below(&key_of(&cur), &zone_key);
-        if target_inside && (soa.is_some() || m.metadata.authoritative) {
-            // The alias's target is this server's and it has nothing of the type.
+        let cur_key = key_of(&cur);
+        let target_inside = is_at_or_below(&cur_key, &zone_key);
+        // The target may sit below a cut inside this zone: the server then adds the child's NS
+        // (a referral for the target), and the walk continues there.
+        let target_delegated = m.authorities.iter().any(|r| {
+            let k = key_of(&r.name);
+            r.record_type() == RecordType::NS
+                && k != zone_key
+                && is_at_or_below(&k, &zone_key)
+                && is_at_or_below(&cur_key, &k)
+        });
+        if target_inside && soa.is_some() && !target_delegated {
+            // The alias's target is this server's and it has nothing of the type (its SOA says so).
             return Class::NoData {
                 chain,
                 last: cur,
