@@ -534,6 +534,21 @@ fn print_lab_help(addrs: &[crate::server::BoundAddr]) {
     eprintln!(
         "  gslbd explain object.yourcompany.com --client 127.0.10.1  # why that answer, hop by hop"
     );
+    if let (Some(mobile), Some(telecom)) = (find("mobile"), find("telecom")) {
+        eprintln!(
+            "  dig @{} -p {} object.yourcompany.com       # China Mobile's LDNS walks root -> com -> yourcompany",
+            mobile.ip(),
+            mobile.port()
+        );
+        eprintln!(
+            "  dig @{} -p {} object.yourcompany.com       # China Telecom's LDNS: another region",
+            telecom.ip(),
+            telecom.port()
+        );
+        eprintln!(
+            "  gslbd resolve object.yourcompany.com --trace  # the walk step by step, like dig +trace"
+        );
+    }
     if let Some(http) = addrs.iter().find(|a| a.proto == "http").map(|a| a.addr) {
         eprintln!("  curl '{http}/100000/d?host=object.yourcompany.com&ip=127.0.11.1'  # HTTPDNS");
         eprintln!(

@@ -87,6 +87,9 @@ impl Handle {
             });
         }
         let new = Arc::new(new);
+        if let Some(r) = &new.resolver {
+            self.resolvers.apply(r);
+        }
         self.snapshot.store(new.clone());
         drop(old);
         self.start_health();
@@ -516,6 +519,10 @@ async fn serve_resolver_udp(
 ) -> io::Result<()> {
     let socket = Arc::new(socket);
     let walks = Arc::new(Semaphore::new(RESOLVER_WALKS));
+    // The listener's name cannot change without a restart, so its instance is fetched once.
+    let Some(instance) = instance_of(&snap.load(), &resolvers, listener) else {
+        return Ok(());
+    };
     let mut buf = vec![0u8; 65535];
     loop {
         let (n, peer) = match socket.recv_from(&mut buf).await {
@@ -528,8 +535,10 @@ async fn serve_resolver_udp(
             continue;
         };
         let payload = snapshot.limits.udp_payload;
+        let port = resolvers.upstream_port(&settings);
         match resolver::serve::answer_now(
-            &resolvers,
+            &instance,
+            port,
             &settings,
             listener,
             payload,
@@ -549,11 +558,11 @@ async fn serve_resolver_udp(
                 };
                 let packet = buf[..n].to_vec();
                 let socket = socket.clone();
-                let resolvers = resolvers.clone();
+                let instance = instance.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
                     let resp = resolver::serve::walk(
-                        resolvers, settings, listener, payload, packet, peer, false,
+                        instance, port, settings, listener, payload, packet, peer, false,
                     )
                     .await;
                     if let Some(resp) = resp
@@ -565,6 +574,17 @@ async fn serve_resolver_udp(
             }
         }
     }
+}
+
+/// The resolver instance (cache, RTTs) of resolver listener `i`.
+fn instance_of(
+    snap: &Snapshot,
+    resolvers: &Resolvers,
+    i: usize,
+) -> Option<Arc<resolver::Instance>> {
+    let settings = snap.resolver.as_ref()?;
+    let l = settings.listeners.get(i)?;
+    Some(resolvers.instance(&l.name, settings))
 }
 
 /// What a TCP connection serves: an authoritative listener or (with `resolvers`) a resolver one.
@@ -589,8 +609,11 @@ impl Conn {
         };
         let settings = snapshot.resolver.clone()?;
         let payload = snapshot.limits.udp_payload;
+        let instance = instance_of(&snapshot, resolvers, self.listener)?;
+        let port = resolvers.upstream_port(&settings);
         match resolver::serve::answer_now(
-            resolvers,
+            &instance,
+            port,
             &settings,
             self.listener,
             payload,
@@ -601,7 +624,8 @@ impl Conn {
             resolver::serve::Step::Done(r) => r,
             resolver::serve::Step::Walk => {
                 resolver::serve::walk(
-                    resolvers.clone(),
+                    instance,
+                    port,
                     settings,
                     self.listener,
                     payload,

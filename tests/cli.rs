@@ -398,6 +398,9 @@ fn dig_walks_the_lab_world() {
         format!("dig @127.0.0.1 -p {port} -b 127.0.11.1 object.yourcompany.com"),
         format!("dig @127.0.0.1 -p {port} +subnet=2001:db8:b::/48 object.yourcompany.com"),
         "gslbd explain object.yourcompany.com --client 127.0.10.1".to_string(),
+        format!("dig @127.0.10.1 -p {port} object.yourcompany.com"),
+        format!("dig @127.0.11.1 -p {port} object.yourcompany.com"),
+        "gslbd resolve object.yourcompany.com --trace".to_string(),
     ] {
         assert!(log.contains(&hint), "no hint \"{hint}\" in:\n{log}");
     }
@@ -407,7 +410,7 @@ fn dig_walks_the_lab_world() {
         .filter_map(|l| l.trim_start().strip_prefix("dig @"))
         .map(|l| format!("@{}", l.split('#').next().unwrap().trim()))
         .collect();
-    assert_eq!(hints.len(), 6, "{log}");
+    assert_eq!(hints.len(), 8, "{log}");
     for h in &hints {
         let mut cmd = Command::new("dig");
         cmd.args(h.split_whitespace()).args(["+time=2", "+tries=1"]);

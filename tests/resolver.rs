@@ -616,6 +616,30 @@ async fn trace_over_http() {
         "the DNS listener shares the cache"
     );
 
+    // /metrics counts per resolver listener.
+    let metrics = client("127.0.0.1")
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in /metrics"))
+    };
+    assert_eq!(
+        value("gslbd_resolver_upstream_queries_total{resolver=\"telecom\"}"),
+        3
+    );
+    assert!(value("gslbd_resolver_cache_answers_total{resolver=\"telecom\"}") >= 1);
+    assert!(value("gslbd_resolver_cache_entries{resolver=\"telecom\"}") >= 5);
+    assert!(value("gslbd_queries_total{transport=\"recursive\",rcode=\"NOERROR\"}") >= 1);
+
     // A requester the resolver does not serve: the lab's trusted proxy says the client is
     // 203.0.113.5, outside the default allow list (loopback).
     let resp = client("127.0.0.2")

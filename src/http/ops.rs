@@ -55,7 +55,7 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
         listeners: snap.listeners.len(),
         health_up,
         health_down,
-    });
+    }) + &st.handle.resolvers().render_metrics();
     let mut resp = no_store(text.into_response());
     resp.headers_mut().insert(header::CONTENT_TYPE, EXPOSITION);
     resp
@@ -485,8 +485,9 @@ fn metrics_op() -> Value {
         "operationId": "metrics",
         "summary": "Prometheus metrics",
         "description": "Queries by transport and RCODE, GSLB answers by region, latency \
-            histograms per transport, HTTP errors by status and code, admin reloads, and \
-            gauges of the serving snapshot and of health-checked addresses.",
+            histograms per transport, HTTP errors by status and code, admin reloads, \
+            gauges of the serving snapshot and of health-checked addresses, and per resolver \
+            listener: cache answers, walks, coalesced queries, upstream queries, cache entries.",
         "responses": {
             "200": {
                 "description": "Text exposition format 0.0.4",

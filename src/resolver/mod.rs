@@ -69,11 +69,11 @@ impl Resolvers {
             })
     }
 
-    /// The instance for a listener, made on first use; its cache limits follow the settings.
+    /// The instance for a listener, made on first use with the settings' cache limits (`apply`
+    /// updates them on reload).
     pub fn instance(&self, name: &str, settings: &ResolverSettings) -> Arc<Instance> {
         let mut m = self.instances.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(i) = m.get(name) {
-            i.cache.set_limits(settings.cache);
             return i.clone();
         }
         let i = Arc::new(Instance {
@@ -84,6 +84,60 @@ impl Resolvers {
         });
         m.insert(name.to_string(), i.clone());
         i
+    }
+
+    /// Reload: every instance takes the new cache limits.
+    pub fn apply(&self, settings: &ResolverSettings) {
+        for (_, i) in self.instances() {
+            i.cache.set_limits(settings.cache);
+        }
+    }
+
+    /// Prometheus text for every instance: counters and the cache size, labelled by listener.
+    pub fn render_metrics(&self) -> String {
+        use std::fmt::Write as _;
+        let instances = self.instances();
+        let mut s = String::new();
+        let series: [(&str, &str, &str, fn(&Instance) -> u64); 5] = [
+            (
+                "gslbd_resolver_cache_answers_total",
+                "counter",
+                "Client queries the resolver answered from its cache alone.",
+                |i| Stats::get(&i.stats.cache_answers),
+            ),
+            (
+                "gslbd_resolver_walks_total",
+                "counter",
+                "Client queries that needed a walk (led one or joined one in flight).",
+                |i| Stats::get(&i.stats.walks),
+            ),
+            (
+                "gslbd_resolver_coalesced_total",
+                "counter",
+                "Client queries that joined an identical walk already in flight.",
+                |i| Stats::get(&i.stats.coalesced),
+            ),
+            (
+                "gslbd_resolver_upstream_queries_total",
+                "counter",
+                "Queries the resolver sent to authoritative servers.",
+                |i| Stats::get(&i.stats.upstream),
+            ),
+            (
+                "gslbd_resolver_cache_entries",
+                "gauge",
+                "Entries (RRsets and negative answers) in the resolver's cache.",
+                |i| i.cache.len() as u64,
+            ),
+        ];
+        for (name, kind, help, value) in series {
+            let _ = writeln!(s, "# HELP {name} {help}");
+            let _ = writeln!(s, "# TYPE {name} {kind}");
+            for (listener, inst) in &instances {
+                let _ = writeln!(s, "{name}{{resolver=\"{listener}\"}} {}", value(inst));
+            }
+        }
+        s
     }
 
     /// (listener name, instance) for every instance made so far, sorted by name.

@@ -10,7 +10,7 @@ use std::time::Instant;
 use hickory_proto::rr::{Name, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
-use super::{Env, Resolution, ResolverListener, ResolverSettings, Resolvers};
+use super::{Env, Instance, Resolution, ResolverListener, ResolverSettings};
 use crate::metrics;
 use crate::wire::{self, Query, Reject, rcode};
 
@@ -32,8 +32,10 @@ struct Ctx<'a> {
 }
 
 /// Answers from what is at hand (errors, refusals, the cache); `Step::Walk` when it cannot.
+#[allow(clippy::too_many_arguments)]
 pub fn answer_now(
-    resolvers: &Resolvers,
+    instance: &Instance,
+    port: u16,
     settings: &ResolverSettings,
     listener: usize,
     payload: u16,
@@ -53,12 +55,11 @@ pub fn answer_now(
         Ok(q) => q,
         Err(reply) => return Step::Done(counted(reply, start)),
     };
-    let instance = resolvers.instance(&l.name, settings);
     let env = Env {
         settings,
         listener: l,
-        instance: &instance,
-        port: resolvers.upstream_port(settings),
+        instance,
+        port,
     };
     let Some(name) = qname(&q) else {
         return Step::Done(counted(Some(error(&ctx, &q, rcode::FORMERR)), start));
@@ -76,8 +77,10 @@ pub fn answer_now(
 }
 
 /// The walk for a packet `answer_now` could not answer.
+#[allow(clippy::too_many_arguments)]
 pub async fn walk(
-    resolvers: Arc<Resolvers>,
+    instance: Arc<Instance>,
+    port: u16,
     settings: Arc<ResolverSettings>,
     listener: usize,
     payload: u16,
@@ -97,12 +100,11 @@ pub async fn walk(
         Ok(q) => q,
         Err(reply) => return counted(reply, start),
     };
-    let instance = resolvers.instance(&l.name, &settings);
     let env = Env {
         settings: &settings,
         listener: l,
         instance: &instance,
-        port: resolvers.upstream_port(&settings),
+        port,
     };
     let name = qname(&q)?;
     let res = super::resolve(&env, &name, q.rtype(), Some(client_ip(&q, peer))).await;
