@@ -98,7 +98,7 @@ impl Resolvers {
         use std::fmt::Write as _;
         let instances = self.instances();
         let mut s = String::new();
-        let series: [(&str, &str, &str, fn(&Instance) -> u64); 5] = [
+        let series: [Series; 5] = [
             (
                 "gslbd_resolver_cache_answers_total",
                 "counter",
@@ -150,6 +150,9 @@ impl Resolvers {
 }
 
 type FlightKey = (Key, u16, Option<IpNet>);
+
+/// One metric: name, Prometheus type, help text, and how to read it off an instance.
+type Series = (&'static str, &'static str, &'static str, fn(&Instance) -> u64);
 
 /// One LDNS's state.
 #[derive(Debug)]
