@@ -691,3 +691,58 @@ async fn trace_over_http() {
         assert!(v.get(f.as_str().unwrap()).is_some(), "{f} missing in {v}");
     }
 }
+
+/// ECS forwarding (RFC 7871): for zones in `ecs_zones` the resolver sends the client's /24, so the
+/// GSLB answers for the client rather than for the resolver's own address, and the cache keeps
+/// one answer per scope network.
+#[tokio::test]
+async fn ecs_forwarding_decides_by_the_client_not_the_resolver() {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in gslbd::lab::FILES {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+    }
+    let config = gslbd::lab::CONFIG.replace(
+        "upstream_port = \"listen\"",
+        "upstream_port = \"listen\"\necs_zones = [\"yourcompany.com.\"]",
+    );
+    assert!(config.contains("ecs_zones"));
+    let path = dir.path().join(gslbd::lab::CONFIG_NAME);
+    std::fs::write(&path, config).unwrap();
+    let server = start(Source::file(&path)).await;
+    // Every client asks the mobile LDNS (which sends from 127.0.10.1, mobile/Beijing).
+    let ldns = server.addr("mobile", "udp");
+    let q = Q::new("object.yourcompany.com", 1).bytes();
+    let line = |m: &Message| m.answers[2].name.to_string();
+
+    let unicom = Message::from_vec(&udp_from(ip("127.0.12.5"), ldns, &q).await.unwrap()).unwrap();
+    assert_eq!(
+        line(&unicom),
+        "object.lt.yourcompany.com.",
+        "decided by 127.0.12.0/24"
+    );
+    let telecom = Message::from_vec(&udp_from(ip("127.0.11.5"), ldns, &q).await.unwrap()).unwrap();
+    assert_eq!(
+        line(&telecom),
+        "object.dx.yourcompany.com.",
+        "decided by 127.0.11.0/24"
+    );
+
+    // Another client of the same network: the cached answer for that scope, no upstream query.
+    let before = server.handle.served();
+    let again = Message::from_vec(&udp_from(ip("127.0.12.77"), ldns, &q).await.unwrap()).unwrap();
+    assert_eq!(server.handle.served(), before);
+    assert_eq!(line(&again), "object.lt.yourcompany.com.");
+    assert_eq!(a_records(&again), a_records(&unicom));
+
+    // Without ecs_zones the same LDNS answers everyone for its own address (mobile).
+    let plain = start_lab().await;
+    let m = Message::from_vec(
+        &udp_from(ip("127.0.12.5"), plain.addr("mobile", "udp"), &q)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(line(&m), "object.yd.yourcompany.com.");
+}

@@ -152,7 +152,12 @@ impl Resolvers {
 type FlightKey = (Key, u16, Option<IpNet>);
 
 /// One metric: name, Prometheus type, help text, and how to read it off an instance.
-type Series = (&'static str, &'static str, &'static str, fn(&Instance) -> u64);
+type Series = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&Instance) -> u64,
+);
 
 /// One LDNS's state.
 #[derive(Debug)]

@@ -210,13 +210,19 @@ impl<'a> Walk<'a> {
                     }
                     None => {}
                 }
+                // With the client: a CNAME learned under an ECS scope is that scope's.
                 let cached_cname = if qtype == RecordType::CNAME {
                     None
                 } else {
-                    self.env
-                        .instance
-                        .cache
-                        .rrset(&key, RecordType::CNAME, Rank::Answer)
+                    match self.env.instance.cache.get(
+                        &key,
+                        RecordType::CNAME,
+                        Rank::Answer,
+                        self.client,
+                    ) {
+                        Some(Hit::Rrset(c)) => Some(c),
+                        _ => None,
+                    }
                 };
                 let next = if let Some(c) = cached_cname {
                     self.cache_step(&current, qtype, "CNAME", &c);
