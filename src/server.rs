@@ -511,68 +511,113 @@ async fn serve_udp(
 /// walk are dropped (as Unbound drops past num-queries-per-thread) and the client retries.
 const RESOLVER_WALKS: usize = 4096;
 
+/// How often a resolver receive thread looks whether its server has stopped.
+const STOP_POLL: Duration = Duration::from_millis(200);
+
+/// A resolver UDP socket served by a thread of its own doing blocking receives and sends: a cache
+/// hit costs two syscalls and no task wake-ups (with tokio's readiness loop each packet also paid
+/// for waking a worker). Walks, which wait on the network, run as tokio tasks (at most
+/// `RESOLVER_WALKS`) and send their reply themselves. The thread ends soon after this future is
+/// dropped (server shutdown).
 async fn serve_resolver_udp(
     snap: Arc<ArcSwap<Snapshot>>,
     resolvers: Arc<Resolvers>,
     listener: usize,
     socket: UdpSocket,
 ) -> io::Result<()> {
-    let socket = Arc::new(socket);
-    let walks = Arc::new(Semaphore::new(RESOLVER_WALKS));
     // The listener's name cannot change without a restart, so its instance is fetched once.
     let Some(instance) = instance_of(&snap.load(), &resolvers, listener) else {
         return Ok(());
     };
-    let mut buf = vec![0u8; 65535];
-    loop {
-        let (n, peer) = match socket.recv_from(&mut buf).await {
-            Ok(r) => r,
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => continue,
-            Err(e) => return Err(e),
-        };
-        let snapshot = snap.load();
-        let Some(settings) = snapshot.resolver.clone() else {
-            continue;
-        };
-        let payload = snapshot.limits.udp_payload;
-        let port = resolvers.upstream_port(&settings);
-        match resolver::serve::answer_now(
-            &instance,
-            port,
-            &settings,
-            listener,
-            payload,
-            &buf[..n],
-            peer,
-            false,
-        ) {
-            resolver::serve::Step::Done(Some(resp)) => {
-                if let Err(e) = socket.send_to(&resp, peer).await {
-                    tracing::debug!("udp send to {peer}: {e}");
-                }
-            }
-            resolver::serve::Step::Done(None) => {}
-            resolver::serve::Step::Walk => {
-                let Ok(permit) = walks.clone().try_acquire_owned() else {
+    let socket = socket.into_std()?;
+    socket.set_nonblocking(false)?;
+    socket.set_read_timeout(Some(STOP_POLL))?;
+    let socket = Arc::new(socket);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    struct StopOnDrop(Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let _stop_on_drop = StopOnDrop(stop.clone());
+    let runtime = tokio::runtime::Handle::current();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<io::Error>();
+    std::thread::Builder::new()
+        .name(format!("resolver-udp-{listener}"))
+        .spawn(move || {
+            let walks = Arc::new(Semaphore::new(RESOLVER_WALKS));
+            let mut buf = vec![0u8; 65535];
+            while !stop.load(Ordering::Relaxed) {
+                let (n, peer) = match socket.recv_from(&mut buf) {
+                    Ok(r) => r,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock
+                                | io::ErrorKind::TimedOut
+                                | io::ErrorKind::ConnectionReset
+                                | io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        continue;
+                    }
+                    Err(e) => {
+                        let _ = done_tx.send(e);
+                        return;
+                    }
+                };
+                let snapshot = snap.load();
+                let Some(settings) = snapshot.resolver.clone() else {
                     continue;
                 };
-                let packet = buf[..n].to_vec();
-                let socket = socket.clone();
-                let instance = instance.clone();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let resp = resolver::serve::walk(
-                        instance, port, settings, listener, payload, packet, peer, false,
-                    )
-                    .await;
-                    if let Some(resp) = resp
-                        && let Err(e) = socket.send_to(&resp, peer).await
-                    {
-                        tracing::debug!("udp send to {peer}: {e}");
+                let payload = snapshot.limits.udp_payload;
+                let port = resolvers.upstream_port(&settings);
+                match resolver::serve::answer_now(
+                    &instance,
+                    port,
+                    &settings,
+                    listener,
+                    payload,
+                    &buf[..n],
+                    peer,
+                    false,
+                ) {
+                    resolver::serve::Step::Done(Some(resp)) => {
+                        if let Err(e) = socket.send_to(&resp, peer) {
+                            tracing::debug!("udp send to {peer}: {e}");
+                        }
                     }
-                });
+                    resolver::serve::Step::Done(None) => {}
+                    resolver::serve::Step::Walk => {
+                        let Ok(permit) = walks.clone().try_acquire_owned() else {
+                            continue; // too many walks: drop, the client retries
+                        };
+                        let packet = buf[..n].to_vec();
+                        let socket = socket.clone();
+                        let instance = instance.clone();
+                        runtime.spawn(async move {
+                            let _permit = permit;
+                            let resp = resolver::serve::walk(
+                                instance, port, settings, listener, payload, packet, peer, false,
+                            )
+                            .await;
+                            // A UDP send does not block for long (the socket buffer has room or
+                            // the datagram is dropped), so it is done in place.
+                            if let Some(resp) = resp
+                                && let Err(e) = socket.send_to(&resp, peer)
+                            {
+                                tracing::debug!("udp send to {peer}: {e}");
+                            }
+                        });
+                    }
+                }
             }
-        }
+        })?;
+    match done_rx.await {
+        Ok(e) => Err(e),
+        // The thread ended without an error: only after a stop, which this future never sees.
+        Err(_) => std::future::pending().await,
     }
 }
 
