@@ -216,7 +216,12 @@ impl Snapshot {
                             .into(),
                     );
                 }
-                match ResolverSettings::build(rc, base, fs, config.limits.cname_chain) {
+                let hints = ResolverSettings::hints(rc, base, fs).unwrap_or_else(|e| {
+                    // Names the hints file and line itself, like zone problems.
+                    problems.push(e);
+                    crate::resolver::hints::Hints::iana()
+                });
+                match ResolverSettings::build(rc, hints, config.limits.cname_chain) {
                     Ok(r) => Some(Arc::new(r)),
                     Err(errs) => {
                         config_problems.extend(errs);
@@ -225,7 +230,7 @@ impl Snapshot {
                 }
             }
         };
-        let resolver_listeners = resolver.as_ref().map_or(0, |r| r.listeners.len());
+        let resolver_listeners = config.resolver.as_ref().map_or(0, |r| r.listeners.len());
         if config.listeners.is_empty() && resolver_listeners == 0 {
             config_problems.push(
                 "no [[listener]] or [[resolver.listener]] configured: nothing would be served"

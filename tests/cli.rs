@@ -689,6 +689,27 @@ fn check_names_file_and_line() {
         &format!("{}: ", broken("GeoIP2-City.mmdb").display()),
         "cannot read database",
     );
+    // Resolver problems: the hints file and line, or the setting.
+    check_fails(
+        "resolver-bad-hints.toml",
+        &at("bad.hints", 3),
+        "bad address 127.0.1.300",
+    );
+    check_fails(
+        "resolver-bad-allow.toml",
+        &cfg("resolver-bad-allow.toml"),
+        "resolver listener \"r\": allow \"10.0.0.0/33\" is not a network",
+    );
+    check_fails(
+        "resolver-bad-port.toml",
+        &cfg("resolver-bad-port.toml"),
+        "resolver upstream_port \"fifty-three\": a port number or \"listen\"",
+    );
+    check_fails(
+        "resolver-listen-alone.toml",
+        &cfg("resolver-listen-alone.toml"),
+        "upstream_port = \"listen\" needs a DNS [[listener]] of ours",
+    );
     // The control: the same layout without a problem passes.
     let good = gslbd_check(Some(&broken("good.toml")));
     assert!(

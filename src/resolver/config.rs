@@ -21,6 +21,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+
 use std::time::Duration;
 
 use hickory_proto::rr::Name;
@@ -149,29 +150,28 @@ impl ResolverListener {
 
 impl ResolverSettings {
     /// Checks and compiles; every problem is one line naming the setting.
+    /// The root hints the config names (or IANA's). Errors name the hints file (and line), so the
+    /// caller reports them as file problems, not config problems.
+    pub fn hints(c: &ResolverConfig, base: &Path, fs: &dyn ZoneFs) -> Result<Hints, String> {
+        match &c.hints {
+            None => Ok(Hints::iana()),
+            Some(p) => {
+                let path = base.join(p);
+                let text = fs
+                    .read(&path)
+                    .map_err(|e| format!("{}: cannot read root hints: {e}", path.display()))?;
+                Hints::parse(&text, &path)
+            }
+        }
+    }
+
+    /// Checks and compiles; every problem is one line naming the setting.
     pub fn build(
         c: &ResolverConfig,
-        base: &Path,
-        fs: &dyn ZoneFs,
+        hints: Hints,
         cname_chain: usize,
     ) -> Result<ResolverSettings, Vec<String>> {
         let mut problems = Vec::new();
-        let hints = match &c.hints {
-            None => Hints::iana(),
-            Some(p) => {
-                let path = base.join(p);
-                match fs.read(&path) {
-                    Ok(text) => Hints::parse(&text, &path).unwrap_or_else(|e| {
-                        problems.push(e);
-                        Hints::iana()
-                    }),
-                    Err(e) => {
-                        problems.push(format!("resolver hints {}: {e}", path.display()));
-                        Hints::iana()
-                    }
-                }
-            }
-        };
         let upstream_port = match &c.upstream_port {
             UpstreamPort::Port(0) => {
                 problems.push("resolver upstream_port 0: give a port or \"listen\"".into());
