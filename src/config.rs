@@ -6,6 +6,7 @@
 //! cname_chain = 12            # CNAME hops followed in one answer
 //! tcp_idle_timeout_ms = 10000 # RFC 7766 6.2.3: close idle connections
 //! tcp_max_connections = 512   # open TCP connections, all listeners together
+//! udp_workers = 0             # UDP threads per address (0 = one per CPU; SO_REUSEPORT sockets)
 //!
 //! [[zone]]
 //! name = "example.com."
@@ -60,6 +61,18 @@ pub struct Limits {
     pub cname_chain: usize,
     pub tcp_idle_timeout_ms: u64,
     pub tcp_max_connections: usize,
+    /// UDP worker threads per address (0 = one per CPU).
+    pub udp_workers: usize,
+}
+
+impl Limits {
+    /// The number of UDP worker threads per address: `udp_workers`, or one per CPU when 0.
+    pub fn udp_workers(&self) -> usize {
+        match self.udp_workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -70,6 +83,7 @@ impl Default for Limits {
             cname_chain: 12,
             tcp_idle_timeout_ms: 10_000,
             tcp_max_connections: 512,
+            udp_workers: 0,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! - `wire`: query parsing and response encoding; the one place RCODEs are mapped.
 //! - `query`: one message in, one out (parse -> engine -> encode), shared by every transport.
 //! - `server`: UDP/TCP sockets, reload (SIGHUP), shutdown.
+//! - `udp`: the batched (recvmmsg/sendmmsg) UDP loop, one thread per socket.
 //! - `resolver`: the iterative resolver (the carrier LDNS): walk, cache, upstream, trace.
 //! - `lab`: the built-in lab world compiled from `zones/`.
 //! - `cli`: the command line (`serve`, `check`).
@@ -26,5 +27,6 @@ pub mod query;
 pub mod resolver;
 pub mod server;
 pub mod snapshot;
+pub mod udp;
 pub mod wire;
 pub mod zone;

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
+use std::net::UdpSocket;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
@@ -24,6 +25,8 @@ use crate::health::Health;
 use crate::query::{self, Client, Transport};
 use crate::resolver::{self, Clock, Resolvers, SystemClock};
 use crate::snapshot::{BuildError, Snapshot};
+use crate::udp;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 #[derive(Debug, thiserror::Error)]
@@ -264,7 +267,13 @@ impl Server {
                     addr: socket.local_addr().expect("bound socket has an address"),
                 },
             })
-            .collect()
+            .fold(Vec::new(), |mut v, a| {
+                // Several worker sockets on one address are one address to the caller.
+                if !v.contains(&a) {
+                    v.push(a);
+                }
+                v
+            })
     }
 
     /// Serves until `shutdown` resolves.
@@ -379,6 +388,7 @@ fn try_bind_all(snap: &Snapshot) -> Result<(Vec<Bound>, u16), StartError> {
     let mut shared_port = 0u16;
     let mut first_port = None;
     let mut out = Vec::new();
+    let workers = snap.limits.udp_workers();
     let resolver_listeners = snap.resolver.iter().flat_map(|r| r.listeners.iter());
     // Authoritative listeners first, then the resolver's: (index, is resolver, addresses, udp, tcp).
     let all: Vec<(usize, bool, &Vec<SocketAddr>, bool, bool)> = snap
@@ -399,7 +409,11 @@ fn try_bind_all(snap: &Snapshot) -> Result<(Vec<Bound>, u16), StartError> {
                 addr.set_port(shared_port);
             }
             if udp {
-                let socket = udp_socket(addr).map_err(|source| StartError::Bind {
+                // Fixed ports get one SO_REUSEPORT socket per worker (the kernel spreads clients
+                // over them). A port-0 address shares one socket among its workers instead: with
+                // SO_REUSEPORT a second process of ours could join a port it merely guessed free.
+                let reuse = configured.port() != 0 && workers > 1;
+                let socket = udp_socket(addr, reuse).map_err(|source| StartError::Bind {
                     addr,
                     proto: "udp",
                     source,
@@ -408,17 +422,32 @@ fn try_bind_all(snap: &Snapshot) -> Result<(Vec<Bound>, u16), StartError> {
                     shared_port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
                     addr.set_port(shared_port);
                 }
-                out.push(if resolver {
-                    Bound::ResolverUdp {
-                        listener: i,
-                        socket,
-                    }
-                } else {
-                    Bound::Udp {
-                        listener: i,
-                        socket,
-                    }
-                });
+                let mut sockets = vec![socket];
+                for _ in 1..workers {
+                    let extra = if reuse {
+                        udp_socket(addr, true)
+                    } else {
+                        sockets[0].try_clone()
+                    };
+                    sockets.push(extra.map_err(|source| StartError::Bind {
+                        addr,
+                        proto: "udp",
+                        source,
+                    })?);
+                }
+                for socket in sockets {
+                    out.push(if resolver {
+                        Bound::ResolverUdp {
+                            listener: i,
+                            socket,
+                        }
+                    } else {
+                        Bound::Udp {
+                            listener: i,
+                            socket,
+                        }
+                    });
+                }
             }
             if tcp {
                 let socket = tcp_socket(addr).map_err(|source| StartError::Bind {
@@ -464,10 +493,14 @@ fn new_socket(addr: SocketAddr, ty: Type, proto: Protocol) -> io::Result<Socket>
     Ok(s)
 }
 
-fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+fn udp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
     let s = new_socket(addr, Type::DGRAM, Protocol::UDP)?;
+    if reuse_port {
+        #[cfg(unix)]
+        s.set_reuse_port(true)?;
+    }
     s.bind(&addr.into())?;
-    UdpSocket::from_std(s.into())
+    Ok(s.into())
 }
 
 fn tcp_socket(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -479,46 +512,52 @@ fn tcp_socket(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(s.into())
 }
 
+/// Runs `serve` on a thread of its own; the returned future ends with the thread's error, and
+/// dropping it (server shutdown) stops the thread within `udp::POLL`.
+async fn on_thread(
+    name: String,
+    serve: impl FnOnce(&AtomicBool) -> io::Result<()> + Send + 'static,
+) -> io::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop_on_drop = udp::StopOnDrop(stop.clone());
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<io::Result<()>>();
+    std::thread::Builder::new().name(name).spawn(move || {
+        let _ = done_tx.send(serve(&stop));
+    })?;
+    match done_rx.await {
+        Ok(Err(e)) => Err(e),
+        // Ended without an error (only after a stop, which this future outlives by definition).
+        _ => std::future::pending().await,
+    }
+}
+
+/// An authoritative UDP socket: batches in, `query::respond` per packet, batches out.
 async fn serve_udp(
     snap: Arc<ArcSwap<Snapshot>>,
     listener: usize,
     socket: UdpSocket,
     served: Arc<AtomicU64>,
 ) -> io::Result<()> {
-    let mut buf = vec![0u8; 65535];
-    loop {
-        let (n, peer) = match socket.recv_from(&mut buf).await {
-            Ok(r) => r,
-            // ICMP errors from earlier sends surface here on some systems; they are not ours to stop for.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => continue,
-            Err(e) => return Err(e),
-        };
-        let client = Client {
-            addr: peer,
-            transport: Transport::Udp,
-        };
-        let snapshot = snap.load();
-        served.fetch_add(1, Ordering::Relaxed);
-        if let Some(resp) = query::respond(&snapshot, listener, &buf[..n], &client)
-            && let Err(e) = socket.send_to(&resp, peer).await
-        {
-            tracing::debug!("udp send to {peer}: {e}");
-        }
-    }
+    on_thread(format!("udp-{listener}"), move |stop| {
+        udp::serve(&socket, stop, |packet, peer| {
+            let client = Client {
+                addr: peer,
+                transport: Transport::Udp,
+            };
+            served.fetch_add(1, Ordering::Relaxed);
+            query::respond(&snap.load(), listener, packet, &client)
+        })
+    })
+    .await
 }
 
 /// Client queries a resolver listener may have walking at once; beyond this new ones that need a
 /// walk are dropped (as Unbound drops past num-queries-per-thread) and the client retries.
 const RESOLVER_WALKS: usize = 4096;
 
-/// How often a resolver receive thread looks whether its server has stopped.
-const STOP_POLL: Duration = Duration::from_millis(200);
-
-/// A resolver UDP socket served by a thread of its own doing blocking receives and sends: a cache
-/// hit costs two syscalls and no task wake-ups (with tokio's readiness loop each packet also paid
-/// for waking a worker). Walks, which wait on the network, run as tokio tasks (at most
-/// `RESOLVER_WALKS`) and send their reply themselves. The thread ends soon after this future is
-/// dropped (server shutdown).
+/// A resolver UDP socket on the same receive thread loop as the authoritative ones: cache hits
+/// are answered in place (no task wake-ups); walks, which wait on the network, run as tokio tasks
+/// (at most `RESOLVER_WALKS`) and send their reply themselves.
 async fn serve_resolver_udp(
     snap: Arc<ArcSwap<Snapshot>>,
     resolvers: Arc<Resolvers>,
@@ -529,96 +568,46 @@ async fn serve_resolver_udp(
     let Some(instance) = instance_of(&snap.load(), &resolvers, listener) else {
         return Ok(());
     };
-    let socket = socket.into_std()?;
-    socket.set_nonblocking(false)?;
-    socket.set_read_timeout(Some(STOP_POLL))?;
-    let socket = Arc::new(socket);
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    struct StopOnDrop(Arc<std::sync::atomic::AtomicBool>);
-    impl Drop for StopOnDrop {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
-        }
-    }
-    let _stop_on_drop = StopOnDrop(stop.clone());
     let runtime = tokio::runtime::Handle::current();
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<io::Error>();
-    std::thread::Builder::new()
-        .name(format!("resolver-udp-{listener}"))
-        .spawn(move || {
-            let walks = Arc::new(Semaphore::new(RESOLVER_WALKS));
-            let mut buf = vec![0u8; 65535];
-            while !stop.load(Ordering::Relaxed) {
-                let (n, peer) = match socket.recv_from(&mut buf) {
-                    Ok(r) => r,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock
-                                | io::ErrorKind::TimedOut
-                                | io::ErrorKind::ConnectionReset
-                                | io::ErrorKind::Interrupted
-                        ) =>
-                    {
-                        continue;
-                    }
-                    Err(e) => {
-                        let _ = done_tx.send(e);
-                        return;
-                    }
-                };
-                let snapshot = snap.load();
-                let Some(settings) = snapshot.resolver.clone() else {
-                    continue;
-                };
-                let payload = snapshot.limits.udp_payload;
-                let port = resolvers.upstream_port(&settings);
-                match resolver::serve::answer_now(
-                    &instance,
-                    port,
-                    &settings,
-                    listener,
-                    payload,
-                    &buf[..n],
-                    peer,
-                    false,
-                ) {
-                    resolver::serve::Step::Done(Some(resp)) => {
-                        if let Err(e) = socket.send_to(&resp, peer) {
+    let socket = Arc::new(socket);
+    on_thread(format!("resolver-udp-{listener}"), move |stop| {
+        let walks = Arc::new(Semaphore::new(RESOLVER_WALKS));
+        let replies = socket.clone();
+        udp::serve(&socket, stop, |packet, peer| {
+            let snapshot = snap.load();
+            let settings = snapshot.resolver.clone()?;
+            let payload = snapshot.limits.udp_payload;
+            let port = resolvers.upstream_port(&settings);
+            match resolver::serve::answer_now(
+                &instance, port, &settings, listener, payload, packet, peer, false,
+            ) {
+                resolver::serve::Step::Done(r) => r,
+                resolver::serve::Step::Walk => {
+                    // Too many walks: drop, the client retries.
+                    let permit = walks.clone().try_acquire_owned().ok()?;
+                    let packet = packet.to_vec();
+                    let socket = replies.clone();
+                    let instance = instance.clone();
+                    runtime.spawn(async move {
+                        let _permit = permit;
+                        let resp = resolver::serve::walk(
+                            instance, port, settings, listener, payload, packet, peer, false,
+                        )
+                        .await;
+                        // A UDP send does not block for long (room in the socket buffer, or the
+                        // datagram is dropped), so it is done in place.
+                        if let Some(resp) = resp
+                            && let Err(e) = socket.send_to(&resp, peer)
+                        {
                             tracing::debug!("udp send to {peer}: {e}");
                         }
-                    }
-                    resolver::serve::Step::Done(None) => {}
-                    resolver::serve::Step::Walk => {
-                        let Ok(permit) = walks.clone().try_acquire_owned() else {
-                            continue; // too many walks: drop, the client retries
-                        };
-                        let packet = buf[..n].to_vec();
-                        let socket = socket.clone();
-                        let instance = instance.clone();
-                        runtime.spawn(async move {
-                            let _permit = permit;
-                            let resp = resolver::serve::walk(
-                                instance, port, settings, listener, payload, packet, peer, false,
-                            )
-                            .await;
-                            // A UDP send does not block for long (the socket buffer has room or
-                            // the datagram is dropped), so it is done in place.
-                            if let Some(resp) = resp
-                                && let Err(e) = socket.send_to(&resp, peer)
-                            {
-                                tracing::debug!("udp send to {peer}: {e}");
-                            }
-                        });
-                    }
+                    });
+                    None
                 }
             }
-        })?;
-    match done_rx.await {
-        Ok(e) => Err(e),
-        // The thread ended without an error: only after a stop, which this future never sees.
-        Err(_) => std::future::pending().await,
-    }
+        })
+    })
+    .await
 }
 
 /// The resolver instance (cache, RTTs) of resolver listener `i`.
