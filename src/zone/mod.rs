@@ -103,13 +103,14 @@ impl Zone {
         let origin_key = key_of(origin);
         let mut errors = Vec::new();
         let err = |r: &SourcedRecord, message: String| ZoneError {
-            file: r.file.clone(),
+            file: r.file.to_path_buf(),
             line: r.line,
             message,
         };
 
         // Where each (owner, type) was first written, for error lines in the checks below.
-        let mut first_line: HashMap<(Key, RecordType), (PathBuf, usize)> = HashMap::new();
+        let mut first_line: HashMap<(Key, RecordType), (std::sync::Arc<Path>, usize)> =
+            HashMap::new();
         let mut nodes: HashMap<Key, Node> = HashMap::new();
         let mut count = 0;
         for r in records {
@@ -178,7 +179,7 @@ impl Zone {
         let line_of = |key: &Key, rtype: RecordType| -> (PathBuf, usize) {
             first_line
                 .get(&(key.clone(), rtype))
-                .cloned()
+                .map(|(f, l)| (f.to_path_buf(), *l))
                 .unwrap_or((path.to_path_buf(), 0))
         };
         let apex_err = |message: String| ZoneError {

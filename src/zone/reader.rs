@@ -60,7 +60,8 @@ impl ZoneFs for DiskFs {
 #[derive(Debug, Clone)]
 pub struct SourcedRecord {
     pub record: Record,
-    pub file: PathBuf,
+    /// Shared by every record of the file (one allocation per file, not per record).
+    pub file: std::sync::Arc<Path>,
     pub line: usize,
 }
 
@@ -598,7 +599,7 @@ impl Reader<'_> {
         owner: Option<Name>,
         depth: usize,
     ) -> Result<(), ReadError> {
-        let file = path.to_path_buf();
+        let file: std::sync::Arc<Path> = std::sync::Arc::from(path);
         let mut st = FileState {
             origin,
             owner,

@@ -1,0 +1,75 @@
+//! ns per piece of the authoritative path on the lab world: parsing a query, the engine's lookup,
+//! encoding the answer, and the whole `query::respond` (parse + lookup + encode + counters), for a
+//! plain hit, a CNAME chain, an MX with additional addresses and an NXDOMAIN.
+//!
+//!     cargo bench --bench wire
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use gslbd::config::Source;
+use gslbd::engine::{self, Question};
+use gslbd::query::{self, Client, Transport, client_addr};
+use gslbd::snapshot::Snapshot;
+use gslbd::wire;
+
+/// A query as dig sends it: RD, EDNS with a 1232-byte payload.
+fn query(name: &str, qtype: u16) -> Vec<u8> {
+    let mut b = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
+    for label in name.trim_end_matches('.').split('.') {
+        b.push(label.len() as u8);
+        b.extend_from_slice(label.as_bytes());
+    }
+    b.push(0);
+    b.extend_from_slice(&qtype.to_be_bytes());
+    b.extend_from_slice(&[0, 1]);
+    b.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+    b
+}
+
+fn bench(c: &mut Criterion) {
+    let snap = Snapshot::build(&Source::lab()).expect("the lab builds");
+    let cases = [
+        ("hit", query("www.yourcompany.com", 1)),
+        ("cname chain", query("api.yourcompany.com", 1)),
+        ("mx + additional", query("yourcompany.com", 15)),
+        ("nxdomain", query("nothere.yourcompany.com", 1)),
+    ];
+    let peer: SocketAddr = "127.0.0.1:5353".parse().unwrap();
+    let client = Client {
+        addr: peer,
+        transport: Transport::Udp,
+    };
+    for (what, packet) in &cases {
+        c.bench_function(&format!("parse ({what})"), |b| {
+            b.iter(|| black_box(wire::parse_query(black_box(packet)).is_ok()))
+        });
+        let q = wire::parse_query(packet).unwrap();
+        let question = Question {
+            key: q.key(),
+            qtype: q.rtype(),
+            client: client_addr(None, peer.ip()),
+        };
+        c.bench_function(&format!("lookup ({what})"), |b| {
+            b.iter(|| {
+                black_box(
+                    engine::answer(snap.view(0), &snap.gslb, black_box(&question), 12, None)
+                        .answer
+                        .len(),
+                )
+            })
+        });
+        let answer = engine::answer(snap.view(0), &snap.gslb, &question, 12, None);
+        let max = wire::max_size(q.edns.as_ref(), false, 1232);
+        c.bench_function(&format!("encode ({what})"), |b| {
+            b.iter(|| black_box(wire::encode_answer(&q, black_box(&answer), max, 1232).len()))
+        });
+        c.bench_function(&format!("respond ({what})"), |b| {
+            b.iter(|| black_box(query::respond(&snap, 0, black_box(packet), &client)))
+        });
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
