@@ -1139,7 +1139,7 @@ mod tests {
         );
         assert!(
             rs.iter()
-                .all(|r| r.file == Path::new("zones/example.com.zone"))
+                .all(|r| &*r.file == Path::new("zones/example.com.zone"))
         );
     }
 
