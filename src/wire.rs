@@ -557,10 +557,10 @@ fn write_rrset(w: &mut Writer, rr: &RrsetRef<'_>, qname_at: usize) -> usize {
         w.u32(rr.ttl);
         let len_at = w.buf.len();
         w.u16(0);
-        for part in rdata.parts.iter() {
+        for part in rdata.parts() {
             match part {
                 Part::Bytes(b) => w.buf.extend_from_slice(b),
-                Part::Name { wire, compress } => w.name(wire, *compress),
+                Part::Name { wire, compress } => w.name(wire, compress),
             }
         }
         let len = (w.buf.len() - len_at - 2) as u16;

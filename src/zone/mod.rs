@@ -215,6 +215,11 @@ impl Zone {
 
         for (key, node) in nodes.iter_mut() {
             node.rrsets.sort_by_key(|s| u16::from(s.rtype));
+            // A Vec's first push reserves room for four; most names have one RRset of one record.
+            node.rrsets.shrink_to_fit();
+            for set in &mut node.rrsets {
+                set.rdatas.shrink_to_fit();
+            }
             node.cut = *key != origin_key && node.rrset(RecordType::NS).is_some();
             if node.rrset(RecordType::CNAME).is_some() && node.rrsets.len() > 1 {
                 let (file, line) = line_of(key, RecordType::CNAME);
