@@ -251,7 +251,7 @@ pub fn answer<'z>(
 
 fn soa_of(zone: &Zone, ttl_cap: u32) -> RrsetRef<'_> {
     RrsetRef::all(
-        Owner::Wire(&zone.apex().owner),
+        Owner::Wire(zone.apex().owner()),
         zone.soa(),
         zone.negative_ttl.min(ttl_cap),
     )
@@ -342,9 +342,9 @@ fn referral<'z>(zone: &'z Zone, cut: &'z Node, out: &mut Answer<'z>) {
         return;
     };
     out.authority
-        .push(RrsetRef::all(Owner::Wire(&cut.owner), ns, ns.ttl));
+        .push(RrsetRef::all(Owner::Wire(cut.owner()), ns, ns.ttl));
     let (mut cut_buf, mut tbuf) = ([0u8; MAX_NAME], [0u8; MAX_NAME]);
-    let cut_key = lower(&mut cut_buf, &cut.owner);
+    let cut_key = lower(&mut cut_buf, cut.owner());
     let mut sibling = Vec::new();
     for rdata in &ns.rdatas {
         let Some(target) = rdata.target() else {
