@@ -417,7 +417,7 @@ impl Zone {
             }
             k = name::parent(k).unwrap_or(&[]);
         }
-        if let Some(node) = self.nodes.get(&*key) {
+        if let Some(node) = self.nodes.get(&key) {
             if !node.rrsets.is_empty() {
                 let types: Vec<String> = node.rrsets.iter().map(|s| s.rtype.to_string()).collect();
                 return Err(format!(
