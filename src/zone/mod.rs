@@ -185,10 +185,12 @@ impl From<reader::ReadError> for ZoneError {
 }
 
 impl Zone {
-    /// Reads the master file and compiles it, reporting every problem found.
+    /// Reads the master file and compiles it, reporting every problem found. Records are compiled
+    /// as they are read, so a large zone is never held twice.
     pub fn load(origin: &Name, path: &Path, fs: &dyn ZoneFs) -> Result<Zone, Vec<ZoneError>> {
-        let records = reader::read_zone(origin, path, fs).map_err(|e| vec![e.into()])?;
-        Zone::build(origin, path, records)
+        let mut b = Builder::new(origin);
+        reader::read_zone_each(origin, path, fs, &mut |r| b.add(r)).map_err(|e| vec![e.into()])?;
+        b.finish(origin, path)
     }
 
     /// Compiles records into a zone. Pure: the unit the checks are tested on.
@@ -197,81 +199,131 @@ impl Zone {
         path: &Path,
         records: Vec<SourcedRecord>,
     ) -> Result<Zone, Vec<ZoneError>> {
-        let origin_key = key_of(origin);
-        let mut errors = Vec::new();
-        let err = |r: &SourcedRecord, message: String| ZoneError {
-            file: r.file.to_path_buf(),
-            line: r.line,
-            message,
-        };
-
-        // Where each (owner, type) was first written, for error lines in the checks below.
-        let mut first_line: FxMap<(Key, RecordType), (std::sync::Arc<Path>, usize)> =
-            FxMap::default();
-        let mut nodes = NodeTable::with_capacity(records.len());
-        let mut count = 0;
+        let mut b = Builder::new(origin);
+        b.nodes = NodeTable::with_capacity(records.len());
         for r in records {
-            let owner = &r.record.name;
-            let key = key_of(owner);
-            if !name::is_at_or_below(&key, &origin_key) {
-                errors.push(err(&r, format!("{owner} is outside the zone {origin}")));
-                continue;
+            b.add(r);
+        }
+        b.finish(origin, path)
+    }
+}
+
+/// A zone being compiled, one record at a time.
+struct Builder {
+    origin_key: Key,
+    errors: Vec<ZoneError>,
+    /// Where the first CNAME / NS of each owner was written: the only lines the checks in
+    /// `finish` report (a map entry per RRset was a tenth of a large zone's load time).
+    first_line: FxMap<(Key, RecordType), (std::sync::Arc<Path>, usize)>,
+    nodes: NodeTable,
+    count: usize,
+}
+
+/// Room for one more element, exactly, while a vector is small (most names have one RRset of one
+/// record): a Vec's first push reserves four, and shrinking later leaves holes in the heap, a
+/// hundred megabytes of them in a million-name zone. Larger vectors grow as usual.
+fn grow_exact<T>(v: &mut Vec<T>) {
+    if v.len() < 8 {
+        v.reserve_exact(1);
+    }
+}
+
+fn record_error(r: &SourcedRecord, message: String) -> ZoneError {
+    ZoneError {
+        file: r.file.to_path_buf(),
+        line: r.line,
+        message,
+    }
+}
+
+impl Builder {
+    fn new(origin: &Name) -> Builder {
+        Builder {
+            origin_key: key_of(origin),
+            errors: Vec::new(),
+            first_line: FxMap::default(),
+            nodes: NodeTable::default(),
+            count: 0,
+        }
+    }
+
+    fn add(&mut self, r: SourcedRecord) {
+        let err = record_error;
+        let owner = &r.record.name;
+        let key = key_of(owner);
+        if !name::is_at_or_below(&key, &self.origin_key) {
+            let origin = name::display(&self.origin_key);
+            self.errors
+                .push(err(&r, format!("{owner} is outside the zone {origin}")));
+            return;
+        }
+        let rtype = r.record.record_type();
+        if rtype == RecordType::SOA && key != self.origin_key {
+            let origin = name::display(&self.origin_key);
+            self.errors.push(err(
+                &r,
+                format!("SOA record at {owner}, which is not the zone apex {origin}"),
+            ));
+            return;
+        }
+        if matches!(rtype, RecordType::CNAME | RecordType::NS) {
+            self.first_line
+                .entry((key.clone(), rtype))
+                .or_insert_with(|| (r.file.clone(), r.line));
+        }
+        let rdata = match WireRdata::from_rdata(&r.record.data) {
+            Ok(w) => w,
+            Err(message) => {
+                self.errors.push(err(&r, message));
+                return;
             }
-            let rtype = r.record.record_type();
-            if rtype == RecordType::SOA && key != origin_key {
-                errors.push(err(
-                    &r,
-                    format!("SOA record at {owner}, which is not the zone apex {origin}"),
-                ));
-                continue;
+        };
+        let node = self
+            .nodes
+            .get_or_insert_with(&key, || Node::new(&rdata::wire_name(owner)));
+        match node.rrsets.iter_mut().find(|s| s.rtype == rtype) {
+            Some(set) => {
+                if rtype == RecordType::SOA {
+                    self.errors
+                        .push(err(&r, "a second SOA record at the apex".into()));
+                    return;
+                }
+                if rtype == RecordType::CNAME {
+                    self.errors.push(err(
+                        &r,
+                        format!("a second CNAME at {owner} (RFC 2181 10.1)"),
+                    ));
+                    return;
+                }
+                // RFC 2181 5.2: one TTL per RRset; the lowest is the safe one to serve.
+                set.ttl = set.ttl.min(r.record.ttl);
+                // RFC 2181 5: duplicate records are one record.
+                if !set.rdatas.contains(&rdata) {
+                    grow_exact(&mut set.rdatas);
+                    set.rdatas.push(rdata);
+                    self.count += 1;
+                }
             }
-            // Only the lines the checks below can report: a CNAME beside data, an NS without
-            // an address (a map entry per RRset was a tenth of a large zone's load time).
-            if matches!(rtype, RecordType::CNAME | RecordType::NS) {
-                first_line
-                    .entry((key.clone(), rtype))
-                    .or_insert_with(|| (r.file.clone(), r.line));
-            }
-            let node = nodes.get_or_insert_with(&key, || Node::new(&rdata::wire_name(owner)));
-            let rdata = match WireRdata::from_rdata(&r.record.data) {
-                Ok(w) => w,
-                Err(message) => {
-                    errors.push(err(&r, message));
-                    continue;
-                }
-            };
-            match node.rrsets.iter_mut().find(|s| s.rtype == rtype) {
-                Some(set) => {
-                    if rtype == RecordType::SOA {
-                        errors.push(err(&r, "a second SOA record at the apex".into()));
-                        continue;
-                    }
-                    if rtype == RecordType::CNAME {
-                        errors.push(err(
-                            &r,
-                            format!("a second CNAME at {owner} (RFC 2181 10.1)"),
-                        ));
-                        continue;
-                    }
-                    // RFC 2181 5.2: one TTL per RRset; the lowest is the safe one to serve.
-                    set.ttl = set.ttl.min(r.record.ttl);
-                    // RFC 2181 5: duplicate records are one record.
-                    if !set.rdatas.contains(&rdata) {
-                        set.rdatas.push(rdata);
-                        count += 1;
-                    }
-                }
-                None => {
-                    node.rrsets.push(RRset {
-                        rtype,
-                        ttl: r.record.ttl,
-                        rdatas: vec![rdata],
-                    });
-                    count += 1;
-                }
+            None => {
+                grow_exact(&mut node.rrsets);
+                node.rrsets.push(RRset {
+                    rtype,
+                    ttl: r.record.ttl,
+                    rdatas: vec![rdata],
+                });
+                self.count += 1;
             }
         }
+    }
 
+    fn finish(self, origin: &Name, path: &Path) -> Result<Zone, Vec<ZoneError>> {
+        let Builder {
+            origin_key,
+            mut errors,
+            first_line,
+            mut nodes,
+            count,
+        } = self;
         let line_of = |key: &Key, rtype: RecordType| -> (PathBuf, usize) {
             first_line
                 .get(&(key.clone(), rtype))
@@ -395,7 +447,9 @@ impl Zone {
             rotate: false,
         })
     }
+}
 
+impl Zone {
     /// Puts GSLB rule `rule` at `owner` (a name below the apex, with no records of its own and not
     /// at or below a delegation), creating the empty non-terminals above it.
     pub fn attach_rule(&mut self, owner: &Name, rule: u32) -> Result<(), String> {

@@ -51,8 +51,10 @@ impl Builder {
         self
     }
     fn done(self) -> WireRdata {
+        // An exact allocation (the scratch vector is freed, and its block reused by the next
+        // record): shrinking in place would leave a sliver of free heap behind every record.
         WireRdata {
-            data: self.0.into_boxed_slice(),
+            data: self.0.as_slice().into(),
         }
     }
 }

@@ -88,6 +88,19 @@ pub fn read_zone(
     path: &Path,
     fs: &dyn ZoneFs,
 ) -> Result<Vec<SourcedRecord>, ReadError> {
+    let mut out = Vec::new();
+    read_zone_each(origin, path, fs, &mut |r| out.push(r))?;
+    Ok(out)
+}
+
+/// `read_zone`, handing each record to `each` as it is read (a large zone is never held twice:
+/// once as parsed records and once compiled).
+pub fn read_zone_each(
+    origin: &Name,
+    path: &Path,
+    fs: &dyn ZoneFs,
+    each: &mut dyn FnMut(SourcedRecord),
+) -> Result<(), ReadError> {
     let text = fs.read(path).map_err(|e| ReadError {
         file: path.to_path_buf(),
         line: 0,
@@ -97,14 +110,13 @@ pub fn read_zone(
     origin.set_fqdn(true);
     let mut reader = Reader {
         fs,
-        out: Vec::with_capacity(text.len() / 40),
+        out: each,
         default_ttl: None,
         last_ttl: None,
         buf: Vec::new(),
         ends: Vec::new(),
     };
-    reader.read_text(path, &text, origin, None, 0)?;
-    Ok(reader.out)
+    reader.read_text(path, &text, origin, None, 0)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -572,7 +584,7 @@ impl<'t, 'a> Rd<'t, 'a> {
 
 struct Reader<'f> {
     fs: &'f dyn ZoneFs,
-    out: Vec<SourcedRecord>,
+    out: &'f mut dyn FnMut(SourcedRecord),
     /// `$TTL`.
     default_ttl: Option<u32>,
     /// The last explicit TTL (or the SOA MINIMUM used for lack of one).
@@ -620,7 +632,7 @@ impl Reader<'_> {
                 let record = self
                     .record(&toks, entry, &mut st)
                     .map_err(|e| e.into_read(&file))?;
-                self.out.push(SourcedRecord {
+                (self.out)(SourcedRecord {
                     record,
                     file: file.clone(),
                     line: entry.line,
