@@ -130,6 +130,23 @@ impl NodeTable {
             .map(|&i| &self.nodes[i as usize])
     }
 
+    fn index_of(&self, key: &[u8]) -> Option<usize> {
+        self.index
+            .find(hash_key(key), |&i| *self.nodes[i as usize].key == *key)
+            .map(|&i| i as usize)
+    }
+
+    /// Adds a node whose key is not in the table yet.
+    fn insert(&mut self, node: Node) -> &mut Node {
+        let i = self.nodes.len() as u32;
+        let h = hash_key(&node.key);
+        self.nodes.push(node);
+        let nodes = &self.nodes;
+        self.index
+            .insert_unique(h, i, |&j| hash_key(&nodes[j as usize].key));
+        &mut self.nodes[i as usize]
+    }
+
     /// The node at `key`, made with `make` if there is none.
     pub fn get_or_insert_with(&mut self, key: &[u8], make: impl FnOnce() -> Node) -> &mut Node {
         let h = hash_key(key);
@@ -189,6 +206,12 @@ impl Zone {
     /// as they are read, so a large zone is never held twice.
     pub fn load(origin: &Name, path: &Path, fs: &dyn ZoneFs) -> Result<Zone, Vec<ZoneError>> {
         let mut b = Builder::new(origin);
+        // At most one name per 24 bytes of master file (short generated lines; real zones have
+        // longer ones, so this errs on the large side): growing the table while loading a large
+        // zone cost a sixth of the load time.
+        if let Some(size) = fs.size(path) {
+            b.nodes = NodeTable::with_capacity((size / 24) as usize);
+        }
         reader::read_zone_each(origin, path, fs, &mut |r| b.add(r)).map_err(|e| vec![e.into()])?;
         b.finish(origin, path)
     }
@@ -278,9 +301,21 @@ impl Builder {
                 return;
             }
         };
-        let node = self
-            .nodes
-            .get_or_insert_with(&key, || Node::new(&rdata::wire_name(owner)));
+        let node = match self.nodes.index_of(&key) {
+            Some(i) => &mut self.nodes.nodes[i],
+            None => {
+                // The key is moved into the node; the owner's case is kept only if it differs.
+                let owner_case = (!owner.iter().flatten().all(|b| !b.is_ascii_uppercase()))
+                    .then(|| rdata::wire_name(owner));
+                self.nodes.insert(Node {
+                    key,
+                    owner_case,
+                    rrsets: Vec::new(),
+                    cut: false,
+                    rule: None,
+                })
+            }
+        };
         match node.rrsets.iter_mut().find(|s| s.rtype == rtype) {
             Some(set) => {
                 if rtype == RecordType::SOA {

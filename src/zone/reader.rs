@@ -42,6 +42,10 @@ pub trait ZoneFs: Send + Sync {
     fn read_bytes(&self, path: &Path) -> io::Result<Vec<u8>> {
         self.read(path).map(String::into_bytes)
     }
+    /// The size of a file in bytes, when it is cheap to know (a capacity hint, never required).
+    fn size(&self, _path: &Path) -> Option<u64> {
+        None
+    }
 }
 
 /// Reads from the real file system.
@@ -53,6 +57,9 @@ impl ZoneFs for DiskFs {
     }
     fn read_bytes(&self, path: &Path) -> io::Result<Vec<u8>> {
         std::fs::read(path)
+    }
+    fn size(&self, path: &Path) -> Option<u64> {
+        std::fs::metadata(path).ok().map(|m| m.len())
     }
 }
 
