@@ -643,3 +643,58 @@ async fn ipv6_listener_answers_the_same() {
         ]
     );
 }
+
+/// `[limits] udp_workers` on a fixed port: one SO_REUSEPORT socket per worker, each served by its
+/// own thread; clients spread over them by the kernel all get answers. (Tests elsewhere use port 0,
+/// where the workers share one socket.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_workers_share_a_fixed_port() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port free on this address for UDP and TCP right now (released before gslbd binds it).
+    let port = loop {
+        let u = std::net::UdpSocket::bind("127.0.62.1:0").unwrap();
+        let p = u.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.62.1", p)).is_ok() {
+            break p;
+        }
+    };
+    std::fs::write(
+        dir.path().join("example.com.zone"),
+        format!("{EXAMPLE_ZONE_HEAD}www IN A 192.0.2.80\n"),
+    )
+    .unwrap();
+    let path = dir.path().join("gslbd.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[limits]\nudp_workers = 3\n\n[[zone]]\nname = \"example.com.\"\nfile = \"example.com.zone\"\n\n\
+             [[listener]]\nname = \"all\"\naddresses = [\"127.0.62.1:{port}\"]\nzones = [\"*\"]\n"
+        ),
+    )
+    .unwrap();
+    let server = gslbd::server::Server::bind(gslbd::config::Source::file(&path))
+        .await
+        .expect("binds three workers on one port");
+    let addrs = server.addresses();
+    assert_eq!(
+        addrs.iter().filter(|a| a.proto == "udp").count(),
+        1,
+        "one address, however many sockets: {addrs:?}"
+    );
+    let handle = server.handle();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(async move {
+        let _ = rx.await;
+    }));
+    let target: std::net::SocketAddr = format!("127.0.62.1:{port}").parse().unwrap();
+    // 60 clients, each from its own source port: the kernel hashes them over the three sockets.
+    for i in 0..60u16 {
+        let mut q = Q::new("www.example.com", 1);
+        q.id = i;
+        let m = Message::from_vec(&udp_raw(target, &q.bytes()).await.expect("an answer")).unwrap();
+        assert_eq!(m.metadata.id, i);
+        assert_eq!(m.answers.len(), 1);
+    }
+    assert_eq!(handle.served(), 60);
+    let _ = tx.send(());
+}
