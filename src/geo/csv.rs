@@ -17,6 +17,9 @@ use std::path::Path;
 use ipnet::IpNet;
 use mmdb_writer::{Value, Writer};
 
+/// 2026-01-01T00:00:00Z, the build time written into compiled databases.
+pub const BUILD_EPOCH: u64 = 1_767_225_600;
+
 use super::Net;
 
 pub(crate) const HEADER: [&str; 9] = [
@@ -327,8 +330,9 @@ fn ip_net(net: Net) -> IpNet {
 ///
 /// Both are IPv6 trees with IPv4 at `::/96` (and the usual IPv4-mapped alias), as GeoLite2 files
 /// are. As in real databases, a more specific row replaces the record of a covering one
-/// entirely. The build time in the metadata is fixed at the epoch, so the same CSV always gives
-/// the same bytes.
+/// entirely. The build time in the metadata is fixed (2026-01-01T00:00:00Z), so the same CSV
+/// always gives the same bytes; not 0, which libmaxminddb (mmdblookup, PowerDNS's geoip backend)
+/// rejects as invalid metadata.
 pub fn compile_csv(text: &str, file_label: &Path) -> Result<(Vec<u8>, Vec<u8>), Vec<String>> {
     let label = file_label.display().to_string();
     let mut rows = parse_geo_csv(text, &label)?;
@@ -341,7 +345,7 @@ pub fn compile_csv(text: &str, file_label: &Path) -> Result<(Vec<u8>, Vec<u8>), 
                 "en",
                 &format!("gslbd {kind} database compiled from {label}")[..],
             )])
-            .build_epoch(std::time::UNIX_EPOCH)
+            .build_epoch(std::time::UNIX_EPOCH + std::time::Duration::from_secs(BUILD_EPOCH))
             .build()
     };
     let mut asn_writer = writer("ASN");

@@ -295,6 +295,8 @@ fn compile_csv_round_trip() {
 
     let asn = maxminddb::Reader::from_source(asn).unwrap();
     assert_eq!(asn.metadata().database_type, "gslbd-ASN");
+    // Not 0: libmaxminddb (mmdblookup, PowerDNS's geoip backend) refuses such metadata.
+    assert_eq!(asn.metadata().build_epoch, 1_767_225_600);
     assert_eq!(asn.metadata().ip_version, 6);
     let found = asn.lookup(ip("127.0.10.1")).unwrap();
     assert_eq!(found.network().unwrap().to_string(), "127.0.10.0/24");
