@@ -25,7 +25,6 @@ pub enum Step {
 }
 
 struct Ctx<'a> {
-    settings: &'a ResolverSettings,
     listener: &'a ResolverListener,
     payload: u16,
     tcp: bool,
@@ -46,7 +45,6 @@ pub fn answer_now(
     let start = Instant::now();
     let l = &settings.listeners[listener];
     let ctx = Ctx {
-        settings,
         listener: l,
         payload,
         tcp,
@@ -91,7 +89,6 @@ pub async fn walk(
     let start = Instant::now();
     let l = &settings.listeners[listener];
     let ctx = Ctx {
-        settings: &settings,
         listener: l,
         payload,
         tcp,
@@ -196,7 +193,6 @@ fn error(ctx: &Ctx<'_>, q: &Query<'_>, rc: u16) -> Vec<u8> {
 }
 
 fn encode(ctx: &Ctx<'_>, q: &Query<'_>, res: &Resolution) -> Vec<u8> {
-    let _ = ctx.settings;
     let max = wire::max_size(q.edns.as_ref(), ctx.tcp, ctx.payload);
     wire::encode_records(q, res.rcode, &res.answer, &res.authority, max, ctx.payload)
 }

@@ -292,9 +292,6 @@ impl<'a> Walk<'a> {
             name.clone()
         };
         loop {
-            if at.is_root() {
-                break;
-            }
             let key = key_of(&at);
             if let Some(ns) = self
                 .env
@@ -302,40 +299,21 @@ impl<'a> Walk<'a> {
                 .cache
                 .rrset(&key, RecordType::NS, Rank::Referral)
             {
-                let servers: Vec<Name> = ns
-                    .iter()
-                    .filter_map(|r| match &r.data {
-                        RData::NS(n) => Some(n.0.clone()),
-                        _ => None,
-                    })
-                    .collect();
-                // Usable if some server has an address or can be looked up elsewhere.
+                let servers = ns_names(&ns);
+                // Usable if some server has an address, or (below the root) can be looked up
+                // outside the zone it serves.
                 let usable = servers.iter().any(|s| {
-                    !self.cached_addresses(s).is_empty() || !is_at_or_below(&key_of(s), &key)
+                    !self.addresses(s).is_empty()
+                        || (!at.is_root() && !is_at_or_below(&key_of(s), &key))
                 });
                 if usable {
                     return (at, servers, "cache");
                 }
             }
-            at = at.base_name();
-        }
-        let root_key = key_of(&Name::root());
-        if let Some(ns) = self
-            .env
-            .instance
-            .cache
-            .rrset(&root_key, RecordType::NS, Rank::Referral)
-        {
-            let servers: Vec<Name> = ns
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::NS(n) => Some(n.0.clone()),
-                    _ => None,
-                })
-                .collect();
-            if servers.iter().any(|s| !self.addresses(s).is_empty()) {
-                return (Name::root(), servers, "cache");
+            if at.is_root() {
+                break;
             }
+            at = at.base_name();
         }
         let servers = self
             .env
@@ -467,13 +445,10 @@ impl<'a> Walk<'a> {
                         });
                         let (v4, v6) = self.families();
                         for (want, t) in [(v4, RecordType::A), (v6, RecordType::AAAA)] {
-                            if want {
-                                let r = self.resolve_name(s.clone(), t, depth + 1, false).await;
-                                if let Err(e) = &r
-                                    && e.starts_with("upstream query budget")
-                                {
-                                    return Err(e.clone());
-                                }
+                            // A failed lookup only means this server stays without an address;
+                            // a spent budget ends the whole walk (checked before the next query).
+                            if want && self.spent < self.env.settings.budget {
+                                let _ = self.resolve_name(s.clone(), t, depth + 1, false).await;
                             }
                         }
                         continue;
@@ -595,13 +570,7 @@ impl<'a> Walk<'a> {
                             let k = key_of(&set[0].name);
                             cache.insert_rrset(k, set, Rank::Glue, None);
                         }
-                        servers = ns
-                            .iter()
-                            .filter_map(|r| match &r.data {
-                                RData::NS(n) => Some(n.0.clone()),
-                                _ => None,
-                            })
-                            .collect();
+                        servers = ns_names(&ns);
                         zone = child;
                         continue 'zone;
                     }
@@ -642,6 +611,17 @@ fn negative_soa(mut soa: Record) -> Record {
         soa.ttl = t;
     }
     soa
+}
+
+/// The server names of an NS RRset.
+fn ns_names(records: &[Record]) -> Vec<Name> {
+    records
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::NS(n) => Some(n.0.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn cname_target(records: &[Record]) -> Option<Name> {

@@ -105,18 +105,6 @@ fn hash_key(key: &[u8]) -> u64 {
 }
 
 impl NodeTable {
-    pub fn from_nodes(nodes: impl IntoIterator<Item = Node>) -> NodeTable {
-        let mut nodes: Vec<Node> = nodes.into_iter().collect();
-        nodes.shrink_to_fit();
-        let mut index = hashbrown::HashTable::with_capacity(nodes.len());
-        for (i, n) in nodes.iter().enumerate() {
-            index.insert_unique(hash_key(&n.key), i as u32, |&j| {
-                hash_key(&nodes[j as usize].key)
-            });
-        }
-        NodeTable { nodes, index }
-    }
-
     pub fn with_capacity(n: usize) -> NodeTable {
         NodeTable {
             nodes: Vec::with_capacity(n),
@@ -125,9 +113,7 @@ impl NodeTable {
     }
 
     pub fn get(&self, key: &[u8]) -> Option<&Node> {
-        self.index
-            .find(hash_key(key), |&i| *self.nodes[i as usize].key == *key)
-            .map(|&i| &self.nodes[i as usize])
+        self.index_of(key).map(|i| &self.nodes[i])
     }
 
     fn index_of(&self, key: &[u8]) -> Option<usize> {
@@ -149,20 +135,10 @@ impl NodeTable {
 
     /// The node at `key`, made with `make` if there is none.
     pub fn get_or_insert_with(&mut self, key: &[u8], make: impl FnOnce() -> Node) -> &mut Node {
-        let h = hash_key(key);
-        let nodes = &self.nodes;
-        let i = match self.index.find(h, |&i| *nodes[i as usize].key == *key) {
-            Some(&i) => i,
-            None => {
-                let i = self.nodes.len() as u32;
-                self.nodes.push(make());
-                let nodes = &self.nodes;
-                self.index
-                    .insert_unique(h, i, |&j| hash_key(&nodes[j as usize].key));
-                i
-            }
-        };
-        &mut self.nodes[i as usize]
+        match self.index_of(key) {
+            Some(i) => &mut self.nodes[i],
+            None => self.insert(make()),
+        }
     }
 
     pub fn len(&self) -> usize {
