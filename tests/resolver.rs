@@ -213,12 +213,13 @@ async fn identical_concurrent_queries_share_one_walk_and_a_dead_server_is_skippe
     let port = server.addr("root", "udp").port();
     let dead = silent_server(SocketAddr::new(ip("127.0.50.8"), port)).await;
     // Make the dead server look fastest, so the walk asks it first and waits for its timeout
-    // (>= 50 ms): long enough for every concurrent query to find the walk in flight.
+    // (SRTT 200 ms + 4 x RTTVAR 100 ms = 600 ms): long enough for every concurrent query, even on
+    // a loaded machine, to find the walk in flight.
     let snap = server.handle.snapshot();
     let settings = snap.resolver.clone().unwrap();
     let inst = server.handle.resolvers().instance("r", &settings);
-    inst.infra.rtt(ip("127.0.50.8"), Duration::from_millis(1));
-    inst.infra.rtt(ip("127.0.50.4"), Duration::from_millis(30));
+    inst.infra.rtt(ip("127.0.50.8"), Duration::from_millis(200));
+    inst.infra.rtt(ip("127.0.50.4"), Duration::from_millis(300));
 
     let before = server.handle.served();
     let target = server.addr("r", "udp");
@@ -250,8 +251,8 @@ async fn identical_concurrent_queries_share_one_walk_and_a_dead_server_is_skippe
         "queries joined the walk in flight"
     );
     assert!(
-        inst.infra.srtt(ip("127.0.50.8")).unwrap() > 40.0,
-        "the timeout ranks the dead server down"
+        inst.infra.srtt(ip("127.0.50.8")).unwrap() > 300.0,
+        "the timeout ranks the dead server behind the live one"
     );
 }
 
