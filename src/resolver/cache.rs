@@ -137,7 +137,9 @@ pub struct Cache {
 #[derive(Debug)]
 struct Inner {
     limits: Limits,
-    map: HashMap<(Key, u16), Vec<Entry>>,
+    /// Keyed by the name's lookup key followed by the type's two bytes (one byte string, so a
+    /// lookup borrows a stack buffer instead of allocating a key).
+    map: HashMap<Box<[u8]>, Vec<Entry>>,
     entries: usize,
 }
 
@@ -240,11 +242,12 @@ impl Cache {
     ) -> Option<Hit> {
         let now = self.clock.now();
         let inner = self.lock();
+        let mut buf = [0u8; 257];
+        let n = key.len().min(255);
+        buf[..n].copy_from_slice(&key[..n]);
         for slot in [u16::from(rtype), NXDOMAIN_TYPE] {
-            // Borrowed lookup: HashMap<(Box<[u8]>, u16)> cannot take (&[u8], u16), so build the key
-            // once; names are short.
-            let k = (Key::from(key), slot);
-            let Some(list) = inner.map.get(&k) else {
+            buf[n..n + 2].copy_from_slice(&slot.to_be_bytes());
+            let Some(list) = inner.map.get(&buf[..n + 2]) else {
                 continue;
             };
             let Some(e) = list.iter().find(|e| {
@@ -317,8 +320,11 @@ pub fn negative_ttl(soa: &Record) -> Option<u32> {
 }
 
 impl Inner {
-    fn put(&mut self, key: (Key, u16), entry: Entry, now: Duration) {
-        let list = self.map.entry(key).or_default();
+    fn put(&mut self, (name, rtype): (Key, u16), entry: Entry, now: Duration) {
+        let mut key = Vec::with_capacity(name.len() + 2);
+        key.extend_from_slice(&name);
+        key.extend_from_slice(&rtype.to_be_bytes());
+        let list = self.map.entry(key.into_boxed_slice()).or_default();
         let before = list.len();
         // Expired variants go; a live one with the same scope is replaced unless it outranks us.
         list.retain(|e| e.expires > now);
