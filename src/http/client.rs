@@ -273,6 +273,17 @@ fn hex(c: &u8) -> Option<u8> {
 /// `Cache-Control` of an answer (RFC 9111 5.2.2): `private` when it was tailored to the caller's
 /// own address (a shared cache must not hand it to others), `public` when it is the same for
 /// everyone asking this URL.
+/// `name=`, required: the text as given and the name it parses to (InvalidHost otherwise).
+pub fn qname(p: &Params) -> Result<(&str, hickory_proto::rr::Name), ApiError> {
+    let name = p
+        .text("name")
+        .map_err(|_| ApiError::invalid_host("name is not UTF-8"))?
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::missing("name"))?;
+    let qname = crate::gslb::explain::parse_name(name).map_err(ApiError::invalid_host)?;
+    Ok((name, qname))
+}
+
 pub fn cache_control(ttl: u32, private: bool) -> HeaderValue {
     let kind = if private { "private" } else { "public" };
     HeaderValue::from_str(&format!("{kind}, max-age={ttl}")).expect("ASCII is a header value")

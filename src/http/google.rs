@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use hickory_proto::rr::RecordType;
 use serde_json::{Value, json};
 
-use crate::gslb::explain::{self, ClientSource};
+use crate::gslb::explain::ClientSource;
 use crate::http::client::{self, Params};
 use crate::http::{ApiError, AppState, Peer};
 use crate::lookup::{self, Rec};
@@ -45,12 +45,7 @@ fn answer(
     st.limiter.client(origin, &http.rate_limit)?;
 
     let p = Params::parse(query);
-    let name = p
-        .text("name")
-        .map_err(|_| ApiError::invalid_host("name is not UTF-8"))?
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| ApiError::missing("name"))?;
-    let qname = explain::parse_name(name).map_err(ApiError::invalid_host)?;
+    let (name, qname) = client::qname(&p)?;
     let qtype = qtype(&p)?;
     let cd = p
         .flag("cd")
@@ -135,7 +130,8 @@ fn records(recs: &[Rec]) -> Value {
 
 /// `type=`: a number, a mnemonic (any case) or RFC 3597's `TYPEnnn`; default A. Meta types the
 /// DNS path refuses too (OPT, RFC 6891 6.1.1; zone transfers; MAILA/MAILB) are not questions here.
-fn qtype(p: &Params) -> Result<RecordType, ApiError> {
+/// `type=`: a mnemonic or a number (also `TYPE65`), default A; pseudo-types are refused.
+pub(crate) fn qtype(p: &Params) -> Result<RecordType, ApiError> {
     let bad = |t: &str| ApiError::invalid_argument(format!("\"{t}\" is not a record type"));
     let t = match p.text("type") {
         Err(_) => return Err(ApiError::invalid_argument("type is not UTF-8")),

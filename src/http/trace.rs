@@ -8,9 +8,7 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use hickory_proto::rr::RecordType;
 
-use crate::gslb::explain;
 use crate::http::client::{self, Params};
 use crate::http::{ApiError, AppState, Peer};
 use crate::resolver::{self, trace::Report};
@@ -40,23 +38,8 @@ async fn answer(
     let settings = snap.resolver.clone().ok_or_else(ApiError::no_resolver)?;
 
     let p = Params::parse(query);
-    let name = p
-        .text("name")
-        .map_err(|_| ApiError::invalid_host("name is not UTF-8"))?
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| ApiError::missing("name"))?;
-    let qname = explain::parse_name(name).map_err(ApiError::invalid_host)?;
-    let qtype = match p
-        .text("type")
-        .map_err(|_| ApiError::invalid_argument("type is not UTF-8"))?
-    {
-        None => RecordType::A,
-        Some(t) => t
-            .parse::<u16>()
-            .map(RecordType::from)
-            .or_else(|_| t.to_ascii_uppercase().parse::<RecordType>())
-            .map_err(|_| ApiError::invalid_argument(format!("unknown type {t}")))?,
-    };
+    let (name, qname) = client::qname(&p)?;
+    let qtype = crate::http::google::qtype(&p)?;
     let wanted = p
         .text("resolver")
         .map_err(|_| ApiError::invalid_argument("resolver is not UTF-8"))?;
