@@ -4,8 +4,21 @@
 //!
 //!     cargo run --release --example reflector -- 127.0.0.1:5399
 
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::AtomicBool;
+
+/// Echoes the query with QR set, into the loop's reused buffer (as gslbd's own answers are).
+struct Reflect;
+
+impl gslbd::udp::Answerer for Reflect {
+    fn answer(&mut self, packet: &[u8], _: SocketAddr, out: &mut Vec<u8>) -> bool {
+        out.extend_from_slice(packet);
+        if out.len() >= 12 {
+            out[2] |= 0x80; // QR
+        }
+        true
+    }
+}
 
 fn main() -> std::io::Result<()> {
     let addr = std::env::args()
@@ -14,11 +27,5 @@ fn main() -> std::io::Result<()> {
     let socket = UdpSocket::bind(&addr)?;
     eprintln!("reflecting on {}", socket.local_addr()?);
     let stop = AtomicBool::new(false);
-    gslbd::udp::serve(&socket, &stop, |packet, _| {
-        let mut r = packet.to_vec();
-        if r.len() >= 12 {
-            r[2] |= 0x80; // QR
-        }
-        Some(r)
-    })
+    gslbd::udp::serve(&socket, &stop, Reflect)
 }

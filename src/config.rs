@@ -7,6 +7,7 @@
 //! tcp_idle_timeout_ms = 10000 # RFC 7766 6.2.3: close idle connections
 //! tcp_max_connections = 512   # open TCP connections, all listeners together
 //! udp_workers = 0             # UDP threads per address (0 = one per CPU; SO_REUSEPORT sockets)
+//! udp_fast_path = true        # prebuilt answers + geo cache per UDP thread (false: general path)
 //!
 //! [[zone]]
 //! name = "example.com."
@@ -63,6 +64,9 @@ pub struct Limits {
     pub tcp_max_connections: usize,
     /// UDP worker threads per address (0 = one per CPU).
     pub udp_workers: usize,
+    /// Serve repeated UDP questions from prebuilt answers and cache geo per client network
+    /// (`fast`); false sends every UDP query through the general path (to compare or rule it out).
+    pub udp_fast_path: bool,
 }
 
 impl Limits {
@@ -84,6 +88,7 @@ impl Default for Limits {
             tcp_idle_timeout_ms: 10_000,
             tcp_max_connections: 512,
             udp_workers: 0,
+            udp_fast_path: true,
         }
     }
 }

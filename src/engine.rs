@@ -9,8 +9,9 @@
 //! CNAMEs across every zone the listener serves, keeping the whole chain in ANSWER.
 
 use hickory_proto::rr::RecordType;
+use smallvec::SmallVec;
 
-use crate::geo::GeoInfo;
+use crate::geo::{GeoCache, GeoInfo};
 use crate::gslb::explain::{GeoView, Hop, Trace};
 use crate::gslb::{self, ClientAddr, Gslb, Label, Select, Step};
 use crate::zone::name;
@@ -54,13 +55,17 @@ impl<'z> RrsetRef<'z> {
     }
 }
 
+/// One section's RRsets: inline up to the size of the lab's longest chain (object -> vip ->
+/// line -> pool), so an ordinary answer costs no allocation.
+pub type Section<'z> = SmallVec<[RrsetRef<'z>; 4]>;
+
 #[derive(Debug, Clone)]
 pub struct Answer<'z> {
     pub outcome: Outcome,
     pub aa: bool,
-    pub answer: Vec<RrsetRef<'z>>,
-    pub authority: Vec<RrsetRef<'z>>,
-    pub additional: Vec<RrsetRef<'z>>,
+    pub answer: Section<'z>,
+    pub authority: Section<'z>,
+    pub additional: Section<'z>,
     /// The first `required_additional` additional RRsets are in-domain glue of a referral: if they
     /// do not fit, the response must be truncated (RFC 9471 section 3).
     pub required_additional: usize,
@@ -69,7 +74,7 @@ pub struct Answer<'z> {
     pub scope: Option<u8>,
     /// The last carrier line and region GSLB hops chose (labels for HTTPDNS and metrics).
     pub line: Option<&'z str>,
-    pub region: Option<&'z str>,
+    pub region: Option<&'z gslb::Region>,
 }
 
 impl<'z> Answer<'z> {
@@ -77,9 +82,9 @@ impl<'z> Answer<'z> {
         Answer {
             outcome,
             aa: false,
-            answer: Vec::new(),
-            authority: Vec::new(),
-            additional: Vec::new(),
+            answer: Section::new(),
+            authority: Section::new(),
+            additional: Section::new(),
             required_additional: 0,
             scope: None,
             line: None,
@@ -117,7 +122,19 @@ pub fn answer<'z>(
     gslb: &'z Gslb,
     q: &Question<'_>,
     max_chain: usize,
+    trace: Option<&mut Trace>,
+) -> Answer<'z> {
+    answer_cached(zones, gslb, q, max_chain, trace, None)
+}
+
+/// `answer`, with geo lookups going through a serving thread's `GeoCache` when one is given.
+pub fn answer_cached<'z>(
+    zones: &'z ZoneSet,
+    gslb: &'z Gslb,
+    q: &Question<'_>,
+    max_chain: usize,
     mut trace: Option<&mut Trace>,
+    mut geo_cache: Option<&mut GeoCache>,
 ) -> Answer<'z> {
     let Some(mut zone) = zones.find(q.key) else {
         return Answer::new(Outcome::Refused);
@@ -137,9 +154,9 @@ pub fn answer<'z>(
     let mut key_len = q.key.len().min(MAX_NAME);
     key_buf[..key_len].copy_from_slice(&q.key[..key_len]);
     // Names already visited in this chain, for loop detection (the question is the first).
-    let mut seen: Vec<&'z [u8]> = Vec::new();
+    let mut seen: SmallVec<[&'z [u8]; 12]> = SmallVec::new();
     // Geo is looked up once, at the first GSLB name of the chain.
-    let mut located: Option<GeoInfo<'z>> = None;
+    let mut located: Option<GeoInfo<'_>> = None;
     // Records after a GSLB hop depend on the client: they live no longer than the shortest hop.
     let mut ttl_cap = u32::MAX;
 
@@ -166,11 +183,11 @@ pub fn answer<'z>(
             Lookup::Cname(set) => set,
             Lookup::Rule(rule) => {
                 let info = located.get_or_insert_with(|| {
-                    let info = q
-                        .client
-                        .ip
-                        .map(|ip| gslb.geo.lookup(ip))
-                        .unwrap_or_default();
+                    let info = match (q.client.ip, geo_cache.take()) {
+                        (Some(ip), Some(cache)) => cache.lookup(&gslb.geo, ip),
+                        (Some(ip), None) => gslb.geo.lookup(ip),
+                        (None, _) => GeoInfo::default(),
+                    };
                     if let Some(t) = trace.as_deref_mut() {
                         t.geo = Some(GeoView::new(&info, &gslb.geo));
                     }
@@ -345,7 +362,7 @@ fn referral<'z>(zone: &'z Zone, cut: &'z Node, out: &mut Answer<'z>) {
         .push(RrsetRef::all(Owner::Wire(cut.owner()), ns, ns.ttl));
     let (mut cut_buf, mut tbuf) = ([0u8; MAX_NAME], [0u8; MAX_NAME]);
     let cut_key = lower(&mut cut_buf, cut.owner());
-    let mut sibling = Vec::new();
+    let mut sibling = Section::new();
     for rdata in &ns.rdatas {
         let Some(target) = rdata.target() else {
             continue;
@@ -372,7 +389,7 @@ fn referral<'z>(zone: &'z Zone, cut: &'z Node, out: &mut Answer<'z>) {
 /// RFC 1035 3.3.9/3.3.11 and RFC 2782: addresses of NS, MX and SRV targets in ADDITIONAL, when
 /// they are authoritative data of a zone served here.
 fn additional_addresses<'z>(zones: &'z ZoneSet, out: &mut Answer<'z>) {
-    let mut done: Vec<&[u8]> = Vec::new();
+    let mut done: SmallVec<[&[u8]; 8]> = SmallVec::new();
     let mut tbuf = [0u8; MAX_NAME];
     for rr in &out.answer {
         if !matches!(

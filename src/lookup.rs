@@ -121,7 +121,7 @@ pub fn lookup(
         scope: answer.scope,
         ttl,
         line: answer.line.map(str::to_string),
-        region: answer.region.map(str::to_string),
+        region: answer.region.map(|r| r.id.clone()),
         explain: with_explain.then(|| Explain {
             rcode: wire::rcode_name(answer.outcome).to_string(),
             answer: answer_recs.iter().map(Rec::line).collect(),

@@ -120,23 +120,56 @@ pub fn render_with(gauges: &Gauges) -> String {
     s
 }
 
-/// Counts one answered query.
+/// Counts one answered query (HTTP paths, which know the region by name).
 pub fn record(via: Via, rcode: u16, region: Option<&str>, elapsed: Duration) {
     let m = metrics();
+    count(via, rcode, None);
+    observe(via, elapsed, 1);
+    if let Some(r) = region {
+        count_in(&m.regions, r);
+    }
+}
+
+/// Counts one answered query; `region` is the counter of the GSLB region that answered it
+/// (`region_counter`, resolved when the snapshot was built, so no lookup by name here).
+pub fn count(via: Via, rcode: u16, region: Option<&AtomicU64>) {
     let rc = (rcode as usize).min(RCODES);
-    m.queries[via as usize][rc].fetch_add(1, Ordering::Relaxed);
-    let h = &m.latency[via as usize];
+    metrics().queries[via as usize][rc].fetch_add(1, Ordering::Relaxed);
+    if let Some(r) = region {
+        r.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Adds `n` observations of `elapsed` to the latency histogram of `via`. The UDP loop times a
+/// whole batch (receive to answers ready, one pair of clock reads) and records it for each of its
+/// queries: that is the time each of them spent in the server.
+pub fn observe(via: Via, elapsed: Duration, n: u64) {
+    if n == 0 {
+        return;
+    }
+    let h = &metrics().latency[via as usize];
     let secs = elapsed.as_secs_f64();
     let slot = BUCKETS
         .iter()
         .position(|b| secs <= *b)
         .unwrap_or(BUCKETS.len());
-    h.counts[slot].fetch_add(1, Ordering::Relaxed);
+    h.counts[slot].fetch_add(n, Ordering::Relaxed);
     h.sum_ns
-        .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
-    if let Some(r) = region {
-        count_in(&m.regions, r);
+        .fetch_add(elapsed.as_nanos() as u64 * n, Ordering::Relaxed);
+}
+
+/// The answer counter of GSLB region `name` (the same one `record` counts by name).
+pub fn region_counter(name: &str) -> Arc<AtomicU64> {
+    let m = metrics();
+    if let Some(c) = m.regions.read().expect("metrics lock").get(name) {
+        return c.clone();
     }
+    m.regions
+        .write()
+        .expect("metrics lock")
+        .entry(name.to_string())
+        .or_default()
+        .clone()
 }
 
 /// Counts an HTTP error response by status and error code (e.g. 403 InvalidSignature).

@@ -5,8 +5,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use hickory_proto::rr::RecordType;
 
-use crate::engine::{self, Question};
-use crate::gslb::ClientAddr;
+use crate::engine::{self, Answer, Question};
+use crate::geo::GeoCache;
+use crate::gslb::{ClientAddr, Region};
 use crate::metrics;
 use crate::snapshot::Snapshot;
 use crate::wire::{self, Reject, rcode};
@@ -29,6 +30,30 @@ pub struct Client {
 const CLASS_IN: u16 = 1;
 const CLASS_ANY: u16 = 255;
 
+/// What a response was, for the counters.
+#[derive(Debug, Clone, Copy)]
+pub struct Served<'s> {
+    pub rcode: u16,
+    /// The GSLB region that answered, if one did.
+    pub region: Option<&'s Region>,
+}
+
+impl Served<'_> {
+    /// Counts the response (the latency is recorded by the caller, which knows what to time).
+    pub fn count(&self, via: metrics::Via) {
+        metrics::count(via, self.rcode, self.region.map(|r| &*r.hits));
+    }
+}
+
+/// The counters' name of a transport.
+pub fn via_of(t: Transport) -> metrics::Via {
+    match t {
+        Transport::Udp => metrics::Via::Udp,
+        Transport::Tcp => metrics::Via::Tcp,
+        Transport::Https => metrics::Via::Doh,
+    }
+}
+
 /// Answers one message; None means send nothing (RFC 1035 4.1.1 responses, runt packets).
 pub fn respond(
     snap: &Snapshot,
@@ -37,24 +62,52 @@ pub fn respond(
     client: &Client,
 ) -> Option<Vec<u8>> {
     let start = std::time::Instant::now();
-    let mut region = None;
-    let resp = respond_counted(snap, listener, packet, client, &mut region)?;
-    let via = match client.transport {
-        Transport::Udp => metrics::Via::Udp,
-        Transport::Tcp => metrics::Via::Tcp,
-        Transport::Https => metrics::Via::Doh,
-    };
-    metrics::record(via, wire::response_rcode(&resp), region, start.elapsed());
-    Some(resp)
+    let mut out = Vec::with_capacity(512);
+    let served = respond_into(snap, listener, packet, client, &mut out, None)?;
+    let via = via_of(client.transport);
+    served.count(via);
+    metrics::observe(via, start.elapsed(), 1);
+    Some(out)
 }
 
-fn respond_counted<'s>(
+/// `respond` into `out` (cleared first), uncounted; geo lookups go through `geo` when given.
+/// This is the general path: every query the UDP fast path does not answer from its prebuilt
+/// answers comes here.
+pub fn respond_into<'s>(
     snap: &'s Snapshot,
     listener: usize,
     packet: &[u8],
     client: &Client,
-    region: &mut Option<&'s str>,
-) -> Option<Vec<u8>> {
+    out: &mut Vec<u8>,
+    geo: Option<&mut GeoCache>,
+) -> Option<Served<'s>> {
+    match parse(snap, packet, out)? {
+        Parsed::Error(rcode) => Some(Served {
+            rcode,
+            region: None,
+        }),
+        Parsed::Query(q) => {
+            let answer = answer(snap, listener, &q, client, geo);
+            encode(snap, &q, &answer, client.transport, out);
+            Some(Served {
+                rcode: wire::rcode_of(answer.outcome),
+                region: answer.region,
+            })
+        }
+    }
+}
+
+/// A message that parsed: a question for the engine, or an error response already in `out`.
+// The query (with its 255-byte key) stays inline: boxing it would allocate per query.
+#[allow(clippy::large_enum_variant)]
+pub enum Parsed<'p> {
+    Query(wire::Query<'p>),
+    Error(u16),
+}
+
+/// Parses `packet`; errors (FORMERR, NOTIMP, BADVERS, REFUSED for what is never answered here)
+/// are written to `out` whole. None: send nothing.
+pub fn parse<'p>(snap: &Snapshot, packet: &'p [u8], out: &mut Vec<u8>) -> Option<Parsed<'p>> {
     let payload = snap.limits.udp_payload;
     let q = match wire::parse_query(packet) {
         Ok(q) => q,
@@ -66,45 +119,46 @@ fn respond_counted<'s>(
             question,
             edns,
         }) => {
-            return Some(wire::encode_error(
-                id,
-                flags,
-                rcode,
-                question,
-                edns.as_ref(),
-                payload,
-            ));
+            wire::encode_error_into(id, flags, rcode, question, edns.as_ref(), payload, out);
+            return Some(Parsed::Error(rcode));
         }
     };
-    let error = |rc| {
-        Some(wire::encode_error(
-            q.id,
-            q.flags,
-            rc,
-            Some(q.question),
-            q.edns.as_ref(),
-            payload,
-        ))
-    };
-    let qtype = q.rtype();
-    match qtype {
+    let rc = match q.rtype() {
         // RFC 6891 6.1.1: OPT is a pseudo-RR, not something to ask for.
-        RecordType::OPT => return error(rcode::FORMERR),
+        RecordType::OPT => rcode::FORMERR,
         // No zone transfers (yet): refuse, as NSD and Knot do without an ACL allowing it.
-        RecordType::AXFR | RecordType::IXFR => return error(rcode::REFUSED),
-        _ if matches!(q.qtype, 253 | 254) => return error(rcode::NOTIMP), // MAILB, MAILA (RFC 883, obsolete)
-        _ => {}
-    }
-    if q.qclass != CLASS_IN && q.qclass != CLASS_ANY {
+        RecordType::AXFR | RecordType::IXFR => rcode::REFUSED,
+        _ if matches!(q.qtype, 253 | 254) => rcode::NOTIMP, // MAILB, MAILA (RFC 883, obsolete)
         // CHAOS and HESIOD have no zones here.
-        return error(rcode::REFUSED);
-    }
-    let answer = engine::answer(
+        _ if q.qclass != CLASS_IN && q.qclass != CLASS_ANY => rcode::REFUSED,
+        _ => return Some(Parsed::Query(q)),
+    };
+    wire::encode_error_into(
+        q.id,
+        q.flags,
+        rc,
+        Some(q.question),
+        q.edns.as_ref(),
+        payload,
+        out,
+    );
+    Some(Parsed::Error(rc))
+}
+
+/// The engine's answer to a parsed query from `client`.
+pub fn answer<'s>(
+    snap: &'s Snapshot,
+    listener: usize,
+    q: &wire::Query<'_>,
+    client: &Client,
+    geo: Option<&mut GeoCache>,
+) -> Answer<'s> {
+    engine::answer_cached(
         snap.view(listener),
         &snap.gslb,
         &Question {
             key: q.key(),
-            qtype,
+            qtype: q.rtype(),
             client: client_addr(
                 q.edns.as_ref().and_then(|e| e.ecs.as_ref()),
                 client.addr.ip(),
@@ -112,10 +166,21 @@ fn respond_counted<'s>(
         },
         snap.limits.cname_chain,
         None,
-    );
-    *region = answer.region;
-    let max = wire::max_size(q.edns.as_ref(), client.transport != Transport::Udp, payload);
-    Some(wire::encode_answer(&q, &answer, max, payload))
+        geo,
+    )
+}
+
+/// Encodes `answer` for a client on `transport` (its size limit) into `out`.
+pub fn encode(
+    snap: &Snapshot,
+    q: &wire::Query<'_>,
+    answer: &Answer<'_>,
+    transport: Transport,
+    out: &mut Vec<u8>,
+) {
+    let payload = snap.limits.udp_payload;
+    let max = wire::max_size(q.edns.as_ref(), transport != Transport::Udp, payload);
+    wire::encode_answer_into(q, answer, max, payload, out);
 }
 
 /// Longest ECS source prefixes used (RFC 7871 11.1 recommends resolvers send no more than these;

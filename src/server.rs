@@ -25,7 +25,7 @@ use crate::health::Health;
 use crate::query::{self, Client, Transport};
 use crate::resolver::{self, Clock, Resolvers, SystemClock};
 use crate::snapshot::{BuildError, Snapshot};
-use crate::udp;
+use crate::{fast, udp};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -539,14 +539,7 @@ async fn serve_udp(
     served: Arc<AtomicU64>,
 ) -> io::Result<()> {
     on_thread(format!("udp-{listener}"), move |stop| {
-        udp::serve(&socket, stop, |packet, peer| {
-            let client = Client {
-                addr: peer,
-                transport: Transport::Udp,
-            };
-            served.fetch_add(1, Ordering::Relaxed);
-            query::respond(&snap.load(), listener, packet, &client)
-        })
+        udp::serve(&socket, stop, fast::Worker::new(snap, listener, served))
     })
     .await
 }
@@ -573,39 +566,43 @@ async fn serve_resolver_udp(
     on_thread(format!("resolver-udp-{listener}"), move |stop| {
         let walks = Arc::new(Semaphore::new(RESOLVER_WALKS));
         let replies = socket.clone();
-        udp::serve(&socket, stop, |packet, peer| {
-            let snapshot = snap.load();
-            let settings = snapshot.resolver.clone()?;
-            let payload = snapshot.limits.udp_payload;
-            let port = resolvers.upstream_port(&settings);
-            match resolver::serve::answer_now(
-                &instance, port, &settings, listener, payload, packet, peer, false,
-            ) {
-                resolver::serve::Step::Done(r) => r,
-                resolver::serve::Step::Walk => {
-                    // Too many walks: drop, the client retries.
-                    let permit = walks.clone().try_acquire_owned().ok()?;
-                    let packet = packet.to_vec();
-                    let socket = replies.clone();
-                    let instance = instance.clone();
-                    runtime.spawn(async move {
-                        let _permit = permit;
-                        let resp = resolver::serve::walk(
-                            instance, port, settings, listener, payload, packet, peer, false,
-                        )
-                        .await;
-                        // A UDP send does not block for long (room in the socket buffer, or the
-                        // datagram is dropped), so it is done in place.
-                        if let Some(resp) = resp
-                            && let Err(e) = socket.send_to(&resp, peer)
-                        {
-                            tracing::debug!("udp send to {peer}: {e}");
-                        }
-                    });
-                    None
+        udp::serve(
+            &socket,
+            stop,
+            udp::Replies(|packet: &[u8], peer| {
+                let snapshot = snap.load();
+                let settings = snapshot.resolver.clone()?;
+                let payload = snapshot.limits.udp_payload;
+                let port = resolvers.upstream_port(&settings);
+                match resolver::serve::answer_now(
+                    &instance, port, &settings, listener, payload, packet, peer, false,
+                ) {
+                    resolver::serve::Step::Done(r) => r,
+                    resolver::serve::Step::Walk => {
+                        // Too many walks: drop, the client retries.
+                        let permit = walks.clone().try_acquire_owned().ok()?;
+                        let packet = packet.to_vec();
+                        let socket = replies.clone();
+                        let instance = instance.clone();
+                        runtime.spawn(async move {
+                            let _permit = permit;
+                            let resp = resolver::serve::walk(
+                                instance, port, settings, listener, payload, packet, peer, false,
+                            )
+                            .await;
+                            // A UDP send does not block for long (room in the socket buffer, or the
+                            // datagram is dropped), so it is done in place.
+                            if let Some(resp) = resp
+                                && let Err(e) = socket.send_to(&resp, peer)
+                            {
+                                tracing::debug!("udp send to {peer}: {e}");
+                            }
+                        });
+                        None
+                    }
                 }
-            }
-        })
+            }),
+        )
     })
     .await
 }

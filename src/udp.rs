@@ -29,13 +29,38 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// Serves `socket` until `stop` is set or a fatal error. `answer(packet, peer)` returns the reply to
-/// send back to `peer`, if any; it must not block for long (it runs on the receive thread).
-pub fn serve(
-    socket: &UdpSocket,
-    stop: &AtomicBool,
-    mut answer: impl FnMut(&[u8], SocketAddr) -> Option<Vec<u8>>,
-) -> io::Result<()> {
+/// What a serving thread does with the datagrams it receives. It runs on the receive thread, so
+/// nothing here may block for long.
+pub trait Answerer {
+    /// A batch has arrived; called before its first datagram.
+    fn begin(&mut self) {}
+    /// Writes the reply to `packet` from `peer` into `out` (empty on entry, and a buffer the loop
+    /// reuses, so a reply costs no allocation); false sends nothing.
+    fn answer(&mut self, packet: &[u8], peer: SocketAddr, out: &mut Vec<u8>) -> bool;
+    /// The batch is answered (`answered` replies); called before they are sent.
+    fn end(&mut self, _answered: usize) {}
+    /// Nothing arrived for `POLL`.
+    fn idle(&mut self) {}
+}
+
+/// An [`Answerer`] from a function returning the reply as a new buffer.
+pub struct Replies<F>(pub F);
+
+impl<F: FnMut(&[u8], SocketAddr) -> Option<Vec<u8>>> Answerer for Replies<F> {
+    fn answer(&mut self, packet: &[u8], peer: SocketAddr, out: &mut Vec<u8>) -> bool {
+        match (self.0)(packet, peer) {
+            Some(reply) => {
+                *out = reply;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Serves `socket` until `stop` is set or a fatal error, replying to each datagram as `answer`
+/// says.
+pub fn serve(socket: &UdpSocket, stop: &AtomicBool, mut answer: impl Answerer) -> io::Result<()> {
     socket.set_nonblocking(false)?;
     socket.set_read_timeout(Some(POLL))?;
     #[cfg(target_os = "linux")]
@@ -45,14 +70,22 @@ pub fn serve(
     #[cfg(not(target_os = "linux"))]
     {
         let mut buf = vec![0u8; 65535];
+        let mut out = Vec::with_capacity(512);
         while !stop.load(Ordering::Relaxed) {
             let (n, peer) = match socket.recv_from(&mut buf) {
                 Ok(r) => r,
-                Err(e) if transient(&e) => continue,
+                Err(e) if transient(&e) => {
+                    answer.idle();
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
-            if let Some(resp) = answer(&buf[..n], peer) {
-                let _ = socket.send_to(&resp, peer);
+            answer.begin();
+            out.clear();
+            let reply = answer.answer(&buf[..n], peer, &mut out);
+            answer.end(usize::from(reply));
+            if reply {
+                let _ = socket.send_to(&out, peer);
             }
         }
         Ok(())
@@ -148,11 +181,13 @@ mod batched {
     pub(super) fn serve(
         socket: &UdpSocket,
         stop: &AtomicBool,
-        answer: &mut impl FnMut(&[u8], SocketAddr) -> Option<Vec<u8>>,
+        answer: &mut impl Answerer,
     ) -> io::Result<()> {
         let fd = socket.as_raw_fd();
         let mut slots = Slots::new();
-        let mut replies: Vec<(Vec<u8>, libc::sockaddr_storage, libc::socklen_t)> =
+        // Reply buffers live as long as the thread: a reply is written into one, not allocated.
+        let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(512)).collect();
+        let mut replies: Vec<(usize, libc::sockaddr_storage, libc::socklen_t)> =
             Vec::with_capacity(BATCH);
         let mut out_iovs: Vec<libc::iovec> = Vec::with_capacity(BATCH);
         let mut out_msgs: Vec<libc::mmsghdr> = Vec::with_capacity(BATCH);
@@ -173,11 +208,13 @@ mod batched {
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if transient(&e) {
+                    answer.idle();
                     continue;
                 }
                 return Err(e);
             }
             replies.clear();
+            answer.begin();
             for i in 0..n as usize {
                 let h = &slots.msgs[i].msg_hdr;
                 if h.msg_flags & libc::MSG_TRUNC != 0 {
@@ -187,11 +224,14 @@ mod batched {
                     continue;
                 };
                 let len = slots.msgs[i].msg_len as usize;
-                if let Some(resp) = answer(&slots.bufs[i][..len], peer) {
-                    replies.push((resp, slots.addrs[i], h.msg_namelen));
+                let out = &mut outs[replies.len()];
+                out.clear();
+                if answer.answer(&slots.bufs[i][..len], peer, out) {
+                    replies.push((replies.len(), slots.addrs[i], h.msg_namelen));
                 }
             }
-            send_all(fd, &mut replies, &mut out_iovs, &mut out_msgs);
+            answer.end(replies.len());
+            send_all(fd, &mut outs, &mut replies, &mut out_iovs, &mut out_msgs);
         }
         Ok(())
     }
@@ -200,7 +240,8 @@ mod batched {
     /// refuses (e.g. the peer's ICMP error on a previous one) is skipped, as a lost datagram.
     fn send_all(
         fd: i32,
-        replies: &mut [(Vec<u8>, libc::sockaddr_storage, libc::socklen_t)],
+        outs: &mut [Vec<u8>],
+        replies: &mut [(usize, libc::sockaddr_storage, libc::socklen_t)],
         iovs: &mut Vec<libc::iovec>,
         msgs: &mut Vec<libc::mmsghdr>,
     ) {
@@ -209,7 +250,8 @@ mod batched {
         }
         iovs.clear();
         msgs.clear();
-        for (buf, _, _) in replies.iter_mut() {
+        for (at, _, _) in replies.iter() {
+            let buf = &mut outs[*at];
             iovs.push(libc::iovec {
                 iov_base: buf.as_mut_ptr().cast(),
                 iov_len: buf.len(),
@@ -260,13 +302,17 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
         let t = std::thread::spawn(move || {
-            serve(&server, &s2, |p, _| {
-                if p == b"quiet" {
-                    None
-                } else {
-                    Some(p.iter().rev().copied().collect())
-                }
-            })
+            serve(
+                &server,
+                &s2,
+                Replies(|p: &[u8], _| {
+                    if p == b"quiet" {
+                        None
+                    } else {
+                        Some(p.iter().rev().copied().collect())
+                    }
+                }),
+            )
         });
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client

@@ -7,6 +7,7 @@
 use std::net::IpAddr;
 
 use hickory_proto::rr::RecordType;
+use smallvec::SmallVec;
 
 use crate::engine::{Answer, Outcome, Owner, RrsetRef};
 use crate::zone::Part;
@@ -392,13 +393,23 @@ pub fn max_size(edns: Option<&Edns>, tcp: bool, our_payload: u16) -> usize {
 
 /// Writes names with compression (RFC 1035 4.1.4), comparing case-insensitively so that the
 /// answer's owner names point at the question as the client wrote it.
-struct Writer {
-    buf: Vec<u8>,
-    /// Offsets of names (and their suffixes) already written, usable as pointer targets.
-    names: Vec<u16>,
+struct Writer<'b> {
+    buf: &'b mut Vec<u8>,
+    /// Offsets of names (and their suffixes) already written, usable as pointer targets. On the
+    /// stack for every answer of ordinary size (no allocation per query).
+    names: SmallVec<[u16; 64]>,
 }
 
-impl Writer {
+impl<'b> Writer<'b> {
+    /// A writer appending to `buf`, which is cleared first.
+    fn new(buf: &'b mut Vec<u8>) -> Self {
+        buf.clear();
+        Writer {
+            buf,
+            names: SmallVec::new(),
+        }
+    }
+
     fn name(&mut self, wire: &[u8], compress: bool) {
         let mut off = 0;
         while off < wire.len() {
@@ -425,7 +436,7 @@ impl Writer {
         self.names
             .iter()
             .copied()
-            .find(|&at| same_name(&self.buf, at as usize, suffix))
+            .find(|&at| same_name(self.buf, at as usize, suffix))
     }
 
     /// Registers every suffix of the name at `at` (the question) as a pointer target.
@@ -573,15 +584,25 @@ fn write_rrset(w: &mut Writer, rr: &RrsetRef<'_>, qname_at: usize) -> usize {
 /// required glue) does not fit, TC is set and the client retries over TCP (RFC 2181 9, RFC 9471);
 /// optional ADDITIONAL RRsets that do not fit are left out without TC.
 pub fn encode_answer(q: &Query<'_>, a: &Answer<'_>, max: usize, our_payload: u16) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    encode_answer_into(q, a, max, our_payload, &mut out);
+    out
+}
+
+/// `encode_answer` into `out` (cleared first), so a serving loop reuses one buffer.
+pub fn encode_answer_into(
+    q: &Query<'_>,
+    a: &Answer<'_>,
+    max: usize,
+    our_payload: u16,
+    out: &mut Vec<u8>,
+) {
     // RFC 7871 7.2.1: SCOPE PREFIX-LENGTH 0 when the answer does not depend on the client.
     let scope = a.scope.unwrap_or(0);
     let rc = rcode_of(a.outcome);
-    let mut w = Writer {
-        buf: Vec::with_capacity(512),
-        names: Vec::with_capacity(16),
-    };
+    let mut w = Writer::new(out);
     header(&mut w, q.id, q.flags, a.aa, rc);
-    set_count(&mut w.buf, 0, 1);
+    set_count(w.buf, 0, 1);
     w.buf.extend_from_slice(q.question);
     w.register(HEADER_LEN);
     let after_question = w.buf.len();
@@ -618,16 +639,15 @@ pub fn encode_answer(q: &Query<'_>, a: &Answer<'_>, max: usize, our_payload: u16
         }
     }
     for (i, c) in counts.iter().enumerate() {
-        set_count(&mut w.buf, i + 1, *c);
+        set_count(w.buf, i + 1, *c);
     }
     if truncated {
-        set_tc(&mut w.buf);
+        set_tc(w.buf);
     }
     if let Some(edns) = &q.edns {
         write_opt(&mut w, edns, rc, our_payload, scope);
-        set_count(&mut w.buf, 3, counts[2] + 1);
+        set_count(w.buf, 3, counts[2] + 1);
     }
-    w.buf
 }
 
 /// The resolver's answer to `q` (RA set, AA clear): records from the cache or upstream, owner names
@@ -642,12 +662,10 @@ pub fn encode_records(
     our_payload: u16,
 ) -> Vec<u8> {
     use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
-    let mut w = Writer {
-        buf: Vec::with_capacity(512),
-        names: Vec::with_capacity(16),
-    };
+    let mut out = Vec::with_capacity(512);
+    let mut w = Writer::new(&mut out);
     header_ra(&mut w, q.id, q.flags, false, true, rcode);
-    set_count(&mut w.buf, 0, 1);
+    set_count(w.buf, 0, 1);
     w.buf.extend_from_slice(q.question);
     w.register(HEADER_LEN);
     let after_question = w.buf.len();
@@ -686,15 +704,15 @@ pub fn encode_records(
     if truncated {
         w.buf.truncate(after_question);
         counts = [0; 2];
-        set_tc(&mut w.buf);
+        set_tc(w.buf);
     }
-    set_count(&mut w.buf, 1, counts[0]);
-    set_count(&mut w.buf, 2, counts[1]);
+    set_count(w.buf, 1, counts[0]);
+    set_count(w.buf, 2, counts[1]);
     if let Some(edns) = &q.edns {
         write_opt(&mut w, edns, rcode, our_payload, 0);
-        set_count(&mut w.buf, 3, 1);
+        set_count(w.buf, 3, 1);
     }
-    w.buf
+    out
 }
 
 /// A response carrying only an RCODE (and the question and OPT when they could be read).
@@ -709,6 +727,19 @@ pub fn encode_error(
     encode_error_ra(id, qflags, rcode, question, edns, our_payload, false)
 }
 
+/// `encode_error` into `out` (cleared first).
+pub fn encode_error_into(
+    id: u16,
+    qflags: u16,
+    rcode: u16,
+    question: Option<&[u8]>,
+    edns: Option<&Edns>,
+    our_payload: u16,
+    out: &mut Vec<u8>,
+) {
+    write_error(id, qflags, rcode, question, edns, our_payload, false, out)
+}
+
 /// `encode_error` with RA as the listener says (set on the resolver's listeners).
 pub fn encode_error_ra(
     id: u16,
@@ -719,18 +750,112 @@ pub fn encode_error_ra(
     our_payload: u16,
     ra: bool,
 ) -> Vec<u8> {
-    let mut w = Writer {
-        buf: Vec::with_capacity(64),
-        names: Vec::new(),
-    };
+    let mut out = Vec::with_capacity(64);
+    write_error(id, qflags, rcode, question, edns, our_payload, ra, &mut out);
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_error(
+    id: u16,
+    qflags: u16,
+    rcode: u16,
+    question: Option<&[u8]>,
+    edns: Option<&Edns>,
+    our_payload: u16,
+    ra: bool,
+    out: &mut Vec<u8>,
+) {
+    let mut w = Writer::new(out);
     header_ra(&mut w, id, qflags, false, ra, rcode);
     if let Some(q) = question {
-        set_count(&mut w.buf, 0, 1);
+        set_count(w.buf, 0, 1);
         w.buf.extend_from_slice(q);
     }
     if let Some(e) = edns {
         write_opt(&mut w, e, rcode, our_payload, 0);
-        set_count(&mut w.buf, 3, 1);
+        set_count(w.buf, 3, 1);
     }
-    w.buf
+}
+
+/// A response's bytes after the question, captured from `encode_answer` for answers that do not
+/// depend on the client, to be sent again to any query for the same name and type. Compression
+/// pointers in it point into the question at offset 12 (or into itself); a later question for
+/// the same lowercase name has the same length and the same label boundaries, and `Writer`
+/// matches names case-insensitively, so `write` produces exactly the bytes `encode_answer` would.
+#[derive(Debug)]
+pub struct Prebuilt {
+    /// AA and RCODE bits of the header.
+    flags: u16,
+    /// ANCOUNT, NSCOUNT, ARCOUNT without OPT.
+    counts: [u16; 3],
+    /// ANSWER, AUTHORITY and ADDITIONAL, whole (never truncated).
+    body: Box<[u8]>,
+}
+
+impl Prebuilt {
+    /// Captures the answer `a` to `q`, using `scratch` as the encoding buffer. None when it needs
+    /// TCP even at 65535 bytes.
+    pub fn capture(
+        q: &Query<'_>,
+        a: &Answer<'_>,
+        our_payload: u16,
+        scratch: &mut Vec<u8>,
+    ) -> Option<Prebuilt> {
+        let bare = Query {
+            edns: None,
+            ..q.clone()
+        };
+        encode_answer_into(&bare, a, u16::MAX as usize, our_payload, scratch);
+        let flags = u16::from_be_bytes([scratch[2], scratch[3]]);
+        if flags & 0x0200 != 0 {
+            return None;
+        }
+        let count = |i: usize| u16::from_be_bytes([scratch[4 + 2 * i], scratch[5 + 2 * i]]);
+        Some(Prebuilt {
+            flags: flags & 0x040f,
+            counts: [count(1), count(2), count(3)],
+            body: scratch[HEADER_LEN + q.question.len()..].into(),
+        })
+    }
+
+    /// Heap bytes this answer holds.
+    pub fn size(&self) -> usize {
+        self.body.len()
+    }
+
+    /// The RCODE in the header (prebuilt answers have no extended RCODE).
+    pub fn rcode(&self) -> u16 {
+        self.flags & 0xf
+    }
+
+    /// Writes the response to `q` into `out` (cleared first), as `encode_answer` would for this
+    /// answer. False, writing nothing, when it does not fit in `max` (the general path then
+    /// truncates as RFC 2181 9 says).
+    pub fn write(&self, q: &Query<'_>, max: usize, our_payload: u16, out: &mut Vec<u8>) -> bool {
+        let opt = q.edns.as_ref().map_or(0, opt_len);
+        if HEADER_LEN + q.question.len() + self.body.len() + opt > max {
+            return false;
+        }
+        let mut w = Writer::new(out);
+        header(
+            &mut w,
+            q.id,
+            q.flags,
+            self.flags & 0x0400 != 0,
+            self.rcode(),
+        );
+        set_count(w.buf, 0, 1);
+        for (i, c) in self.counts.iter().enumerate() {
+            set_count(w.buf, i + 1, *c);
+        }
+        w.buf.extend_from_slice(q.question);
+        w.buf.extend_from_slice(&self.body);
+        if let Some(edns) = &q.edns {
+            // Scope 0: the answer does not depend on the client (RFC 7871 7.2.1).
+            write_opt(&mut w, edns, self.rcode(), our_payload, 0);
+            set_count(w.buf, 3, self.counts[2] + 1);
+        }
+        true
+    }
 }

@@ -762,3 +762,87 @@ fn build_override_trie(mut rows: Vec<(csv::GeoRow, Option<CarrierId>)>) -> trie:
     }
     t
 }
+
+/// Entries a [`GeoCache`] holds before it starts over (about 20 MB at most).
+const GEO_CACHE_ENTRIES: usize = 65_536;
+
+/// Geo answers remembered per client network, for one serving thread (design.md 5: "geo decisions
+/// cached per matched network"). An entry is kept for the /24 (IPv4) or /56 (IPv6) around a
+/// client only when the lookup's `carrier_scope` and `location_scope` are no longer than that:
+/// then, by what those scopes mean, every address of the network gets the same carrier and
+/// location, and the same scopes. Addresses in finer-grained data (an override /29, say) are
+/// looked up every time. The cache belongs to one [`Geo`]: drop it with the snapshot.
+#[derive(Default)]
+pub struct GeoCache {
+    map: hashbrown::HashMap<(bool, u128), CachedInfo, rustc_hash::FxBuildHasher>,
+}
+
+/// A `GeoInfo` that owns its strings.
+struct CachedInfo {
+    info: GeoInfo<'static>,
+    organisation: Option<Box<str>>,
+    country: Option<Box<str>>,
+    province: Option<Box<str>>,
+    province_code: Option<Box<str>>,
+    city: Option<Box<str>>,
+}
+
+impl CachedInfo {
+    fn new(g: &GeoInfo<'_>) -> Self {
+        let own = |s: Option<&str>| s.map(Box::from);
+        CachedInfo {
+            info: GeoInfo {
+                organisation: None,
+                country: None,
+                province: None,
+                province_code: None,
+                city: None,
+                ..g.clone()
+            },
+            organisation: own(g.organisation),
+            country: own(g.country),
+            province: own(g.province),
+            province_code: own(g.province_code),
+            city: own(g.city),
+        }
+    }
+
+    fn view(&self) -> GeoInfo<'_> {
+        GeoInfo {
+            organisation: self.organisation.as_deref(),
+            country: self.country.as_deref(),
+            province: self.province.as_deref(),
+            province_code: self.province_code.as_deref(),
+            city: self.city.as_deref(),
+            ..self.info.clone()
+        }
+    }
+}
+
+impl GeoCache {
+    /// `geo.lookup(ip)`, from the cache when the client's network has been seen.
+    pub fn lookup<'c>(&'c mut self, geo: &'c Geo, ip: IpAddr) -> GeoInfo<'c> {
+        let ip = canonical(ip);
+        let (v4, bits, widest) = match ip {
+            IpAddr::V4(a) => (true, u128::from(u32::from(a) & 0xffff_ff00), 24),
+            IpAddr::V6(a) => (false, u128::from(a) & !((1u128 << 72) - 1), 56),
+        };
+        let key = (v4, bits);
+        if !self.map.contains_key(&key) {
+            let info = geo.lookup(ip);
+            if info.carrier_scope.max(info.location_scope) > widest {
+                // Finer than the network: not the same for its other addresses.
+                return info;
+            }
+            if self.map.len() >= GEO_CACHE_ENTRIES {
+                self.map.clear();
+            }
+            self.map.insert(key, CachedInfo::new(&info));
+        }
+        self.map[&key].view()
+    }
+
+    pub fn clear(&mut self) {
+        self.map.clear();
+    }
+}

@@ -17,7 +17,7 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{Name, RData, RecordType};
@@ -174,6 +174,9 @@ pub struct Region {
     provinces: Vec<String>,
     countries: Vec<String>,
     fallback: Vec<usize>,
+    /// `gslbd_region_answers_total` for this region, resolved once here so a query counts it
+    /// with one atomic add.
+    pub hits: Arc<AtomicU64>,
 }
 
 #[derive(Debug)]
@@ -322,11 +325,37 @@ pub struct Decision<'g> {
     pub label: Label<'g>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub enum Label<'g> {
     None,
     Line(&'g str),
-    Region(&'g str),
+    Region(&'g Region),
+}
+
+/// Why a location rule preferred a region (turned into text only for explain).
+enum Why<'i> {
+    NotLocated,
+    Province(&'i str, usize),
+    Country(&'i str, usize),
+    Nearest(usize, f64, &'i str),
+    Unknown,
+}
+
+impl Why<'_> {
+    fn text(&self, g: &Gslb) -> String {
+        match *self {
+            Why::NotLocated => "client not located (ECS source prefix 0): default region".into(),
+            Why::Province(p, r) => format!("province {p} is mapped to region {}", g.regions[r].id),
+            Why::Country(c, r) => format!("country {c} is mapped to region {}", g.regions[r].id),
+            Why::Nearest(r, d, whence) => {
+                format!(
+                    "nearest region {} ({d:.0} km from {whence})",
+                    g.regions[r].id
+                )
+            }
+            Why::Unknown => "no location known for the client: default region".into(),
+        }
+    }
 }
 
 /// A global counter for round robin; relaxed is enough, only the spread matters.
@@ -458,37 +487,38 @@ impl Gslb {
         }
     }
 
-    /// The preferred pool for the client, why, and the scope of that reason.
-    fn prefer(
+    /// The preferred pool for the client, why, and the scope of that reason. Nothing is
+    /// formatted here: the reason becomes text only for a trace (`Why::text`).
+    fn prefer<'i>(
         &self,
         l: &LocationRule,
         client: &ClientAddr,
-        info: &GeoInfo<'_>,
-    ) -> (usize, String, u8) {
+        info: &GeoInfo<'i>,
+    ) -> (usize, Why<'i>, u8) {
         let loc_scope = info.location_scope;
         if client.ip.is_none() {
-            return (
-                l.default,
-                "client not located (ECS source prefix 0): default region".into(),
-                0,
-            );
+            return (l.default, Why::NotLocated, 0);
         }
         if l.select == SelectBy::Mapping {
             if let Some(p) = info.province {
-                let code = info
-                    .country
-                    .zip(info.province_code)
-                    .map(|(c, s)| format!("{c}-{s}"));
+                // A region lists provinces by name or as "CC-CODE" (ISO 3166-2).
+                let code = info.country.zip(info.province_code);
+                let is_code = |x: &str| {
+                    code.is_some_and(|(c, s)| {
+                        x.len() == c.len() + 1 + s.len()
+                            && x.starts_with(c)
+                            && x.as_bytes()[c.len()] == b'-'
+                            && x.ends_with(s)
+                    })
+                };
                 for (i, pool) in l.pools.iter().enumerate() {
                     let region = &self.regions[pool.region];
-                    if region.provinces.iter().any(|x| {
-                        x.eq_ignore_ascii_case(p) || code.as_deref().is_some_and(|c| x == c)
-                    }) {
-                        return (
-                            i,
-                            format!("province {p} is mapped to region {}", region.id),
-                            loc_scope,
-                        );
+                    if region
+                        .provinces
+                        .iter()
+                        .any(|x| x.eq_ignore_ascii_case(p) || is_code(x))
+                    {
+                        return (i, Why::Province(p, pool.region), loc_scope);
                     }
                 }
             }
@@ -496,11 +526,7 @@ impl Gslb {
                 for (i, pool) in l.pools.iter().enumerate() {
                     let region = &self.regions[pool.region];
                     if region.countries.iter().any(|x| x.eq_ignore_ascii_case(cc)) {
-                        return (
-                            i,
-                            format!("country {cc} is mapped to region {}", region.id),
-                            loc_scope,
-                        );
+                        return (i, Why::Country(cc, pool.region), loc_scope);
                     }
                 }
             }
@@ -514,20 +540,9 @@ impl Gslb {
                 .min_by(|a, b| a.1.total_cmp(&b.1))
                 .expect("a location rule has at least one pool");
             let whence = info.city.or(info.province).unwrap_or("the client");
-            return (
-                i,
-                format!(
-                    "nearest region {} ({d:.0} km from {whence})",
-                    self.regions[l.pools[i].region].id
-                ),
-                loc_scope,
-            );
+            return (i, Why::Nearest(l.pools[i].region, d, whence), loc_scope);
         }
-        (
-            l.default,
-            "no location known for the client: default region".into(),
-            loc_scope,
-        )
+        (l.default, Why::Unknown, loc_scope)
     }
 
     fn decide_location<'g>(
@@ -544,14 +559,14 @@ impl Gslb {
             step: Step::NoData,
             scope,
             ttl: rule.ttl,
-            label: Label::Region(&self.regions[l.pools[preferred].region].id),
+            label: Label::Region(&self.regions[l.pools[preferred].region]),
         };
         let family = |p: &'g Pool| match qtype {
             RecordType::AAAA => &p.aaaa,
             _ => &p.a,
         };
         if let Some(h) = trace.as_deref_mut() {
-            h.reason = why;
+            h.reason = why.text(self);
             h.scope = scope;
             h.ttl = rule.ttl;
         }
@@ -644,7 +659,7 @@ impl Gslb {
             step: Step::Data(&fam.rrset, select),
             scope,
             ttl: rule.ttl,
-            label: Label::Region(&self.regions[l.pools[p].region].id),
+            label: Label::Region(&self.regions[l.pools[p].region]),
         }
     }
 }
@@ -747,6 +762,7 @@ impl Gslb {
                 provinces: rc.provinces.clone(),
                 countries: rc.countries.clone(),
                 fallback: Vec::new(),
+                hits: crate::metrics::region_counter(id),
             });
         }
         for (id, rc) in &cfg.region {
