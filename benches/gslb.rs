@@ -38,6 +38,15 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    let mut cache = gslbd::geo::GeoCache::default();
+    c.bench_function("geo lookup (a UDP thread's cache, warm)", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i = (i + 1) % clients.len();
+            black_box(cache.lookup(&gslb.geo, black_box(clients[i])).carrier);
+        })
+    });
+
     let vip = gslb.rule_index("object.vip.yourcompany.com.").unwrap();
     let yd = gslb.rule_index("object.yd.yourcompany.com.").unwrap();
     let infos: Vec<_> = clients.iter().map(|ip| gslb.geo.lookup(*ip)).collect();

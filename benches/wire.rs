@@ -1,17 +1,26 @@
 //! ns per piece of the authoritative path on the lab world: parsing a query, the engine's lookup,
-//! encoding the answer, and the whole `query::respond` (parse + lookup + encode + counters), for a
-//! plain hit, a CNAME chain, an MX with additional addresses and an NXDOMAIN.
+//! encoding the answer, the whole general path `query::respond` (parse + lookup + encode +
+//! counters), and the UDP fast path (`fast::Worker`, warm: a prebuilt answer written for the
+//! query) for a plain hit, a CNAME chain, an MX with additional addresses and an NXDOMAIN; and
+//! for the GSLB chain (object -> vip -> line -> pool, client 127.0.10.1) the general path and the
+//! fast path (geo from the worker's cache, the engine still deciding).
 //!
 //!     cargo bench --bench wire
 
 use std::hint::black_box;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use arc_swap::ArcSwap;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use gslbd::config::Source;
 use gslbd::engine::{self, Question};
+use gslbd::fast::Worker;
 use gslbd::query::{self, Client, Transport, client_addr};
 use gslbd::snapshot::Snapshot;
+use gslbd::udp::Answerer;
 use gslbd::wire;
 
 /// A query as dig sends it: RD, EDNS with a 1232-byte payload.
@@ -68,7 +77,42 @@ fn bench(c: &mut Criterion) {
         c.bench_function(&format!("respond ({what})"), |b| {
             b.iter(|| black_box(query::respond(&snap, 0, black_box(packet), &client)))
         });
+        let mut worker = worker();
+        let mut out = Vec::with_capacity(512);
+        c.bench_function(&format!("fast path ({what})"), |b| {
+            b.iter(|| {
+                out.clear();
+                black_box(worker.answer(black_box(packet), peer, &mut out))
+            })
+        });
     }
+    let gslb_peer: SocketAddr = "127.0.10.1:5353".parse().unwrap();
+    let gslb_client = Client {
+        addr: gslb_peer,
+        transport: Transport::Udp,
+    };
+    let packet = query("object.yourcompany.com", 1);
+    c.bench_function("respond (gslb chain)", |b| {
+        b.iter(|| black_box(query::respond(&snap, 0, black_box(&packet), &gslb_client)))
+    });
+    let mut worker = worker();
+    let mut out = Vec::with_capacity(512);
+    c.bench_function("fast path (gslb chain)", |b| {
+        b.iter(|| {
+            out.clear();
+            black_box(worker.answer(black_box(&packet), gslb_peer, &mut out))
+        })
+    });
+}
+
+/// A UDP thread's state serving the lab (listener 0), as `server` starts one.
+fn worker() -> Worker {
+    let shared = Arc::new(ArcSwap::from_pointee(
+        Snapshot::build(&Source::lab()).expect("the lab builds"),
+    ));
+    let mut w = Worker::new(shared, 0, Arc::new(AtomicU64::new(0)));
+    w.begin();
+    w
 }
 
 criterion_group!(benches, bench);

@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use gslbd::config::Source;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 
@@ -20,8 +19,65 @@ const SRV: u16 = 33;
 const DS: u16 = 43;
 const ANY: u16 = 255;
 
-async fn battery() -> TestServer {
-    start(Source::file(data("battery/battery.toml"))).await
+async fn battery(path: Path) -> TestServer {
+    start_on_path(&data("battery/battery.toml"), path).await
+}
+
+/// Every case of the battery runs twice: against the general path (`[limits] udp_fast_path =
+/// false`) and against the fast path, where each UDP query is sent twice and both replies must be
+/// the same bytes (the second comes from the prebuilt answer the first left).
+macro_rules! on_both_paths {
+    ($($case:ident),* $(,)?) => {
+        mod general {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Path::General).await
+                }
+            )*
+        }
+        mod fast {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Path::Fast).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_paths! {
+    rfc1035_aa_set_and_question_case_preserved,
+    cname_chain_in_zone_is_whole_in_answer,
+    cname_chain_followed_into_other_served_zone,
+    cname_to_unserved_name_stops_with_noerror,
+    rfc6604_dangling_cname_gives_nxdomain_of_last_name,
+    cname_loop_is_detected,
+    cname_chain_limit_stops_at_twelve_hops,
+    qtype_cname_is_not_chased,
+    rfc4592_wildcard_synthesises_with_qname_as_owner,
+    rfc4592_empty_non_terminal_blocks_wildcard,
+    rfc4592_wildcard_cname_is_chased,
+    rfc1034_referral_at_and_below_zone_cut,
+    rfc4035_ds_at_cut_is_answered_by_parent,
+    rfc2308_nxdomain_with_soa_and_negative_ttl,
+    rfc2308_nodata_with_soa,
+    refused_for_names_in_no_served_zone,
+    rfc8482_any_is_answered_minimally,
+    notimp_for_opcodes_other_than_query,
+    formerr_for_malformed_queries,
+    garbage_and_responses_are_dropped,
+    rfc6891_opt_echoed_with_our_payload,
+    rfc6891_badvers_for_edns_version_above_zero,
+    rfc6891_two_opt_records_are_formerr,
+    rfc7871_malformed_ecs_is_formerr_and_valid_ecs_is_echoed,
+    rfc2181_tc_over_udp_and_whole_over_tcp,
+    rfc2181_additional_that_does_not_fit_is_dropped_without_tc,
+    rfc1035_additional_addresses_for_mx_srv_ns,
+    refused_for_classes_other_than_in_and_for_axfr,
+    rfc7766_several_queries_on_one_tcp_connection_then_idle_close,
+    ipv6_listener_answers_the_same,
 }
 
 fn types(records: &[hickory_proto::rr::Record]) -> Vec<RecordType> {
@@ -39,9 +95,8 @@ fn rcode(m: &Message) -> ResponseCode {
     m.metadata.response_code
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rfc1035_aa_set_and_question_case_preserved() {
-    let s = battery().await;
+async fn rfc1035_aa_set_and_question_case_preserved(path: Path) {
+    let s = battery(path).await;
     for via in BOTH {
         let q = Q::new("wWw.ExAmPle.CoM", A);
         let bytes = raw(&s, "all", via, &q.bytes()).await.unwrap();
@@ -70,9 +125,8 @@ async fn rfc1035_aa_set_and_question_case_preserved() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cname_chain_in_zone_is_whole_in_answer() {
-    let s = battery().await;
+async fn cname_chain_in_zone_is_whole_in_answer(path: Path) {
+    let s = battery(path).await;
     for via in BOTH {
         let m = ask(&s, "all", via, &Q::new("c1.example.com", A)).await;
         assert_eq!(rcode(&m), ResponseCode::NoError);
@@ -100,9 +154,8 @@ async fn cname_chain_in_zone_is_whole_in_answer() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cname_chain_followed_into_other_served_zone() {
-    let s = battery().await;
+async fn cname_chain_followed_into_other_served_zone(path: Path) {
+    let s = battery(path).await;
     let m = ask(&s, "all", Via::Udp, &Q::new("xzone.example.com", A)).await;
     assert_eq!(
         lines(&m.answers),
@@ -120,9 +173,8 @@ async fn cname_chain_followed_into_other_served_zone() {
     assert_eq!(rcode(&m), ResponseCode::NoError);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cname_to_unserved_name_stops_with_noerror() {
-    let s = battery().await;
+async fn cname_to_unserved_name_stops_with_noerror(path: Path) {
+    let s = battery(path).await;
     let m = ask(&s, "all", Via::Udp, &Q::new("ext.example.com", A)).await;
     assert_eq!(rcode(&m), ResponseCode::NoError);
     assert_eq!(
@@ -132,9 +184,8 @@ async fn cname_to_unserved_name_stops_with_noerror() {
     assert!(m.authorities.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rfc6604_dangling_cname_gives_nxdomain_of_last_name() {
-    let s = battery().await;
+async fn rfc6604_dangling_cname_gives_nxdomain_of_last_name(path: Path) {
+    let s = battery(path).await;
     let m = ask(&s, "all", Via::Udp, &Q::new("dangling.example.com", A)).await;
     assert_eq!(rcode(&m), ResponseCode::NXDomain);
     assert!(m.metadata.authoritative);
@@ -142,9 +193,8 @@ async fn rfc6604_dangling_cname_gives_nxdomain_of_last_name() {
     assert_eq!(types(&m.authorities), [RecordType::SOA]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cname_loop_is_detected() {
-    let s = battery().await;
+async fn cname_loop_is_detected(path: Path) {
+    let s = battery(path).await;
     for via in BOTH {
         let m = ask(&s, "all", via, &Q::new("loop1.example.com", A)).await;
         assert_eq!(rcode(&m), ResponseCode::NoError);
@@ -158,9 +208,8 @@ async fn cname_loop_is_detected() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cname_chain_limit_stops_at_twelve_hops() {
-    let s = battery().await;
+async fn cname_chain_limit_stops_at_twelve_hops(path: Path) {
+    let s = battery(path).await;
     let m = ask(&s, "all", Via::Tcp, &Q::new("l1.example.com", A)).await;
     assert_eq!(rcode(&m), ResponseCode::NoError);
     assert_eq!(m.answers.len(), 12, "cname_chain = 12 records in the chain");
@@ -175,9 +224,8 @@ async fn cname_chain_limit_stops_at_twelve_hops() {
     assert_eq!(m.answers.last().unwrap().record_type(), RecordType::A);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn qtype_cname_is_not_chased() {
-    let s = battery().await;
+async fn qtype_cname_is_not_chased(path: Path) {
+    let s = battery(path).await;
     let m = ask(&s, "all", Via::Udp, &Q::new("c1.example.com", CNAME)).await;
     assert_eq!(
         lines(&m.answers),
@@ -185,9 +233,8 @@ async fn qtype_cname_is_not_chased() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rfc4592_wildcard_synthesises_with_qname_as_owner() {
-    let s = battery().await;
+async fn rfc4592_wildcard_synthesises_with_qname_as_owner(path: Path) {
+    let s = battery(path).await;
     for via in BOTH {
         for name in ["x.wild.example.com", "a.b.c.wild.example.com"] {
             let m = ask(&s, "all", via, &Q::new(name, A)).await;
@@ -212,9 +259,8 @@ async fn rfc4592_wildcard_synthesises_with_qname_as_owner() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rfc4592_empty_non_terminal_blocks_wildcard() {
-    let s = battery().await;
+async fn rfc4592_empty_non_terminal_blocks_wildcard(path: Path) {
+    let s = battery(path).await;
     // sub.wild exists (it has a child), so it is NODATA, and names below it do not match *.wild.
     let m = ask(&s, "all", Via::Udp, &Q::new("sub.wild.example.com", A)).await;
     assert_eq!(rcode(&m), ResponseCode::NoError);
@@ -229,9 +275,8 @@ async fn rfc4592_empty_non_terminal_blocks_wildcard() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rfc4592_wildcard_cname_is_chased() {
-    let s = battery().await;
+async fn rfc4592_wildcard_cname_is_chased(path: Path) {
+    let s = battery(path).await;
     let m = ask(&s, "all", Via::Udp, &Q::new("img1.cw.example.com", A)).await;
     assert_eq!(
         lines(&m.answers),
@@ -243,9 +288,8 @@ async fn rfc4592_wildcard_cname_is_chased() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rfc1034_referral_at_and_below_zone_cut() {
-    let s = battery().await;
+async fn rfc1034_referral_at_and_below_zone_cut(path: Path) {
+    let s = battery(path).await;
     for via in BOTH {
         for name in ["child.example.com", "deep.host.child.example.com"] {
             let m = ask(&s, "all", via, &Q::new(name, A)).await;
@@ -277,9 +321,8 @@ async fn rfc1034_referral_at_and_below_zone_cut() {
     assert!(!m.metadata.authoritative && m.answers.is_empty() && m.authorities.len() == 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rfc4035_ds_at_cut_is_answered_by_parent() {
-    let s = battery().await;
+async fn rfc4035_ds_at_cut_is_answered_by_parent(path: Path) {
+    let s = battery(path).await;
     let m = ask(&s, "all", Via::Udp, &Q::new("child.example.com", DS)).await;
     assert!(m.metadata.authoritative);
     assert_eq!(rcode(&m), ResponseCode::NoError);
@@ -287,9 +330,8 @@ async fn rfc4035_ds_at_cut_is_answered_by_parent() {
     assert_eq!(types(&m.authorities), [RecordType::SOA]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rfc2308_nxdomain_with_soa_and_negative_ttl() {
-    let s = battery().await;
+async fn rfc2308_nxdomain_with_soa_and_negative_ttl(path: Path) {
+    let s = battery(path).await;
     for via in BOTH {
         let m = ask(&s, "all", via, &Q::new("nothere.example.com", A)).await;
         assert_eq!(rcode(&m), ResponseCode::NXDomain);
@@ -308,9 +350,8 @@ async fn rfc2308_nxdomain_with_soa_and_negative_ttl() {
     assert_eq!(m.authorities[0].ttl, 300);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rfc2308_nodata_with_soa() {
-    let s = battery().await;
+async fn rfc2308_nodata_with_soa(path: Path) {
+    let s = battery(path).await;
     for via in BOTH {
         let m = ask(&s, "all", via, &Q::new("mail.example.com", AAAA)).await;
         assert_eq!(rcode(&m), ResponseCode::NoError);
@@ -321,9 +362,8 @@ async fn rfc2308_nodata_with_soa() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_for_names_in_no_served_zone() {
-    let s = battery().await;
+async fn refused_for_names_in_no_served_zone(path: Path) {
+    let s = battery(path).await;
     for via in BOTH {
         let m = ask(&s, "all", via, &Q::new("www.example.org", A)).await;
         assert_eq!(rcode(&m), ResponseCode::Refused);
@@ -335,9 +375,8 @@ async fn refused_for_names_in_no_served_zone() {
     assert_eq!(rcode(&m), ResponseCode::Refused);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rfc8482_any_is_answered_minimally() {
-    let s = battery().await;
+async fn rfc8482_any_is_answered_minimally(path: Path) {
+    let s = battery(path).await;
     for via in BOTH {
         let m = ask(&s, "all", via, &Q::new("example.com", ANY)).await;
         assert_eq!(rcode(&m), ResponseCode::NoError);
@@ -348,9 +387,8 @@ async fn rfc8482_any_is_answered_minimally() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn notimp_for_opcodes_other_than_query() {
-    let s = battery().await;
+async fn notimp_for_opcodes_other_than_query(path: Path) {
+    let s = battery(path).await;
     for opcode in [1u16, 2, 4, 5] {
         let mut q = Q::new("www.example.com", A);
         q.flags = opcode << 11;
@@ -361,9 +399,8 @@ async fn notimp_for_opcodes_other_than_query() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn formerr_for_malformed_queries() {
-    let s = battery().await;
+async fn formerr_for_malformed_queries(path: Path) {
+    let s = battery(path).await;
     let good = Q::new("www.example.com", A).bytes();
     let mut no_question = good[..12].to_vec();
     no_question[5] = 0; // QDCOUNT 0
@@ -395,9 +432,8 @@ async fn formerr_for_malformed_queries() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_and_responses_are_dropped() {
-    let s = battery().await;
+async fn garbage_and_responses_are_dropped(path: Path) {
+    let s = battery(path).await;
     let mut response = Q::new("www.example.com", A).bytes();
     response[2] |= 0x80; // QR=1
     for (what, bytes) in [
@@ -415,9 +451,8 @@ async fn garbage_and_responses_are_dropped() {
     assert_eq!(rcode(&m), ResponseCode::NoError);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rfc6891_opt_echoed_with_our_payload() {
-    let s = battery().await;
+async fn rfc6891_opt_echoed_with_our_payload(path: Path) {
+    let s = battery(path).await;
     let mut q = Q::new("www.example.com", A).payload(4096);
     q.edns.as_mut().unwrap().2 = true; // DO
     let m = ask(&s, "all", Via::Udp, &q).await;
@@ -430,9 +465,8 @@ async fn rfc6891_opt_echoed_with_our_payload() {
     assert!(m.edns.is_none());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rfc6891_badvers_for_edns_version_above_zero() {
-    let s = battery().await;
+async fn rfc6891_badvers_for_edns_version_above_zero(path: Path) {
+    let s = battery(path).await;
     for via in BOTH {
         let mut q = Q::new("www.example.com", A);
         q.edns.as_mut().unwrap().1 = 1;
@@ -444,9 +478,8 @@ async fn rfc6891_badvers_for_edns_version_above_zero() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rfc6891_two_opt_records_are_formerr() {
-    let s = battery().await;
+async fn rfc6891_two_opt_records_are_formerr(path: Path) {
+    let s = battery(path).await;
     let mut bytes = Q::new("www.example.com", A).bytes();
     let opt = bytes[bytes.len() - 11..].to_vec();
     bytes.extend_from_slice(&opt);
@@ -455,9 +488,8 @@ async fn rfc6891_two_opt_records_are_formerr() {
     assert_eq!(reply[3] & 0x0f, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rfc7871_malformed_ecs_is_formerr_and_valid_ecs_is_echoed() {
-    let s = battery().await;
+async fn rfc7871_malformed_ecs_is_formerr_and_valid_ecs_is_echoed(path: Path) {
+    let s = battery(path).await;
     // family 1, source /24, scope 0, 192.0.2
     let ecs = |family: u16, source: u8, scope: u8, addr: &[u8]| {
         let mut o = vec![0, 8];
@@ -491,9 +523,8 @@ async fn rfc7871_malformed_ecs_is_formerr_and_valid_ecs_is_echoed() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rfc2181_tc_over_udp_and_whole_over_tcp() {
-    let s = battery().await;
+async fn rfc2181_tc_over_udp_and_whole_over_tcp(path: Path) {
+    let s = battery(path).await;
     // ~1.6 kB of TXT: over 1232 bytes.
     let m = ask(&s, "all", Via::Udp, &Q::new("big.example.com", TXT)).await;
     assert!(m.metadata.truncation, "TC set when the answer does not fit");
@@ -522,9 +553,8 @@ async fn rfc2181_tc_over_udp_and_whole_over_tcp() {
     assert!(!m.metadata.truncation && m.answers.len() == 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rfc2181_additional_that_does_not_fit_is_dropped_without_tc() {
-    let s = battery().await;
+async fn rfc2181_additional_that_does_not_fit_is_dropped_without_tc(path: Path) {
+    let s = battery(path).await;
     let m = ask(
         &s,
         "all",
@@ -542,9 +572,8 @@ async fn rfc2181_additional_that_does_not_fit_is_dropped_without_tc() {
     assert_eq!(m.additionals.len(), 40, "all of it over TCP");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rfc1035_additional_addresses_for_mx_srv_ns() {
-    let s = battery().await;
+async fn rfc1035_additional_addresses_for_mx_srv_ns(path: Path) {
+    let s = battery(path).await;
     let m = ask(&s, "all", Via::Udp, &Q::new("example.com", MX)).await;
     assert_eq!(
         lines(&m.additionals),
@@ -569,9 +598,8 @@ async fn rfc1035_additional_addresses_for_mx_srv_ns() {
     assert_eq!(types(&m.answers), [RecordType::SOA]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_for_classes_other_than_in_and_for_axfr() {
-    let s = battery().await;
+async fn refused_for_classes_other_than_in_and_for_axfr(path: Path) {
+    let s = battery(path).await;
     let mut q = Q::new("version.bind", TXT);
     q.qclass = 3; // CHAOS
     let m = ask(&s, "all", Via::Udp, &q).await;
@@ -580,9 +608,8 @@ async fn refused_for_classes_other_than_in_and_for_axfr() {
     assert_eq!(rcode(&m), ResponseCode::Refused);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rfc7766_several_queries_on_one_tcp_connection_then_idle_close() {
-    let s = battery().await;
+async fn rfc7766_several_queries_on_one_tcp_connection_then_idle_close(path: Path) {
+    let s = battery(path).await;
     let mut conn = tokio::net::TcpStream::connect(s.addr("all", "tcp"))
         .await
         .unwrap();
@@ -622,9 +649,8 @@ async fn rfc7766_several_queries_on_one_tcp_connection_then_idle_close() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ipv6_listener_answers_the_same() {
-    let s = battery().await;
+async fn ipv6_listener_answers_the_same(path: Path) {
+    let s = battery(path).await;
     let v6 = s
         .addrs
         .iter()

@@ -1333,7 +1333,11 @@ async fn gslbd_and_knot_agree() {
     let started = Instant::now();
     let (zones, payload) = zones();
     let data = ZoneData::load(&zones);
+    // The fast path (the default) answers the comparison with Knot; the general path must give
+    // the same bytes, and so must the fast path's second answer to each UDP query (from the
+    // prebuilt answer its first one left).
     let gslbd = common::start(Source::file(common::data(CONFIG))).await;
+    let general = common::start_on_path(&common::data(CONFIG), common::Path::General).await;
     let knot = Knot::start(&zones, payload).await;
 
     let cases = generate(&data);
@@ -1348,18 +1352,39 @@ async fn gslbd_and_knot_agree() {
     for (i, case) in cases.iter().enumerate() {
         let bytes = case.q.bytes();
         let (g_addr, k_addr, via) = (gslbd_addr(&gslbd, case.via), knot.addr, case.via);
+        let general_addr = gslbd_addr(&general, case.via);
         let permit = limit.clone().acquire_owned().await.unwrap();
         tasks.spawn(async move {
-            let (g, k) = tokio::join!(send(g_addr, via, &bytes), send(k_addr, via, &bytes));
+            let (g, k, gen_reply) = tokio::join!(
+                send(g_addr, via, &bytes),
+                send(k_addr, via, &bytes),
+                send(general_addr, via, &bytes)
+            );
+            let again = send(g_addr, via, &bytes).await;
             drop(permit);
-            (i, view(g), view(k))
+            let paths = [g.clone(), again, gen_reply];
+            (i, view(g), view(k), paths)
         });
     }
     let mut replies = vec![((Reply::None, 0), (Reply::None, 0)); cases.len()];
+    let mut path_differences = Vec::new();
     while let Some(done) = tasks.join_next().await {
-        let (i, g, k) = done.expect("query task");
+        let (i, g, k, [fast, again, general]) = done.expect("query task");
+        if fast != general || again != general {
+            path_differences.push(format!(
+                "{}\n  fast:    {fast:?}\n  again:   {again:?}\n  general: {general:?}",
+                cases[i].describe()
+            ));
+        }
         replies[i] = (g, k);
     }
+    assert!(
+        path_differences.is_empty(),
+        "{} of {} queries answered differently by the fast and the general path:\n{}",
+        path_differences.len(),
+        cases.len(),
+        path_differences[..path_differences.len().min(5)].join("\n")
+    );
 
     let mut identical = 0;
     let mut excused: BTreeMap<&str, usize> = BTreeMap::new();
@@ -1386,7 +1411,8 @@ async fn gslbd_and_knot_agree() {
     }
 
     let mut summary = format!(
-        "differential test: {} queries sent to gslbd and Knot ({} over TCP) in {:.1?}\n  \
+        "differential test: {} queries sent to gslbd and Knot ({} over TCP) in {:.1?}; the fast \
+         path's first and second reply and the general path's byte-identical\n  \
          identical: {identical}\n  excused: {excused_queries}\n",
         cases.len(),
         cases.iter().filter(|c| c.via == Via::Tcp).count(),

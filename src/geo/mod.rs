@@ -823,11 +823,7 @@ impl GeoCache {
     /// `geo.lookup(ip)`, from the cache when the client's network has been seen.
     pub fn lookup<'c>(&'c mut self, geo: &'c Geo, ip: IpAddr) -> GeoInfo<'c> {
         let ip = canonical(ip);
-        let (v4, bits, widest) = match ip {
-            IpAddr::V4(a) => (true, u128::from(u32::from(a) & 0xffff_ff00), 24),
-            IpAddr::V6(a) => (false, u128::from(a) & !((1u128 << 72) - 1), 56),
-        };
-        let key = (v4, bits);
+        let (key, widest) = Self::key(ip);
         if !self.map.contains_key(&key) {
             let info = geo.lookup(ip);
             if info.carrier_scope.max(info.location_scope) > widest {
@@ -844,5 +840,18 @@ impl GeoCache {
 
     pub fn clear(&mut self) {
         self.map.clear();
+    }
+
+    /// Whether the network around `ip` has an entry (for tests).
+    pub fn holds(&self, ip: IpAddr) -> bool {
+        self.map.contains_key(&Self::key(canonical(ip)).0)
+    }
+
+    /// The cache key of `ip` (canonical) and the widest scope an entry may have.
+    fn key(ip: IpAddr) -> ((bool, u128), u8) {
+        match ip {
+            IpAddr::V4(a) => ((true, u128::from(u32::from(a) & 0xffff_ff00)), 24),
+            IpAddr::V6(a) => ((false, u128::from(a) & !((1u128 << 72) - 1)), 56),
+        }
     }
 }

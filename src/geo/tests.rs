@@ -920,3 +920,63 @@ fn net_display_and_contains() {
         "10.1.2.3/32"
     );
 }
+
+/// The serving threads' `GeoCache` answers exactly as `Geo::lookup` for every address of the
+/// lab's networks, asked in an order that visits each /24 many times; a /24 split into finer
+/// networks (198.51.100.0/24 into /26s, 192.0.2.0/24 with an override /29) is never cached.
+#[test]
+fn geo_cache_answers_as_lookup() {
+    let geo = lab();
+    let mut cache = GeoCache::default();
+    let fields = |g: &GeoInfo<'_>| {
+        format!(
+            "{:?} {} {} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+            g.carrier,
+            g.carrier_scope,
+            g.location_scope,
+            g.asn,
+            g.organisation,
+            g.country,
+            g.province,
+            g.province_code,
+            g.city,
+            g.location
+        )
+    };
+    let mut v4 = Vec::new();
+    for base in [
+        "127.0.10.0",
+        "127.0.13.0",
+        "127.0.14.0",
+        "127.0.16.0",
+        "192.0.2.0",
+        "198.51.100.0",
+        "203.0.113.0",
+    ] {
+        let b = u32::from(base.parse::<std::net::Ipv4Addr>().unwrap());
+        // 7 is odd: the walk visits every host of the /24 in a scattered order.
+        v4.extend((0..256u32).map(|i| IpAddr::from((b + (i * 7) % 256).to_be_bytes())));
+    }
+    let v6 = [
+        "2001:db8:a::1",
+        "2001:db8:a:ff::2",
+        "2001:db8:b::9",
+        "2001:db8:d::1",
+    ]
+    .map(ip)
+    .to_vec();
+    for round in 0..2 {
+        for &a in v4.iter().chain(&v6) {
+            assert_eq!(
+                fields(&cache.lookup(&geo, a)),
+                fields(&geo.lookup(a)),
+                "{a} (round {round})"
+            );
+        }
+    }
+    let cached: Vec<_> = ["127.0.10.0", "198.51.100.0", "192.0.2.0"]
+        .iter()
+        .map(|n| cache.holds(ip(n)))
+        .collect();
+    assert_eq!(cached, [true, false, false]);
+}

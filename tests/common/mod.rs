@@ -18,6 +18,12 @@ pub struct TestServer {
     pub addrs: Vec<BoundAddr>,
     pub handle: Handle,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// `raw` sends every UDP query twice and requires byte-identical replies: with the fast path
+    /// on, the first is answered by the general path and the second from the prebuilt answer the
+    /// first left behind.
+    pub repeat_udp: bool,
+    /// A config written for this server (see `on_path`), kept while it runs.
+    pub dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for TestServer {
@@ -66,7 +72,43 @@ pub async fn start_with_clock(
         addrs,
         handle,
         stop: Some(tx),
+        repeat_udp: false,
+        dir: None,
     }
+}
+
+/// Which way a UDP query is answered (`[limits] udp_fast_path`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// Every query through parse -> engine -> encode.
+    General,
+    /// Prebuilt answers and the geo cache in front of the general path.
+    Fast,
+}
+
+/// Starts the server of `config` on `path`. For `General`, the config is copied to a temporary
+/// folder with `udp_fast_path = false` added to `[limits]` and zone file paths made absolute. For
+/// `Fast` (the default setting) every UDP query `raw` sends goes twice (see `repeat_udp`).
+pub async fn start_on_path(config: &std::path::Path, path: Path) -> TestServer {
+    if path == Path::Fast {
+        let mut s = start(Source::file(config)).await;
+        s.repeat_udp = true;
+        return s;
+    }
+    let text = std::fs::read_to_string(config).unwrap();
+    let base = config.parent().unwrap().display().to_string();
+    let mut text = text.replace("file = \"", &format!("file = \"{base}/"));
+    text = if text.contains("[limits]\n") {
+        text.replacen("[limits]\n", "[limits]\nudp_fast_path = false\n", 1)
+    } else {
+        format!("[limits]\nudp_fast_path = false\n\n{text}")
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("general.toml");
+    std::fs::write(&copy, text).unwrap();
+    let mut s = start(Source::file(copy)).await;
+    s.dir = Some(dir);
+    s
 }
 
 pub async fn start_lab() -> TestServer {
@@ -199,6 +241,15 @@ pub async fn tcp_recv(s: &mut TcpStream) -> Option<Vec<u8>> {
 
 pub async fn raw(server: &TestServer, listener: &str, via: Via, bytes: &[u8]) -> Option<Vec<u8>> {
     match via {
+        Via::Udp if server.repeat_udp => {
+            let first = udp_raw(server.addr(listener, "udp"), bytes).await;
+            let second = udp_raw(server.addr(listener, "udp"), bytes).await;
+            assert_eq!(
+                first, second,
+                "the same UDP query answered differently the second time (fast path)"
+            );
+            second
+        }
         Via::Udp => udp_raw(server.addr(listener, "udp"), bytes).await,
         Via::Tcp => tcp_raw(server.addr(listener, "tcp"), bytes).await,
     }
