@@ -395,9 +395,10 @@ pub fn max_size(edns: Option<&Edns>, tcp: bool, our_payload: u16) -> usize {
 /// answer's owner names point at the question as the client wrote it.
 struct Writer<'b> {
     buf: &'b mut Vec<u8>,
-    /// Offsets of names (and their suffixes) already written, usable as pointer targets. On the
-    /// stack for every answer of ordinary size (no allocation per query).
-    names: SmallVec<[u16; 64]>,
+    /// Offsets of names (and their suffixes) already written, usable as pointer targets, with
+    /// the wire length of the name there. On the stack for every answer of ordinary size (no
+    /// allocation per query).
+    names: SmallVec<[(u16, u8); 64]>,
 }
 
 impl<'b> Writer<'b> {
@@ -411,6 +412,9 @@ impl<'b> Writer<'b> {
     }
 
     fn name(&mut self, wire: &[u8], compress: bool) {
+        // Wire length of the whole name (through its root label): a suffix can only match a
+        // registered name of the same length, which spares most of the comparisons.
+        let total = name_len(wire, 0);
         let mut off = 0;
         while off < wire.len() {
             let len = wire[off] as usize;
@@ -418,12 +422,13 @@ impl<'b> Writer<'b> {
                 break;
             }
             if compress {
-                if let Some(ptr) = self.find(&wire[off..]) {
+                let rest = (total - off) as u8;
+                if let Some(ptr) = self.find(&wire[off..], rest) {
                     self.buf.extend_from_slice(&(0xc000 | ptr).to_be_bytes());
                     return;
                 }
                 if self.buf.len() < 0x3fff {
-                    self.names.push(self.buf.len() as u16);
+                    self.names.push((self.buf.len() as u16, rest));
                 }
             }
             self.buf.extend_from_slice(&wire[off..off + 1 + len]);
@@ -432,18 +437,19 @@ impl<'b> Writer<'b> {
         self.buf.push(0);
     }
 
-    fn find(&self, suffix: &[u8]) -> Option<u16> {
+    fn find(&self, suffix: &[u8], len: u8) -> Option<u16> {
         self.names
             .iter()
-            .copied()
-            .find(|&at| same_name(self.buf, at as usize, suffix))
+            .find(|&&(at, l)| l == len && same_name(self.buf, at as usize, suffix))
+            .map(|&(at, _)| at)
     }
 
     /// Registers every suffix of the name at `at` (the question) as a pointer target.
     fn register(&mut self, at: usize) {
+        let total = at + name_len(self.buf, at);
         let mut off = at;
         while off < self.buf.len() && self.buf[off] != 0 && off < 0x3fff {
-            self.names.push(off as u16);
+            self.names.push((off as u16, (total - off) as u8));
             off += 1 + self.buf[off] as usize;
         }
     }
@@ -454,6 +460,19 @@ impl<'b> Writer<'b> {
     fn u32(&mut self, v: u32) {
         self.buf.extend_from_slice(&v.to_be_bytes());
     }
+}
+
+/// Wire length of the uncompressed name at `at` in `buf`, through its root label (at most 255:
+/// names come from parsed questions and zone data).
+fn name_len(buf: &[u8], at: usize) -> usize {
+    let mut off = at;
+    while let Some(&len) = buf.get(off) {
+        off += 1 + len as usize;
+        if len == 0 {
+            break;
+        }
+    }
+    (off - at).min(255)
 }
 
 /// Whether the (possibly compressed) name at `at` in `buf` equals `wire`, ignoring ASCII case.
@@ -554,14 +573,31 @@ fn write_opt(w: &mut Writer, edns: &Edns, rcode: u16, our_payload: u16, scope: u
 fn write_rrset(w: &mut Writer, rr: &RrsetRef<'_>, qname_at: usize) -> usize {
     let rdatas = &rr.rrset.rdatas;
     let mut n = 0;
+    // The owner of the RRset's later records: the pointer compression gives them anyway (the
+    // first record's owner is the earliest match, see below), found without searching again.
+    let mut owner_again: Option<[u8; 2]> = None;
     for i in rr.select.indices(rdatas.len()) {
         let Some(rdata) = rdatas.get(i) else {
             continue;
         };
         n += 1;
-        match rr.owner {
-            Owner::Qname => w.u16(0xc000 | qname_at as u16),
-            Owner::Wire(name) => w.name(name, true),
+        match (rr.owner, owner_again) {
+            (Owner::Qname, _) => w.u16(0xc000 | qname_at as u16),
+            (Owner::Wire(_), Some(ptr)) => w.buf.extend_from_slice(&ptr),
+            (Owner::Wire(name), None) => {
+                let at = w.buf.len();
+                w.name(name, true);
+                owner_again = if w.buf.len() == at + 2 && w.buf[at] & 0xc0 == 0xc0 {
+                    // Written as a pointer: the same pointer again.
+                    Some([w.buf[at], w.buf[at + 1]])
+                } else if w.buf[at] != 0 && at < 0x3fff {
+                    // Its first label starts at `at`, registered there before any later name,
+                    // so a search for this name would stop at `at` first.
+                    Some((0xc000 | at as u16).to_be_bytes())
+                } else {
+                    None
+                };
+            }
         }
         w.u16(u16::from(rr.rrset.rtype));
         w.u16(CLASS_IN);
