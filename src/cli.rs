@@ -114,7 +114,11 @@ fn source(config: Option<PathBuf>, port: Option<u16>) -> Source {
         Some(p) => Origin::File(p),
         None => Origin::Lab,
     };
-    Source { origin, port }
+    Source {
+        origin,
+        port,
+        udp_fast_path: None,
+    }
 }
 
 pub fn main() -> ExitCode {

@@ -137,6 +137,8 @@ pub struct Source {
     pub origin: Origin,
     /// Replaces the port of every listener address (`--port`), e.g. 0 to run the lab beside another.
     pub port: Option<u16>,
+    /// Replaces `[limits] udp_fast_path`: the tests run one config on both UDP paths with it.
+    pub udp_fast_path: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -152,6 +154,7 @@ impl Source {
         Source {
             origin: Origin::File(path.into()),
             port: None,
+            udp_fast_path: None,
         }
     }
 
@@ -159,12 +162,16 @@ impl Source {
         Source {
             origin: Origin::Lab,
             port: None,
+            udp_fast_path: None,
         }
     }
 
     /// Reads and parses the config, returning it with the file system its zone paths resolve in.
     pub fn load(&self) -> Result<(Config, Box<dyn ZoneFs>, PathBuf), ConfigError> {
         let (mut config, fs, base) = self.load_unchanged()?;
+        if let Some(fast) = self.udp_fast_path {
+            config.limits.udp_fast_path = fast;
+        }
         if let Some(port) = self.port {
             config
                 .listeners

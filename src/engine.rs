@@ -75,6 +75,17 @@ pub struct Answer<'z> {
     /// The last carrier line and region GSLB hops chose (labels for HTTPDNS and metrics).
     pub line: Option<&'z str>,
     pub region: Option<&'z gslb::Region>,
+    /// Set when the last ANSWER RRset is a GSLB rule's data: that rule, and the scope and TTL cap
+    /// of the hops before it. With the geo answer unchanged, only that hop can differ for another
+    /// client of the network (health, rotation), so the UDP fast path re-decides just that hop.
+    pub last_hop: Option<LastHop>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LastHop {
+    pub rule: u32,
+    pub scope: Option<u8>,
+    pub ttl_cap: u32,
 }
 
 impl<'z> Answer<'z> {
@@ -89,6 +100,7 @@ impl<'z> Answer<'z> {
             scope: None,
             line: None,
             region: None,
+            last_hop: None,
         }
     }
 }
@@ -200,6 +212,11 @@ pub fn answer_cached<'z>(
                 if let (Some(t), Some(h)) = (trace.as_deref_mut(), hop) {
                     t.hops.push(h);
                 }
+                let before = LastHop {
+                    rule,
+                    scope: out.scope,
+                    ttl_cap,
+                };
                 out.scope = Some(out.scope.unwrap_or(0).max(d.scope));
                 ttl_cap = ttl_cap.min(d.ttl);
                 match d.label {
@@ -216,6 +233,7 @@ pub fn answer_cached<'z>(
                             ttl: set.ttl.min(ttl_cap),
                             select,
                         });
+                        out.last_hop = Some(before);
                         break;
                     }
                     Step::NoData => {

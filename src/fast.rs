@@ -24,14 +24,14 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
-use crate::engine::Answer;
+use crate::engine::{Answer, Outcome};
 use crate::geo::GeoCache;
-use crate::gslb::Select;
-use crate::metrics::{self, Via};
+use crate::gslb::{Label, Select, Step};
+use crate::metrics::{self, Fast, Via};
 use crate::query::{self, Client, Parsed, Served, Transport};
 use crate::snapshot::Snapshot;
 use crate::udp::Answerer;
-use crate::wire::{self, Prebuilt};
+use crate::wire::{self, GslbPrefix, Prebuilt};
 
 /// Prebuilt answers one thread keeps before starting over.
 const ANSWERS: usize = 131_072;
@@ -75,6 +75,75 @@ fn table_key<'b>(buf: &'b mut [u8; 257], key: &[u8], qtype: u16) -> &'b [u8] {
     &buf[..n + 2]
 }
 
+/// Which clients share a GSLB prefix: those not located (ECS source prefix 0) or those of one
+/// network over which geo gives one answer (`GeoCache::holds`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Clients {
+    NotLocated,
+    Network(bool, u128),
+}
+
+impl Clients {
+    /// The clients `ip` shares answers with, if its network's geo answer is known to be uniform.
+    fn of(ip: Option<std::net::IpAddr>, geo: &GeoCache) -> Option<Clients> {
+        match ip {
+            None => Some(Clients::NotLocated),
+            Some(ip) if geo.holds(ip) => {
+                let (v4, bits) = GeoCache::network(ip);
+                Some(Clients::Network(v4, bits))
+            }
+            Some(_) => None,
+        }
+    }
+}
+
+/// GSLB prefixes by lowercase name + QTYPE + client network.
+#[derive(Default)]
+struct Prefixes {
+    map: hashbrown::HashMap<Box<[u8]>, GslbPrefix, rustc_hash::FxBuildHasher>,
+    bytes: usize,
+}
+
+/// `table_key` followed by the client network: a tag byte and the network's address bits.
+fn prefix_key<'b>(buf: &'b mut [u8; 274], key: &[u8], qtype: u16, clients: Clients) -> &'b [u8] {
+    let n = key.len().min(255);
+    buf[..n].copy_from_slice(&key[..n]);
+    buf[n..n + 2].copy_from_slice(&qtype.to_be_bytes());
+    match clients {
+        Clients::NotLocated => {
+            buf[n + 2] = 0;
+            &buf[..n + 3]
+        }
+        Clients::Network(v4, bits) => {
+            buf[n + 2] = if v4 { 4 } else { 6 };
+            buf[n + 3..n + 19].copy_from_slice(&bits.to_be_bytes());
+            &buf[..n + 19]
+        }
+    }
+}
+
+impl Prefixes {
+    fn get(&self, key: &[u8], qtype: u16, clients: Clients) -> Option<&GslbPrefix> {
+        let mut k = [0u8; 274];
+        self.map.get(prefix_key(&mut k, key, qtype, clients))
+    }
+
+    fn insert(&mut self, key: &[u8], qtype: u16, clients: Clients, prefix: GslbPrefix) {
+        if self.map.len() >= ANSWERS || self.bytes >= ANSWER_BYTES {
+            self.clear();
+        }
+        let mut k = [0u8; 274];
+        let k = prefix_key(&mut k, key, qtype, clients);
+        self.bytes += k.len() + prefix.size();
+        self.map.insert(k.into(), prefix);
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+        self.bytes = 0;
+    }
+}
+
 /// Whether `a` is the same for every client: no GSLB rule decided it and nothing was rotated.
 fn client_independent(a: &Answer<'_>) -> bool {
     a.scope.is_none()
@@ -91,6 +160,7 @@ pub struct Worker {
     listener: usize,
     served: Arc<AtomicU64>,
     answers: Answers,
+    prefixes: Prefixes,
     geo: GeoCache,
     scratch: Vec<u8>,
     batch: Instant,
@@ -105,6 +175,7 @@ impl Worker {
             listener,
             served,
             answers: Answers::default(),
+            prefixes: Prefixes::default(),
             geo: GeoCache::default(),
             scratch: Vec::with_capacity(512),
             batch: Instant::now(),
@@ -117,6 +188,7 @@ impl Worker {
         if !Arc::ptr_eq(&current, &self.snap) {
             self.snap = Arc::clone(&current);
             self.answers.clear();
+            self.prefixes.clear();
             self.geo.clear();
         }
     }
@@ -143,15 +215,50 @@ impl Worker {
             && p.write(&q, max, payload, out)
         {
             metrics::count(Via::Udp, p.rcode(), None);
+            metrics::count_fast(Fast::Prebuilt);
             return Some(p.rcode());
+        }
+        let ecs = q.edns.as_ref().and_then(|e| e.ecs.as_ref());
+        let located = query::client_addr(ecs, peer.ip());
+        if let Some(clients) = Clients::of(located.ip, &self.geo)
+            && let Some(prefix) = self.prefixes.get(q.key(), q.qtype, clients)
+        {
+            // Only the last hop can differ between clients of the network: decide it again.
+            let gslb = &snap.gslb;
+            let info = match located.ip {
+                Some(ip) => self.geo.lookup(&gslb.geo, ip),
+                None => Default::default(),
+            };
+            let d = gslb.decide(prefix.rule() as usize, q.rtype(), &located, &info, None);
+            if let Step::Data(set, select) = d.step {
+                // As the engine caps and scopes a hop (engine::answer_cached).
+                let ttl = set.ttl.min(prefix.ttl_cap().min(d.ttl));
+                let scope = prefix.scope().unwrap_or(0).max(d.scope);
+                if prefix.write(&q, set, select, ttl, scope, max, payload, out) {
+                    let region = match d.label {
+                        Label::Region(r) => Some(&*r.hits),
+                        _ => None,
+                    };
+                    metrics::count(Via::Udp, wire::rcode::NOERROR, region);
+                    metrics::count_fast(Fast::Gslb);
+                    return Some(wire::rcode::NOERROR);
+                }
+            }
         }
         let answer = query::answer(snap, self.listener, &q, &client, Some(&mut self.geo));
         query::encode(snap, &q, &answer, Transport::Udp, out);
-        if client_independent(&answer)
-            && answer.outcome != crate::engine::Outcome::Refused
-            && let Some(p) = Prebuilt::capture(&q, &answer, payload, &mut self.scratch)
+        if client_independent(&answer) {
+            if answer.outcome != Outcome::Refused
+                && let Some(p) = Prebuilt::capture(&q, &answer, payload, &mut self.scratch)
+            {
+                self.answers.insert(q.key(), q.qtype, p);
+            }
+        } else if answer.last_hop.is_some()
+            // The client's network is in the geo cache now if geo answers it uniformly.
+            && let Some(clients) = Clients::of(located.ip, &self.geo)
+            && let Some(p) = GslbPrefix::capture(&q, &answer, payload, &mut self.scratch)
         {
-            self.answers.insert(q.key(), q.qtype, p);
+            self.prefixes.insert(q.key(), q.qtype, clients, p);
         }
         Some(count(Served {
             rcode: wire::rcode_of(answer.outcome),

@@ -52,6 +52,27 @@ pub struct Metrics {
     http_errors: RwLock<HashMap<(u16, String), Arc<AtomicU64>>>,
     /// `POST /admin/reload` outcomes: [succeeded, refused].
     admin_reloads: [AtomicU64; 2],
+    /// UDP answers written by the fast path, by table (`Fast`).
+    fast: [AtomicU64; 2],
+}
+
+/// Which table of a UDP thread's fast path wrote an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fast {
+    /// A prebuilt answer (client-independent).
+    Prebuilt = 0,
+    /// A GSLB prefix with the last hop decided for the query.
+    Gslb = 1,
+}
+
+/// Counts an answer the fast path wrote (also counted in `gslbd_queries_total` by `count`).
+pub fn count_fast(table: Fast) {
+    metrics().fast[table as usize].fetch_add(1, Ordering::Relaxed);
+}
+
+/// Answers the fast path has written from `table` so far (tests read deltas).
+pub fn fast_answers(table: Fast) -> u64 {
+    metrics().fast[table as usize].load(Ordering::Relaxed)
 }
 
 fn metrics() -> &'static Metrics {
@@ -65,6 +86,7 @@ fn metrics() -> &'static Metrics {
         regions: RwLock::new(HashMap::new()),
         http_errors: RwLock::new(HashMap::new()),
         admin_reloads: std::array::from_fn(|_| AtomicU64::new(0)),
+        fast: std::array::from_fn(|_| AtomicU64::new(0)),
     })
 }
 
@@ -245,6 +267,18 @@ pub fn render() -> String {
             s,
             "gslbd_gslb_answers_total{{region=\"{}\"}} {n}",
             escape(&r)
+        );
+    }
+    s.push_str(
+        "# HELP gslbd_udp_fast_path_answers_total UDP answers written from a thread's prebuilt \
+         answers or GSLB prefixes (the rest ran the general path).\n",
+    );
+    s.push_str("# TYPE gslbd_udp_fast_path_answers_total counter\n");
+    for (i, table) in ["prebuilt", "gslb"].iter().enumerate() {
+        let n = m.fast[i].load(Ordering::Relaxed);
+        let _ = writeln!(
+            s,
+            "gslbd_udp_fast_path_answers_total{{table=\"{table}\"}} {n}"
         );
     }
     s.push_str("# HELP gslbd_query_duration_seconds Time from a query's arrival to its answer.\n");

@@ -895,3 +895,136 @@ impl Prebuilt {
         true
     }
 }
+
+/// The fixed part of a GSLB answer for one name, type and client network: the ANSWER records
+/// before the last hop's RRset (the CNAMEs of the chain, decided by geo alone), and how that
+/// RRset's owner is written. The last hop (a region's pool: health, rotation, weights) is decided
+/// per query and written after it by `write`. Captured from `encode_answer`'s output, like
+/// [`Prebuilt`], so the bytes are the general path's.
+#[derive(Debug)]
+pub struct GslbPrefix {
+    body: Box<[u8]>,
+    count: u16,
+    /// The compression pointer the general encoder writes for the last RRset's owner.
+    owner: [u8; 2],
+    /// The last hop: its rule, and the scope and TTL cap of the hops before it.
+    last: crate::engine::LastHop,
+}
+
+impl GslbPrefix {
+    /// None unless `a` is a plain GSLB answer: NOERROR, nothing but ANSWER, a last RRset that a
+    /// GSLB hop chose (`a.last_hop`) of addresses, owner written as a pointer.
+    pub fn capture(
+        q: &Query<'_>,
+        a: &Answer<'_>,
+        our_payload: u16,
+        scratch: &mut Vec<u8>,
+    ) -> Option<GslbPrefix> {
+        let last = a.answer.last()?;
+        if a.last_hop.is_none()
+            || !a.aa
+            || a.outcome != Outcome::NoError
+            || !a.authority.is_empty()
+            || !a.additional.is_empty()
+            || !matches!(last.rrset.rtype, RecordType::A | RecordType::AAAA)
+        {
+            return None;
+        }
+        let bare = Query {
+            edns: None,
+            ..q.clone()
+        };
+        let mut head = a.clone();
+        head.answer.pop();
+        encode_answer_into(&bare, &head, u16::MAX as usize, our_payload, scratch);
+        if scratch[2] & 0x02 != 0 {
+            return None;
+        }
+        let count = u16::from_be_bytes([scratch[6], scratch[7]]);
+        let body: Box<[u8]> = scratch[HEADER_LEN + q.question.len()..].into();
+        let end = scratch.len();
+        encode_answer_into(&bare, a, u16::MAX as usize, our_payload, scratch);
+        let owner = [*scratch.get(end)?, *scratch.get(end + 1)?];
+        if owner[0] & 0xc0 != 0xc0 || scratch[2] & 0x02 != 0 {
+            return None;
+        }
+        Some(GslbPrefix {
+            body,
+            count,
+            owner,
+            last: a.last_hop?,
+        })
+    }
+
+    pub fn size(&self) -> usize {
+        self.body.len()
+    }
+
+    /// The rule that decides the last RRset.
+    pub fn rule(&self) -> u32 {
+        self.last.rule
+    }
+
+    /// The ECS scope of the hops before the last (None: the first hop is the last).
+    pub fn scope(&self) -> Option<u8> {
+        self.last.scope
+    }
+
+    /// The TTL cap of the hops before the last.
+    pub fn ttl_cap(&self) -> u32 {
+        self.last.ttl_cap
+    }
+
+    /// Writes the answer to `q` into `out` (cleared first): the prefix, then the records `select`
+    /// picks from `rrset` with `ttl`, ECS scope `scope`, exactly as `encode_answer` would. False
+    /// when it does not fit in `max` (the general path truncates) or the RRset holds names.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write(
+        &self,
+        q: &Query<'_>,
+        rrset: &crate::zone::RRset,
+        select: crate::gslb::Select,
+        ttl: u32,
+        scope: u8,
+        max: usize,
+        our_payload: u16,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let limit = max.saturating_sub(q.edns.as_ref().map_or(0, opt_len));
+        let mut w = Writer::new(out);
+        header(&mut w, q.id, q.flags, true, rcode::NOERROR);
+        set_count(w.buf, 0, 1);
+        w.buf.extend_from_slice(q.question);
+        w.buf.extend_from_slice(&self.body);
+        let mut n = 0u16;
+        for i in select.indices(rrset.rdatas.len()) {
+            let Some(rdata) = rrset.rdatas.get(i) else {
+                continue;
+            };
+            w.buf.extend_from_slice(&self.owner);
+            w.u16(u16::from(rrset.rtype));
+            w.u16(CLASS_IN);
+            w.u32(ttl);
+            let len_at = w.buf.len();
+            w.u16(0);
+            for part in rdata.parts() {
+                match part {
+                    Part::Bytes(b) => w.buf.extend_from_slice(b),
+                    Part::Name { .. } => return false,
+                }
+            }
+            let len = (w.buf.len() - len_at - 2) as u16;
+            w.buf[len_at..len_at + 2].copy_from_slice(&len.to_be_bytes());
+            n += 1;
+        }
+        if w.buf.len() > limit {
+            return false;
+        }
+        set_count(w.buf, 1, self.count + n);
+        if let Some(edns) = &q.edns {
+            write_opt(&mut w, edns, rcode::NOERROR, our_payload, scope);
+            set_count(w.buf, 3, 1);
+        }
+        true
+    }
+}

@@ -20,7 +20,11 @@ const DS: u16 = 43;
 const ANY: u16 = 255;
 
 async fn battery(path: Path) -> TestServer {
-    start_on_path(&data("battery/battery.toml"), path).await
+    start_on_path(
+        gslbd::config::Source::file(data("battery/battery.toml")),
+        path,
+    )
+    .await
 }
 
 /// Every case of the battery runs twice: against the general path (`[limits] udp_fast_path =

@@ -1337,7 +1337,8 @@ async fn gslbd_and_knot_agree() {
     // the same bytes, and so must the fast path's second answer to each UDP query (from the
     // prebuilt answer its first one left).
     let gslbd = common::start(Source::file(common::data(CONFIG))).await;
-    let general = common::start_on_path(&common::data(CONFIG), common::Path::General).await;
+    let general =
+        common::start_on_path(Source::file(common::data(CONFIG)), common::Path::General).await;
     let knot = Knot::start(&zones, payload).await;
 
     let cases = generate(&data);

@@ -842,9 +842,14 @@ impl GeoCache {
         self.map.clear();
     }
 
-    /// Whether the network around `ip` has an entry (for tests).
+    /// Whether the network around `ip` has an entry: every address in it has the same geo answer.
     pub fn holds(&self, ip: IpAddr) -> bool {
         self.map.contains_key(&Self::key(canonical(ip)).0)
+    }
+
+    /// The network an entry for `ip` is kept under: (IPv4?, address bits of the /24 or /56).
+    pub fn network(ip: IpAddr) -> (bool, u128) {
+        Self::key(canonical(ip)).0
     }
 
     /// The cache key of `ip` (canonical) and the widest scope an entry may have.

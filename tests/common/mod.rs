@@ -22,8 +22,6 @@ pub struct TestServer {
     /// on, the first is answered by the general path and the second from the prebuilt answer the
     /// first left behind.
     pub repeat_udp: bool,
-    /// A config written for this server (see `on_path`), kept while it runs.
-    pub dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for TestServer {
@@ -73,7 +71,6 @@ pub async fn start_with_clock(
         handle,
         stop: Some(tx),
         repeat_udp: false,
-        dir: None,
     }
 }
 
@@ -86,28 +83,12 @@ pub enum Path {
     Fast,
 }
 
-/// Starts the server of `config` on `path`. For `General`, the config is copied to a temporary
-/// folder with `udp_fast_path = false` added to `[limits]` and zone file paths made absolute. For
+/// Starts the server of `source` with UDP answered by `path` (`Source::udp_fast_path`). On
 /// `Fast` (the default setting) every UDP query `raw` sends goes twice (see `repeat_udp`).
-pub async fn start_on_path(config: &std::path::Path, path: Path) -> TestServer {
-    if path == Path::Fast {
-        let mut s = start(Source::file(config)).await;
-        s.repeat_udp = true;
-        return s;
-    }
-    let text = std::fs::read_to_string(config).unwrap();
-    let base = config.parent().unwrap().display().to_string();
-    let mut text = text.replace("file = \"", &format!("file = \"{base}/"));
-    text = if text.contains("[limits]\n") {
-        text.replacen("[limits]\n", "[limits]\nudp_fast_path = false\n", 1)
-    } else {
-        format!("[limits]\nudp_fast_path = false\n\n{text}")
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("general.toml");
-    std::fs::write(&copy, text).unwrap();
-    let mut s = start(Source::file(copy)).await;
-    s.dir = Some(dir);
+pub async fn start_on_path(mut source: Source, path: Path) -> TestServer {
+    source.udp_fast_path = Some(path == Path::Fast);
+    let mut s = start(source).await;
+    s.repeat_udp = path == Path::Fast;
     s
 }
 
