@@ -516,21 +516,22 @@ measure() {
     done
 }
 
-# table LABEL SERVERS...: markdown table, means over the rounds (min-max of q/s).
+# table LABEL SERVERS...: markdown table, means over the rounds (min-max of q/s), and the median of
+# CPU per query (one disturbed round moves a mean of three by a tenth of a microsecond).
 table() {
     local label=$1 s
     shift
     echo
     echo "#### $label"
     echo
-    echo "| server | q/s (mean) | q/s (min-max) | lost (mean) | µs CPU / query | µs core / query | load s | RSS MiB | PSS MiB | procs | other CPU % (max) | answers (last round) |"
-    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    echo "| server | q/s (mean) | q/s (min-max) | lost (mean) | µs CPU / query | µs CPU (median) | µs core / query | load s | RSS MiB | PSS MiB | procs | other CPU % (max) | answers (last round) |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
     for s in "$@"; do
         awk -v l="$label" -v s="$s" -v ld="${loadms[$s]:-0}" -v rss="${rssk[$s]:-0}" -v pss="${pssk[$s]:-0}" \
             -v np="$(nprocs "${pid[$s]}")" '
             $1 == l && $3 == s {
                 if (s ~ /^floor/) ld = rss = pss = -1
-                n++; q += $4; lo += $5; c += $6; rc = $7; co += $9
+                n++; q += $4; lo += $5; c += $6; rc = $7; co += $9; cv[n] = $6
                 if ($8 > ot) ot = $8
                 if (n == 1 || $4 < mn) mn = $4
                 if ($4 > mx) mx = $4
@@ -538,13 +539,19 @@ table() {
             END {
                 if (!n) exit
                 core = (co > 0 ? sprintf("%.2f", co / n) : "-")
+                for (i = 2; i <= n; i++) {
+                    v = cv[i]
+                    for (j = i - 1; j > 0 && cv[j] > v; j--) cv[j + 1] = cv[j]
+                    cv[j + 1] = v
+                }
+                med = (n % 2 ? cv[(n + 1) / 2] : (cv[n / 2] + cv[n / 2 + 1]) / 2)
                 if (ld < 0) {
-                    printf "| %s | %.0f | %.0f-%.0f | %.0f | %.2f | %s | - | - | - | %d | %d | %s |\n",
-                        s, q / n, mn, mx, lo / n, c / n, core, np, ot, rc
+                    printf "| %s | %.0f | %.0f-%.0f | %.0f | %.2f | %.2f | %s | - | - | - | %d | %d | %s |\n",
+                        s, q / n, mn, mx, lo / n, c / n, med, core, np, ot, rc
                     exit
                 }
-                printf "| %s | %.0f | %.0f-%.0f | %.0f | %.2f | %s | %.2f | %.1f | %.1f | %d | %d | %s |\n",
-                    s, q / n, mn, mx, lo / n, c / n, core, ld / 1000, rss / 1024, pss / 1024, np, ot, rc
+                printf "| %s | %.0f | %.0f-%.0f | %.0f | %.2f | %.2f | %s | %.2f | %.1f | %.1f | %d | %d | %s |\n",
+                    s, q / n, mn, mx, lo / n, c / n, med, core, ld / 1000, rss / 1024, pss / 1024, np, ot, rc
             }' "$rows"
     done
 }
