@@ -17,6 +17,7 @@
 //! truncation, GSLB names, and every query when `[limits] udp_fast_path = false`. Both tables
 //! start over when the snapshot changes (reload) and when they reach their bounds. No I/O.
 
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,46 +39,80 @@ const ANSWERS: usize = 131_072;
 /// ... and the bytes they may hold.
 const ANSWER_BYTES: usize = 32 << 20;
 
-/// Prebuilt answers by lowercase name key + QTYPE.
-#[derive(Default)]
-struct Answers {
-    map: hashbrown::HashMap<Box<[u8]>, Prebuilt, rustc_hash::FxBuildHasher>,
+/// A thread's table of answers by lowercase name key, QTYPE and `C` (which clients share the
+/// entry). Looked up without building a key: the hash is taken over the parts.
+struct Table<C, V> {
+    entries: hashbrown::HashTable<Entry<C, V>>,
     bytes: usize,
 }
 
-impl Answers {
-    fn get(&self, key: &[u8], qtype: u16) -> Option<&Prebuilt> {
-        let mut k = [0u8; 257];
-        let k = table_key(&mut k, key, qtype);
-        self.map.get(k)
+struct Entry<C, V> {
+    name: Box<[u8]>,
+    qtype: u16,
+    clients: C,
+    value: V,
+}
+
+impl<C, V> Default for Table<C, V> {
+    fn default() -> Self {
+        Table {
+            entries: hashbrown::HashTable::new(),
+            bytes: 0,
+        }
+    }
+}
+
+fn hash_of<C: Hash>(name: &[u8], qtype: u16, clients: &C) -> u64 {
+    let mut h = rustc_hash::FxHasher::default();
+    h.write(name);
+    h.write_u16(qtype);
+    clients.hash(&mut h);
+    h.finish()
+}
+
+impl<C: Copy + Eq + Hash, V> Table<C, V> {
+    fn get(&self, name: &[u8], qtype: u16, clients: C) -> Option<&V> {
+        self.entries
+            .find(hash_of(name, qtype, &clients), |e| {
+                e.qtype == qtype && e.clients == clients && &*e.name == name
+            })
+            .map(|e| &e.value)
     }
 
-    fn insert(&mut self, key: &[u8], qtype: u16, answer: Prebuilt) {
-        if self.map.len() >= ANSWERS || self.bytes >= ANSWER_BYTES {
+    /// Adds an entry of `size` bytes; a full table (entries or bytes) starts over first.
+    fn insert(&mut self, name: &[u8], qtype: u16, clients: C, value: V, size: usize) {
+        if self.entries.len() >= ANSWERS || self.bytes >= ANSWER_BYTES {
             self.clear();
         }
-        let mut k = [0u8; 257];
-        let k = table_key(&mut k, key, qtype);
-        self.bytes += k.len() + answer.size();
-        self.map.insert(k.into(), answer);
+        self.bytes += name.len() + size;
+        let hash = hash_of(name, qtype, &clients);
+        if let Some(e) = self.entries.find_mut(hash, |e| {
+            e.qtype == qtype && e.clients == clients && &*e.name == name
+        }) {
+            e.value = value;
+            return;
+        }
+        self.entries.insert_unique(
+            hash,
+            Entry {
+                name: name.into(),
+                qtype,
+                clients,
+                value,
+            },
+            |e| hash_of(&e.name, e.qtype, &e.clients),
+        );
     }
 
     fn clear(&mut self) {
-        self.map.clear();
+        self.entries.clear();
         self.bytes = 0;
     }
 }
 
-fn table_key<'b>(buf: &'b mut [u8; 257], key: &[u8], qtype: u16) -> &'b [u8] {
-    let n = key.len().min(255);
-    buf[..n].copy_from_slice(&key[..n]);
-    buf[n..n + 2].copy_from_slice(&qtype.to_be_bytes());
-    &buf[..n + 2]
-}
-
 /// Which clients share a GSLB prefix: those not located (ECS source prefix 0) or those of one
 /// network over which geo gives one answer (`GeoCache::holds`).
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Clients {
     NotLocated,
     Network(bool, u128),
@@ -97,53 +132,6 @@ impl Clients {
     }
 }
 
-/// GSLB prefixes by lowercase name + QTYPE + client network.
-#[derive(Default)]
-struct Prefixes {
-    map: hashbrown::HashMap<Box<[u8]>, GslbPrefix, rustc_hash::FxBuildHasher>,
-    bytes: usize,
-}
-
-/// `table_key` followed by the client network: a tag byte and the network's address bits.
-fn prefix_key<'b>(buf: &'b mut [u8; 274], key: &[u8], qtype: u16, clients: Clients) -> &'b [u8] {
-    let n = key.len().min(255);
-    buf[..n].copy_from_slice(&key[..n]);
-    buf[n..n + 2].copy_from_slice(&qtype.to_be_bytes());
-    match clients {
-        Clients::NotLocated => {
-            buf[n + 2] = 0;
-            &buf[..n + 3]
-        }
-        Clients::Network(v4, bits) => {
-            buf[n + 2] = if v4 { 4 } else { 6 };
-            buf[n + 3..n + 19].copy_from_slice(&bits.to_be_bytes());
-            &buf[..n + 19]
-        }
-    }
-}
-
-impl Prefixes {
-    fn get(&self, key: &[u8], qtype: u16, clients: Clients) -> Option<&GslbPrefix> {
-        let mut k = [0u8; 274];
-        self.map.get(prefix_key(&mut k, key, qtype, clients))
-    }
-
-    fn insert(&mut self, key: &[u8], qtype: u16, clients: Clients, prefix: GslbPrefix) {
-        if self.map.len() >= ANSWERS || self.bytes >= ANSWER_BYTES {
-            self.clear();
-        }
-        let mut k = [0u8; 274];
-        let k = prefix_key(&mut k, key, qtype, clients);
-        self.bytes += k.len() + prefix.size();
-        self.map.insert(k.into(), prefix);
-    }
-
-    fn clear(&mut self) {
-        self.map.clear();
-        self.bytes = 0;
-    }
-}
-
 /// Whether `a` is the same for every client: no GSLB rule decided it and nothing was rotated.
 fn client_independent(a: &Answer<'_>) -> bool {
     a.scope.is_none()
@@ -159,8 +147,10 @@ pub struct Worker {
     snap: Arc<Snapshot>,
     listener: usize,
     served: Arc<AtomicU64>,
-    answers: Answers,
-    prefixes: Prefixes,
+    /// Prebuilt answers: the same for every client.
+    answers: Table<(), Prebuilt>,
+    /// GSLB prefixes by client network.
+    prefixes: Table<Clients, GslbPrefix>,
     geo: GeoCache,
     scratch: Vec<u8>,
     batch: Instant,
@@ -174,8 +164,8 @@ impl Worker {
             snap,
             listener,
             served,
-            answers: Answers::default(),
-            prefixes: Prefixes::default(),
+            answers: Table::default(),
+            prefixes: Table::default(),
             geo: GeoCache::default(),
             scratch: Vec::with_capacity(512),
             batch: Instant::now(),
@@ -211,7 +201,7 @@ impl Worker {
         };
         let payload = snap.limits.udp_payload;
         let max = wire::max_size(q.edns.as_ref(), false, payload);
-        if let Some(p) = self.answers.get(q.key(), q.qtype)
+        if let Some(p) = self.answers.get(q.key(), q.qtype, ())
             && p.write(&q, max, payload, out)
         {
             metrics::count(Via::Udp, p.rcode(), None);
@@ -223,14 +213,14 @@ impl Worker {
         if let Some(clients) = Clients::of(located.ip, &self.geo)
             && let Some(prefix) = self.prefixes.get(q.key(), q.qtype, clients)
         {
-            // Only the last hop can differ between clients of the network: decide it again.
-            let gslb = &snap.gslb;
-            let info = match located.ip {
-                Some(ip) => self.geo.lookup(&gslb.geo, ip),
-                None => Default::default(),
-            };
-            let d = gslb.decide(prefix.rule() as usize, q.rtype(), &located, &info, None);
-            if let Step::Data(set, select) = d.step {
+            // Only the last hop can differ between clients of the network: its preferred pool is
+            // geo's (kept), the rest (health, rotation, weights) is decided again.
+            let (preferred, pool_scope) = prefix.preferred();
+            if let Some(d) =
+                snap.gslb
+                    .decide_preferred(prefix.rule() as usize, q.rtype(), preferred, pool_scope)
+                && let Step::Data(set, select) = d.step
+            {
                 // As the engine caps and scopes a hop (engine::answer_cached).
                 let ttl = set.ttl.min(prefix.ttl_cap().min(d.ttl));
                 let scope = prefix.scope().unwrap_or(0).max(d.scope);
@@ -251,14 +241,25 @@ impl Worker {
             if answer.outcome != Outcome::Refused
                 && let Some(p) = Prebuilt::capture(&q, &answer, payload, &mut self.scratch)
             {
-                self.answers.insert(q.key(), q.qtype, p);
+                let size = p.size();
+                self.answers.insert(q.key(), q.qtype, (), p, size);
             }
-        } else if answer.last_hop.is_some()
+        } else if let Some(last) = answer.last_hop
             // The client's network is in the geo cache now if geo answers it uniformly.
             && let Some(clients) = Clients::of(located.ip, &self.geo)
-            && let Some(p) = GslbPrefix::capture(&q, &answer, payload, &mut self.scratch)
         {
-            self.prefixes.insert(q.key(), q.qtype, clients, p);
+            let gslb = &snap.gslb;
+            let info = match located.ip {
+                Some(ip) => self.geo.lookup(&gslb.geo, ip),
+                None => Default::default(),
+            };
+            if let Some(preferred) = gslb.preferred(last.rule as usize, &located, &info)
+                && let Some(p) =
+                    GslbPrefix::capture(&q, &answer, preferred, payload, &mut self.scratch)
+            {
+                let size = p.size();
+                self.prefixes.insert(q.key(), q.qtype, clients, p, size);
+            }
         }
         Some(count(Served {
             rcode: wire::rcode_of(answer.outcome),

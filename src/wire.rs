@@ -909,6 +909,9 @@ pub struct GslbPrefix {
     owner: [u8; 2],
     /// The last hop: its rule, and the scope and TTL cap of the hops before it.
     last: crate::engine::LastHop,
+    /// The last hop's preferred pool and its ECS scope (`Gslb::preferred`): geo's part of the
+    /// decision, the same for every client of the network.
+    preferred: (usize, u8),
 }
 
 impl GslbPrefix {
@@ -917,6 +920,7 @@ impl GslbPrefix {
     pub fn capture(
         q: &Query<'_>,
         a: &Answer<'_>,
+        preferred: (usize, u8),
         our_payload: u16,
         scratch: &mut Vec<u8>,
     ) -> Option<GslbPrefix> {
@@ -953,6 +957,7 @@ impl GslbPrefix {
             count,
             owner,
             last: a.last_hop?,
+            preferred,
         })
     }
 
@@ -973,6 +978,11 @@ impl GslbPrefix {
     /// The TTL cap of the hops before the last.
     pub fn ttl_cap(&self) -> u32 {
         self.last.ttl_cap
+    }
+
+    /// The last hop's preferred pool and the scope of that preference.
+    pub fn preferred(&self) -> (usize, u8) {
+        self.preferred
     }
 
     /// Writes the answer to `q` into `out` (cleared first): the prefix, then the records `select`

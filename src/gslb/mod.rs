@@ -552,9 +552,58 @@ impl Gslb {
         qtype: RecordType,
         client: &ClientAddr,
         info: &GeoInfo<'_>,
-        mut trace: Option<&mut Hop>,
+        trace: Option<&mut Hop>,
     ) -> Decision<'g> {
         let (preferred, why, scope) = self.prefer(l, client, info);
+        self.decide_from(rule, l, qtype, preferred, scope, Some(why), trace)
+    }
+
+    /// The region a location rule prefers for a client and the ECS scope of that preference:
+    /// what geo alone decides (no health). None for a carrier rule.
+    pub fn preferred(
+        &self,
+        rule: usize,
+        client: &ClientAddr,
+        info: &GeoInfo<'_>,
+    ) -> Option<(usize, u8)> {
+        match &self.rules[rule].kind {
+            RuleKind::Location(l) => {
+                let (preferred, _, scope) = self.prefer(l, client, info);
+                Some((preferred, scope))
+            }
+            RuleKind::Carrier(_) => None,
+        }
+    }
+
+    /// `decide` for a location rule whose preferred pool and scope are known (`preferred`): the
+    /// health-aware rest of the decision, as `decide` makes it. None for a carrier rule.
+    pub fn decide_preferred(
+        &self,
+        rule: usize,
+        qtype: RecordType,
+        preferred: usize,
+        scope: u8,
+    ) -> Option<Decision<'_>> {
+        let r = &self.rules[rule];
+        match &r.kind {
+            RuleKind::Location(l) if preferred < l.pools.len() => {
+                Some(self.decide_from(r, l, qtype, preferred, scope, None, None))
+            }
+            _ => None,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn decide_from<'g>(
+        &'g self,
+        rule: &Rule,
+        l: &'g LocationRule,
+        qtype: RecordType,
+        preferred: usize,
+        scope: u8,
+        why: Option<Why<'_>>,
+        mut trace: Option<&mut Hop>,
+    ) -> Decision<'g> {
         let nodata = Decision {
             step: Step::NoData,
             scope,
@@ -566,7 +615,7 @@ impl Gslb {
             _ => &p.a,
         };
         if let Some(h) = trace.as_deref_mut() {
-            h.reason = why.text(self);
+            h.reason = why.map(|w| w.text(self)).unwrap_or_default();
             h.scope = scope;
             h.ttl = rule.ttl;
         }
