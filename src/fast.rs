@@ -8,14 +8,22 @@
 //!   construction. They are built as queries arrive rather than for every name at snapshot build:
 //!   prebuilding a 1M-record zone would double its memory and load time, and most names are
 //!   never asked.
-//! - Geo decisions per client network ([`GeoCache`]): GSLB answers still run the engine (pools
-//!   rotate, health changes), but the client's carrier and location come from the cache.
+//! - Geo decisions per client network ([`GeoCache`]): GSLB answers the engine still runs get the
+//!   client's carrier and location from the cache.
 //! - Reused buffers: the loop's reply buffers and the engine's inline sections mean no allocation
 //!   per query once the tables are warm.
 //!
+//! - GSLB prefixes: for a GSLB answer, per name, type and client network (one over which geo
+//!   answers uniformly), the chain's records before the last hop as the general encoder wrote
+//!   them and that hop's preferred pool ([`wire::GslbPrefix`]); per query only the health-aware
+//!   rest of the last hop is decided (`Gslb::decide_preferred`), so failover, rotation and
+//!   weights act exactly as on the general path.
+//!
 //! Everything else takes the general path (`query::respond_into`): errors, answers that need
-//! truncation, GSLB names, and every query when `[limits] udp_fast_path = false`. Both tables
-//! start over when the snapshot changes (reload) and when they reach their bounds. No I/O.
+//! truncation, rotation, networks with finer geo data, and every query when `[limits]
+//! udp_fast_path = false`. The tables start over when the snapshot changes (reload). Their memory
+//! is bounded (`BUDGET` per listening address, shared by its threads); a full table takes nothing
+//! new and starts over at most once per `REFILL`. No I/O.
 
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
@@ -34,16 +42,24 @@ use crate::snapshot::Snapshot;
 use crate::udp::Answerer;
 use crate::wire::{self, GslbPrefix, Prebuilt};
 
-/// Prebuilt answers one thread keeps before starting over.
-const ANSWERS: usize = 131_072;
-/// ... and the bytes they may hold.
-const ANSWER_BYTES: usize = 32 << 20;
+/// Memory all UDP threads' tables may hold together (each thread gets its share, split between
+/// its two tables), counted as name + answer bytes + `ENTRY_OVERHEAD` per entry.
+const BUDGET: usize = 64 << 20;
+/// Heap and table bookkeeping of one entry beyond its bytes (box headers, the table slot).
+const ENTRY_OVERHEAD: usize = 64;
+/// A full table starts over at most this often: a workload wider than the table (a million
+/// names asked at random) then costs the capture of new entries once a minute, not on every
+/// miss, and a table that filled with yesterday's names still makes room for today's.
+const REFILL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A thread's table of answers by lowercase name key, QTYPE and `C` (which clients share the
 /// entry). Looked up without building a key: the hash is taken over the parts.
 struct Table<C, V> {
     entries: hashbrown::HashTable<Entry<C, V>>,
     bytes: usize,
+    budget: usize,
+    /// When the table last started over (or was made).
+    cleared: Instant,
 }
 
 struct Entry<C, V> {
@@ -53,11 +69,13 @@ struct Entry<C, V> {
     value: V,
 }
 
-impl<C, V> Default for Table<C, V> {
-    fn default() -> Self {
+impl<C, V> Table<C, V> {
+    fn new(budget: usize) -> Self {
         Table {
             entries: hashbrown::HashTable::new(),
             bytes: 0,
+            budget,
+            cleared: Instant::now(),
         }
     }
 }
@@ -79,12 +97,17 @@ impl<C: Copy + Eq + Hash, V> Table<C, V> {
             .map(|e| &e.value)
     }
 
-    /// Adds an entry of `size` bytes; a full table (entries or bytes) starts over first.
+    /// Adds an entry of `size` bytes. A full table starts over if it last did `REFILL` ago, and
+    /// otherwise takes nothing new.
     fn insert(&mut self, name: &[u8], qtype: u16, clients: C, value: V, size: usize) {
-        if self.entries.len() >= ANSWERS || self.bytes >= ANSWER_BYTES {
+        let cost = name.len() + size + ENTRY_OVERHEAD;
+        if self.bytes + cost > self.budget {
+            if self.cleared.elapsed() < REFILL {
+                return;
+            }
             self.clear();
         }
-        self.bytes += name.len() + size;
+        self.bytes += cost;
         let hash = hash_of(name, qtype, &clients);
         if let Some(e) = self.entries.find_mut(hash, |e| {
             e.qtype == qtype && e.clients == clients && &*e.name == name
@@ -107,6 +130,7 @@ impl<C: Copy + Eq + Hash, V> Table<C, V> {
     fn clear(&mut self) {
         self.entries.clear();
         self.bytes = 0;
+        self.cleared = Instant::now();
     }
 }
 
@@ -159,13 +183,15 @@ pub struct Worker {
 impl Worker {
     pub fn new(shared: Arc<ArcSwap<Snapshot>>, listener: usize, served: Arc<AtomicU64>) -> Self {
         let snap = shared.load_full();
+        // The thread's share of the budget; the worker count cannot change without a restart.
+        let share = BUDGET / snap.limits.udp_workers().max(1) / 2;
         Worker {
             shared,
             snap,
             listener,
             served,
-            answers: Table::default(),
-            prefixes: Table::default(),
+            answers: Table::new(share),
+            prefixes: Table::new(share),
             geo: GeoCache::default(),
             scratch: Vec::with_capacity(512),
             batch: Instant::now(),
@@ -291,5 +317,35 @@ impl Answerer for Worker {
     fn idle(&mut self) {
         // An idle thread lets go of a replaced snapshot (a reloaded 1M-record zone) promptly.
         self.refresh();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A full table takes nothing new until `REFILL` has passed since it last started over; then
+    /// it starts over with the new entry.
+    #[test]
+    fn a_full_table_starts_over_at_most_once_per_refill() {
+        let cost = |name: &[u8]| name.len() + 8 + ENTRY_OVERHEAD;
+        let mut t: Table<(), u32> = Table::new(3 * cost(b"\x01a\0"));
+        for (i, name) in [b"\x01a\0", b"\x01b\0", b"\x01c\0"].iter().enumerate() {
+            t.insert(*name, 1, (), i as u32, 8);
+        }
+        assert_eq!(t.get(b"\x01c\0", 1, ()), Some(&2));
+        assert_eq!(
+            t.get(b"\x01c\0", 28, ()),
+            None,
+            "the type is part of the key"
+        );
+        t.insert(b"\x01d\0", 1, (), 3, 8);
+        assert_eq!(t.get(b"\x01d\0", 1, ()), None, "full: nothing new");
+        assert_eq!(t.get(b"\x01a\0", 1, ()), Some(&0), "full: nothing lost");
+        t.cleared -= REFILL;
+        t.insert(b"\x01d\0", 1, (), 3, 8);
+        assert_eq!(t.get(b"\x01d\0", 1, ()), Some(&3));
+        assert_eq!(t.get(b"\x01a\0", 1, ()), None, "started over");
+        assert_eq!(t.entries.len(), 1);
     }
 }
