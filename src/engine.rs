@@ -1,8 +1,9 @@
 //! The answer engine: a pure function of (zones, GSLB tables, question, client) -> response
-//! sections. No I/O, no clock, no allocation beyond the section lists (and an explain trace when
-//! one is asked for); every transport (UDP, TCP, and later DoH and HTTPDNS) calls it, so they
-//! cannot disagree. At a name a GSLB rule answers, the rule's decision (a CNAME to chase, or a
-//! selection of a prebuilt pool) takes the place of zone data; the chain goes on from there.
+//! sections. No I/O, no clock, and no allocation for an answer of ordinary size (the sections are
+//! inline; an explain trace allocates when one is asked for); every transport (UDP, TCP, DoH and
+//! HTTPDNS) calls it, so they cannot disagree. At a name a GSLB rule answers, the rule's decision
+//! (a CNAME to chase, or a selection of a prebuilt pool) takes the place of zone data; the chain
+//! goes on from there.
 //!
 //! It follows RFC 1034 4.3.2 (the algorithm), RFC 4592 (wildcards), RFC 2308 (negative answers),
 //! RFC 6604 (RCODE of a CNAME chain = that of its last name), RFC 8482 (minimal ANY), and chases

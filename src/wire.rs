@@ -616,16 +616,10 @@ fn write_rrset(w: &mut Writer, rr: &RrsetRef<'_>, qname_at: usize) -> usize {
     n
 }
 
-/// Encodes the engine's answer to `q`, fitting it into `max` bytes: when ANSWER or AUTHORITY (or
-/// required glue) does not fit, TC is set and the client retries over TCP (RFC 2181 9, RFC 9471);
-/// optional ADDITIONAL RRsets that do not fit are left out without TC.
-pub fn encode_answer(q: &Query<'_>, a: &Answer<'_>, max: usize, our_payload: u16) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
-    encode_answer_into(q, a, max, our_payload, &mut out);
-    out
-}
-
-/// `encode_answer` into `out` (cleared first), so a serving loop reuses one buffer.
+/// Encodes the engine's answer to `q` into `out` (cleared first, so a serving loop reuses one
+/// buffer), fitting it into `max` bytes: when ANSWER or AUTHORITY (or required glue) does not fit,
+/// TC is set and the client retries over TCP (RFC 2181 9, RFC 9471); optional ADDITIONAL RRsets
+/// that do not fit are left out without TC.
 pub fn encode_answer_into(
     q: &Query<'_>,
     a: &Answer<'_>,
@@ -751,19 +745,8 @@ pub fn encode_records(
     out
 }
 
-/// A response carrying only an RCODE (and the question and OPT when they could be read).
-pub fn encode_error(
-    id: u16,
-    qflags: u16,
-    rcode: u16,
-    question: Option<&[u8]>,
-    edns: Option<&Edns>,
-    our_payload: u16,
-) -> Vec<u8> {
-    encode_error_ra(id, qflags, rcode, question, edns, our_payload, false)
-}
-
-/// `encode_error` into `out` (cleared first).
+/// A response carrying only an RCODE (and the question and OPT when they could be read), into `out`
+/// (cleared first).
 pub fn encode_error_into(
     id: u16,
     qflags: u16,
@@ -776,7 +759,8 @@ pub fn encode_error_into(
     write_error(id, qflags, rcode, question, edns, our_payload, false, out)
 }
 
-/// `encode_error` with RA as the listener says (set on the resolver's listeners).
+/// `encode_error_into` as a new buffer, with RA as the listener says (set on the resolver's
+/// listeners).
 pub fn encode_error_ra(
     id: u16,
     qflags: u16,
@@ -814,11 +798,11 @@ fn write_error(
     }
 }
 
-/// A response's bytes after the question, captured from `encode_answer` for answers that do not
+/// A response's bytes after the question, captured from `encode_answer_into` for answers that do not
 /// depend on the client, to be sent again to any query for the same name and type. Compression
 /// pointers in it point into the question at offset 12 (or into itself); a later question for
 /// the same lowercase name has the same length and the same label boundaries, and `Writer`
-/// matches names case-insensitively, so `write` produces exactly the bytes `encode_answer` would.
+/// matches names case-insensitively, so `write` produces exactly the bytes `encode_answer_into` would.
 #[derive(Debug)]
 pub struct Prebuilt {
     /// AA and RCODE bits of the header.
@@ -865,7 +849,7 @@ impl Prebuilt {
         self.flags & 0xf
     }
 
-    /// Writes the response to `q` into `out` (cleared first), as `encode_answer` would for this
+    /// Writes the response to `q` into `out` (cleared first), as `encode_answer_into` would for this
     /// answer. False, writing nothing, when it does not fit in `max` (the general path then
     /// truncates as RFC 2181 9 says).
     pub fn write(&self, q: &Query<'_>, max: usize, our_payload: u16, out: &mut Vec<u8>) -> bool {
@@ -899,7 +883,7 @@ impl Prebuilt {
 /// The fixed part of a GSLB answer for one name, type and client network: the ANSWER records
 /// before the last hop's RRset (the CNAMEs of the chain, decided by geo alone), and how that
 /// RRset's owner is written. The last hop (a region's pool: health, rotation, weights) is decided
-/// per query and written after it by `write`. Captured from `encode_answer`'s output, like
+/// per query and written after it by `write`. Captured from `encode_answer_into`'s output, like
 /// [`Prebuilt`], so the bytes are the general path's.
 #[derive(Debug)]
 pub struct GslbPrefix {
@@ -986,7 +970,7 @@ impl GslbPrefix {
     }
 
     /// Writes the answer to `q` into `out` (cleared first): the prefix, then the records `select`
-    /// picks from `rrset` with `ttl`, ECS scope `scope`, exactly as `encode_answer` would. False
+    /// picks from `rrset` with `ttl`, ECS scope `scope`, exactly as `encode_answer_into` would. False
     /// when it does not fit in `max` (the general path truncates) or the RRset holds names.
     #[allow(clippy::too_many_arguments)]
     pub fn write(
