@@ -119,7 +119,16 @@ pub fn parse<'p>(snap: &Snapshot, packet: &'p [u8], out: &mut Vec<u8>) -> Option
             question,
             edns,
         }) => {
-            wire::encode_error_into(id, flags, rcode, question, edns.as_ref(), payload, out);
+            wire::encode_error_into(
+                id,
+                flags,
+                rcode,
+                question,
+                edns.as_ref(),
+                payload,
+                false,
+                out,
+            );
             return Some(Parsed::Error(rcode));
         }
     };
@@ -140,6 +149,7 @@ pub fn parse<'p>(snap: &Snapshot, packet: &'p [u8], out: &mut Vec<u8>) -> Option
         Some(q.question),
         q.edns.as_ref(),
         payload,
+        false,
         out,
     );
     Some(Parsed::Error(rc))

@@ -745,22 +745,7 @@ pub fn encode_records(
     out
 }
 
-/// A response carrying only an RCODE (and the question and OPT when they could be read), into `out`
-/// (cleared first).
-pub fn encode_error_into(
-    id: u16,
-    qflags: u16,
-    rcode: u16,
-    question: Option<&[u8]>,
-    edns: Option<&Edns>,
-    our_payload: u16,
-    out: &mut Vec<u8>,
-) {
-    write_error(id, qflags, rcode, question, edns, our_payload, false, out)
-}
-
-/// `encode_error_into` as a new buffer, with RA as the listener says (set on the resolver's
-/// listeners).
+/// `encode_error_into` as a new buffer.
 pub fn encode_error_ra(
     id: u16,
     qflags: u16,
@@ -771,12 +756,14 @@ pub fn encode_error_ra(
     ra: bool,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
-    write_error(id, qflags, rcode, question, edns, our_payload, ra, &mut out);
+    encode_error_into(id, qflags, rcode, question, edns, our_payload, ra, &mut out);
     out
 }
 
+/// A response carrying only an RCODE (and the question and OPT when they could be read), into
+/// `out` (cleared first); RA on the resolver's listeners.
 #[allow(clippy::too_many_arguments)]
-fn write_error(
+pub fn encode_error_into(
     id: u16,
     qflags: u16,
     rcode: u16,
