@@ -107,6 +107,8 @@ pub enum Parsed<'p> {
 
 /// Parses `packet`; errors (FORMERR, NOTIMP, BADVERS, REFUSED for what is never answered here)
 /// are written to `out` whole. None: send nothing.
+// Inlined for the same reason as `wire::parse_query`: the Query is not copied between frames.
+#[inline]
 pub fn parse<'p>(snap: &Snapshot, packet: &'p [u8], out: &mut Vec<u8>) -> Option<Parsed<'p>> {
     let payload = snap.limits.udp_payload;
     let q = match wire::parse_query(packet) {
