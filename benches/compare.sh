@@ -176,22 +176,18 @@ cpu_ticks() { # pid: utime+stime of the process tree (all threads)
     done
     echo "$t"
 }
-rss_kib() { # pid: VmRSS of the process tree
+# tree_kib PID FILE FIELD: FIELD (kB) of /proc/P/FILE summed over the process tree of PID.
+tree_kib() {
     local t=0 p v
     for p in $(tree "$1"); do
-        v=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
+        v=$(awk -v f="$3:" '$1 == f { print $2 }' "/proc/$p/$2" 2>/dev/null) || continue
         t=$((t + ${v:-0}))
     done
     echo "$t"
 }
-pss_kib() { # pid: Pss of the process tree (shared pages divided among the processes sharing them)
-    local t=0 p v
-    for p in $(tree "$1"); do
-        v=$(awk '/^Pss:/ { print $2 }' "/proc/$p/smaps_rollup" 2>/dev/null) || continue
-        t=$((t + ${v:-0}))
-    done
-    echo "$t"
-}
+rss_kib() { tree_kib "$1" status VmRSS; }
+# Pss: shared pages divided among the processes sharing them.
+pss_kib() { tree_kib "$1" smaps_rollup Pss; }
 nprocs() { tree "$1" | wc -l; }
 
 # wait_ready NAME ZONE LOG T0_MS: until NAME answers ZONE SOA with AA (300 s at most);
