@@ -35,7 +35,7 @@ use arc_swap::ArcSwap;
 
 use crate::engine::{Answer, Outcome};
 use crate::geo::GeoCache;
-use crate::gslb::{Label, Select, Step};
+use crate::gslb::{Label, LiveHealth, Select, Step};
 use crate::metrics::{self, Fast, Via};
 use crate::query::{self, Client, Parsed, Served, Transport};
 use crate::snapshot::Snapshot;
@@ -242,12 +242,16 @@ impl Worker {
             // Only the last hop can differ between clients of the network: its preferred pool is
             // geo's (kept), the rest (health, rotation, weights) is decided again.
             let (preferred, pool_scope) = prefix.preferred();
-            if let Some(d) =
-                snap.gslb
-                    .decide_preferred(prefix.rule() as usize, q.rtype(), preferred, pool_scope)
-                && let Step::Data(set, select) = d.step
+            if let Some(d) = snap.gslb.decide_preferred(
+                prefix.rule() as usize,
+                q.rtype(),
+                preferred,
+                pool_scope,
+                &LiveHealth,
+                &mut query::chance(),
+            ) && let Step::Data(set, select) = d.step
             {
-                // As the engine caps and scopes a hop (engine::answer_cached).
+                // As the engine caps and scopes a hop (engine::answer).
                 let ttl = set.ttl.min(prefix.ttl_cap().min(d.ttl));
                 let scope = prefix.scope().unwrap_or(0).max(d.scope);
                 if prefix.write(&q, set, select, ttl, scope, max, payload, out) {

@@ -1,13 +1,17 @@
 //! One DNS message in, one out: parse, answer from the snapshot, encode. Every DNS transport calls
-//! `respond`, so UDP, TCP and DoH give identical answers. No I/O (counters aside).
+//! `respond`, so UDP, TCP and DoH give identical answers. No I/O (counters aside). The engine's
+//! per-answer inputs that are not in the message (live health, the round-robin position, the
+//! random source of weighted picks) are supplied here, by `env`.
 
+use std::cell::Cell;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use hickory_proto::rr::RecordType;
 
-use crate::engine::{self, Answer, Question};
+use crate::engine::{self, Answer, Env, Question};
 use crate::geo::GeoCache;
-use crate::gslb::{ClientAddr, Region};
+use crate::gslb::{Chance, ClientAddr, LiveHealth, Region, Rng};
 use crate::metrics;
 use crate::snapshot::Snapshot;
 use crate::wire::{self, Reject, rcode};
@@ -134,15 +138,8 @@ pub fn parse<'p>(snap: &Snapshot, packet: &'p [u8], out: &mut Vec<u8>) -> Option
             return Some(Parsed::Error(rcode));
         }
     };
-    let rc = match q.rtype() {
-        // RFC 6891 6.1.1: OPT is a pseudo-RR, not something to ask for.
-        RecordType::OPT => rcode::FORMERR,
-        // No zone transfers (yet): refuse, as NSD and Knot do without an ACL allowing it.
-        RecordType::AXFR | RecordType::IXFR => rcode::REFUSED,
-        _ if matches!(q.qtype, 253 | 254) => rcode::NOTIMP, // MAILB, MAILA (RFC 883, obsolete)
-        // CHAOS and HESIOD have no zones here.
-        _ if q.qclass != CLASS_IN && q.qclass != CLASS_ANY => rcode::REFUSED,
-        _ => return Some(Parsed::Query(q)),
+    let Some(rc) = refusal(&q) else {
+        return Some(Parsed::Query(q));
     };
     wire::encode_error_into(
         q.id,
@@ -157,6 +154,56 @@ pub fn parse<'p>(snap: &Snapshot, packet: &'p [u8], out: &mut Vec<u8>) -> Option
     Some(Parsed::Error(rc))
 }
 
+/// The process-wide round-robin position: every answer takes the next, so consecutive answers
+/// from any thread rotate (relaxed: only the spread matters).
+static ROUND: AtomicU32 = AtomicU32::new(0);
+
+thread_local! {
+    static RNG: Cell<Rng> = Cell::new(Rng::from_clock({
+        let local = 0u8;
+        &local as *const u8 as u64
+    }));
+}
+
+/// The chance of one live answer: the next round-robin position, and a generator seeded from
+/// this thread's.
+pub fn chance() -> Chance {
+    let seed = RNG.with(|c| {
+        let mut rng = c.get();
+        let v = rng.next_u64();
+        c.set(rng);
+        v
+    });
+    Chance::new(ROUND.fetch_add(1, Ordering::Relaxed), seed)
+}
+
+/// What no DNS listener of ours answers, whatever its data: the one refusal table, shared by the
+/// authoritative and the resolver listeners. None: a question for the engine (or the resolver).
+pub fn refusal(q: &wire::Query<'_>) -> Option<u16> {
+    Some(match q.rtype() {
+        // RFC 6891 6.1.1: OPT is a pseudo-RR, not something to ask for.
+        RecordType::OPT => rcode::FORMERR,
+        // No zone transfers (yet): refuse, as NSD and Knot do without an ACL allowing it. A
+        // resolver never transfers: zones go between a zone's own servers.
+        RecordType::AXFR | RecordType::IXFR => rcode::REFUSED,
+        _ if matches!(q.qtype, 253 | 254) => rcode::NOTIMP, // MAILB, MAILA (RFC 883, obsolete)
+        // QCLASS ANY (RFC 1035 3.2.5) is answered as IN: IN is the only class with data here.
+        // CHAOS and HESIOD have no zones (the CHAOS identity names are answered before this).
+        _ if q.qclass != CLASS_IN && q.qclass != CLASS_ANY => rcode::REFUSED,
+        _ => return None,
+    })
+}
+
+/// The engine's inputs for a live answer: health as the checks see it, `chance()`, and the
+/// serving thread's geo cache when it has one.
+pub fn env(geo: Option<&mut GeoCache>) -> Env<'_> {
+    Env {
+        health: &LiveHealth,
+        chance: chance(),
+        geo_cache: geo,
+    }
+}
+
 /// The engine's answer to a parsed query from `client`.
 pub fn answer<'s>(
     snap: &'s Snapshot,
@@ -165,11 +212,12 @@ pub fn answer<'s>(
     client: &Client,
     geo: Option<&mut GeoCache>,
 ) -> Answer<'s> {
-    engine::answer_cached(
+    engine::answer(
         snap.view(listener),
         &snap.gslb,
         &Question {
             key: q.key(),
+            name: q.name(),
             qtype: q.rtype(),
             client: client_addr(
                 q.edns.as_ref().and_then(|e| e.ecs.as_ref()),
@@ -177,8 +225,8 @@ pub fn answer<'s>(
             ),
         },
         snap.limits.cname_chain,
+        &mut env(geo),
         None,
-        geo,
     )
 }
 

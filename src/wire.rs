@@ -23,6 +23,10 @@ pub mod rcode {
     pub const NXDOMAIN: u16 = 3;
     pub const NOTIMP: u16 = 4;
     pub const REFUSED: u16 = 5;
+    /// RFC 6672 2.2: a DNAME substitution overflowed the name length.
+    pub const YXDOMAIN: u16 = 6;
+    /// RFC 8945 5.2: TSIG with an unknown key (with TSIG error BADKEY).
+    pub const NOTAUTH: u16 = 9;
     /// RFC 6891 6.1.3: 16, carried as extended RCODE 1 in OPT and 0 in the header.
     pub const BADVERS: u16 = 16;
 }
@@ -31,37 +35,12 @@ const OPT: u16 = 41;
 const CLASS_IN: u16 = 1;
 const OPTION_ECS: u16 = 8;
 
-/// The full RCODE of an encoded response: header bits plus the OPT extension (RFC 6891 6.1.3).
-pub fn response_rcode(resp: &[u8]) -> u16 {
-    let low = resp.get(3).map_or(0, |b| (b & 0x0f) as u16);
-    // Our OPT is always the last record: ... TYPE(41) CLASS TTL(ext rcode, version, flags) RDLEN.
-    // Only BADVERS needs the extension; find it by the fixed layout of an OPT with no options or
-    // with ECS.
-    let arcount = resp
-        .get(10..12)
-        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
-    if arcount == 0 {
-        return low;
-    }
-    for opt_len in 0..=24usize {
-        let Some(at) = resp.len().checked_sub(11 + opt_len) else {
-            continue;
-        };
-        if resp[at] == 0 && resp[at + 1..at + 3] == [0, 41] {
-            let rdlen = u16::from_be_bytes([resp[at + 9], resp[at + 10]]) as usize;
-            if rdlen == opt_len {
-                return ((resp[at + 5] as u16) << 4) | low;
-            }
-        }
-    }
-    low
-}
-
 /// The RCODE's mnemonic (RFC 6895 2.3), for explain and JSON answers.
 pub fn rcode_name(outcome: Outcome) -> &'static str {
     match rcode_of(outcome) {
         rcode::NOERROR => "NOERROR",
         rcode::NXDOMAIN => "NXDOMAIN",
+        rcode::YXDOMAIN => "YXDOMAIN",
         _ => "REFUSED",
     }
 }
@@ -72,6 +51,7 @@ pub fn rcode_of(outcome: Outcome) -> u16 {
         Outcome::NoError => rcode::NOERROR,
         Outcome::NxDomain => rcode::NXDOMAIN,
         Outcome::Refused => rcode::REFUSED,
+        Outcome::YxDomain => rcode::YXDOMAIN,
     }
 }
 
@@ -110,6 +90,10 @@ pub struct Query<'a> {
 impl Query<'_> {
     pub fn key(&self) -> &[u8] {
         &self.key[..self.key_len]
+    }
+    /// The question name as the client wrote it (uncompressed wire form, its case kept).
+    pub fn name(&self) -> &[u8] {
+        &self.question[..self.key_len]
     }
     pub fn rtype(&self) -> RecordType {
         RecordType::from(self.qtype)
@@ -573,7 +557,24 @@ fn write_opt(w: &mut Writer, edns: &Edns, rcode: u16, our_payload: u16, scope: u
     }
 }
 
-fn write_rrset(w: &mut Writer, rr: &RrsetRef<'_>, qname_at: usize) -> usize {
+fn write_rrset(w: &mut Writer, rr: &RrsetRef<'_>, names: &[Box<[u8]>], qname_at: usize) -> usize {
+    if let Some(i) = rr.synth {
+        // A CNAME synthesized from a DNAME (RFC 6672 3.1): one record, its target compressible
+        // like any CNAME's.
+        let Some(target) = names.get(i as usize) else {
+            return 0;
+        };
+        write_owner(w, rr.owner, names, qname_at);
+        w.u16(u16::from(RecordType::CNAME));
+        w.u16(CLASS_IN);
+        w.u32(rr.ttl);
+        let len_at = w.buf.len();
+        w.u16(0);
+        w.name(target, true);
+        let len = (w.buf.len() - len_at - 2) as u16;
+        w.buf[len_at..len_at + 2].copy_from_slice(&len.to_be_bytes());
+        return 1;
+    }
     let rdatas = &rr.rrset.rdatas;
     let mut n = 0;
     // The owner of the RRset's later records: the pointer compression gives them anyway (the
@@ -584,23 +585,9 @@ fn write_rrset(w: &mut Writer, rr: &RrsetRef<'_>, qname_at: usize) -> usize {
             continue;
         };
         n += 1;
-        match (rr.owner, owner_again) {
-            (Owner::Qname, _) => w.u16(0xc000 | qname_at as u16),
-            (Owner::Wire(_), Some(ptr)) => w.buf.extend_from_slice(&ptr),
-            (Owner::Wire(name), None) => {
-                let at = w.buf.len();
-                w.name(name, true);
-                owner_again = if w.buf.len() == at + 2 && w.buf[at] & 0xc0 == 0xc0 {
-                    // Written as a pointer: the same pointer again.
-                    Some([w.buf[at], w.buf[at + 1]])
-                } else if w.buf[at] != 0 && at < 0x3fff {
-                    // Its first label starts at `at`, registered there before any later name,
-                    // so a search for this name would stop at `at` first.
-                    Some((0xc000 | at as u16).to_be_bytes())
-                } else {
-                    None
-                };
-            }
+        match owner_again {
+            Some(ptr) => w.buf.extend_from_slice(&ptr),
+            None => owner_again = write_owner(w, rr.owner, names, qname_at),
         }
         w.u16(u16::from(rr.rrset.rtype));
         w.u16(CLASS_IN);
@@ -617,6 +604,37 @@ fn write_rrset(w: &mut Writer, rr: &RrsetRef<'_>, qname_at: usize) -> usize {
         w.buf[len_at..len_at + 2].copy_from_slice(&len.to_be_bytes());
     }
     n
+}
+
+/// Writes an RRset's owner name; returns the two bytes that write the same name again (a pointer),
+/// when there are such.
+fn write_owner(
+    w: &mut Writer,
+    owner: Owner<'_>,
+    names: &[Box<[u8]>],
+    qname_at: usize,
+) -> Option<[u8; 2]> {
+    let name: &[u8] = match owner {
+        Owner::Qname => {
+            let ptr = (0xc000 | qname_at as u16).to_be_bytes();
+            w.buf.extend_from_slice(&ptr);
+            return Some(ptr);
+        }
+        Owner::Wire(name) => name,
+        Owner::Synth(i) => names.get(i as usize).map_or(&[0u8][..], |n| &n[..]),
+    };
+    let at = w.buf.len();
+    w.name(name, true);
+    if w.buf.len() == at + 2 && w.buf[at] & 0xc0 == 0xc0 {
+        // Written as a pointer: the same pointer again.
+        Some([w.buf[at], w.buf[at + 1]])
+    } else if w.buf[at] != 0 && at < 0x3fff {
+        // Its first label starts at `at`, registered there before any later name, so a search
+        // for this name would stop at `at` first.
+        Some((0xc000 | at as u16).to_be_bytes())
+    } else {
+        None
+    }
 }
 
 /// Encodes the engine's answer to `q` into `out` (cleared first, so a serving loop reuses one
@@ -646,7 +664,7 @@ pub fn encode_answer_into(
     let mut counts = [0u16; 3];
     'sections: for (i, section) in [&a.answer, &a.authority].into_iter().enumerate() {
         for rr in section {
-            counts[i] += write_rrset(&mut w, rr, HEADER_LEN) as u16;
+            counts[i] += write_rrset(&mut w, rr, &a.names, HEADER_LEN) as u16;
             if w.buf.len() > limit {
                 truncated = true;
                 break 'sections;
@@ -661,7 +679,7 @@ pub fn encode_answer_into(
         for (n, rr) in a.additional.iter().enumerate() {
             let before = w.buf.len();
             let names_before = w.names.len();
-            let added = write_rrset(&mut w, rr, HEADER_LEN) as u16;
+            let added = write_rrset(&mut w, rr, &a.names, HEADER_LEN) as u16;
             if w.buf.len() > limit {
                 w.buf.truncate(before);
                 w.names.truncate(names_before);

@@ -89,6 +89,8 @@ pub struct Zone {
     pub records: usize,
     /// Rotate multi-address RRsets round robin (`rotate = true` on the zone's config).
     pub rotate: bool,
+    /// Whether any name holds a DNAME: the engine looks for one on the way down only then.
+    pub dname: bool,
 }
 
 /// A zone's nodes: a vector, and a hash table of indices into it keyed by each node's own `key`
@@ -265,7 +267,10 @@ impl Builder {
             ));
             return;
         }
-        if matches!(rtype, RecordType::CNAME | RecordType::NS) {
+        if matches!(
+            rtype,
+            RecordType::CNAME | RecordType::NS | RecordType::DNAME
+        ) {
             self.first_line
                 .entry((key.clone(), rtype))
                 .or_insert_with(|| (r.file.clone(), r.line));
@@ -304,6 +309,11 @@ impl Builder {
                         &r,
                         format!("a second CNAME at {owner} (RFC 2181 10.1)"),
                     ));
+                    return;
+                }
+                if rtype == RecordType::DNAME && !set.rdatas.contains(&rdata) {
+                    self.errors
+                        .push(err(&r, format!("a second DNAME at {owner} (RFC 6672 2.4)")));
                     return;
                 }
                 // RFC 2181 5.2: one TTL per RRset; the lowest is the safe one to serve.
@@ -397,6 +407,43 @@ impl Builder {
             }
         }
 
+        // RFC 6672 2.3: no data below a DNAME (it would never be reached); NSD and Knot refuse
+        // such a zone too. Checked before empty non-terminals exist, so every node has records.
+        let dnames: rustc_hash::FxHashSet<Key> = nodes
+            .iter()
+            .filter(|n| n.rrset(RecordType::DNAME).is_some())
+            .map(|n| n.key.clone())
+            .collect();
+        if !dnames.is_empty() {
+            let mut below: Vec<(Key, Key)> = Vec::new();
+            for node in nodes.iter() {
+                let mut suffix: &[u8] = &node.key;
+                while let Some(parent) = name::parent(suffix) {
+                    if parent.len() < origin_key.len() {
+                        break;
+                    }
+                    if dnames.contains(parent) {
+                        below.push((parent.into(), node.key.clone()));
+                        break;
+                    }
+                    suffix = parent;
+                }
+            }
+            below.sort();
+            for (dname, key) in below {
+                let (file, line) = line_of(&dname, RecordType::DNAME);
+                errors.push(ZoneError {
+                    file,
+                    line,
+                    message: format!(
+                        "{} has data below the DNAME at {} (RFC 6672 2.3)",
+                        name::display(&key),
+                        name::display(&dname)
+                    ),
+                });
+            }
+        }
+
         // NS targets inside the zone must have an address in it, or nobody can reach them.
         for node in nodes.iter() {
             let key = &node.key;
@@ -456,6 +503,7 @@ impl Builder {
             serial,
             records: count,
             rotate: false,
+            dname: !dnames.is_empty(),
         })
     }
 }
@@ -472,15 +520,27 @@ impl Zone {
             return Err(format!("{owner} is not in zone {}", self.origin));
         }
         let mut k: &[u8] = &key;
-        while k.len() > self.origin_key.len() {
-            if self.nodes.get(k).is_some_and(|n| n.cut) {
+        while k.len() >= self.origin_key.len() {
+            let node = self.nodes.get(k);
+            if k.len() > self.origin_key.len() && node.is_some_and(|n| n.cut) {
                 return Err(format!(
                     "{owner} is at or below the delegation {} in {}",
                     name::display(k),
                     self.file.display()
                 ));
             }
-            k = name::parent(k).unwrap_or(&[]);
+            // RFC 6672 2.3: a name below a DNAME is never reached.
+            if k.len() < key.len() && node.is_some_and(|n| n.rrset(RecordType::DNAME).is_some()) {
+                return Err(format!(
+                    "{owner} is below the DNAME at {} in {}",
+                    name::display(k),
+                    self.file.display()
+                ));
+            }
+            match name::parent(k) {
+                Some(p) => k = p,
+                None => break,
+            }
         }
         if let Some(node) = self.nodes.get(&key) {
             if !node.rrsets.is_empty() {
