@@ -219,7 +219,7 @@ impl Worker {
             return query::respond_into(snap, self.listener, packet, &client, out, None).map(count);
         }
         let q = match query::parse(snap, packet, out)? {
-            Parsed::Error(rcode) => {
+            Parsed::Done(rcode) => {
                 metrics::count(Via::Udp, rcode, None);
                 return Some(rcode);
             }
@@ -227,7 +227,10 @@ impl Worker {
         };
         let payload = snap.limits.udp_payload;
         let max = wire::max_size(q.edns.as_ref(), false, payload);
-        if let Some(p) = self.answers.get(q.key(), q.qtype, ())
+        // An NSID request (RFC 5001) is answered the general way, which adds the option.
+        let tables = !(snap.server.identity.is_some() && q.edns.as_ref().is_some_and(|e| e.nsid));
+        if tables
+            && let Some(p) = self.answers.get(q.key(), q.qtype, ())
             && p.write(&q, max, payload, out)
         {
             metrics::count(Via::Udp, p.rcode(), None);
@@ -236,7 +239,8 @@ impl Worker {
         }
         let ecs = q.edns.as_ref().and_then(|e| e.ecs.as_ref());
         let located = query::client_addr(ecs, peer.ip());
-        if let Some(clients) = Clients::of(located.ip, &self.geo)
+        if tables
+            && let Some(clients) = Clients::of(located.ip, &self.geo)
             && let Some(prefix) = self.prefixes.get(q.key(), q.qtype, clients)
         {
             // Only the last hop can differ between clients of the network: its preferred pool is

@@ -32,6 +32,7 @@ pub struct Client {
 }
 
 const CLASS_IN: u16 = 1;
+const CLASS_CH: u16 = 3;
 const CLASS_ANY: u16 = 255;
 
 /// What a response was, for the counters.
@@ -86,7 +87,7 @@ pub fn respond_into<'s>(
     geo: Option<&mut GeoCache>,
 ) -> Option<Served<'s>> {
     match parse(snap, packet, out)? {
-        Parsed::Error(rcode) => Some(Served {
+        Parsed::Done(rcode) => Some(Served {
             rcode,
             region: None,
         }),
@@ -101,12 +102,13 @@ pub fn respond_into<'s>(
     }
 }
 
-/// A message that parsed: a question for the engine, or an error response already in `out`.
+/// A message that parsed: a question for the engine, or a response already in `out` (an error,
+/// or a CHAOS answer about the server) with its RCODE.
 // The query (with its 255-byte key) stays inline: boxing it would allocate per query.
 #[allow(clippy::large_enum_variant)]
 pub enum Parsed<'p> {
     Query(wire::Query<'p>),
-    Error(u16),
+    Done(u16),
 }
 
 /// Parses `packet`; errors (FORMERR, NOTIMP, BADVERS, REFUSED for what is never answered here)
@@ -124,6 +126,7 @@ pub fn parse<'p>(snap: &Snapshot, packet: &'p [u8], out: &mut Vec<u8>) -> Option
             rcode,
             question,
             edns,
+            tsig,
         }) => {
             wire::encode_error_into(
                 id,
@@ -135,9 +138,15 @@ pub fn parse<'p>(snap: &Snapshot, packet: &'p [u8], out: &mut Vec<u8>) -> Option
                 false,
                 out,
             );
-            return Some(Parsed::Error(rcode));
+            if let Some(t) = tsig {
+                wire::append_tsig_error(out, &t);
+            }
+            return Some(Parsed::Done(rcode));
         }
     };
+    if q.qclass == CLASS_CH {
+        return Some(Parsed::Done(chaos(snap, &q, out)));
+    }
     let Some(rc) = refusal(&q) else {
         return Some(Parsed::Query(q));
     };
@@ -151,7 +160,43 @@ pub fn parse<'p>(snap: &Snapshot, packet: &'p [u8], out: &mut Vec<u8>) -> Option
         false,
         out,
     );
-    Some(Parsed::Error(rc))
+    Some(Parsed::Done(rc))
+}
+
+/// RFC 4892 and BIND's convention: CHAOS TXT `id.server.` / `hostname.bind.` give the identity,
+/// `version.server.` / `version.bind.` the version, each only when configured (`[server]`);
+/// everything else in CHAOS, and what is not configured, is REFUSED (no zones in that class).
+fn chaos(snap: &Snapshot, q: &wire::Query<'_>, out: &mut Vec<u8>) -> u16 {
+    const ID_SERVER: &[u8] = b"\x02id\x06server\x00";
+    const HOSTNAME_BIND: &[u8] = b"\x08hostname\x04bind\x00";
+    const VERSION_SERVER: &[u8] = b"\x07version\x06server\x00";
+    const VERSION_BIND: &[u8] = b"\x07version\x04bind\x00";
+    let text = match q.key() {
+        k if k == ID_SERVER || k == HOSTNAME_BIND => snap.server.identity.as_deref(),
+        k if k == VERSION_SERVER || k == VERSION_BIND => snap.server.version.as_deref(),
+        _ => None,
+    };
+    let payload = snap.limits.udp_payload;
+    match text {
+        Some(t) if matches!(q.qtype, 16 | 255) => {
+            wire::encode_chaos_txt(q, t.as_bytes(), payload, out);
+            rcode::NOERROR
+        }
+        _ => {
+            let rc = rcode::REFUSED;
+            wire::encode_error_into(
+                q.id,
+                q.flags,
+                rc,
+                Some(q.question),
+                q.edns.as_ref(),
+                payload,
+                false,
+                out,
+            );
+            rc
+        }
+    }
 }
 
 /// The process-wide round-robin position: every answer takes the next, so consecutive answers
@@ -241,6 +286,9 @@ pub fn encode(
     let payload = snap.limits.udp_payload;
     let max = wire::max_size(q.edns.as_ref(), transport != Transport::Udp, payload);
     wire::encode_answer_into(q, answer, max, payload, out);
+    if let Some(id) = &snap.server.identity {
+        wire::append_nsid(out, q, id.as_bytes(), max);
+    }
 }
 
 /// Longest ECS source prefixes used (RFC 7871 11.1 recommends resolvers send no more than these;

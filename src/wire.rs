@@ -32,8 +32,17 @@ pub mod rcode {
 }
 
 const OPT: u16 = 41;
+const TSIG: u16 = 250;
+const IXFR: u16 = 251;
 const CLASS_IN: u16 = 1;
+const CLASS_ANY: u16 = 255;
+/// RFC 5001: the name server identifier option.
+const OPTION_NSID: u16 = 3;
 const OPTION_ECS: u16 = 8;
+/// RFC 7873 4: the COOKIE option.
+const OPTION_COOKIE: u16 = 10;
+/// RFC 8945 5.2: the TSIG error for a key the server does not know.
+pub const TSIG_BADKEY: u16 = 17;
 
 /// The RCODE's mnemonic (RFC 6895 2.3), for explain and JSON answers.
 pub fn rcode_name(outcome: Outcome) -> &'static str {
@@ -70,6 +79,8 @@ pub struct Edns {
     pub version: u8,
     pub dnssec_ok: bool,
     pub ecs: Option<ClientSubnet>,
+    /// The client asked for our name server identifier (RFC 5001 2.3).
+    pub nsid: bool,
 }
 
 /// A parsed query. The question is kept as the client wrote it, to be echoed byte for byte.
@@ -105,14 +116,29 @@ impl Query<'_> {
 pub enum Reject<'a> {
     /// No reply at all: too short to carry an ID, or a response (QR=1) (RFC 1035 4.1.1).
     Drop,
-    /// A reply with this RCODE and whatever of the question and EDNS could be read.
+    /// A reply with this RCODE and whatever of the question and EDNS could be read; with a TSIG
+    /// record to append when the query was signed with a key we do not know (RFC 8945 5.2).
     Error {
         id: u16,
         flags: u16,
         rcode: u16,
         question: Option<&'a [u8]>,
         edns: Option<Edns>,
+        tsig: Option<Box<TsigError>>,
     },
+}
+
+/// The unsigned TSIG record of an error response (RFC 8945 5.3.2): the request's key name,
+/// algorithm, time and fudge echoed, MAC empty, the error code set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TsigError {
+    /// Key name and algorithm name, uncompressed wire form.
+    pub key: Vec<u8>,
+    pub algorithm: Vec<u8>,
+    pub time_signed: [u8; 6],
+    pub fudge: u16,
+    pub original_id: u16,
+    pub error: u16,
 }
 
 struct Reader<'a> {
@@ -141,6 +167,45 @@ impl<'a> Reader<'a> {
         self.pos += n;
         Some(b)
     }
+    /// Reads a possibly compressed name into its uncompressed wire form (RFC 1035 4.1.4),
+    /// following pointers backwards only, so it ends.
+    fn read_name(&mut self) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(32);
+        let mut at = self.pos;
+        let mut jumped = false;
+        loop {
+            let len = *self.buf.get(at)?;
+            match len {
+                0 => {
+                    out.push(0);
+                    if !jumped {
+                        self.pos = at + 1;
+                    }
+                    return (out.len() <= 255).then_some(out);
+                }
+                l if l & 0xc0 == 0xc0 => {
+                    let target = (((l & 0x3f) as usize) << 8) | *self.buf.get(at + 1)? as usize;
+                    if !jumped {
+                        self.pos = at + 2;
+                    }
+                    if target >= at {
+                        return None;
+                    }
+                    jumped = true;
+                    at = target;
+                }
+                l if l & 0xc0 != 0 => return None,
+                l => {
+                    out.extend_from_slice(self.buf.get(at..at + 1 + l as usize)?);
+                    if out.len() > 255 {
+                        return None;
+                    }
+                    at += 1 + l as usize;
+                }
+            }
+        }
+    }
+
     /// Skips a possibly compressed name (in records after the question).
     fn skip_name(&mut self) -> Option<()> {
         loop {
@@ -185,18 +250,25 @@ pub fn parse_query(buf: &[u8]) -> Result<Query<'_>, Reject<'_>> {
             rcode,
             question,
             edns,
+            tsig: None,
         })
     };
 
     let opcode = (flags >> 11) & 0xf;
     if qdcount != 1 {
-        // RFC 1035 4.1.2 / RFC 9619: a QUERY carries exactly one question.
+        // RFC 1035 4.1.2 / RFC 9619: a QUERY carries exactly one question. The FORMERR carries
+        // an OPT when the query had one (RFC 6891 7: a responder that sees EDNS answers with it).
         let rc = if opcode == 0 {
             rcode::FORMERR
         } else {
             rcode::NOTIMP
         };
-        return err(rc, None, None);
+        let edns = if opcode == 0 && qdcount == 0 {
+            opt_without_question(buf, ancount, nscount, arcount)
+        } else {
+            None
+        };
+        return err(rc, None, edns);
     }
 
     // The question: an uncompressed name (a pointer here has nothing to point back to).
@@ -231,8 +303,9 @@ pub fn parse_query(buf: &[u8]) -> Result<Query<'_>, Reject<'_>> {
     };
     let question = &buf[HEADER_LEN..r.pos];
 
-    // RFC 1035 4.1.1: a query has no answer or authority records.
-    if opcode == 0 && (ancount != 0 || nscount != 0) {
+    // RFC 1035 4.1.1: a query has no answer or authority records; except IXFR, which carries
+    // the client's SOA in AUTHORITY (RFC 1995 3).
+    if opcode == 0 && (ancount != 0 || (nscount != 0 && qtype != IXFR)) {
         return err(rcode::FORMERR, Some(question), None);
     }
     for _ in 0..(ancount as u32 + nscount as u32) {
@@ -241,11 +314,21 @@ pub fn parse_query(buf: &[u8]) -> Result<Query<'_>, Reject<'_>> {
         }
     }
     let mut edns = None;
-    for _ in 0..arcount {
+    let mut tsig = None;
+    for i in 0..arcount {
         let start = r.pos;
         let (Some(()), Some(rtype)) = (r.skip_name(), r.u16()) else {
             return err(rcode::FORMERR, Some(question), edns);
         };
+        if rtype == TSIG {
+            // RFC 8945 5.1: one TSIG, the last record, class ANY; else FORMERR.
+            r.pos = start;
+            match read_tsig(&mut r) {
+                Some(t) if i + 1 == arcount => tsig = Some(Box::new(t)),
+                _ => return err(rcode::FORMERR, Some(question), edns),
+            }
+            continue;
+        }
         if rtype != OPT {
             r.pos = start;
             if skip_record(&mut r).is_none() {
@@ -272,6 +355,18 @@ pub fn parse_query(buf: &[u8]) -> Result<Query<'_>, Reject<'_>> {
         // RFC 6891 6.1.3.
         return err(rcode::BADVERS, Some(question), Some(e));
     }
+    if tsig.is_some() {
+        // RFC 8945 5.2: no key is configured here, so every key is unknown: NOTAUTH with TSIG
+        // error BADKEY, unsigned (5.3.2), rather than an unsigned answer the client would discard.
+        return Err(Reject::Error {
+            id,
+            flags,
+            rcode: rcode::NOTAUTH,
+            question: Some(question),
+            edns,
+            tsig,
+        });
+    }
     if opcode != 0 {
         return err(rcode::NOTIMP, Some(question), edns);
     }
@@ -285,6 +380,59 @@ pub fn parse_query(buf: &[u8]) -> Result<Query<'_>, Reject<'_>> {
         qclass,
         edns,
     })
+}
+
+/// The TSIG record at `r` (RFC 8945 4.2), for an error response to echo.
+fn read_tsig(r: &mut Reader<'_>) -> Option<TsigError> {
+    let key = r.read_name()?;
+    let (_type, class, _ttl, rdlen) = (r.u16()?, r.u16()?, r.u32()?, r.u16()?);
+    let rdata_end = r.pos + rdlen as usize;
+    if class != CLASS_ANY {
+        return None;
+    }
+    let algorithm = r.read_name()?;
+    let time: [u8; 6] = r.take(6)?.try_into().ok()?;
+    let fudge = r.u16()?;
+    let mac_len = r.u16()?;
+    r.take(mac_len as usize)?;
+    let original_id = r.u16()?;
+    let _error = r.u16()?;
+    let other = r.u16()?;
+    r.take(other as usize)?;
+    if r.pos != rdata_end {
+        return None;
+    }
+    Some(TsigError {
+        key,
+        algorithm,
+        time_signed: time,
+        fudge,
+        original_id,
+        error: TSIG_BADKEY,
+    })
+}
+
+/// The OPT of a query without a question, when the rest of the message can be read.
+fn opt_without_question(buf: &[u8], ancount: u16, nscount: u16, arcount: u16) -> Option<Edns> {
+    let mut r = Reader {
+        buf,
+        pos: HEADER_LEN,
+    };
+    for _ in 0..(ancount as u32 + nscount as u32) {
+        skip_record(&mut r)?;
+    }
+    let mut edns = None;
+    for _ in 0..arcount {
+        let start = r.pos;
+        r.skip_name()?;
+        if r.u16()? == OPT && buf.get(start) == Some(&0) {
+            edns = parse_opt(&mut r).ok();
+        } else {
+            r.pos = start;
+            skip_record(&mut r)?;
+        }
+    }
+    edns
 }
 
 fn skip_record(r: &mut Reader<'_>) -> Option<()> {
@@ -307,6 +455,7 @@ fn parse_opt(r: &mut Reader<'_>) -> Result<Edns, Option<Edns>> {
         version: (ttl >> 16) as u8,
         dnssec_ok: ttl & 0x8000 != 0,
         ecs: None,
+        nsid: false,
     };
     let mut o = Reader { buf: rdata, pos: 0 };
     while o.pos < rdata.len() {
@@ -322,7 +471,17 @@ fn parse_opt(r: &mut Reader<'_>) -> Result<Edns, Option<Edns>> {
             }
             edns.ecs = Some(parse_ecs(data).ok_or(Some(edns))?);
         }
-        // Other options (cookies, NSID, padding, ...) are ignored: RFC 6891 6.1.2.
+        // RFC 5001 2.3: the request carries an empty NSID option.
+        if code == OPTION_NSID {
+            edns.nsid = true;
+        }
+        // RFC 7873 5.2.2: a client cookie alone is 8 bytes, with a server cookie 16 to 40;
+        // any other length is FORMERR.
+        if code == OPTION_COOKIE && !(data.len() == 8 || (16..=40).contains(&data.len())) {
+            return Err(Some(edns));
+        }
+        // Other options (valid cookies until they are implemented, padding, ...) are ignored:
+        // RFC 6891 6.1.2.
     }
     Ok(edns)
 }
@@ -802,6 +961,77 @@ pub fn encode_error_into(
     }
     if let Some(e) = edns {
         write_opt(&mut w, e, rcode, our_payload, 0);
+        set_count(w.buf, 3, 1);
+    }
+}
+
+/// Appends the unsigned TSIG record of an error response (RFC 8945 5.3.2) to `out`, a response
+/// just encoded: it goes last in ADDITIONAL, after the OPT (RFC 8945 5.1).
+pub fn append_tsig_error(out: &mut Vec<u8>, t: &TsigError) {
+    out.extend_from_slice(&t.key);
+    out.extend_from_slice(&TSIG.to_be_bytes());
+    out.extend_from_slice(&CLASS_ANY.to_be_bytes());
+    out.extend_from_slice(&0u32.to_be_bytes());
+    let len_at = out.len();
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&t.algorithm);
+    out.extend_from_slice(&t.time_signed);
+    out.extend_from_slice(&t.fudge.to_be_bytes());
+    out.extend_from_slice(&0u16.to_be_bytes()); // MAC size: none
+    out.extend_from_slice(&t.original_id.to_be_bytes());
+    out.extend_from_slice(&t.error.to_be_bytes());
+    out.extend_from_slice(&0u16.to_be_bytes()); // other len
+    let len = (out.len() - len_at - 2) as u16;
+    out[len_at..len_at + 2].copy_from_slice(&len.to_be_bytes());
+    let ar = u16::from_be_bytes([out[10], out[11]]) + 1;
+    set_count(out, 3, ar);
+}
+
+/// Adds our NSID (RFC 5001 2.3) to the OPT that ends `out` (a response to a query that had EDNS
+/// with an NSID option), when it fits in `max`; RFC 5001 leaves it out otherwise.
+pub fn append_nsid(out: &mut Vec<u8>, q: &Query<'_>, nsid: &[u8], max: usize) {
+    let Some(edns) = &q.edns else {
+        return;
+    };
+    let opt = opt_len(edns);
+    let add = 4 + nsid.len();
+    if !edns.nsid || out.len() < HEADER_LEN + opt || out.len() + add > max || nsid.len() > 512 {
+        return;
+    }
+    let rdlen_at = out.len() - opt + 9;
+    let rdlen = u16::from_be_bytes([out[rdlen_at], out[rdlen_at + 1]]) + add as u16;
+    out[rdlen_at..rdlen_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+    out.extend_from_slice(&OPTION_NSID.to_be_bytes());
+    out.extend_from_slice(&(nsid.len() as u16).to_be_bytes());
+    out.extend_from_slice(nsid);
+}
+
+/// The answer to a CHAOS-class TXT question about the server itself (`id.server.`,
+/// `version.bind.` ...): one TXT record of class CH with `text`, TTL 0, AA set, as NSD and Knot
+/// give it.
+pub fn encode_chaos_txt(q: &Query<'_>, text: &[u8], our_payload: u16, out: &mut Vec<u8>) {
+    let mut w = Writer::new(out);
+    header(&mut w, q.id, q.flags, true, rcode::NOERROR);
+    set_count(w.buf, 0, 1);
+    w.buf.extend_from_slice(q.question);
+    set_count(w.buf, 1, 1);
+    w.u16(0xc000 | HEADER_LEN as u16);
+    w.u16(16); // TXT
+    w.u16(q.qclass);
+    w.u32(0);
+    // RFC 1035 3.3.14: character-strings of at most 255 bytes each.
+    let chunks: Vec<&[u8]> = if text.is_empty() {
+        vec![&[][..]]
+    } else {
+        text.chunks(255).collect()
+    };
+    w.u16(chunks.iter().map(|c| 1 + c.len()).sum::<usize>() as u16);
+    for c in chunks {
+        w.buf.push(c.len() as u8);
+        w.buf.extend_from_slice(c);
+    }
+    if let Some(edns) = &q.edns {
+        write_opt(&mut w, edns, rcode::NOERROR, our_payload, 0);
         set_count(w.buf, 3, 1);
     }
 }

@@ -129,9 +129,13 @@ fn check<'p>(ctx: &Ctx<'_>, packet: &'p [u8], peer: SocketAddr) -> Result<Query<
             rcode,
             question,
             edns,
+            tsig,
         }) => {
-            let bytes =
+            let mut bytes =
                 wire::encode_error_ra(id, flags, rcode, question, edns.as_ref(), ctx.payload, true);
+            if let Some(t) = tsig {
+                wire::append_tsig_error(&mut bytes, &t);
+            }
             return Err(Some((bytes, rcode)));
         }
     };
