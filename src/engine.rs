@@ -589,3 +589,148 @@ fn authoritative_node<'z>(zone: &'z Zone, key: &[u8]) -> Option<&'z Node> {
     }
     Some(node)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use hickory_proto::rr::Name;
+
+    use super::*;
+    use crate::gslb::{AllUp, Chance};
+    use crate::zone::name::key_of;
+    use crate::zone::reader::ZoneFs;
+
+    struct Text(String);
+    impl ZoneFs for Text {
+        fn read(&self, _: &Path) -> std::io::Result<String> {
+            Ok(self.0.clone())
+        }
+    }
+
+    fn zones(files: &[(&str, &str, bool)]) -> ZoneSet {
+        let mut set = ZoneSet::default();
+        for (origin, text, rotate) in files {
+            let name = Name::from_ascii(origin).unwrap();
+            let mut z = Zone::load(&name, Path::new("t.zone"), &Text(text.to_string())).unwrap();
+            z.rotate = *rotate;
+            set.insert(Arc::new(z));
+        }
+        set
+    }
+
+    const COM: &str = "$ORIGIN example.com.\n$TTL 300\n@ SOA ns h 1 1 1 1 60\n@ NS ns\nns A 192.0.2.1\n\
+        www A 192.0.2.10\nwww A 192.0.2.11\nwww A 192.0.2.12\nold 120 DNAME example.net.\n\
+        long DNAME lllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll.lllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll.lllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll.example.net.\n\
+        c1 CNAME c2\nc2 CNAME c3\nc3 CNAME www\n";
+    const NET: &str = "$ORIGIN example.net.\n$TTL 300\n@ SOA ns h 1 1 1 1 30\n@ NS ns\nns A 192.0.2.2\nhost A 192.0.2.20\n";
+
+    fn ask<'z>(
+        set: &'z ZoneSet,
+        gslb: &'z Gslb,
+        name: &str,
+        qtype: RecordType,
+        round: u32,
+        max_chain: usize,
+    ) -> Answer<'z> {
+        let n = Name::from_ascii(name).unwrap();
+        let key = key_of(&n);
+        let wire = crate::zone::rdata::wire_name(&n);
+        let q = Question {
+            key: &key,
+            name: &wire,
+            qtype,
+            client: ClientAddr {
+                ip: None,
+                prefix: 0,
+            },
+        };
+        let mut env = Env::new(&AllUp, Chance::new(round, 1));
+        // The answer borrows only the zones and the GSLB, not the question.
+        answer(set, gslb, &q, max_chain, &mut env, None)
+    }
+
+    #[test]
+    fn rfc6672_dname_synthesizes_a_cname_owned_by_the_question_and_chases_it() {
+        let set = zones(&[("example.com.", COM, false), ("example.net.", NET, false)]);
+        let gslb = Gslb::empty();
+        let a = ask(&set, &gslb, "host.OLD.example.com.", RecordType::A, 0, 12);
+        assert_eq!(a.outcome, Outcome::NoError);
+        assert_eq!(a.answer.len(), 3);
+        assert_eq!(a.answer[0].rrset.rtype, RecordType::DNAME);
+        assert_eq!(a.answer[0].ttl, 120);
+        // The CNAME: owned by the question, its target the substituted name with the
+        // question's case, the DNAME's TTL.
+        assert_eq!(a.answer[1].owner, Owner::Qname);
+        assert_eq!(a.answer[1].synth, Some(0));
+        assert_eq!(a.answer[1].ttl, 120);
+        assert_eq!(&*a.names[0], &b"\x04host\x07example\x03net\x00"[..]);
+        // The target's data, owned by the synthesized name.
+        assert_eq!(a.answer[2].owner, Owner::Synth(0));
+        assert_eq!(a.answer[2].rrset.rtype, RecordType::A);
+        // The owner itself answers its own data.
+        let a = ask(&set, &gslb, "old.example.com.", RecordType::DNAME, 0, 12);
+        assert_eq!(a.answer.len(), 1);
+        assert!(a.names.is_empty());
+    }
+
+    #[test]
+    fn rfc6672_2_2_overflow_is_yxdomain_with_the_dname_alone() {
+        let set = zones(&[("example.com.", COM, false), ("example.net.", NET, false)]);
+        let gslb = Gslb::empty();
+        let long_label = format!("{}.long.example.com.", "x".repeat(60));
+        let a = ask(&set, &gslb, &long_label, RecordType::A, 0, 12);
+        assert_eq!(a.outcome, Outcome::YxDomain);
+        assert_eq!(a.answer.len(), 1);
+        assert_eq!(a.answer[0].rrset.rtype, RecordType::DNAME);
+    }
+
+    #[test]
+    fn the_chain_limit_counts_every_cname() {
+        let set = zones(&[("example.com.", COM, false)]);
+        let gslb = Gslb::empty();
+        assert_eq!(
+            ask(&set, &gslb, "c1.example.com.", RecordType::A, 0, 12)
+                .answer
+                .len(),
+            4
+        );
+        // Two hops allowed: c1 -> c2 and c2 -> c3, then the chain stops.
+        assert_eq!(
+            ask(&set, &gslb, "c1.example.com.", RecordType::A, 0, 2)
+                .answer
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn rotation_comes_from_the_inputs() {
+        let set = zones(&[("example.com.", COM, true)]);
+        let gslb = Gslb::empty();
+        for round in 0..6u32 {
+            let a = ask(&set, &gslb, "www.example.com.", RecordType::A, round, 12);
+            assert_eq!(a.answer[0].select, Select::Rotate((round % 3) as u16));
+        }
+        // Not a rotating zone: all, in order.
+        let set = zones(&[("example.com.", COM, false)]);
+        let a = ask(&set, &gslb, "www.example.com.", RecordType::A, 5, 12);
+        assert_eq!(a.answer[0].select, Select::All);
+    }
+
+    #[test]
+    fn negative_answers_and_refusals() {
+        let set = zones(&[("example.com.", COM, false)]);
+        let gslb = Gslb::empty();
+        let a = ask(&set, &gslb, "nope.example.com.", RecordType::A, 0, 12);
+        assert_eq!(a.outcome, Outcome::NxDomain);
+        assert_eq!(a.authority[0].rrset.rtype, RecordType::SOA);
+        assert_eq!(a.authority[0].ttl, 60, "min(SOA TTL, MINIMUM), RFC 2308 3");
+        let a = ask(&set, &gslb, "www.example.com.", RecordType::MX, 0, 12);
+        assert_eq!((a.outcome, a.answer.len()), (Outcome::NoError, 0));
+        let a = ask(&set, &gslb, "www.example.org.", RecordType::A, 0, 12);
+        assert_eq!(a.outcome, Outcome::Refused);
+        assert!(!a.aa);
+    }
+}

@@ -340,3 +340,44 @@ pub fn truncate(addr: IpAddr, prefix: u8) -> (IpAddr, u8) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(qtype: u16, qclass: u16) -> Vec<u8> {
+        let mut b = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        b.extend_from_slice(b"\x03www\x07example\x03com\x00");
+        b.extend_from_slice(&qtype.to_be_bytes());
+        b.extend_from_slice(&qclass.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn one_refusal_table() {
+        for (qtype, qclass, want) in [
+            (1, 1, None),
+            (1, 255, None), // QCLASS ANY is answered as IN
+            (41, 1, Some(rcode::FORMERR)),
+            (252, 1, Some(rcode::REFUSED)),
+            (251, 1, Some(rcode::REFUSED)),
+            (253, 1, Some(rcode::NOTIMP)),
+            (254, 1, Some(rcode::NOTIMP)),
+            (16, 3, Some(rcode::REFUSED)),
+            (1, 4, Some(rcode::REFUSED)),
+        ] {
+            let b = q(qtype, qclass);
+            let parsed = wire::parse_query(&b).unwrap();
+            assert_eq!(refusal(&parsed), want, "type {qtype} class {qclass}");
+        }
+    }
+
+    #[test]
+    fn the_chance_advances() {
+        let (a, b) = (chance(), chance());
+        assert_ne!(
+            a.round, b.round,
+            "every answer takes the next round-robin position"
+        );
+    }
+}

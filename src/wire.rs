@@ -1260,3 +1260,197 @@ impl GslbPrefix {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A query for `name`/`qtype` with the given counts patched in and `tail` appended.
+    fn query(name: &[u8], qtype: u16, tail: &[u8], counts: [u16; 3]) -> Vec<u8> {
+        let mut b = vec![0x12, 0x34, 0x01, 0x00, 0, 1];
+        for c in counts {
+            b.extend_from_slice(&c.to_be_bytes());
+        }
+        b.extend_from_slice(name);
+        b.extend_from_slice(&qtype.to_be_bytes());
+        b.extend_from_slice(&1u16.to_be_bytes());
+        b.extend_from_slice(tail);
+        b
+    }
+
+    fn opt(options: &[u8]) -> Vec<u8> {
+        let mut o = vec![0, 0, 41, 0x10, 0x00, 0, 0, 0, 0];
+        o.extend_from_slice(&(options.len() as u16).to_be_bytes());
+        o.extend_from_slice(options);
+        o
+    }
+
+    const NAME: &[u8] = b"\x03www\x07example\x03com\x00";
+
+    fn rcode_of_reject(r: Result<Query<'_>, Reject<'_>>) -> u16 {
+        match r {
+            Err(Reject::Error { rcode, .. }) => rcode,
+            Err(Reject::Drop) => u16::MAX,
+            Ok(_) => 0,
+        }
+    }
+
+    #[test]
+    fn rfc1995_3_ixfr_may_carry_an_soa_in_authority() {
+        let soa = b"\xc0\x0c\x00\x06\x00\x01\x00\x00\x00\x00\x00\x16\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+        let q = query(NAME, IXFR, soa, [0, 1, 0]);
+        let parsed = parse_query(&q).expect("an IXFR query parses");
+        assert_eq!(parsed.qtype, IXFR);
+        // Any other type with the same AUTHORITY is malformed (RFC 1035 4.1.1).
+        let q = query(NAME, 6, soa, [0, 1, 0]);
+        assert_eq!(rcode_of_reject(parse_query(&q)), rcode::FORMERR);
+    }
+
+    #[test]
+    fn rfc6891_7_no_question_keeps_the_opt() {
+        let mut b = vec![0x12, 0x34, 0x01, 0x00, 0, 0, 0, 0, 0, 0, 0, 1];
+        b.extend_from_slice(&opt(&[]));
+        match parse_query(&b) {
+            Err(Reject::Error {
+                rcode,
+                edns,
+                question,
+                ..
+            }) => {
+                assert_eq!(rcode, rcode::FORMERR);
+                assert!(question.is_none());
+                assert_eq!(edns.map(|e| e.payload), Some(0x1000));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rfc7873_cookie_lengths() {
+        for (len, ok) in [
+            (8, true),
+            (16, true),
+            (24, true),
+            (40, true),
+            (0, false),
+            (7, false),
+            (9, false),
+            (15, false),
+            (41, false),
+        ] {
+            let mut o = vec![0, 10];
+            o.extend_from_slice(&(len as u16).to_be_bytes());
+            o.extend(std::iter::repeat_n(1u8, len));
+            let q = query(NAME, 1, &opt(&o), [0, 0, 1]);
+            let rc = rcode_of_reject(parse_query(&q));
+            assert_eq!(rc == 0, ok, "cookie of {len} bytes: rcode {rc}");
+        }
+    }
+
+    fn tsig(key: &[u8], mac: usize) -> Vec<u8> {
+        let mut r = key.to_vec();
+        r.extend_from_slice(&[0, 250, 0, 255, 0, 0, 0, 0]);
+        let mut rd = b"\x0bhmac-sha256\x00".to_vec();
+        rd.extend_from_slice(&[0, 0, 1, 2, 3, 4, 1, 44]);
+        rd.extend_from_slice(&(mac as u16).to_be_bytes());
+        rd.extend(std::iter::repeat_n(7u8, mac));
+        rd.extend_from_slice(&[0x12, 0x34, 0, 0, 0, 0]);
+        r.extend_from_slice(&(rd.len() as u16).to_be_bytes());
+        r.extend_from_slice(&rd);
+        r
+    }
+
+    #[test]
+    fn rfc8945_tsig_is_read_and_echoed_unsigned() {
+        let q = query(NAME, 1, &tsig(b"\x03key\x00", 32), [0, 0, 1]);
+        let Err(Reject::Error {
+            rcode,
+            tsig: Some(t),
+            ..
+        }) = parse_query(&q)
+        else {
+            panic!("a TSIG query is rejected with the TSIG to echo");
+        };
+        assert_eq!(rcode, rcode::NOTAUTH);
+        assert_eq!(t.key, b"\x03key\x00");
+        assert_eq!(t.algorithm, b"\x0bhmac-sha256\x00");
+        assert_eq!(
+            (t.time_signed, t.fudge, t.original_id, t.error),
+            ([0, 0, 1, 2, 3, 4], 300, 0x1234, TSIG_BADKEY)
+        );
+        let mut out = vec![0x12, 0x34, 0x81, 0x09, 0, 1, 0, 0, 0, 0, 0, 0];
+        append_tsig_error(&mut out, &t);
+        assert_eq!(&out[10..12], &[0, 1]);
+        assert_eq!(out.len(), 12 + 5 + 10 + 13 + 6 + 2 + 2 + 2 + 2 + 2);
+        // A compressed key name is read through its pointer.
+        let q = query(NAME, 1, &tsig(b"\xc0\x10", 0), [0, 0, 1]);
+        let Err(Reject::Error { tsig: Some(t), .. }) = parse_query(&q) else {
+            panic!("parsed");
+        };
+        assert_eq!(t.key, b"\x07example\x03com\x00");
+        // TSIG before another record is FORMERR (RFC 8945 5.1).
+        let mut tail = tsig(b"\x03key\x00", 0);
+        tail.extend_from_slice(&opt(&[]));
+        assert_eq!(
+            rcode_of_reject(parse_query(&query(NAME, 1, &tail, [0, 0, 2]))),
+            rcode::FORMERR
+        );
+    }
+
+    #[test]
+    fn rfc5001_nsid_goes_into_the_opt_when_asked_and_it_fits() {
+        let q = query(NAME, 1, &opt(&[0, 3, 0, 0]), [0, 0, 1]);
+        let parsed = parse_query(&q).unwrap();
+        assert!(parsed.edns.unwrap().nsid);
+        let mut out = Vec::new();
+        encode_error_into(
+            parsed.id,
+            parsed.flags,
+            0,
+            Some(parsed.question),
+            parsed.edns.as_ref(),
+            1232,
+            false,
+            &mut out,
+        );
+        let before = out.len();
+        append_nsid(&mut out, &parsed, b"ns1", 512);
+        assert_eq!(out.len(), before + 7);
+        assert_eq!(
+            &out[before - 2..before],
+            &7u16.to_be_bytes(),
+            "OPT RDLEN grew"
+        );
+        assert_eq!(&out[before..], b"\x00\x03\x00\x03ns1");
+        // No room: left out (RFC 5001 2.3 lets the server omit it).
+        let mut out2 = Vec::new();
+        encode_error_into(
+            parsed.id,
+            parsed.flags,
+            0,
+            Some(parsed.question),
+            parsed.edns.as_ref(),
+            1232,
+            false,
+            &mut out2,
+        );
+        append_nsid(&mut out2, &parsed, b"ns1", before + 3);
+        assert_eq!(out2.len(), before);
+    }
+
+    #[test]
+    fn chaos_txt_splits_long_text_into_strings() {
+        let q = query(b"\x02id\x06server\x00", 16, &[], [0, 0, 0]);
+        let parsed = parse_query(&q).unwrap();
+        let mut out = Vec::new();
+        let text = vec![b'a'; 300];
+        encode_chaos_txt(&parsed, &text, 1232, &mut out);
+        let m = hickory_proto::op::Message::from_vec(&out).unwrap();
+        let hickory_proto::rr::RData::TXT(t) = &m.answers[0].data else {
+            panic!("TXT");
+        };
+        let lens: Vec<usize> = t.txt_data.iter().map(|s| s.len()).collect();
+        assert_eq!(lens, [255, 45]);
+        assert!(m.metadata.authoritative);
+    }
+}

@@ -713,4 +713,48 @@ mod tests {
         assert!(m[0].contains(":6: a second SOA"), "{m:?}");
         assert!(m[1].contains(":8: a second CNAME"), "{m:?}");
     }
+
+    #[test]
+    fn rfc6672_2_3_data_below_a_dname_is_refused_at_the_dname_line() {
+        let mut m = messages(load(with(
+            "old DNAME new.example.net.\nwww.old A 192.0.2.7\nx.y.old TXT hi\n",
+        )));
+        m.sort();
+        assert_eq!(
+            m,
+            [
+                "z.zone:6: www.old.example.com. has data below the DNAME at old.example.com. (RFC 6672 2.3)",
+                "z.zone:6: x.y.old.example.com. has data below the DNAME at old.example.com. (RFC 6672 2.3)",
+            ]
+        );
+        // Data at the owner itself is fine, and so is a DNAME at the apex with nothing below.
+        let z = load(with("old DNAME new.example.net.\nold A 192.0.2.7\n")).unwrap();
+        assert!(z.dname);
+        assert!(!load(with("a A 192.0.2.7\n")).unwrap().dname);
+    }
+
+    #[test]
+    fn rfc6672_2_4_one_dname_per_owner() {
+        let m = messages(load(with(
+            "d DNAME a.example.net.\nd DNAME b.example.net.\n",
+        )));
+        assert_eq!(
+            m,
+            ["z.zone:7: a second DNAME at d.example.com. (RFC 6672 2.4)"]
+        );
+        // The same record twice is one record (RFC 2181 5).
+        load(with("d DNAME a.example.net.\nd DNAME a.example.net.\n")).unwrap();
+    }
+
+    #[test]
+    fn a_gslb_rule_below_a_dname_is_refused() {
+        let mut z = load(with("old DNAME new.example.net.\n")).unwrap();
+        let err = z
+            .attach_rule(&Name::from_ascii("www.old.example.com.").unwrap(), 0)
+            .unwrap_err();
+        assert!(err.contains("below the DNAME at old.example.com."), "{err}");
+        // Beside it is fine.
+        z.attach_rule(&Name::from_ascii("www.example.com.").unwrap(), 0)
+            .unwrap();
+    }
 }
