@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use gslbd::config::Source;
-use gslbd::gslb::explain::{self, ClientSource};
+use gslbd::gslb::explain::ClientSource;
 use gslbd::query::client_addr;
 use hickory_proto::rr::{RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
