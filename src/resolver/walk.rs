@@ -19,8 +19,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::time::Duration;
 
-use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use ipnet::IpNet;
 
 use super::Instance;
@@ -585,52 +585,93 @@ impl<'a> Walk<'a> {
                         records: record_lines(&shown),
                     });
                 }
-                let cache = &self.env.instance.cache;
+                store(&self.env.instance.cache, &class, qtype, scope);
                 match class {
                     Class::Lame(_) => unreachable!("handled above"),
                     Class::Referral {
-                        zone: child,
-                        ns,
-                        glue,
+                        zone: child, ns, ..
                     } => {
-                        let child_key = key_of(&child);
-                        cache.insert_rrset(child_key, ns.clone(), Rank::Referral, None);
-                        for set in group(glue) {
-                            let k = key_of(&set[0].name);
-                            cache.insert_rrset(k, set, Rank::Glue, None);
-                        }
                         servers = ns_names(&ns);
                         zone = child;
                         continue 'zone;
                     }
-                    Class::Answer { records, next } => {
-                        for set in group(records.clone()) {
-                            let k = key_of(&set[0].name);
-                            cache.insert_rrset(k, set, Rank::Answer, scope);
-                        }
-                        return Ok(Got::Answer { records, next });
-                    }
-                    Class::NxDomain { chain, last, soa } => {
-                        for set in group(chain.clone()) {
-                            let k = key_of(&set[0].name);
-                            cache.insert_rrset(k, set, Rank::Answer, scope);
-                        }
+                    Class::Answer { records, next } => return Ok(Got::Answer { records, next }),
+                    Class::NxDomain { chain, soa, .. } => {
                         let soa = soa.map(negative_soa);
-                        cache.insert_negative(key_of(&last), None, soa.clone(), scope);
                         return Ok(Got::NxDomain { chain, soa });
                     }
-                    Class::NoData { chain, last, soa } => {
-                        for set in group(chain.clone()) {
-                            let k = key_of(&set[0].name);
-                            cache.insert_rrset(k, set, Rank::Answer, scope);
-                        }
+                    Class::NoData { chain, soa, .. } => {
                         let soa = soa.map(negative_soa);
-                        cache.insert_negative(key_of(&last), Some(qtype), soa.clone(), scope);
                         return Ok(Got::NoData { chain, soa });
                     }
                 }
             }
         }
+    }
+}
+
+/// What a classified reply puts in the cache: a referral's NS (rank Referral) and glue (Glue),
+/// an answer's and a negative answer's chain (Answer), the negative itself with its SOA.
+fn store(cache: &super::cache::Cache, class: &Class, qtype: RecordType, scope: Option<IpNet>) {
+    let chain = |records: &[Record]| {
+        for set in group(records.to_vec()) {
+            let k = key_of(&set[0].name);
+            cache.insert_rrset(k, set, Rank::Answer, scope);
+        }
+    };
+    match class {
+        Class::Lame(_) => {}
+        Class::Referral {
+            zone: child,
+            ns,
+            glue,
+        } => {
+            cache.insert_rrset(key_of(child), ns.clone(), Rank::Referral, None);
+            for set in group(glue.clone()) {
+                let k = key_of(&set[0].name);
+                cache.insert_rrset(k, set, Rank::Glue, None);
+            }
+        }
+        Class::Answer { records, .. } => chain(records),
+        Class::NxDomain {
+            chain: c,
+            last,
+            soa,
+        } => {
+            chain(c);
+            let soa = soa.clone().map(negative_soa);
+            cache.insert_negative(key_of(last), None, soa, scope);
+        }
+        Class::NoData {
+            chain: c,
+            last,
+            soa,
+        } => {
+            chain(c);
+            let soa = soa.clone().map(negative_soa);
+            cache.insert_negative(key_of(last), Some(qtype), soa, scope);
+        }
+    }
+}
+
+/// The fuzzing entry (fuzz/targets.rs, replayed by tests/fuzz_replay.rs): `reply` read as a
+/// server of `zone`'s answer to (`name`, `qtype`), classified and cached exactly as a walk does.
+/// Returns what was cached for the name, so a harness can check it is well formed. Not for other
+/// callers.
+#[doc(hidden)]
+pub fn classify_and_store(
+    reply: &[u8],
+    zone: &Name,
+    name: &Name,
+    qtype: RecordType,
+    cache: &super::cache::Cache,
+) -> Option<Vec<Record>> {
+    let m = Message::from_vec(reply).ok()?;
+    let class = classify(&m, zone, name, qtype);
+    store(cache, &class, qtype, None);
+    match cache.get(&key_of(name), qtype, Rank::Answer, None)? {
+        Hit::Rrset(r) => Some(r),
+        Hit::NxDomain(soa) | Hit::NoData(soa) => Some(soa.into_iter().collect()),
     }
 }
 
@@ -742,6 +783,29 @@ fn dname_above(m: &Message, name: &Name, zone_key: &[u8]) -> Option<(Record, Nam
 
 /// Reads a reply from a server of `zone` to (name, qtype).
 fn classify(m: &Message, zone: &Name, name: &Name, qtype: RecordType) -> Class {
+    // Checked before anything is read from it (found by fuzzing): only a response to a QUERY
+    // counts, and every record must be of class IN with RDATA that parsed as its type (hickory
+    // reads an empty RDATA as an UPDATE placeholder, RFC 2136, which no answer may carry).
+    if m.metadata.op_code != OpCode::Query || m.metadata.message_type != MessageType::Response {
+        return Class::Lame(format!(
+            "opcode {:?} is not a response to a query",
+            m.metadata.op_code
+        ));
+    }
+    if let Some(bad) = m
+        .answers
+        .iter()
+        .chain(&m.authorities)
+        .chain(&m.additionals)
+        .find(|r| r.dns_class != DNSClass::IN || matches!(r.data, RData::Update0(_)))
+    {
+        return Class::Lame(format!(
+            "malformed record {} {} {}",
+            bad.name,
+            bad.dns_class,
+            bad.record_type()
+        ));
+    }
     let zone_key = key_of(zone);
     let inside = |r: &Record| is_at_or_below(&key_of(&r.name), &zone_key);
     let rc = m.metadata.response_code;

@@ -1,0 +1,7 @@
+#![no_main]
+//! cargo-fuzz target `config`: see fuzz/targets.rs.
+
+#[path = "../targets.rs"]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| targets::config(data));
