@@ -30,7 +30,7 @@ impl Rec {
             "{} {} IN {} {}",
             self.name,
             self.ttl,
-            RecordType::from(self.rtype),
+            crate::zone::reader::type_name(RecordType::from(self.rtype)),
             self.data
         )
     }

@@ -4,7 +4,8 @@
 //! name is a suffix slice of its key and finding the closest encloser needs no allocation.
 //!
 //! Load-time checks (each error names file and line): data outside the zone, SOA missing, not at the
-//! apex or repeated, NS missing at the apex, CNAME beside other data (RFC 1034 3.6.2, RFC 2181 10.1),
+//! apex or repeated, NS missing at the apex, CNAME beside other data (RFC 1034 3.6.2, RFC 2181 10.1;
+//! its RRSIG and NSEC are allowed, RFC 4035 2.5),
 //! more than one CNAME at a name, and NS targets inside the zone with no address (they could never
 //! be reached: RFC 1034 4.2.2 glue). Empty non-terminals get a node of their own so that they answer
 //! NODATA and stop wildcard matching (RFC 4592 2.2.2).
@@ -14,6 +15,7 @@
 pub mod name;
 pub mod rdata;
 pub mod reader;
+pub mod rtypes;
 
 use std::collections::HashMap;
 
@@ -377,13 +379,19 @@ impl Builder {
                 set.rdatas.shrink_to_fit();
             }
             node.cut = *key != origin_key && node.rrset(RecordType::NS).is_some();
-            if node.rrset(RecordType::CNAME).is_some() && node.rrsets.len() > 1 {
+            // RFC 2181 10.1 and RFC 4035 2.5: a CNAME may have its RRSIG and NSEC beside it.
+            let beside_cname = |t: RecordType| {
+                !matches!(t, RecordType::CNAME | RecordType::RRSIG | RecordType::NSEC)
+            };
+            if node.rrset(RecordType::CNAME).is_some()
+                && node.rrsets.iter().any(|s| beside_cname(s.rtype))
+            {
                 let (file, line) = line_of(key, RecordType::CNAME);
                 let others: Vec<String> = node
                     .rrsets
                     .iter()
-                    .filter(|s| s.rtype != RecordType::CNAME)
-                    .map(|s| s.rtype.to_string())
+                    .filter(|s| beside_cname(s.rtype))
+                    .map(|s| reader::type_name(s.rtype))
                     .collect();
                 errors.push(ZoneError {
                     file,
@@ -643,6 +651,35 @@ mod tests {
         );
         assert!(
             m.iter().any(|e| e.contains("no NS records at the apex")),
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn presigned_data_loads_rrsig_nsec_beside_cname_and_ds_at_a_cut() {
+        let z = load(with(
+            "c CNAME a\n\
+             c RRSIG CNAME 13 3 60 20300101000000 20200101000000 1 example.com. AAAA\n\
+             c NSEC d CNAME RRSIG NSEC\n\
+             child NS ns.other.\n\
+             child DS 1 13 2 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n\
+             child RRSIG DS 13 3 60 20300101000000 20200101000000 1 example.com. AAAA\n\
+             child NSEC d NS DS RRSIG NSEC\n",
+        ))
+        .unwrap();
+        let node = z
+            .node(&name::key_of(
+                &Name::from_ascii("child.example.com.").unwrap(),
+            ))
+            .unwrap();
+        assert!(node.cut);
+        assert_eq!(node.rrsets.len(), 4);
+        // Other data beside a CNAME is still refused, and the message names it.
+        let m = messages(load(with(
+            "c CNAME a\nc NSEC d CNAME NSEC\nc DS 1 13 2 0011\n",
+        )));
+        assert!(
+            m[0].contains("CNAME at c.example.com. beside other data (DS)"),
             "{m:?}"
         );
     }
