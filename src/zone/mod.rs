@@ -85,6 +85,10 @@ pub struct Zone {
     pub origin_key: Key,
     pub file: PathBuf,
     pub nodes: NodeTable,
+    /// NSEC3 records and their RRSIGs by hashed owner name, outside the tree queries walk: a
+    /// query for a hashed owner name is answered as if it did not exist (RFC 5155 7.2.8), as NSD
+    /// and Knot do; kept for DNSSEC answers.
+    pub nsec3: NodeTable,
     /// TTL of negative answers: min(SOA TTL, SOA MINIMUM) (RFC 2308 section 3).
     pub negative_ttl: u32,
     pub serial: u32,
@@ -217,7 +221,14 @@ struct Builder {
     /// `finish` report (a map entry per RRset was a tenth of a large zone's load time).
     first_line: FxMap<(Key, RecordType), (std::sync::Arc<Path>, usize)>,
     nodes: NodeTable,
+    /// NSEC3 records and the RRSIGs covering them (RFC 5155 7.2.8).
+    nsec3: NodeTable,
     count: usize,
+}
+
+/// Whether an RRSIG's prepared RDATA covers type `code` (its first two bytes, RFC 4034 3.1).
+fn covers(rdata: &WireRdata, code: u16) -> bool {
+    matches!(rdata.parts().next(), Some(Part::Bytes(b)) if b.len() >= 2 && u16::from_be_bytes([b[0], b[1]]) == code)
 }
 
 /// Room for one more element, exactly, while a vector is small (most names have one RRset of one
@@ -244,6 +255,7 @@ impl Builder {
             errors: Vec::new(),
             first_line: FxMap::default(),
             nodes: NodeTable::default(),
+            nsec3: NodeTable::default(),
             count: 0,
         }
     }
@@ -272,20 +284,33 @@ impl Builder {
                 .entry((key.clone(), rtype))
                 .or_insert_with(|| (r.file.clone(), r.line));
         }
-        let rdata = match WireRdata::from_rdata(&r.record.data) {
+        let is_rrsig = rtype == RecordType::RRSIG;
+        let made = if is_rrsig {
+            WireRdata::with_ttl(&r.record.data, r.record.ttl)
+        } else {
+            WireRdata::from_rdata(&r.record.data)
+        };
+        let rdata = match made {
             Ok(w) => w,
             Err(message) => {
                 self.errors.push(err(&r, message));
                 return;
             }
         };
-        let node = match self.nodes.index_of(&key) {
-            Some(i) => &mut self.nodes.nodes[i],
+        // NSEC3 records and their signatures live apart from the zone's names (RFC 5155 7.2.8:
+        // a hashed owner name with nothing else does not exist for queries).
+        let table = if rtype == RecordType::NSEC3 || (is_rrsig && covers(&rdata, 50)) {
+            &mut self.nsec3
+        } else {
+            &mut self.nodes
+        };
+        let node = match table.index_of(&key) {
+            Some(i) => &mut table.nodes[i],
             None => {
                 // The key is moved into the node; the owner's case is kept only if it differs.
                 let owner_case = (!owner.iter().flatten().all(|b| !b.is_ascii_uppercase()))
                     .then(|| rdata::wire_name(owner));
-                self.nodes.insert(Node {
+                table.insert(Node {
                     key,
                     owner_case,
                     rrsets: Vec::new(),
@@ -308,10 +333,15 @@ impl Builder {
                     ));
                     return;
                 }
-                // RFC 2181 5.2: one TTL per RRset; the lowest is the safe one to serve.
-                set.ttl = set.ttl.min(r.record.ttl);
+                // RFC 2181 5.2: one TTL per RRset; the lowest is the safe one to serve. RRSIGs
+                // keep their own (RFC 4034 3), capped by the largest.
+                set.ttl = if is_rrsig {
+                    set.ttl.max(r.record.ttl)
+                } else {
+                    set.ttl.min(r.record.ttl)
+                };
                 // RFC 2181 5: duplicate records are one record.
-                if !set.rdatas.contains(&rdata) {
+                if !set.rdatas.iter().any(|d| d.same_data(&rdata)) {
                     grow_exact(&mut set.rdatas);
                     set.rdatas.push(rdata);
                     self.count += 1;
@@ -335,8 +365,12 @@ impl Builder {
             mut errors,
             first_line,
             mut nodes,
+            mut nsec3,
             count,
         } = self;
+        for node in nsec3.iter_mut() {
+            node.rrsets.sort_by_key(|s| u16::from(s.rtype));
+        }
         let line_of = |key: &Key, rtype: RecordType| -> (PathBuf, usize) {
             first_line
                 .get(&(key.clone(), rtype))
@@ -460,6 +494,7 @@ impl Builder {
             origin_key,
             file: path.to_path_buf(),
             nodes,
+            nsec3,
             negative_ttl,
             serial,
             records: count,
@@ -682,6 +717,30 @@ mod tests {
             m[0].contains("CNAME at c.example.com. beside other data (DS)"),
             "{m:?}"
         );
+    }
+
+    #[test]
+    fn rrsigs_keep_their_ttls_and_nsec3_names_stay_out_of_the_tree() {
+        let z = load(with(
+            "@ 300 RRSIG NSEC 13 2 300 20300101000000 20200101000000 1 example.com. AAAA\n\
+             @ 60 RRSIG SOA 13 2 60 20300101000000 20200101000000 1 example.com. AAAA\n\
+             @ 90 RRSIG SOA 13 2 60 20300101000000 20200101000000 1 example.com. AAAA\n\
+             0p9mhaveqvm6t7vbl5lop2u3t2rp3tom 30 NSEC3 1 0 0 - 2t7b4g4vsa5smi47k61mv5bv1a22bojr A\n\
+             0p9mhaveqvm6t7vbl5lop2u3t2rp3tom 30 RRSIG NSEC3 13 3 30 20300101000000 20200101000000 1 example.com. AAAA\n",
+        ))
+        .unwrap();
+        let sigs = z.apex().rrset(RecordType::RRSIG).unwrap();
+        // The duplicate (same RDATA, TTL 90) is one record; the RRset's TTL is the largest.
+        assert_eq!(sigs.ttl, 300);
+        let ttls: Vec<Option<u32>> = sigs.rdatas.iter().map(WireRdata::ttl).collect();
+        assert_eq!(ttls, [Some(300), Some(60)]);
+        let hashed = name::key_of(
+            &Name::from_ascii("0p9mhaveqvm6t7vbl5lop2u3t2rp3tom.example.com.").unwrap(),
+        );
+        assert!(z.node(&hashed).is_none());
+        let n3 = z.nsec3.get(&hashed).unwrap();
+        let types: Vec<RecordType> = n3.rrsets.iter().map(|s| s.rtype).collect();
+        assert_eq!(types, [RecordType::RRSIG, RecordType::NSEC3]);
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub struct WireRdata {
 const BYTES: u8 = 0;
 const NAME: u8 = 1;
 const NAME_NO_COMPRESS: u8 = 2;
+/// A record's own TTL (4 bytes), first in the encoding; not part of the RDATA. Only RRSIG
+/// records carry one: each has the TTL of the RRset it covers (RFC 4034 3, the exception RFC 2181
+/// 5.2 makes to one TTL per RRset), so the RRSIGs at one name differ.
+const TTL: u8 = 3;
 
 /// Builds the segment encoding.
 struct Builder(Vec<u8>);
@@ -71,7 +75,19 @@ pub struct Parts<'a> {
 impl<'a> Iterator for Parts<'a> {
     type Item = Part<'a>;
     fn next(&mut self) -> Option<Part<'a>> {
-        let (&tag, rest) = self.data.split_first()?;
+        let (&tag, mut rest) = self.data.split_first()?;
+        if tag == TTL {
+            let (&tag2, after) = rest[4..].split_first()?;
+            self.data = &rest[4..];
+            rest = after;
+            return self.part(tag2, rest);
+        }
+        self.part(tag, rest)
+    }
+}
+
+impl<'a> Parts<'a> {
+    fn part(&mut self, tag: u8, rest: &'a [u8]) -> Option<Part<'a>> {
         if tag == BYTES {
             let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
             let (b, rest) = rest[2..].split_at(len);
@@ -104,6 +120,28 @@ pub fn wire_name(name: &Name) -> Box<[u8]> {
 }
 
 impl WireRdata {
+    /// `from_rdata` for a record that keeps its own TTL (an RRSIG, see `TTL`).
+    pub fn with_ttl(rdata: &RData, ttl: u32) -> Result<WireRdata, String> {
+        let inner = WireRdata::from_rdata(rdata)?;
+        let mut data = Vec::with_capacity(inner.data.len() + 5);
+        data.push(TTL);
+        data.extend_from_slice(&ttl.to_be_bytes());
+        data.extend_from_slice(&inner.data);
+        Ok(WireRdata { data: data.into() })
+    }
+
+    /// The record's own TTL, when it has one (RRSIG); the RRset's TTL applies otherwise.
+    pub fn ttl(&self) -> Option<u32> {
+        (self.data.first() == Some(&TTL))
+            .then(|| u32::from_be_bytes(self.data[1..5].try_into().expect("4 bytes")))
+    }
+
+    /// Equal RDATA, whatever the records' own TTLs (RFC 2181 5: duplicates are one record).
+    pub fn same_data(&self, other: &WireRdata) -> bool {
+        let skip = |w: &WireRdata| if w.ttl().is_some() { 5 } else { 0 };
+        self.data[skip(self)..] == other.data[skip(other)..]
+    }
+
     pub fn from_rdata(rdata: &RData) -> Result<WireRdata, String> {
         let out = match rdata {
             RData::A(a) => new().bytes(&a.0.octets()).done(),
