@@ -4,7 +4,7 @@
 //! MX) may be compressed; every other type is kept as opaque bytes (SRV's target among them, which
 //! RFC 2782 forbids compressing, is still kept as a name so additional-section processing can find it).
 
-use hickory_proto::rr::{Name, RData};
+use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 /// One piece of prepared RDATA, borrowed from its `WireRdata`.
@@ -43,6 +43,12 @@ impl Builder {
         self.0.push(BYTES);
         self.0.extend_from_slice(&(b.len() as u16).to_be_bytes());
         self.0.extend_from_slice(b);
+        self
+    }
+    /// A name already in uncompressed wire form.
+    fn wire_name(mut self, wire: &[u8]) -> Builder {
+        self.0.push(NAME_NO_COMPRESS);
+        self.0.extend_from_slice(wire);
         self
     }
     fn name(mut self, n: &Name, compress: bool) -> Builder {
@@ -173,6 +179,25 @@ impl WireRdata {
                     .bytes(&tail)
                     .done()
             }
+            // SVCB/HTTPS (RFC 9460 2.2): the TargetName kept as a name (never compressed) so
+            // additional section processing finds it (RFC 9460 4.2).
+            RData::Unknown { code, rdata }
+                if matches!(*code, RecordType::SVCB | RecordType::HTTPS) =>
+            {
+                let w = &rdata.anything;
+                let mut end = 2;
+                while end < w.len() && w[end] != 0 {
+                    end += 1 + w[end] as usize;
+                }
+                if end >= w.len() {
+                    return Err(format!("{code} RDATA without a target name"));
+                }
+                new()
+                    .bytes(&w[..2])
+                    .wire_name(&w[2..=end])
+                    .bytes(&w[end + 1..])
+                    .done()
+            }
             other => {
                 let mut buf = Vec::new();
                 let mut enc = BinEncoder::new(&mut buf);
@@ -218,6 +243,15 @@ impl WireRdata {
         }
     }
 
+    /// The name whose addresses go to ADDITIONAL: the one name in NS, MX, SRV and SVCB/HTTPS
+    /// RDATA, unless it is the root (a null MX, RFC 7505; SVCB's "." is the owner, RFC 9460 2.5).
+    pub fn additional_target(&self) -> Option<&[u8]> {
+        self.parts().find_map(|p| match p {
+            Part::Name { wire, .. } if wire != [0] => Some(wire),
+            _ => None,
+        })
+    }
+
     /// (serial, minimum) of an SOA record.
     pub fn soa_serial_minimum(&self) -> Option<(u32, u32)> {
         let parts: Vec<Part<'_>> = self.parts().collect();
@@ -232,7 +266,7 @@ impl WireRdata {
 }
 
 /// Presentation form of prepared RDATA (RFC 1035 5.1), for explain and JSON answers.
-pub fn presentation(rtype: hickory_proto::rr::RecordType, rdata: &WireRdata) -> String {
+pub fn presentation(rtype: RecordType, rdata: &WireRdata) -> String {
     let mut wire = Vec::new();
     for part in rdata.parts() {
         match part {
