@@ -1298,3 +1298,297 @@ async fn gslbd_nsd_and_knot_agree_on_the_tricky_zone() {
         assert!(n > 0, "no {what} among gslbd's answers: {shapes:?}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Each excuse on a difference it excuses and on a near miss it must reject.
+
+fn t_case(qname: &str, qtype: u16, edns: Option<(u16, bool)>, via: Via) -> Case {
+    Case {
+        id: 1,
+        flags: 0,
+        qname: parse_wire(qname),
+        qtype,
+        edns,
+        via,
+    }
+}
+
+fn t_rr(owner: &str, rtype: u16, ttl: u32, rdata: &[u8]) -> Rr {
+    Rr {
+        owner: parse_wire(owner),
+        rtype,
+        class: 1,
+        ttl,
+        rdata: rdata.to_vec(),
+    }
+}
+
+fn t_view(flags: u16, answer: &[Rr], authority: &[Rr], additional: &[Rr]) -> View {
+    View {
+        id: 1,
+        flags,
+        rcode: 0,
+        question: Vec::new(),
+        answer: answer.iter().cloned().collect(),
+        authority: authority.iter().cloned().collect(),
+        additional: additional.iter().cloned().collect(),
+        opt: None,
+    }
+}
+
+/// Runs `apply` on copies of `g` and `p`: (it fired, the views are then equal).
+fn t_apply(
+    apply: fn(&Pair<'_>, &mut View, &mut View) -> bool,
+    pair: &Pair<'_>,
+    g: &View,
+    p: &View,
+) -> (bool, bool) {
+    let (mut g, mut p) = (g.clone(), p.clone());
+    let fired = apply(pair, &mut g, &mut p);
+    (fired, g == p)
+}
+
+const AA: u16 = 0x8400;
+
+#[test]
+fn excuse_dnssec_records_for_do() {
+    let answers = BTreeMap::new();
+    let a = t_rr("www.tricky.example.", 1, 60, &[127, 0, 0, 1]);
+    let sig = t_rr("www.tricky.example.", T_RRSIG, 60, &[0, 1, 13]);
+    let g = t_view(AA, std::slice::from_ref(&a), &[], &[]);
+    let p = t_view(AA, &[a.clone(), sig.clone()], &[], &[]);
+    let with_do = t_case("www.tricky.example.", 1, Some((1232, true)), Via::Udp);
+    let pair = |c| Pair {
+        case: c,
+        peer: "nsd",
+        answers: &answers,
+        peer_tcp: None,
+    };
+    assert_eq!(
+        t_apply(dnssec_records_for_do, &pair(&with_do), &g, &p),
+        (true, true)
+    );
+    // Near misses: no DO; an extra record of another type; QTYPE=RRSIG asked for it.
+    let no_do = t_case("www.tricky.example.", 1, Some((1232, false)), Via::Udp);
+    assert!(!t_apply(dnssec_records_for_do, &pair(&no_do), &g, &p).0);
+    let txt = t_rr("www.tricky.example.", 16, 60, b"\x01x");
+    let p2 = t_view(AA, &[a.clone(), sig.clone(), txt], &[], &[]);
+    assert_eq!(
+        t_apply(dnssec_records_for_do, &pair(&with_do), &g, &p2),
+        (true, false)
+    );
+    let rrsig_q = t_case("www.tricky.example.", T_RRSIG, Some((1232, true)), Via::Udp);
+    assert!(!t_apply(dnssec_records_for_do, &pair(&rrsig_q), &g, &p).0);
+    // A DS in AUTHORITY only when it is the referral's cut.
+    let ns = t_rr(
+        "secure.tricky.example.",
+        T_NS,
+        60,
+        &parse_wire("ns.secure.tricky.example."),
+    );
+    let ds = t_rr("secure.tricky.example.", T_DS, 60, &[1, 2, 13, 2, 0]);
+    let other_ds = t_rr("other.tricky.example.", T_DS, 60, &[1, 2, 13, 2, 0]);
+    let below = t_case("a.secure.tricky.example.", 1, Some((1232, true)), Via::Udp);
+    let gr = t_view(0x8000, &[], std::slice::from_ref(&ns), &[]);
+    let pr = t_view(0x8000, &[], &[ns.clone(), ds], &[]);
+    assert_eq!(
+        t_apply(dnssec_records_for_do, &pair(&below), &gr, &pr),
+        (true, true)
+    );
+    let pr2 = t_view(0x8000, &[], &[ns, other_ds], &[]);
+    assert!(!t_apply(dnssec_records_for_do, &pair(&below), &gr, &pr2).0);
+}
+
+#[test]
+fn excuse_dnssec_truncated() {
+    let answers = BTreeMap::new();
+    let a = t_rr("www.tricky.example.", 1, 60, &[127, 0, 0, 1]);
+    let g = t_view(AA, std::slice::from_ref(&a), &[], &[]);
+    let p = t_view(AA | FLAG_TC, &[], &[], &[]);
+    let full = |addr: u8| {
+        let mut q = query(1, 0x8400, &parse_wire("www.tricky.example."), 1, None);
+        q[7] = 2; // ANCOUNT
+        for (t, rd) in [(1u16, vec![127, 0, 0, addr]), (T_RRSIG, vec![0, 1, 13])] {
+            q.extend_from_slice(&[0xc0, 12]);
+            q.extend_from_slice(&t.to_be_bytes());
+            q.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
+            q.extend_from_slice(&(rd.len() as u16).to_be_bytes());
+            q.extend_from_slice(&rd);
+        }
+        q
+    };
+    let (good, bad) = (full(1), full(2));
+    let c = t_case("www.tricky.example.", 1, Some((512, true)), Via::Udp);
+    let pair = |tcp: &'static [u8], c| Pair {
+        case: c,
+        peer: "nsd",
+        answers: &answers,
+        peer_tcp: Some(tcp),
+    };
+    let good: &'static [u8] = Box::leak(good.into_boxed_slice());
+    let bad: &'static [u8] = Box::leak(bad.into_boxed_slice());
+    assert_eq!(
+        t_apply(dnssec_truncated, &pair(good, &c), &g, &p),
+        (true, true)
+    );
+    // Near misses: the full answer holds other data; the query had no DO; over TCP.
+    assert!(!t_apply(dnssec_truncated, &pair(bad, &c), &g, &p).0);
+    let no_do = t_case("www.tricky.example.", 1, Some((512, false)), Via::Udp);
+    assert!(!t_apply(dnssec_truncated, &pair(good, &no_do), &g, &p).0);
+    let tcp = t_case("www.tricky.example.", 1, Some((512, true)), Via::Tcp);
+    assert!(!t_apply(dnssec_truncated, &pair(good, &tcp), &g, &p).0);
+}
+
+#[test]
+fn excuse_any_other_rrset() {
+    let q = "mail.tricky.example.";
+    let a = t_rr(q, 1, 60, &[127, 0, 0, 3]);
+    let aaaa = t_rr(q, 28, 60, &[0; 16]);
+    let mut answers = BTreeMap::new();
+    answers.insert((parse_wire(q), 28), BTreeSet::from([aaaa.clone()]));
+    let c = t_case(q, T_ANY, None, Via::Udp);
+    let g = t_view(AA, &[a.clone()], &[], &[]);
+    let p = t_view(AA, &[aaaa.clone()], &[], &[]);
+    let pair = Pair {
+        case: &c,
+        peer: "nsd",
+        answers: &answers,
+        peer_tcp: None,
+    };
+    assert_eq!(t_apply(any_other_rrset, &pair, &g, &p), (true, true));
+    // Near misses: the peer's RRset is not what gslbd answers for its type (TTL); not ANY.
+    let p2 = t_view(AA, &[t_rr(q, 28, 61, &[0; 16])], &[], &[]);
+    assert!(!t_apply(any_other_rrset, &pair, &g, &p2).0);
+    let c2 = t_case(q, 1, None, Via::Udp);
+    let pair2 = Pair { case: &c2, ..pair };
+    assert!(!t_apply(any_other_rrset, &pair2, &g, &p).0);
+}
+
+#[test]
+fn excuse_rrsig_one_type() {
+    let answers = BTreeMap::new();
+    let q = "alias.tricky.example.";
+    let s5 = t_rr(q, T_RRSIG, 3600, &[0, 5, 13]);
+    let s47 = t_rr(q, T_RRSIG, 300, &[0, 47, 13]);
+    let c = t_case(q, T_RRSIG, None, Via::Tcp);
+    let pair = Pair {
+        case: &c,
+        peer: "knot",
+        answers: &answers,
+        peer_tcp: None,
+    };
+    let g = t_view(AA, &[s5.clone(), s47.clone()], &[], &[]);
+    assert_eq!(
+        t_apply(
+            rrsig_one_type,
+            &pair,
+            &g,
+            &t_view(AA, &[s5.clone()], &[], &[])
+        ),
+        (true, true)
+    );
+    // Near misses: a TTL that is not gslbd's; two covered types that are not all of them.
+    let s5b = t_rr(q, T_RRSIG, 300, &[0, 5, 13]);
+    assert!(!t_apply(rrsig_one_type, &pair, &g, &t_view(AA, &[s5b], &[], &[])).0);
+    let s16 = t_rr(q, T_RRSIG, 300, &[0, 16, 13]);
+    let g3 = t_view(AA, &[s5.clone(), s47.clone(), s16], &[], &[]);
+    let p3 = t_view(AA, &[s5, s47], &[], &[]);
+    assert!(!t_apply(rrsig_one_type, &pair, &g3, &p3).0);
+}
+
+#[test]
+fn excuse_rdata_names_lowercased() {
+    let answers = BTreeMap::new();
+    let c = t_case("rp.tricky.example.", 17, None, Via::Udp);
+    let pair = Pair {
+        case: &c,
+        peer: "knot",
+        answers: &answers,
+        peer_tcp: None,
+    };
+    let rp = |n: &str| {
+        t_rr(
+            "rp.tricky.example.",
+            17,
+            60,
+            &[parse_wire(n), vec![0]].concat(),
+        )
+    };
+    let g = t_view(AA, &[rp("Host.Tricky.Example.")], &[], &[]);
+    let p = t_view(AA, &[rp("host.tricky.example.")], &[], &[]);
+    assert_eq!(t_apply(rdata_names_lowercased, &pair, &g, &p), (true, true));
+    // Near misses: the peer has uppercase where gslbd has lowercase; a TXT differing in case;
+    // another name.
+    assert!(!t_apply(rdata_names_lowercased, &pair, &p, &g).0);
+    let txt = |s: &[u8]| t_view(AA, &[t_rr("rp.tricky.example.", 16, 60, s)], &[], &[]);
+    assert!(
+        !t_apply(
+            rdata_names_lowercased,
+            &pair,
+            &txt(b"\x01A"),
+            &txt(b"\x01a")
+        )
+        .0
+    );
+    let p2 = t_view(AA, &[rp("hast.tricky.example.")], &[], &[]);
+    assert!(!t_apply(rdata_names_lowercased, &pair, &g, &p2).0);
+}
+
+#[test]
+fn excuse_additional_omitted() {
+    let answers = BTreeMap::new();
+    let c = t_case("tricky.example.", T_MX, None, Via::Udp);
+    let pair = Pair {
+        case: &c,
+        peer: "nsd",
+        answers: &answers,
+        peer_tcp: None,
+    };
+    let mx = t_rr(
+        "tricky.example.",
+        T_MX,
+        60,
+        &[vec![0, 10], parse_wire("mail.tricky.example.")].concat(),
+    );
+    let mail = t_rr("mail.tricky.example.", T_A, 60, &[127, 0, 0, 3]);
+    let other = t_rr("www.tricky.example.", T_A, 60, &[127, 0, 0, 10]);
+    let g = t_view(AA, std::slice::from_ref(&mx), &[], &[mail.clone()]);
+    let p = t_view(AA, std::slice::from_ref(&mx), &[], &[]);
+    assert_eq!(t_apply(additional_omitted, &pair, &g, &p), (true, true));
+    // Near misses: the address left out is not of a target; a non-authoritative (referral)
+    // answer, whose glue is required.
+    let g2 = t_view(AA, std::slice::from_ref(&mx), &[], &[other]);
+    assert!(!t_apply(additional_omitted, &pair, &g2, &p).0);
+    let g3 = t_view(0x8000, std::slice::from_ref(&mx), &[], &[mail]);
+    assert!(!t_apply(additional_omitted, &pair, &g3, &p).0);
+}
+
+#[test]
+fn excuse_nsec3_query_no_cname() {
+    let answers = BTreeMap::new();
+    let q = "alias.tricky.example.";
+    let soa = t_rr("tricky.example.", T_SOA, 300, &[0; 22]);
+    let cname = t_rr(q, T_CNAME, 60, &parse_wire("www.tricky.example."));
+    let g = t_view(
+        AA,
+        std::slice::from_ref(&cname),
+        std::slice::from_ref(&soa),
+        &[],
+    );
+    let p = t_view(AA, &[], std::slice::from_ref(&soa), &[]);
+    let c = t_case(q, T_NSEC3, None, Via::Udp);
+    let pair = Pair {
+        case: &c,
+        peer: "nsd",
+        answers: &answers,
+        peer_tcp: None,
+    };
+    assert_eq!(t_apply(nsec3_query_no_cname, &pair, &g, &p), (true, true));
+    // Near misses: QTYPE NSEC; gslbd's answer holds data after the CNAME.
+    let c2 = t_case(q, T_NSEC, None, Via::Udp);
+    let pair2 = Pair { case: &c2, ..pair };
+    assert!(!t_apply(nsec3_query_no_cname, &pair2, &g, &p).0);
+    let www = t_rr("www.tricky.example.", T_NSEC3, 60, &[1]);
+    let g2 = t_view(AA, &[cname, www], std::slice::from_ref(&soa), &[]);
+    assert!(!t_apply(nsec3_query_no_cname, &pair, &g2, &p).0);
+}
