@@ -1447,8 +1447,8 @@ fn excuse_any_other_rrset() {
     let mut answers = BTreeMap::new();
     answers.insert((parse_wire(q), 28), BTreeSet::from([aaaa.clone()]));
     let c = t_case(q, T_ANY, None, Via::Udp);
-    let g = t_view(AA, &[a.clone()], &[], &[]);
-    let p = t_view(AA, &[aaaa.clone()], &[], &[]);
+    let g = t_view(AA, std::slice::from_ref(&a), &[], &[]);
+    let p = t_view(AA, std::slice::from_ref(&aaaa), &[], &[]);
     let pair = Pair {
         case: &c,
         peer: "nsd",
@@ -1483,7 +1483,7 @@ fn excuse_rrsig_one_type() {
             rrsig_one_type,
             &pair,
             &g,
-            &t_view(AA, &[s5.clone()], &[], &[])
+            &t_view(AA, std::slice::from_ref(&s5), &[], &[])
         ),
         (true, true)
     );
@@ -1552,7 +1552,12 @@ fn excuse_additional_omitted() {
     );
     let mail = t_rr("mail.tricky.example.", T_A, 60, &[127, 0, 0, 3]);
     let other = t_rr("www.tricky.example.", T_A, 60, &[127, 0, 0, 10]);
-    let g = t_view(AA, std::slice::from_ref(&mx), &[], &[mail.clone()]);
+    let g = t_view(
+        AA,
+        std::slice::from_ref(&mx),
+        &[],
+        std::slice::from_ref(&mail),
+    );
     let p = t_view(AA, std::slice::from_ref(&mx), &[], &[]);
     assert_eq!(t_apply(additional_omitted, &pair, &g, &p), (true, true));
     // Near misses: the address left out is not of a target; a non-authoritative (referral)
