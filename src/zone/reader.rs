@@ -1,8 +1,9 @@
 //! RFC 1035 section 5 master-file reader that keeps file and line for every record.
 //!
 //! hickory's own zone parser returns record sets without line numbers, so this module has its
-//! own lexer and builds the common record types itself; only the rarer types go through
-//! `hickory_proto::serialize::txt::Parser`, one record at a time.
+//! own lexer and builds every record type itself: the RFC 1035 ones and CAA here, all the others
+//! NSD and Knot load in `rtypes.rs` (hickory's text parser refuses DNSSEC records and knows few
+//! of the rest).
 //!
 //! Supported syntax:
 //!
@@ -17,10 +18,13 @@
 //! * `[owner] [ttl] [class] type rdata` with TTL and class in either order, class `IN` only;
 //! * TTL: the explicit one, else `$TTL`, else the last explicit TTL, else (SOA only) the SOA
 //!   MINIMUM, which then also serves as the last TTL (like BIND);
-//! * RDATA built here for A, AAAA, NS, CNAME, PTR, DNAME, MX, SRV, SOA, TXT, CAA, and the
-//!   RFC 3597 generic form `\# len hex` for any type (also `TYPEnnn` mnemonics). Other types go
-//!   through hickory's parser. hickory has no DNAME type, so DNAME becomes
-//!   `RData::Unknown { code: RecordType::DNAME, .. }` holding the uncompressed wire-format target.
+//! * RDATA built here for A, AAAA, NS, CNAME, PTR, DNAME, MX, SRV, SOA, TXT, CAA, in `rtypes.rs`
+//!   for DS, CDS, DNSKEY, CDNSKEY, RRSIG, NSEC, NSEC3, NSEC3PARAM, SVCB, HTTPS, URI, RP, LOC,
+//!   AFSDB, ZONEMD, SPF, EUI48, EUI64, APL, KX, DHCID, IPSECKEY, L32, L64, NID, LP, CSYNC,
+//!   OPENPGPKEY, SMIMEA, TLSA, SSHFP, HIP, CERT, HINFO and NAPTR, and the RFC 3597 generic form
+//!   `\# len hex` for any type (also `TYPEnnn` mnemonics). A type with a mnemonic but no text
+//!   format here (WKS, KEY, ...) needs `\#`. DNAME and the `rtypes.rs` types become
+//!   `RData::Unknown { code, .. }` holding their uncompressed wire form, served as read.
 //!
 //! Names keep their case and are read as raw octets (`\DDD` is decimal, as in RFC 1035); no
 //! IDNA conversion happens.
