@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use criterion::{Criterion, criterion_group, criterion_main};
 use gslbd::config::Source;
 use gslbd::engine::{self, Question};
+use gslbd::gslb::{AllUp, Chance};
 use gslbd::query::client_addr;
 use gslbd::snapshot::Snapshot;
 use gslbd::zone::name::key_of;
@@ -51,13 +52,22 @@ fn bench(c: &mut Criterion) {
     let yd = gslb.rule_index("object.yd.yourcompany.com.").unwrap();
     let infos: Vec<_> = clients.iter().map(|ip| gslb.geo.lookup(*ip)).collect();
     let addrs: Vec<_> = clients.iter().map(|ip| client_addr(None, *ip)).collect();
+    let mut chance = Chance::new(0, 1);
     c.bench_function("carrier rule decision (geo done)", |b| {
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) % clients.len();
             black_box(
-                gslb.decide(vip, RecordType::A, &addrs[i], &infos[i], None)
-                    .scope,
+                gslb.decide(
+                    vip,
+                    RecordType::A,
+                    &addrs[i],
+                    &infos[i],
+                    &AllUp,
+                    &mut chance,
+                    None,
+                )
+                .scope,
             );
         })
     });
@@ -66,8 +76,16 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % clients.len();
             black_box(
-                gslb.decide(yd, RecordType::A, &addrs[i], &infos[i], None)
-                    .scope,
+                gslb.decide(
+                    yd,
+                    RecordType::A,
+                    &addrs[i],
+                    &infos[i],
+                    &AllUp,
+                    &mut chance,
+                    None,
+                )
+                .scope,
             );
         })
     });
@@ -79,13 +97,21 @@ fn bench(c: &mut Criterion) {
             i = (i + 1) % clients.len();
             let q = Question {
                 key: &key,
+                name: &key,
                 qtype: RecordType::A,
                 client: addrs[i],
             };
             black_box(
-                engine::answer(snap.view(0), gslb, &q, 12, None)
-                    .answer
-                    .len(),
+                engine::answer(
+                    snap.view(0),
+                    gslb,
+                    &q,
+                    12,
+                    &mut gslbd::query::env(None),
+                    None,
+                )
+                .answer
+                .len(),
             );
         })
     });

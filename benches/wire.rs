@@ -60,19 +60,34 @@ fn bench(c: &mut Criterion) {
         let q = wire::parse_query(packet).unwrap();
         let question = Question {
             key: q.key(),
+            name: q.name(),
             qtype: q.rtype(),
             client: client_addr(None, peer.ip()),
         };
         c.bench_function(&format!("lookup ({what})"), |b| {
             b.iter(|| {
                 black_box(
-                    engine::answer(snap.view(0), &snap.gslb, black_box(&question), 12, None)
-                        .answer
-                        .len(),
+                    engine::answer(
+                        snap.view(0),
+                        &snap.gslb,
+                        black_box(&question),
+                        12,
+                        &mut gslbd::query::env(None),
+                        None,
+                    )
+                    .answer
+                    .len(),
                 )
             })
         });
-        let answer = engine::answer(snap.view(0), &snap.gslb, &question, 12, None);
+        let answer = engine::answer(
+            snap.view(0),
+            &snap.gslb,
+            &question,
+            12,
+            &mut gslbd::query::env(None),
+            None,
+        );
         let max = wire::max_size(q.edns.as_ref(), false, 1232);
         let mut buf = Vec::with_capacity(512);
         c.bench_function(&format!("encode ({what})"), |b| {

@@ -246,7 +246,7 @@ fn explain(
         (Some(ip), None) => (crate::query::client_addr(None, ip), ClientSource::Given),
         (None, None) => return fail("give --client ADDRESS or --ecs SUBNET".into()),
     };
-    match crate::gslb::explain::explain(&snap, li, name, qtype, addr, src) {
+    match crate::lookup::explain(&snap, li, name, qtype, addr, src) {
         Ok(e) if json => {
             println!(
                 "{}",

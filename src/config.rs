@@ -9,6 +9,10 @@
 //! udp_workers = 0             # UDP threads per address (0 = one per CPU; SO_REUSEPORT sockets)
 //! udp_fast_path = true        # prebuilt answers + geo cache per UDP thread (false: general path)
 //!
+//! [server]                    # all optional: what the server says about itself
+//! identity = "ns1.example"    # CHAOS TXT id.server / hostname.bind and NSID (RFC 5001); absent: REFUSED, no NSID
+//! version = "gslbd"           # CHAOS TXT version.bind / version.server; absent (the default): hidden, REFUSED
+//!
 //! [[zone]]
 //! name = "example.com."
 //! file = "example.com.zone"   # relative to the config file's folder
@@ -37,6 +41,8 @@ use crate::zone::reader::ZoneFs;
 pub struct Config {
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub server: ServerInfo,
     #[serde(default, rename = "zone")]
     pub zones: Vec<ZoneConfig>,
     #[serde(default, rename = "listener")]
@@ -91,6 +97,17 @@ impl Default for Limits {
             udp_fast_path: true,
         }
     }
+}
+
+/// What the server tells about itself (`[server]`). Both are hidden unless configured, as an
+/// operator who does not want to advertise a version expects (NSD `hide-version`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerInfo {
+    /// Answered to CHAOS TXT `id.server.` and `hostname.bind.` (RFC 4892) and as NSID (RFC 5001).
+    pub identity: Option<String>,
+    /// Answered to CHAOS TXT `version.bind.` and `version.server.`.
+    pub version: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

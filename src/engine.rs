@@ -1,12 +1,15 @@
-//! The answer engine: a pure function of (zones, GSLB tables, question, client) -> response
-//! sections. No I/O, no clock, and no allocation for an answer of ordinary size (the sections are
-//! inline; an explain trace allocates when one is asked for); every transport (UDP, TCP, DoH and
-//! HTTPDNS) calls it, so they cannot disagree. At a name a GSLB rule answers, the rule's decision
+//! The answer engine: a pure function of (zones, GSLB tables, question, client, `Env`) ->
+//! response sections, where `Env` carries everything else an answer may vary by (the health
+//! view, the round-robin position and random source, a geo cache that only memoizes geo
+//! lookups). No I/O, no clock, no global state, and no allocation for an answer of ordinary size
+//! (the sections are inline; a DNAME's synthesized name and an explain trace allocate); every
+//! transport (UDP, TCP, DoH and HTTPDNS) calls it, so they cannot disagree. At a name a GSLB rule answers, the rule's decision
 //! (a CNAME to chase, or a selection of a prebuilt pool) takes the place of zone data; the chain
 //! goes on from there.
 //!
 //! It follows RFC 1034 4.3.2 (the algorithm), RFC 4592 (wildcards), RFC 2308 (negative answers),
-//! RFC 6604 (RCODE of a CNAME chain = that of its last name), RFC 8482 (minimal ANY), and chases
+//! RFC 6604 (RCODE of a CNAME chain = that of its last name), RFC 8482 (minimal ANY), RFC 6672
+//! (DNAME: the DNAME and a synthesized CNAME, YXDOMAIN when the new name is too long), and chases
 //! CNAMEs across every zone the listener serves, keeping the whole chain in ANSWER.
 
 use hickory_proto::rr::RecordType;
@@ -14,7 +17,7 @@ use smallvec::SmallVec;
 
 use crate::geo::{GeoCache, GeoInfo};
 use crate::gslb::explain::{GeoView, Hop, Trace};
-use crate::gslb::{self, ClientAddr, Gslb, Label, Select, Step};
+use crate::gslb::{self, ClientAddr, Gslb, HealthView, Label, Select, Step};
 use crate::zone::name;
 use crate::zone::{Node, RRset, Zone, ZoneSet};
 
@@ -25,6 +28,8 @@ pub enum Outcome {
     NxDomain,
     /// No zone served here contains the name (we are not an open resolver).
     Refused,
+    /// RFC 6672 2.2: a DNAME substitution made a name longer than 255 octets.
+    YxDomain,
 }
 
 /// The owner name of an RRset in a response.
@@ -34,7 +39,17 @@ pub enum Owner<'z> {
     Qname,
     /// A name from zone data, uncompressed wire form.
     Wire(&'z [u8]),
+    /// A name a DNAME substitution made: `Answer::names[i]`.
+    Synth(u8),
 }
+
+/// A CNAME synthesized from a DNAME has no RRset in the zone: its `RrsetRef` points here, and
+/// its one RDATA is the name `RrsetRef::synth` names.
+pub static SYNTH_CNAME: RRset = RRset {
+    rtype: RecordType::CNAME,
+    ttl: 0,
+    rdatas: Vec::new(),
+};
 
 #[derive(Debug, Clone, Copy)]
 pub struct RrsetRef<'z> {
@@ -43,6 +58,9 @@ pub struct RrsetRef<'z> {
     pub ttl: u32,
     /// Which of the RRset's records are sent (all of them, except for GSLB pools and rotation).
     pub select: Select,
+    /// Some(i): a CNAME synthesized from a DNAME (RFC 6672 3.1) whose one RDATA is
+    /// `Answer::names[i]`; `rrset` is then `SYNTH_CNAME`.
+    pub synth: Option<u8>,
 }
 
 impl<'z> RrsetRef<'z> {
@@ -52,6 +70,15 @@ impl<'z> RrsetRef<'z> {
             rrset,
             ttl,
             select: Select::All,
+            synth: None,
+        }
+    }
+
+    /// How many records this RRset puts in a response.
+    pub fn count(&self) -> usize {
+        match self.synth {
+            Some(_) => 1,
+            None => self.select.count(self.rrset.rdatas.len()),
         }
     }
 }
@@ -80,6 +107,9 @@ pub struct Answer<'z> {
     /// of the hops before it. With the geo answer unchanged, only that hop can differ for another
     /// client of the network (health, rotation), so the UDP fast path re-decides just that hop.
     pub last_hop: Option<LastHop>,
+    /// Names made by DNAME substitution (uncompressed wire form, case as synthesized), for
+    /// `Owner::Synth` and `RrsetRef::synth`. Empty (no allocation) unless a DNAME applied.
+    pub names: Vec<Box<[u8]>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -102,6 +132,16 @@ impl<'z> Answer<'z> {
             line: None,
             region: None,
             last_hop: None,
+            names: Vec::new(),
+        }
+    }
+
+    /// The wire form of an owner name of this answer (None: the question name).
+    pub fn owner_wire<'a>(&'a self, owner: Owner<'a>) -> Option<&'a [u8]> {
+        match owner {
+            Owner::Qname => None,
+            Owner::Wire(w) => Some(w),
+            Owner::Synth(i) => self.names.get(i as usize).map(|n| &n[..]),
         }
     }
 }
@@ -109,15 +149,41 @@ impl<'z> Answer<'z> {
 pub struct Question<'q> {
     /// Lowercase wire-form name.
     pub key: &'q [u8],
+    /// The same name as the client wrote it (its case is kept in names a DNAME synthesizes).
+    pub name: &'q [u8],
     pub qtype: RecordType,
     /// Who asks: the ECS subnet or the packet's source (RFC 7871 7.1.1), for GSLB names.
     pub client: ClientAddr,
+}
+
+/// What the engine reads besides the snapshot and the question: every input an answer may vary by
+/// for the same question and client. The caller owns them (transports keep the live health view,
+/// a round-robin counter and a random generator per thread), so the engine stays a function of
+/// its arguments and tests can pin each one.
+pub struct Env<'a> {
+    pub health: &'a dyn HealthView,
+    pub chance: gslb::Chance,
+    /// A serving thread's geo cache (it memoizes `Geo::lookup`, so it does not change answers).
+    pub geo_cache: Option<&'a mut GeoCache>,
+}
+
+impl<'a> Env<'a> {
+    pub fn new(health: &'a dyn HealthView, chance: gslb::Chance) -> Env<'a> {
+        Env {
+            health,
+            chance,
+            geo_cache: None,
+        }
+    }
 }
 
 /// Result of looking one name up in one zone.
 enum Lookup<'z> {
     Data(&'z RRset),
     Cname(&'z RRset),
+    /// RFC 6672 3.2: a DNAME at an ancestor of the name; its owner's key is the last `usize`
+    /// bytes of the name's key.
+    Dname(&'z Node, &'z RRset, usize),
     NoData,
     NxDomain,
     Referral(&'z Node),
@@ -128,26 +194,16 @@ enum Lookup<'z> {
 /// Longest name in wire form (RFC 1035 3.1).
 const MAX_NAME: usize = 255;
 
-/// Answers `q` from `zones`, asking `gslb` at names a rule answers. `trace`, when given, receives
-/// every GSLB hop's decision and reasons (for `explain`); without it nothing is formatted.
+/// Answers `q` from `zones`, asking `gslb` at names a rule answers, with health, rotation and
+/// weighted picks from `env`. `trace`, when given, receives every GSLB hop's decision and reasons
+/// (for `explain`); without it nothing is formatted.
 pub fn answer<'z>(
     zones: &'z ZoneSet,
     gslb: &'z Gslb,
     q: &Question<'_>,
     max_chain: usize,
-    trace: Option<&mut Trace>,
-) -> Answer<'z> {
-    answer_cached(zones, gslb, q, max_chain, trace, None)
-}
-
-/// `answer`, with geo lookups going through a serving thread's `GeoCache` when one is given.
-pub fn answer_cached<'z>(
-    zones: &'z ZoneSet,
-    gslb: &'z Gslb,
-    q: &Question<'_>,
-    max_chain: usize,
+    env: &mut Env<'_>,
     mut trace: Option<&mut Trace>,
-    mut geo_cache: Option<&mut GeoCache>,
 ) -> Answer<'z> {
     let Some(mut zone) = zones.find(q.key) else {
         return Answer::new(Outcome::Refused);
@@ -168,6 +224,8 @@ pub fn answer_cached<'z>(
     key_buf[..key_len].copy_from_slice(&q.key[..key_len]);
     // Names already visited in this chain, for loop detection (the question is the first).
     let mut seen: SmallVec<[&'z [u8]; 12]> = SmallVec::new();
+    // CNAMEs in ANSWER so far (zone data and synthesized), against `max_chain`.
+    let mut hops = 0usize;
     // Geo is looked up once, at the first GSLB name of the chain.
     let mut located: Option<GeoInfo<'_>> = None;
     // Records after a GSLB hop depend on the client: they live no longer than the shortest hop.
@@ -181,7 +239,7 @@ pub fn answer_cached<'z>(
                     && set.rdatas.len() > 1
                     && matches!(set.rtype, RecordType::A | RecordType::AAAA)
                 {
-                    Select::Rotate((gslb::next_round() as usize % set.rdatas.len()) as u16)
+                    Select::Rotate((env.chance.round as usize % set.rdatas.len()) as u16)
                 } else {
                     Select::All
                 };
@@ -190,13 +248,62 @@ pub fn answer_cached<'z>(
                     rrset: set,
                     ttl: set.ttl.min(ttl_cap),
                     select,
+                    synth: None,
                 });
                 break;
             }
             Lookup::Cname(set) => set,
+            Lookup::Dname(node, dname, owner_len) => {
+                // RFC 6672 3.1/3.2: the DNAME, then a CNAME from the name to the name with the
+                // DNAME's owner replaced by its target, with the DNAME's TTL; then go on as for a
+                // CNAME.
+                let ttl = dname.ttl.min(ttl_cap);
+                out.answer
+                    .push(RrsetRef::all(Owner::Wire(node.owner()), dname, ttl));
+                let Some(target) = dname.rdatas.first().and_then(|r| r.target()) else {
+                    break;
+                };
+                let current = out.owner_wire(owner).unwrap_or(q.name);
+                let prefix = &current[..current.len().saturating_sub(owner_len)];
+                if prefix.len() + target.len() > MAX_NAME {
+                    // RFC 6672 2.2: no CNAME; the DNAME alone with YXDOMAIN.
+                    out.outcome = Outcome::YxDomain;
+                    break;
+                }
+                let mut synthesized = Vec::with_capacity(prefix.len() + target.len());
+                synthesized.extend_from_slice(prefix);
+                synthesized.extend_from_slice(target);
+                let i = out.names.len() as u8;
+                out.names.push(synthesized.into_boxed_slice());
+                out.answer.push(RrsetRef {
+                    owner,
+                    rrset: &SYNTH_CNAME,
+                    ttl,
+                    select: Select::All,
+                    synth: Some(i),
+                });
+                hops += 1;
+                // QTYPE=CNAME: the synthesized CNAME is the answer, not followed (RFC 1034 4.3.2
+                // step 3a follows a CNAME only when QTYPE is not CNAME), as NSD and Knot answer.
+                if hops >= max_chain
+                    || q.qtype == RecordType::CNAME
+                    || out.names.len() > u8::MAX as usize
+                {
+                    break;
+                }
+                let next = &out.names[i as usize];
+                key_len = lower(&mut key_buf, next).len();
+                let Some(next_zone) = zones.find(&key_buf[..key_len]) else {
+                    // The new name is elsewhere; the client's resolver follows it.
+                    break;
+                };
+                zone = next_zone;
+                owner = Owner::Synth(i);
+                continue;
+            }
             Lookup::Rule(rule) => {
                 let info = located.get_or_insert_with(|| {
-                    let info = match (q.client.ip, geo_cache.take()) {
+                    let info = match (q.client.ip, env.geo_cache.take()) {
                         (Some(ip), Some(cache)) => cache.lookup(&gslb.geo, ip),
                         (Some(ip), None) => gslb.geo.lookup(ip),
                         (None, _) => GeoInfo::default(),
@@ -209,7 +316,15 @@ pub fn answer_cached<'z>(
                 let mut hop = trace
                     .is_some()
                     .then(|| Hop::new(name::display(key), gslb, rule));
-                let d = gslb.decide(rule as usize, q.qtype, &q.client, info, hop.as_mut());
+                let d = gslb.decide(
+                    rule as usize,
+                    q.qtype,
+                    &q.client,
+                    info,
+                    env.health,
+                    &mut env.chance,
+                    hop.as_mut(),
+                );
                 if let (Some(t), Some(h)) = (trace.as_deref_mut(), hop) {
                     t.hops.push(h);
                 }
@@ -233,6 +348,7 @@ pub fn answer_cached<'z>(
                             rrset: set,
                             ttl: set.ttl.min(ttl_cap),
                             select,
+                            synth: None,
                         });
                         out.last_hop = Some(before);
                         break;
@@ -264,12 +380,13 @@ pub fn answer_cached<'z>(
         };
         out.answer
             .push(RrsetRef::all(owner, cname, cname.ttl.min(ttl_cap)));
+        hops += 1;
         let Some(target) = cname.rdatas.first().and_then(|r| r.target()) else {
             break;
         };
         let looped = target.eq_ignore_ascii_case(q.key)
             || seen.iter().any(|s| s.eq_ignore_ascii_case(target));
-        if looped || seen.len() + 1 >= max_chain {
+        if looped || hops >= max_chain {
             break;
         }
         seen.push(target);
@@ -315,8 +432,17 @@ fn lookup<'z>(zone: &'z Zone, key: &[u8], qtype: RecordType) -> Lookup<'z> {
     let n = suffix_offsets(key, &mut offs);
     let zone_labels = name::label_count(&zone.origin_key);
     let below = (n - 1).saturating_sub(zone_labels); // labels of key below the apex
+    // RFC 6672 3.2: a DNAME at the apex redirects every name below it.
+    if zone.dname
+        && below > 0
+        && let Some(d) = zone.apex().rrset(RecordType::DNAME)
+    {
+        return Lookup::Dname(zone.apex(), d, zone.origin_key.len());
+    }
     // Walk down from the apex: the first missing name ends the walk at its closest encloser, the
-    // first zone cut on the way is a referral (except DS at the cut itself, which is the parent's).
+    // first zone cut on the way is a referral (except DS at the cut itself, which is the parent's),
+    // the first DNAME above the name redirects it (RFC 6672 3.2; a cut comes first, RFC 1034
+    // 4.3.2 step 3b).
     for i in (0..below).rev() {
         let suffix = &key[offs[i] as usize..];
         match zone.node(suffix) {
@@ -326,6 +452,11 @@ fn lookup<'z>(zone: &'z Zone, key: &[u8], qtype: RecordType) -> Lookup<'z> {
             }
             Some(node) if node.cut && !(i == 0 && qtype == RecordType::DS) => {
                 return Lookup::Referral(node);
+            }
+            Some(node) if i > 0 && zone.dname => {
+                if let Some(d) = node.rrset(RecordType::DNAME) {
+                    return Lookup::Dname(node, d, suffix.len());
+                }
             }
             Some(_) => {}
         }
@@ -468,4 +599,149 @@ fn authoritative_node<'z>(zone: &'z Zone, key: &[u8]) -> Option<&'z Node> {
         k = name::parent(k)?;
     }
     Some(node)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use hickory_proto::rr::Name;
+
+    use super::*;
+    use crate::gslb::{AllUp, Chance};
+    use crate::zone::name::key_of;
+    use crate::zone::reader::ZoneFs;
+
+    struct Text(String);
+    impl ZoneFs for Text {
+        fn read(&self, _: &Path) -> std::io::Result<String> {
+            Ok(self.0.clone())
+        }
+    }
+
+    fn zones(files: &[(&str, &str, bool)]) -> ZoneSet {
+        let mut set = ZoneSet::default();
+        for (origin, text, rotate) in files {
+            let name = Name::from_ascii(origin).unwrap();
+            let mut z = Zone::load(&name, Path::new("t.zone"), &Text(text.to_string())).unwrap();
+            z.rotate = *rotate;
+            set.insert(Arc::new(z));
+        }
+        set
+    }
+
+    const COM: &str = "$ORIGIN example.com.\n$TTL 300\n@ SOA ns h 1 1 1 1 60\n@ NS ns\nns A 192.0.2.1\n\
+        www A 192.0.2.10\nwww A 192.0.2.11\nwww A 192.0.2.12\nold 120 DNAME example.net.\n\
+        long DNAME lllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll.lllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll.lllllllllllllllllllllllllllllllllllllllllllllllllllllllllllllll.example.net.\n\
+        c1 CNAME c2\nc2 CNAME c3\nc3 CNAME www\n";
+    const NET: &str = "$ORIGIN example.net.\n$TTL 300\n@ SOA ns h 1 1 1 1 30\n@ NS ns\nns A 192.0.2.2\nhost A 192.0.2.20\n";
+
+    fn ask<'z>(
+        set: &'z ZoneSet,
+        gslb: &'z Gslb,
+        name: &str,
+        qtype: RecordType,
+        round: u32,
+        max_chain: usize,
+    ) -> Answer<'z> {
+        let n = Name::from_ascii(name).unwrap();
+        let key = key_of(&n);
+        let wire = crate::zone::rdata::wire_name(&n);
+        let q = Question {
+            key: &key,
+            name: &wire,
+            qtype,
+            client: ClientAddr {
+                ip: None,
+                prefix: 0,
+            },
+        };
+        let mut env = Env::new(&AllUp, Chance::new(round, 1));
+        // The answer borrows only the zones and the GSLB, not the question.
+        answer(set, gslb, &q, max_chain, &mut env, None)
+    }
+
+    #[test]
+    fn rfc6672_dname_synthesizes_a_cname_owned_by_the_question_and_chases_it() {
+        let set = zones(&[("example.com.", COM, false), ("example.net.", NET, false)]);
+        let gslb = Gslb::empty();
+        let a = ask(&set, &gslb, "host.OLD.example.com.", RecordType::A, 0, 12);
+        assert_eq!(a.outcome, Outcome::NoError);
+        assert_eq!(a.answer.len(), 3);
+        assert_eq!(a.answer[0].rrset.rtype, RecordType::DNAME);
+        assert_eq!(a.answer[0].ttl, 120);
+        // The CNAME: owned by the question, its target the substituted name with the
+        // question's case, the DNAME's TTL.
+        assert_eq!(a.answer[1].owner, Owner::Qname);
+        assert_eq!(a.answer[1].synth, Some(0));
+        assert_eq!(a.answer[1].ttl, 120);
+        assert_eq!(&*a.names[0], &b"\x04host\x07example\x03net\x00"[..]);
+        // The target's data, owned by the synthesized name.
+        assert_eq!(a.answer[2].owner, Owner::Synth(0));
+        assert_eq!(a.answer[2].rrset.rtype, RecordType::A);
+        // The owner itself answers its own data.
+        let a = ask(&set, &gslb, "old.example.com.", RecordType::DNAME, 0, 12);
+        assert_eq!(a.answer.len(), 1);
+        assert!(a.names.is_empty());
+    }
+
+    #[test]
+    fn rfc6672_2_2_overflow_is_yxdomain_with_the_dname_alone() {
+        let set = zones(&[("example.com.", COM, false), ("example.net.", NET, false)]);
+        let gslb = Gslb::empty();
+        let long_label = format!("{}.long.example.com.", "x".repeat(60));
+        let a = ask(&set, &gslb, &long_label, RecordType::A, 0, 12);
+        assert_eq!(a.outcome, Outcome::YxDomain);
+        assert_eq!(a.answer.len(), 1);
+        assert_eq!(a.answer[0].rrset.rtype, RecordType::DNAME);
+    }
+
+    #[test]
+    fn the_chain_limit_counts_every_cname() {
+        let set = zones(&[("example.com.", COM, false)]);
+        let gslb = Gslb::empty();
+        assert_eq!(
+            ask(&set, &gslb, "c1.example.com.", RecordType::A, 0, 12)
+                .answer
+                .len(),
+            4
+        );
+        // Two hops allowed: c1 -> c2 and c2 -> c3, then the chain stops.
+        assert_eq!(
+            ask(&set, &gslb, "c1.example.com.", RecordType::A, 0, 2)
+                .answer
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn rotation_comes_from_the_inputs() {
+        let set = zones(&[("example.com.", COM, true)]);
+        let gslb = Gslb::empty();
+        for round in 0..6u32 {
+            let a = ask(&set, &gslb, "www.example.com.", RecordType::A, round, 12);
+            assert_eq!(a.answer[0].select, Select::Rotate((round % 3) as u16));
+        }
+        // Not a rotating zone: all, in order.
+        let set = zones(&[("example.com.", COM, false)]);
+        let a = ask(&set, &gslb, "www.example.com.", RecordType::A, 5, 12);
+        assert_eq!(a.answer[0].select, Select::All);
+    }
+
+    #[test]
+    fn negative_answers_and_refusals() {
+        let set = zones(&[("example.com.", COM, false)]);
+        let gslb = Gslb::empty();
+        let a = ask(&set, &gslb, "nope.example.com.", RecordType::A, 0, 12);
+        assert_eq!(a.outcome, Outcome::NxDomain);
+        assert_eq!(a.authority[0].rrset.rtype, RecordType::SOA);
+        assert_eq!(a.authority[0].ttl, 60, "min(SOA TTL, MINIMUM), RFC 2308 3");
+        let a = ask(&set, &gslb, "www.example.com.", RecordType::MX, 0, 12);
+        assert_eq!((a.outcome, a.answer.len()), (Outcome::NoError, 0));
+        let a = ask(&set, &gslb, "www.example.org.", RecordType::A, 0, 12);
+        assert_eq!(a.outcome, Outcome::Refused);
+        assert!(!a.aa);
+    }
 }

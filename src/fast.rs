@@ -35,7 +35,7 @@ use arc_swap::ArcSwap;
 
 use crate::engine::{Answer, Outcome};
 use crate::geo::GeoCache;
-use crate::gslb::{Label, Select, Step};
+use crate::gslb::{Label, LiveHealth, Select, Step};
 use crate::metrics::{self, Fast, Via};
 use crate::query::{self, Client, Parsed, Served, Transport};
 use crate::snapshot::Snapshot;
@@ -219,7 +219,7 @@ impl Worker {
             return query::respond_into(snap, self.listener, packet, &client, out, None).map(count);
         }
         let q = match query::parse(snap, packet, out)? {
-            Parsed::Error(rcode) => {
+            Parsed::Done(rcode) => {
                 metrics::count(Via::Udp, rcode, None);
                 return Some(rcode);
             }
@@ -227,7 +227,10 @@ impl Worker {
         };
         let payload = snap.limits.udp_payload;
         let max = wire::max_size(q.edns.as_ref(), false, payload);
-        if let Some(p) = self.answers.get(q.key(), q.qtype, ())
+        // An NSID request (RFC 5001) is answered the general way, which adds the option.
+        let tables = !(snap.server.identity.is_some() && q.edns.as_ref().is_some_and(|e| e.nsid));
+        if tables
+            && let Some(p) = self.answers.get(q.key(), q.qtype, ())
             && p.write(&q, max, payload, out)
         {
             metrics::count(Via::Udp, p.rcode(), None);
@@ -236,18 +239,23 @@ impl Worker {
         }
         let ecs = q.edns.as_ref().and_then(|e| e.ecs.as_ref());
         let located = query::client_addr(ecs, peer.ip());
-        if let Some(clients) = Clients::of(located.ip, &self.geo)
+        if tables
+            && let Some(clients) = Clients::of(located.ip, &self.geo)
             && let Some(prefix) = self.prefixes.get(q.key(), q.qtype, clients)
         {
             // Only the last hop can differ between clients of the network: its preferred pool is
             // geo's (kept), the rest (health, rotation, weights) is decided again.
             let (preferred, pool_scope) = prefix.preferred();
-            if let Some(d) =
-                snap.gslb
-                    .decide_preferred(prefix.rule() as usize, q.rtype(), preferred, pool_scope)
-                && let Step::Data(set, select) = d.step
+            if let Some(d) = snap.gslb.decide_preferred(
+                prefix.rule() as usize,
+                q.rtype(),
+                preferred,
+                pool_scope,
+                &LiveHealth,
+                &mut query::chance(),
+            ) && let Step::Data(set, select) = d.step
             {
-                // As the engine caps and scopes a hop (engine::answer_cached).
+                // As the engine caps and scopes a hop (engine::answer).
                 let ttl = set.ttl.min(prefix.ttl_cap().min(d.ttl));
                 let scope = prefix.scope().unwrap_or(0).max(d.scope);
                 if prefix.write(&q, set, select, ttl, scope, max, payload, out) {

@@ -5,7 +5,7 @@
 use hickory_proto::rr::RecordType;
 use serde::Serialize;
 
-use crate::engine::{self, Owner, Question};
+use crate::engine::{self, Question};
 use crate::gslb::ClientAddr;
 use crate::gslb::explain::{self, ClientSource, ClientView, Explain, Trace};
 use crate::snapshot::Snapshot;
@@ -64,6 +64,21 @@ impl Lookup {
     }
 }
 
+/// Answers `qname`/`qtype` for `client` from listener `listener`'s view of `snap`, with the trace
+/// (`gslbd explain`, `GET /explain`). It lives here, not beside the trace types in
+/// `gslb::explain`, so that the policy does not depend on the engine that calls it.
+pub fn explain(
+    snap: &Snapshot,
+    listener: usize,
+    qname: &str,
+    qtype: RecordType,
+    client: ClientAddr,
+    source: ClientSource,
+) -> Result<Explain, String> {
+    let l = lookup(snap, listener, qname, qtype, client, source, true)?;
+    Ok(l.explain.expect("lookup with explain fills it"))
+}
+
 /// Answers `qname`/`qtype` for `client` from listener `view` of `snap`. `Err` when `qname` is
 /// not a domain name.
 pub fn lookup(
@@ -77,26 +92,43 @@ pub fn lookup(
 ) -> Result<Lookup, String> {
     let n = explain::parse_name(qname)?;
     let key = name::key_of(&n);
+    let wire = rdata::wire_name(&n);
     let mut trace = Trace::default();
     let answer = engine::answer(
         snap.view(view),
         &snap.gslb,
         &Question {
             key: &key,
+            name: &wire,
             qtype,
             client,
         },
         snap.limits.cname_chain,
+        &mut crate::query::env(None),
         with_explain.then_some(&mut trace),
     );
     let qname = n.to_string();
     let recs = |sets: &[engine::RrsetRef<'_>]| -> Vec<Rec> {
         let mut out = Vec::new();
         for rr in sets {
-            let owner = match rr.owner {
-                Owner::Qname => qname.clone(),
-                Owner::Wire(w) => name::display(w),
+            let owner = match answer.owner_wire(rr.owner) {
+                None => qname.clone(),
+                Some(w) => name::display(w),
             };
+            if let Some(i) = rr.synth {
+                // A CNAME synthesized from a DNAME (RFC 6672 3.1).
+                out.push(Rec {
+                    name: owner,
+                    rtype: u16::from(RecordType::CNAME),
+                    ttl: rr.ttl,
+                    data: answer
+                        .names
+                        .get(i as usize)
+                        .map(|t| name::display(t))
+                        .unwrap_or_default(),
+                });
+                continue;
+            }
             for i in rr.select.indices(rr.rrset.rdatas.len()) {
                 out.push(Rec {
                     name: owner.clone(),

@@ -1,13 +1,17 @@
 //! One DNS message in, one out: parse, answer from the snapshot, encode. Every DNS transport calls
-//! `respond`, so UDP, TCP and DoH give identical answers. No I/O (counters aside).
+//! `respond`, so UDP, TCP and DoH give identical answers. No I/O (counters aside). The engine's
+//! per-answer inputs that are not in the message (live health, the round-robin position, the
+//! random source of weighted picks) are supplied here, by `env`.
 
+use std::cell::Cell;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use hickory_proto::rr::RecordType;
 
-use crate::engine::{self, Answer, Question};
+use crate::engine::{self, Answer, Env, Question};
 use crate::geo::GeoCache;
-use crate::gslb::{ClientAddr, Region};
+use crate::gslb::{Chance, ClientAddr, LiveHealth, Region, Rng};
 use crate::metrics;
 use crate::snapshot::Snapshot;
 use crate::wire::{self, Reject, rcode};
@@ -28,6 +32,7 @@ pub struct Client {
 }
 
 const CLASS_IN: u16 = 1;
+const CLASS_CH: u16 = 3;
 const CLASS_ANY: u16 = 255;
 
 /// What a response was, for the counters.
@@ -82,7 +87,7 @@ pub fn respond_into<'s>(
     geo: Option<&mut GeoCache>,
 ) -> Option<Served<'s>> {
     match parse(snap, packet, out)? {
-        Parsed::Error(rcode) => Some(Served {
+        Parsed::Done(rcode) => Some(Served {
             rcode,
             region: None,
         }),
@@ -97,12 +102,13 @@ pub fn respond_into<'s>(
     }
 }
 
-/// A message that parsed: a question for the engine, or an error response already in `out`.
+/// A message that parsed: a question for the engine, or a response already in `out` (an error,
+/// or a CHAOS answer about the server) with its RCODE.
 // The query (with its 255-byte key) stays inline: boxing it would allocate per query.
 #[allow(clippy::large_enum_variant)]
 pub enum Parsed<'p> {
     Query(wire::Query<'p>),
-    Error(u16),
+    Done(u16),
 }
 
 /// Parses `packet`; errors (FORMERR, NOTIMP, BADVERS, REFUSED for what is never answered here)
@@ -120,6 +126,7 @@ pub fn parse<'p>(snap: &Snapshot, packet: &'p [u8], out: &mut Vec<u8>) -> Option
             rcode,
             question,
             edns,
+            tsig,
         }) => {
             wire::encode_error_into(
                 id,
@@ -131,18 +138,17 @@ pub fn parse<'p>(snap: &Snapshot, packet: &'p [u8], out: &mut Vec<u8>) -> Option
                 false,
                 out,
             );
-            return Some(Parsed::Error(rcode));
+            if let Some(t) = tsig {
+                wire::append_tsig_error(out, &t);
+            }
+            return Some(Parsed::Done(rcode));
         }
     };
-    let rc = match q.rtype() {
-        // RFC 6891 6.1.1: OPT is a pseudo-RR, not something to ask for.
-        RecordType::OPT => rcode::FORMERR,
-        // No zone transfers (yet): refuse, as NSD and Knot do without an ACL allowing it.
-        RecordType::AXFR | RecordType::IXFR => rcode::REFUSED,
-        _ if matches!(q.qtype, 253 | 254) => rcode::NOTIMP, // MAILB, MAILA (RFC 883, obsolete)
-        // CHAOS and HESIOD have no zones here.
-        _ if q.qclass != CLASS_IN && q.qclass != CLASS_ANY => rcode::REFUSED,
-        _ => return Some(Parsed::Query(q)),
+    if q.qclass == CLASS_CH {
+        return Some(Parsed::Done(chaos(snap, &q, out)));
+    }
+    let Some(rc) = refusal(&q) else {
+        return Some(Parsed::Query(q));
     };
     wire::encode_error_into(
         q.id,
@@ -154,7 +160,93 @@ pub fn parse<'p>(snap: &Snapshot, packet: &'p [u8], out: &mut Vec<u8>) -> Option
         false,
         out,
     );
-    Some(Parsed::Error(rc))
+    Some(Parsed::Done(rc))
+}
+
+/// RFC 4892 and BIND's convention: CHAOS TXT `id.server.` / `hostname.bind.` give the identity,
+/// `version.server.` / `version.bind.` the version, each only when configured (`[server]`);
+/// everything else in CHAOS, and what is not configured, is REFUSED (no zones in that class).
+fn chaos(snap: &Snapshot, q: &wire::Query<'_>, out: &mut Vec<u8>) -> u16 {
+    const ID_SERVER: &[u8] = b"\x02id\x06server\x00";
+    const HOSTNAME_BIND: &[u8] = b"\x08hostname\x04bind\x00";
+    const VERSION_SERVER: &[u8] = b"\x07version\x06server\x00";
+    const VERSION_BIND: &[u8] = b"\x07version\x04bind\x00";
+    let text = match q.key() {
+        k if k == ID_SERVER || k == HOSTNAME_BIND => snap.server.identity.as_deref(),
+        k if k == VERSION_SERVER || k == VERSION_BIND => snap.server.version.as_deref(),
+        _ => None,
+    };
+    let payload = snap.limits.udp_payload;
+    match text {
+        Some(t) if matches!(q.qtype, 16 | 255) => {
+            wire::encode_chaos_txt(q, t.as_bytes(), payload, out);
+            rcode::NOERROR
+        }
+        _ => {
+            let rc = rcode::REFUSED;
+            wire::encode_error_into(
+                q.id,
+                q.flags,
+                rc,
+                Some(q.question),
+                q.edns.as_ref(),
+                payload,
+                false,
+                out,
+            );
+            rc
+        }
+    }
+}
+
+/// The process-wide round-robin position: every answer takes the next, so consecutive answers
+/// from any thread rotate (relaxed: only the spread matters).
+static ROUND: AtomicU32 = AtomicU32::new(0);
+
+thread_local! {
+    static RNG: Cell<Rng> = Cell::new(Rng::from_clock({
+        let local = 0u8;
+        &local as *const u8 as u64
+    }));
+}
+
+/// The chance of one live answer: the next round-robin position, and a generator seeded from
+/// this thread's.
+pub fn chance() -> Chance {
+    let seed = RNG.with(|c| {
+        let mut rng = c.get();
+        let v = rng.next_u64();
+        c.set(rng);
+        v
+    });
+    Chance::new(ROUND.fetch_add(1, Ordering::Relaxed), seed)
+}
+
+/// What no DNS listener of ours answers, whatever its data: the one refusal table, shared by the
+/// authoritative and the resolver listeners. None: a question for the engine (or the resolver).
+pub fn refusal(q: &wire::Query<'_>) -> Option<u16> {
+    Some(match q.rtype() {
+        // RFC 6891 6.1.1: OPT is a pseudo-RR, not something to ask for.
+        RecordType::OPT => rcode::FORMERR,
+        // No zone transfers (yet): refuse, as NSD and Knot do without an ACL allowing it. A
+        // resolver never transfers: zones go between a zone's own servers.
+        RecordType::AXFR | RecordType::IXFR => rcode::REFUSED,
+        _ if matches!(q.qtype, 253 | 254) => rcode::NOTIMP, // MAILB, MAILA (RFC 883, obsolete)
+        // QCLASS ANY (RFC 1035 3.2.5) is answered as IN: IN is the only class with data here.
+        // CHAOS and HESIOD have no zones (the CHAOS identity names are answered before this).
+        _ if q.qclass != CLASS_IN && q.qclass != CLASS_ANY => rcode::REFUSED,
+        _ => return None,
+    })
+}
+
+/// The engine's inputs for a live answer: health as the checks see it, `chance()`, and the
+/// serving thread's geo cache when it has one.
+pub fn env(geo: Option<&mut GeoCache>) -> Env<'_> {
+    Env {
+        health: &LiveHealth,
+        chance: chance(),
+        geo_cache: geo,
+    }
 }
 
 /// The engine's answer to a parsed query from `client`.
@@ -165,11 +257,12 @@ pub fn answer<'s>(
     client: &Client,
     geo: Option<&mut GeoCache>,
 ) -> Answer<'s> {
-    engine::answer_cached(
+    engine::answer(
         snap.view(listener),
         &snap.gslb,
         &Question {
             key: q.key(),
+            name: q.name(),
             qtype: q.rtype(),
             client: client_addr(
                 q.edns.as_ref().and_then(|e| e.ecs.as_ref()),
@@ -177,8 +270,8 @@ pub fn answer<'s>(
             ),
         },
         snap.limits.cname_chain,
+        &mut env(geo),
         None,
-        geo,
     )
 }
 
@@ -193,6 +286,9 @@ pub fn encode(
     let payload = snap.limits.udp_payload;
     let max = wire::max_size(q.edns.as_ref(), transport != Transport::Udp, payload);
     wire::encode_answer_into(q, answer, max, payload, out);
+    if let Some(id) = &snap.server.identity {
+        wire::append_nsid(out, q, id.as_bytes(), max);
+    }
 }
 
 /// Longest ECS source prefixes used (RFC 7871 11.1 recommends resolvers send no more than these;
@@ -242,5 +338,46 @@ pub fn truncate(addr: IpAddr, prefix: u8) -> (IpAddr, u8) {
             let mask = u128::MAX.checked_shl(128 - p as u32).unwrap_or(0);
             (IpAddr::V6((u128::from(a) & mask).into()), p)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(qtype: u16, qclass: u16) -> Vec<u8> {
+        let mut b = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        b.extend_from_slice(b"\x03www\x07example\x03com\x00");
+        b.extend_from_slice(&qtype.to_be_bytes());
+        b.extend_from_slice(&qclass.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn one_refusal_table() {
+        for (qtype, qclass, want) in [
+            (1, 1, None),
+            (1, 255, None), // QCLASS ANY is answered as IN
+            (41, 1, Some(rcode::FORMERR)),
+            (252, 1, Some(rcode::REFUSED)),
+            (251, 1, Some(rcode::REFUSED)),
+            (253, 1, Some(rcode::NOTIMP)),
+            (254, 1, Some(rcode::NOTIMP)),
+            (16, 3, Some(rcode::REFUSED)),
+            (1, 4, Some(rcode::REFUSED)),
+        ] {
+            let b = q(qtype, qclass);
+            let parsed = wire::parse_query(&b).unwrap();
+            assert_eq!(refusal(&parsed), want, "type {qtype} class {qclass}");
+        }
+    }
+
+    #[test]
+    fn the_chance_advances() {
+        let (a, b) = (chance(), chance());
+        assert_ne!(
+            a.round, b.round,
+            "every answer takes the next round-robin position"
+        );
     }
 }

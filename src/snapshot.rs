@@ -23,6 +23,8 @@ use crate::zone::{Zone, ZoneSet};
 #[derive(Debug)]
 pub struct Snapshot {
     pub limits: Limits,
+    /// `[server]`: the identity and version the CHAOS names and NSID give.
+    pub server: crate::config::ServerInfo,
     /// The configuration's listeners, in order; `views[i]` is what `listeners[i]` serves.
     pub listeners: Vec<ListenerConfig>,
     pub views: Vec<ZoneSet>,
@@ -265,6 +267,7 @@ impl Snapshot {
         }
         Ok(Snapshot {
             limits: config.limits,
+            server: config.server,
             listeners: config.listeners,
             views,
             zones: ordered,

@@ -23,45 +23,33 @@ pub mod rcode {
     pub const NXDOMAIN: u16 = 3;
     pub const NOTIMP: u16 = 4;
     pub const REFUSED: u16 = 5;
+    /// RFC 6672 2.2: a DNAME substitution overflowed the name length.
+    pub const YXDOMAIN: u16 = 6;
+    /// RFC 8945 5.2: TSIG with an unknown key (with TSIG error BADKEY).
+    pub const NOTAUTH: u16 = 9;
     /// RFC 6891 6.1.3: 16, carried as extended RCODE 1 in OPT and 0 in the header.
     pub const BADVERS: u16 = 16;
 }
 
 const OPT: u16 = 41;
+const TSIG: u16 = 250;
+const IXFR: u16 = 251;
 const CLASS_IN: u16 = 1;
+const CLASS_ANY: u16 = 255;
+/// RFC 5001: the name server identifier option.
+const OPTION_NSID: u16 = 3;
 const OPTION_ECS: u16 = 8;
-
-/// The full RCODE of an encoded response: header bits plus the OPT extension (RFC 6891 6.1.3).
-pub fn response_rcode(resp: &[u8]) -> u16 {
-    let low = resp.get(3).map_or(0, |b| (b & 0x0f) as u16);
-    // Our OPT is always the last record: ... TYPE(41) CLASS TTL(ext rcode, version, flags) RDLEN.
-    // Only BADVERS needs the extension; find it by the fixed layout of an OPT with no options or
-    // with ECS.
-    let arcount = resp
-        .get(10..12)
-        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
-    if arcount == 0 {
-        return low;
-    }
-    for opt_len in 0..=24usize {
-        let Some(at) = resp.len().checked_sub(11 + opt_len) else {
-            continue;
-        };
-        if resp[at] == 0 && resp[at + 1..at + 3] == [0, 41] {
-            let rdlen = u16::from_be_bytes([resp[at + 9], resp[at + 10]]) as usize;
-            if rdlen == opt_len {
-                return ((resp[at + 5] as u16) << 4) | low;
-            }
-        }
-    }
-    low
-}
+/// RFC 7873 4: the COOKIE option.
+const OPTION_COOKIE: u16 = 10;
+/// RFC 8945 5.2: the TSIG error for a key the server does not know.
+pub const TSIG_BADKEY: u16 = 17;
 
 /// The RCODE's mnemonic (RFC 6895 2.3), for explain and JSON answers.
 pub fn rcode_name(outcome: Outcome) -> &'static str {
     match rcode_of(outcome) {
         rcode::NOERROR => "NOERROR",
         rcode::NXDOMAIN => "NXDOMAIN",
+        rcode::YXDOMAIN => "YXDOMAIN",
         _ => "REFUSED",
     }
 }
@@ -72,6 +60,7 @@ pub fn rcode_of(outcome: Outcome) -> u16 {
         Outcome::NoError => rcode::NOERROR,
         Outcome::NxDomain => rcode::NXDOMAIN,
         Outcome::Refused => rcode::REFUSED,
+        Outcome::YxDomain => rcode::YXDOMAIN,
     }
 }
 
@@ -90,6 +79,8 @@ pub struct Edns {
     pub version: u8,
     pub dnssec_ok: bool,
     pub ecs: Option<ClientSubnet>,
+    /// The client asked for our name server identifier (RFC 5001 2.3).
+    pub nsid: bool,
 }
 
 /// A parsed query. The question is kept as the client wrote it, to be echoed byte for byte.
@@ -111,6 +102,10 @@ impl Query<'_> {
     pub fn key(&self) -> &[u8] {
         &self.key[..self.key_len]
     }
+    /// The question name as the client wrote it (uncompressed wire form, its case kept).
+    pub fn name(&self) -> &[u8] {
+        &self.question[..self.key_len]
+    }
     pub fn rtype(&self) -> RecordType {
         RecordType::from(self.qtype)
     }
@@ -121,14 +116,29 @@ impl Query<'_> {
 pub enum Reject<'a> {
     /// No reply at all: too short to carry an ID, or a response (QR=1) (RFC 1035 4.1.1).
     Drop,
-    /// A reply with this RCODE and whatever of the question and EDNS could be read.
+    /// A reply with this RCODE and whatever of the question and EDNS could be read; with a TSIG
+    /// record to append when the query was signed with a key we do not know (RFC 8945 5.2).
     Error {
         id: u16,
         flags: u16,
         rcode: u16,
         question: Option<&'a [u8]>,
         edns: Option<Edns>,
+        tsig: Option<Box<TsigError>>,
     },
+}
+
+/// The unsigned TSIG record of an error response (RFC 8945 5.3.2): the request's key name,
+/// algorithm, time and fudge echoed, MAC empty, the error code set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TsigError {
+    /// Key name and algorithm name, uncompressed wire form.
+    pub key: Vec<u8>,
+    pub algorithm: Vec<u8>,
+    pub time_signed: [u8; 6],
+    pub fudge: u16,
+    pub original_id: u16,
+    pub error: u16,
 }
 
 struct Reader<'a> {
@@ -157,6 +167,45 @@ impl<'a> Reader<'a> {
         self.pos += n;
         Some(b)
     }
+    /// Reads a possibly compressed name into its uncompressed wire form (RFC 1035 4.1.4),
+    /// following pointers backwards only, so it ends.
+    fn read_name(&mut self) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(32);
+        let mut at = self.pos;
+        let mut jumped = false;
+        loop {
+            let len = *self.buf.get(at)?;
+            match len {
+                0 => {
+                    out.push(0);
+                    if !jumped {
+                        self.pos = at + 1;
+                    }
+                    return (out.len() <= 255).then_some(out);
+                }
+                l if l & 0xc0 == 0xc0 => {
+                    let target = (((l & 0x3f) as usize) << 8) | *self.buf.get(at + 1)? as usize;
+                    if !jumped {
+                        self.pos = at + 2;
+                    }
+                    if target >= at {
+                        return None;
+                    }
+                    jumped = true;
+                    at = target;
+                }
+                l if l & 0xc0 != 0 => return None,
+                l => {
+                    out.extend_from_slice(self.buf.get(at..at + 1 + l as usize)?);
+                    if out.len() > 255 {
+                        return None;
+                    }
+                    at += 1 + l as usize;
+                }
+            }
+        }
+    }
+
     /// Skips a possibly compressed name (in records after the question).
     fn skip_name(&mut self) -> Option<()> {
         loop {
@@ -201,18 +250,25 @@ pub fn parse_query(buf: &[u8]) -> Result<Query<'_>, Reject<'_>> {
             rcode,
             question,
             edns,
+            tsig: None,
         })
     };
 
     let opcode = (flags >> 11) & 0xf;
     if qdcount != 1 {
-        // RFC 1035 4.1.2 / RFC 9619: a QUERY carries exactly one question.
+        // RFC 1035 4.1.2 / RFC 9619: a QUERY carries exactly one question. The FORMERR carries
+        // an OPT when the query had one (RFC 6891 7: a responder that sees EDNS answers with it).
         let rc = if opcode == 0 {
             rcode::FORMERR
         } else {
             rcode::NOTIMP
         };
-        return err(rc, None, None);
+        let edns = if opcode == 0 && qdcount == 0 {
+            opt_without_question(buf, ancount, nscount, arcount)
+        } else {
+            None
+        };
+        return err(rc, None, edns);
     }
 
     // The question: an uncompressed name (a pointer here has nothing to point back to).
@@ -247,8 +303,9 @@ pub fn parse_query(buf: &[u8]) -> Result<Query<'_>, Reject<'_>> {
     };
     let question = &buf[HEADER_LEN..r.pos];
 
-    // RFC 1035 4.1.1: a query has no answer or authority records.
-    if opcode == 0 && (ancount != 0 || nscount != 0) {
+    // RFC 1035 4.1.1: a query has no answer or authority records; except IXFR, which carries
+    // the client's SOA in AUTHORITY (RFC 1995 3).
+    if opcode == 0 && (ancount != 0 || (nscount != 0 && qtype != IXFR)) {
         return err(rcode::FORMERR, Some(question), None);
     }
     for _ in 0..(ancount as u32 + nscount as u32) {
@@ -257,11 +314,21 @@ pub fn parse_query(buf: &[u8]) -> Result<Query<'_>, Reject<'_>> {
         }
     }
     let mut edns = None;
-    for _ in 0..arcount {
+    let mut tsig = None;
+    for i in 0..arcount {
         let start = r.pos;
         let (Some(()), Some(rtype)) = (r.skip_name(), r.u16()) else {
             return err(rcode::FORMERR, Some(question), edns);
         };
+        if rtype == TSIG {
+            // RFC 8945 5.1: one TSIG, the last record, class ANY; else FORMERR.
+            r.pos = start;
+            match read_tsig(&mut r) {
+                Some(t) if i + 1 == arcount => tsig = Some(Box::new(t)),
+                _ => return err(rcode::FORMERR, Some(question), edns),
+            }
+            continue;
+        }
         if rtype != OPT {
             r.pos = start;
             if skip_record(&mut r).is_none() {
@@ -288,6 +355,18 @@ pub fn parse_query(buf: &[u8]) -> Result<Query<'_>, Reject<'_>> {
         // RFC 6891 6.1.3.
         return err(rcode::BADVERS, Some(question), Some(e));
     }
+    if tsig.is_some() {
+        // RFC 8945 5.2: no key is configured here, so every key is unknown: NOTAUTH with TSIG
+        // error BADKEY, unsigned (5.3.2), rather than an unsigned answer the client would discard.
+        return Err(Reject::Error {
+            id,
+            flags,
+            rcode: rcode::NOTAUTH,
+            question: Some(question),
+            edns,
+            tsig,
+        });
+    }
     if opcode != 0 {
         return err(rcode::NOTIMP, Some(question), edns);
     }
@@ -301,6 +380,59 @@ pub fn parse_query(buf: &[u8]) -> Result<Query<'_>, Reject<'_>> {
         qclass,
         edns,
     })
+}
+
+/// The TSIG record at `r` (RFC 8945 4.2), for an error response to echo.
+fn read_tsig(r: &mut Reader<'_>) -> Option<TsigError> {
+    let key = r.read_name()?;
+    let (_type, class, _ttl, rdlen) = (r.u16()?, r.u16()?, r.u32()?, r.u16()?);
+    let rdata_end = r.pos + rdlen as usize;
+    if class != CLASS_ANY {
+        return None;
+    }
+    let algorithm = r.read_name()?;
+    let time: [u8; 6] = r.take(6)?.try_into().ok()?;
+    let fudge = r.u16()?;
+    let mac_len = r.u16()?;
+    r.take(mac_len as usize)?;
+    let original_id = r.u16()?;
+    let _error = r.u16()?;
+    let other = r.u16()?;
+    r.take(other as usize)?;
+    if r.pos != rdata_end {
+        return None;
+    }
+    Some(TsigError {
+        key,
+        algorithm,
+        time_signed: time,
+        fudge,
+        original_id,
+        error: TSIG_BADKEY,
+    })
+}
+
+/// The OPT of a query without a question, when the rest of the message can be read.
+fn opt_without_question(buf: &[u8], ancount: u16, nscount: u16, arcount: u16) -> Option<Edns> {
+    let mut r = Reader {
+        buf,
+        pos: HEADER_LEN,
+    };
+    for _ in 0..(ancount as u32 + nscount as u32) {
+        skip_record(&mut r)?;
+    }
+    let mut edns = None;
+    for _ in 0..arcount {
+        let start = r.pos;
+        r.skip_name()?;
+        if r.u16()? == OPT && buf.get(start) == Some(&0) {
+            edns = parse_opt(&mut r).ok();
+        } else {
+            r.pos = start;
+            skip_record(&mut r)?;
+        }
+    }
+    edns
 }
 
 fn skip_record(r: &mut Reader<'_>) -> Option<()> {
@@ -323,6 +455,7 @@ fn parse_opt(r: &mut Reader<'_>) -> Result<Edns, Option<Edns>> {
         version: (ttl >> 16) as u8,
         dnssec_ok: ttl & 0x8000 != 0,
         ecs: None,
+        nsid: false,
     };
     let mut o = Reader { buf: rdata, pos: 0 };
     while o.pos < rdata.len() {
@@ -338,7 +471,17 @@ fn parse_opt(r: &mut Reader<'_>) -> Result<Edns, Option<Edns>> {
             }
             edns.ecs = Some(parse_ecs(data).ok_or(Some(edns))?);
         }
-        // Other options (cookies, NSID, padding, ...) are ignored: RFC 6891 6.1.2.
+        // RFC 5001 2.3: the request carries an empty NSID option.
+        if code == OPTION_NSID {
+            edns.nsid = true;
+        }
+        // RFC 7873 5.2.2: a client cookie alone is 8 bytes, with a server cookie 16 to 40;
+        // any other length is FORMERR.
+        if code == OPTION_COOKIE && !(data.len() == 8 || (16..=40).contains(&data.len())) {
+            return Err(Some(edns));
+        }
+        // Other options (valid cookies until they are implemented, padding, ...) are ignored:
+        // RFC 6891 6.1.2.
     }
     Ok(edns)
 }
@@ -573,7 +716,24 @@ fn write_opt(w: &mut Writer, edns: &Edns, rcode: u16, our_payload: u16, scope: u
     }
 }
 
-fn write_rrset(w: &mut Writer, rr: &RrsetRef<'_>, qname_at: usize) -> usize {
+fn write_rrset(w: &mut Writer, rr: &RrsetRef<'_>, names: &[Box<[u8]>], qname_at: usize) -> usize {
+    if let Some(i) = rr.synth {
+        // A CNAME synthesized from a DNAME (RFC 6672 3.1): one record, its target compressible
+        // like any CNAME's.
+        let Some(target) = names.get(i as usize) else {
+            return 0;
+        };
+        write_owner(w, rr.owner, names, qname_at);
+        w.u16(u16::from(RecordType::CNAME));
+        w.u16(CLASS_IN);
+        w.u32(rr.ttl);
+        let len_at = w.buf.len();
+        w.u16(0);
+        w.name(target, true);
+        let len = (w.buf.len() - len_at - 2) as u16;
+        w.buf[len_at..len_at + 2].copy_from_slice(&len.to_be_bytes());
+        return 1;
+    }
     let rdatas = &rr.rrset.rdatas;
     let mut n = 0;
     // The owner of the RRset's later records: the pointer compression gives them anyway (the
@@ -584,23 +744,9 @@ fn write_rrset(w: &mut Writer, rr: &RrsetRef<'_>, qname_at: usize) -> usize {
             continue;
         };
         n += 1;
-        match (rr.owner, owner_again) {
-            (Owner::Qname, _) => w.u16(0xc000 | qname_at as u16),
-            (Owner::Wire(_), Some(ptr)) => w.buf.extend_from_slice(&ptr),
-            (Owner::Wire(name), None) => {
-                let at = w.buf.len();
-                w.name(name, true);
-                owner_again = if w.buf.len() == at + 2 && w.buf[at] & 0xc0 == 0xc0 {
-                    // Written as a pointer: the same pointer again.
-                    Some([w.buf[at], w.buf[at + 1]])
-                } else if w.buf[at] != 0 && at < 0x3fff {
-                    // Its first label starts at `at`, registered there before any later name,
-                    // so a search for this name would stop at `at` first.
-                    Some((0xc000 | at as u16).to_be_bytes())
-                } else {
-                    None
-                };
-            }
+        match owner_again {
+            Some(ptr) => w.buf.extend_from_slice(&ptr),
+            None => owner_again = write_owner(w, rr.owner, names, qname_at),
         }
         w.u16(u16::from(rr.rrset.rtype));
         w.u16(CLASS_IN);
@@ -618,6 +764,37 @@ fn write_rrset(w: &mut Writer, rr: &RrsetRef<'_>, qname_at: usize) -> usize {
         w.buf[len_at..len_at + 2].copy_from_slice(&len.to_be_bytes());
     }
     n
+}
+
+/// Writes an RRset's owner name; returns the two bytes that write the same name again (a pointer),
+/// when there are such.
+fn write_owner(
+    w: &mut Writer,
+    owner: Owner<'_>,
+    names: &[Box<[u8]>],
+    qname_at: usize,
+) -> Option<[u8; 2]> {
+    let name: &[u8] = match owner {
+        Owner::Qname => {
+            let ptr = (0xc000 | qname_at as u16).to_be_bytes();
+            w.buf.extend_from_slice(&ptr);
+            return Some(ptr);
+        }
+        Owner::Wire(name) => name,
+        Owner::Synth(i) => names.get(i as usize).map_or(&[0u8][..], |n| &n[..]),
+    };
+    let at = w.buf.len();
+    w.name(name, true);
+    if w.buf.len() == at + 2 && w.buf[at] & 0xc0 == 0xc0 {
+        // Written as a pointer: the same pointer again.
+        Some([w.buf[at], w.buf[at + 1]])
+    } else if w.buf[at] != 0 && at < 0x3fff {
+        // Its first label starts at `at`, registered there before any later name, so a search
+        // for this name would stop at `at` first.
+        Some((0xc000 | at as u16).to_be_bytes())
+    } else {
+        None
+    }
 }
 
 /// Encodes the engine's answer to `q` into `out` (cleared first, so a serving loop reuses one
@@ -647,7 +824,7 @@ pub fn encode_answer_into(
     let mut counts = [0u16; 3];
     'sections: for (i, section) in [&a.answer, &a.authority].into_iter().enumerate() {
         for rr in section {
-            counts[i] += write_rrset(&mut w, rr, HEADER_LEN) as u16;
+            counts[i] += write_rrset(&mut w, rr, &a.names, HEADER_LEN) as u16;
             if w.buf.len() > limit {
                 truncated = true;
                 break 'sections;
@@ -662,7 +839,7 @@ pub fn encode_answer_into(
         for (n, rr) in a.additional.iter().enumerate() {
             let before = w.buf.len();
             let names_before = w.names.len();
-            let added = write_rrset(&mut w, rr, HEADER_LEN) as u16;
+            let added = write_rrset(&mut w, rr, &a.names, HEADER_LEN) as u16;
             if w.buf.len() > limit {
                 w.buf.truncate(before);
                 w.names.truncate(names_before);
@@ -785,6 +962,77 @@ pub fn encode_error_into(
     }
     if let Some(e) = edns {
         write_opt(&mut w, e, rcode, our_payload, 0);
+        set_count(w.buf, 3, 1);
+    }
+}
+
+/// Appends the unsigned TSIG record of an error response (RFC 8945 5.3.2) to `out`, a response
+/// just encoded: it goes last in ADDITIONAL, after the OPT (RFC 8945 5.1).
+pub fn append_tsig_error(out: &mut Vec<u8>, t: &TsigError) {
+    out.extend_from_slice(&t.key);
+    out.extend_from_slice(&TSIG.to_be_bytes());
+    out.extend_from_slice(&CLASS_ANY.to_be_bytes());
+    out.extend_from_slice(&0u32.to_be_bytes());
+    let len_at = out.len();
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&t.algorithm);
+    out.extend_from_slice(&t.time_signed);
+    out.extend_from_slice(&t.fudge.to_be_bytes());
+    out.extend_from_slice(&0u16.to_be_bytes()); // MAC size: none
+    out.extend_from_slice(&t.original_id.to_be_bytes());
+    out.extend_from_slice(&t.error.to_be_bytes());
+    out.extend_from_slice(&0u16.to_be_bytes()); // other len
+    let len = (out.len() - len_at - 2) as u16;
+    out[len_at..len_at + 2].copy_from_slice(&len.to_be_bytes());
+    let ar = u16::from_be_bytes([out[10], out[11]]) + 1;
+    set_count(out, 3, ar);
+}
+
+/// Adds our NSID (RFC 5001 2.3) to the OPT that ends `out` (a response to a query that had EDNS
+/// with an NSID option), when it fits in `max`; RFC 5001 leaves it out otherwise.
+pub fn append_nsid(out: &mut Vec<u8>, q: &Query<'_>, nsid: &[u8], max: usize) {
+    let Some(edns) = &q.edns else {
+        return;
+    };
+    let opt = opt_len(edns);
+    let add = 4 + nsid.len();
+    if !edns.nsid || out.len() < HEADER_LEN + opt || out.len() + add > max || nsid.len() > 512 {
+        return;
+    }
+    let rdlen_at = out.len() - opt + 9;
+    let rdlen = u16::from_be_bytes([out[rdlen_at], out[rdlen_at + 1]]) + add as u16;
+    out[rdlen_at..rdlen_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+    out.extend_from_slice(&OPTION_NSID.to_be_bytes());
+    out.extend_from_slice(&(nsid.len() as u16).to_be_bytes());
+    out.extend_from_slice(nsid);
+}
+
+/// The answer to a CHAOS-class TXT question about the server itself (`id.server.`,
+/// `version.bind.` ...): one TXT record of class CH with `text`, TTL 0, AA set, as NSD and Knot
+/// give it.
+pub fn encode_chaos_txt(q: &Query<'_>, text: &[u8], our_payload: u16, out: &mut Vec<u8>) {
+    let mut w = Writer::new(out);
+    header(&mut w, q.id, q.flags, true, rcode::NOERROR);
+    set_count(w.buf, 0, 1);
+    w.buf.extend_from_slice(q.question);
+    set_count(w.buf, 1, 1);
+    w.u16(0xc000 | HEADER_LEN as u16);
+    w.u16(16); // TXT
+    w.u16(q.qclass);
+    w.u32(0);
+    // RFC 1035 3.3.14: character-strings of at most 255 bytes each.
+    let chunks: Vec<&[u8]> = if text.is_empty() {
+        vec![&[][..]]
+    } else {
+        text.chunks(255).collect()
+    };
+    w.u16(chunks.iter().map(|c| 1 + c.len()).sum::<usize>() as u16);
+    for c in chunks {
+        w.buf.push(c.len() as u8);
+        w.buf.extend_from_slice(c);
+    }
+    if let Some(edns) = &q.edns {
+        write_opt(&mut w, edns, rcode::NOERROR, our_payload, 0);
         set_count(w.buf, 3, 1);
     }
 }
@@ -1011,5 +1259,199 @@ impl GslbPrefix {
             set_count(w.buf, 3, 1);
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A query for `name`/`qtype` with the given counts patched in and `tail` appended.
+    fn query(name: &[u8], qtype: u16, tail: &[u8], counts: [u16; 3]) -> Vec<u8> {
+        let mut b = vec![0x12, 0x34, 0x01, 0x00, 0, 1];
+        for c in counts {
+            b.extend_from_slice(&c.to_be_bytes());
+        }
+        b.extend_from_slice(name);
+        b.extend_from_slice(&qtype.to_be_bytes());
+        b.extend_from_slice(&1u16.to_be_bytes());
+        b.extend_from_slice(tail);
+        b
+    }
+
+    fn opt(options: &[u8]) -> Vec<u8> {
+        let mut o = vec![0, 0, 41, 0x10, 0x00, 0, 0, 0, 0];
+        o.extend_from_slice(&(options.len() as u16).to_be_bytes());
+        o.extend_from_slice(options);
+        o
+    }
+
+    const NAME: &[u8] = b"\x03www\x07example\x03com\x00";
+
+    fn rcode_of_reject(r: Result<Query<'_>, Reject<'_>>) -> u16 {
+        match r {
+            Err(Reject::Error { rcode, .. }) => rcode,
+            Err(Reject::Drop) => u16::MAX,
+            Ok(_) => 0,
+        }
+    }
+
+    #[test]
+    fn rfc1995_3_ixfr_may_carry_an_soa_in_authority() {
+        let soa = b"\xc0\x0c\x00\x06\x00\x01\x00\x00\x00\x00\x00\x16\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+        let q = query(NAME, IXFR, soa, [0, 1, 0]);
+        let parsed = parse_query(&q).expect("an IXFR query parses");
+        assert_eq!(parsed.qtype, IXFR);
+        // Any other type with the same AUTHORITY is malformed (RFC 1035 4.1.1).
+        let q = query(NAME, 6, soa, [0, 1, 0]);
+        assert_eq!(rcode_of_reject(parse_query(&q)), rcode::FORMERR);
+    }
+
+    #[test]
+    fn rfc6891_7_no_question_keeps_the_opt() {
+        let mut b = vec![0x12, 0x34, 0x01, 0x00, 0, 0, 0, 0, 0, 0, 0, 1];
+        b.extend_from_slice(&opt(&[]));
+        match parse_query(&b) {
+            Err(Reject::Error {
+                rcode,
+                edns,
+                question,
+                ..
+            }) => {
+                assert_eq!(rcode, rcode::FORMERR);
+                assert!(question.is_none());
+                assert_eq!(edns.map(|e| e.payload), Some(0x1000));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rfc7873_cookie_lengths() {
+        for (len, ok) in [
+            (8, true),
+            (16, true),
+            (24, true),
+            (40, true),
+            (0, false),
+            (7, false),
+            (9, false),
+            (15, false),
+            (41, false),
+        ] {
+            let mut o = vec![0, 10];
+            o.extend_from_slice(&(len as u16).to_be_bytes());
+            o.extend(std::iter::repeat_n(1u8, len));
+            let q = query(NAME, 1, &opt(&o), [0, 0, 1]);
+            let rc = rcode_of_reject(parse_query(&q));
+            assert_eq!(rc == 0, ok, "cookie of {len} bytes: rcode {rc}");
+        }
+    }
+
+    fn tsig(key: &[u8], mac: usize) -> Vec<u8> {
+        let mut r = key.to_vec();
+        r.extend_from_slice(&[0, 250, 0, 255, 0, 0, 0, 0]);
+        let mut rd = b"\x0bhmac-sha256\x00".to_vec();
+        rd.extend_from_slice(&[0, 0, 1, 2, 3, 4, 1, 44]);
+        rd.extend_from_slice(&(mac as u16).to_be_bytes());
+        rd.extend(std::iter::repeat_n(7u8, mac));
+        rd.extend_from_slice(&[0x12, 0x34, 0, 0, 0, 0]);
+        r.extend_from_slice(&(rd.len() as u16).to_be_bytes());
+        r.extend_from_slice(&rd);
+        r
+    }
+
+    #[test]
+    fn rfc8945_tsig_is_read_and_echoed_unsigned() {
+        let q = query(NAME, 1, &tsig(b"\x03key\x00", 32), [0, 0, 1]);
+        let Err(Reject::Error {
+            rcode,
+            tsig: Some(t),
+            ..
+        }) = parse_query(&q)
+        else {
+            panic!("a TSIG query is rejected with the TSIG to echo");
+        };
+        assert_eq!(rcode, rcode::NOTAUTH);
+        assert_eq!(t.key, b"\x03key\x00");
+        assert_eq!(t.algorithm, b"\x0bhmac-sha256\x00");
+        assert_eq!(
+            (t.time_signed, t.fudge, t.original_id, t.error),
+            ([0, 0, 1, 2, 3, 4], 300, 0x1234, TSIG_BADKEY)
+        );
+        let mut out = vec![0x12, 0x34, 0x81, 0x09, 0, 1, 0, 0, 0, 0, 0, 0];
+        append_tsig_error(&mut out, &t);
+        assert_eq!(&out[10..12], &[0, 1]);
+        assert_eq!(out.len(), 12 + 5 + 10 + 13 + 6 + 2 + 2 + 2 + 2 + 2);
+        // A compressed key name is read through its pointer.
+        let q = query(NAME, 1, &tsig(b"\xc0\x10", 0), [0, 0, 1]);
+        let Err(Reject::Error { tsig: Some(t), .. }) = parse_query(&q) else {
+            panic!("parsed");
+        };
+        assert_eq!(t.key, b"\x07example\x03com\x00");
+        // TSIG before another record is FORMERR (RFC 8945 5.1).
+        let mut tail = tsig(b"\x03key\x00", 0);
+        tail.extend_from_slice(&opt(&[]));
+        assert_eq!(
+            rcode_of_reject(parse_query(&query(NAME, 1, &tail, [0, 0, 2]))),
+            rcode::FORMERR
+        );
+    }
+
+    #[test]
+    fn rfc5001_nsid_goes_into_the_opt_when_asked_and_it_fits() {
+        let q = query(NAME, 1, &opt(&[0, 3, 0, 0]), [0, 0, 1]);
+        let parsed = parse_query(&q).unwrap();
+        assert!(parsed.edns.unwrap().nsid);
+        let mut out = Vec::new();
+        encode_error_into(
+            parsed.id,
+            parsed.flags,
+            0,
+            Some(parsed.question),
+            parsed.edns.as_ref(),
+            1232,
+            false,
+            &mut out,
+        );
+        let before = out.len();
+        append_nsid(&mut out, &parsed, b"ns1", 512);
+        assert_eq!(out.len(), before + 7);
+        assert_eq!(
+            &out[before - 2..before],
+            &7u16.to_be_bytes(),
+            "OPT RDLEN grew"
+        );
+        assert_eq!(&out[before..], b"\x00\x03\x00\x03ns1");
+        // No room: left out (RFC 5001 2.3 lets the server omit it).
+        let mut out2 = Vec::new();
+        encode_error_into(
+            parsed.id,
+            parsed.flags,
+            0,
+            Some(parsed.question),
+            parsed.edns.as_ref(),
+            1232,
+            false,
+            &mut out2,
+        );
+        append_nsid(&mut out2, &parsed, b"ns1", before + 3);
+        assert_eq!(out2.len(), before);
+    }
+
+    #[test]
+    fn chaos_txt_splits_long_text_into_strings() {
+        let q = query(b"\x02id\x06server\x00", 16, &[], [0, 0, 0]);
+        let parsed = parse_query(&q).unwrap();
+        let mut out = Vec::new();
+        let text = vec![b'a'; 300];
+        encode_chaos_txt(&parsed, &text, 1232, &mut out);
+        let m = hickory_proto::op::Message::from_vec(&out).unwrap();
+        let hickory_proto::rr::RData::TXT(t) = &m.answers[0].data else {
+            panic!("TXT");
+        };
+        let lens: Vec<usize> = t.txt_data.iter().map(|s| s.len()).collect();
+        assert_eq!(lens, [255, 45]);
+        assert!(m.metadata.authoritative);
     }
 }

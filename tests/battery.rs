@@ -82,6 +82,13 @@ on_both_paths! {
     refused_for_classes_other_than_in_and_for_axfr,
     rfc7766_several_queries_on_one_tcp_connection_then_idle_close,
     ipv6_listener_answers_the_same,
+    rfc1995_3_ixfr_query_with_soa_in_authority_is_refused_not_formerr,
+    rfc6891_7_formerr_for_no_question_carries_opt,
+    rfc8945_5_2_unknown_tsig_key_is_notauth_badkey,
+    rfc8945_5_1_tsig_not_last_is_formerr,
+    rfc4892_chaos_identity_answered_version_hidden,
+    rfc5001_nsid_answered_with_the_identity,
+    rfc7873_5_2_2_malformed_cookie_is_formerr,
 }
 
 fn types(records: &[hickory_proto::rr::Record]) -> Vec<RecordType> {
@@ -727,4 +734,242 @@ async fn udp_workers_share_a_fixed_port() {
     }
     assert_eq!(handle.served(), 60);
     let _ = tx.send(());
+}
+
+/// The RFC 1995 3 shape: the question, and the client's SOA in AUTHORITY (NSCOUNT 1).
+fn ixfr_query(serial: u32) -> Vec<u8> {
+    let mut b = Q::new("example.com", 251).no_edns().bytes();
+    b[9] = 1; // NSCOUNT
+    b.extend_from_slice(&[0xc0, 12]); // owner: the question's name
+    b.extend_from_slice(&6u16.to_be_bytes());
+    b.extend_from_slice(&1u16.to_be_bytes());
+    b.extend_from_slice(&0u32.to_be_bytes());
+    let mut rdata = vec![0, 0]; // MNAME ., RNAME .
+    rdata.extend_from_slice(&serial.to_be_bytes());
+    rdata.extend_from_slice(&[0; 16]);
+    b.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    b.extend_from_slice(&rdata);
+    b
+}
+
+async fn rfc1995_3_ixfr_query_with_soa_in_authority_is_refused_not_formerr(path: Path) {
+    let s = battery(path).await;
+    for via in BOTH {
+        let reply = raw(&s, "all", via, &ixfr_query(1)).await.expect("a reply");
+        // REFUSED until zone transfer exists, as NSD and Knot answer without an ACL allowing it.
+        assert_eq!(reply[3] & 0x0f, 5, "REFUSED for IXFR over {via:?}");
+        // Any other type with an AUTHORITY record is still malformed (RFC 1035 4.1.1).
+        let mut not_ixfr = ixfr_query(1);
+        let qtype_at = 12 + wire_name("example.com").len();
+        not_ixfr[qtype_at..qtype_at + 2].copy_from_slice(&6u16.to_be_bytes());
+        let reply = raw(&s, "all", via, &not_ixfr).await.expect("a reply");
+        assert_eq!(
+            reply[3] & 0x0f,
+            1,
+            "FORMERR for SOA with NSCOUNT 1 over {via:?}"
+        );
+    }
+}
+
+async fn rfc6891_7_formerr_for_no_question_carries_opt(path: Path) {
+    let s = battery(path).await;
+    let good = Q::new("www.example.com", A).payload(4096).bytes();
+    // Header with QDCOUNT 0 and ARCOUNT 1, then only the OPT record.
+    let qlen = wire_name("www.example.com").len() + 4;
+    let mut bytes = good[..12].to_vec();
+    bytes[5] = 0;
+    bytes.extend_from_slice(&good[12 + qlen..]);
+    for via in BOTH {
+        let reply = raw(&s, "all", via, &bytes).await.expect("a reply");
+        let m = Message::from_vec(&reply).unwrap();
+        assert_eq!(rcode(&m), ResponseCode::FormErr, "over {via:?}");
+        assert!(m.queries.is_empty());
+        let edns = m
+            .edns
+            .as_ref()
+            .expect("the FORMERR carries an OPT (RFC 6891 7)");
+        assert_eq!(edns.max_payload(), 1232, "our payload, not the client's");
+    }
+    // Without an OPT in the query there is none in the reply.
+    let mut bare = good[..12].to_vec();
+    bare[5] = 0;
+    bare[11] = 0;
+    let reply = raw(&s, "all", Via::Udp, &bare).await.expect("a reply");
+    assert_eq!(reply[3] & 0x0f, 1);
+    assert_eq!(&reply[10..12], &[0, 0], "no OPT without one in the query");
+}
+
+/// A TSIG record (RFC 8945 4.2) for key `key` with a 32-byte MAC: the MAC cannot be checked here
+/// (the key is unknown), so its bytes do not matter.
+fn tsig_record(key: &str, original_id: u16) -> Vec<u8> {
+    let mut r = wire_name(key);
+    r.extend_from_slice(&250u16.to_be_bytes());
+    r.extend_from_slice(&255u16.to_be_bytes());
+    r.extend_from_slice(&0u32.to_be_bytes());
+    let mut rdata = wire_name("hmac-sha256");
+    rdata.extend_from_slice(&[0, 0, 0x69, 0x4f, 0x1e, 0x00]); // time signed
+    rdata.extend_from_slice(&300u16.to_be_bytes()); // fudge
+    rdata.extend_from_slice(&32u16.to_be_bytes());
+    rdata.extend_from_slice(&[0xab; 32]);
+    rdata.extend_from_slice(&original_id.to_be_bytes());
+    rdata.extend_from_slice(&0u16.to_be_bytes()); // error
+    rdata.extend_from_slice(&0u16.to_be_bytes()); // other len
+    r.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    r.extend_from_slice(&rdata);
+    r
+}
+
+async fn rfc8945_5_2_unknown_tsig_key_is_notauth_badkey(path: Path) {
+    let s = battery(path).await;
+    let mut bytes = Q::new("www.example.com", A).bytes();
+    bytes[11] = 2; // OPT, then TSIG last
+    bytes.extend_from_slice(&tsig_record("transfer-key", 0x1234));
+    for via in BOTH {
+        let reply = raw(&s, "all", via, &bytes).await.expect("a reply");
+        let m = Message::from_vec(&reply).unwrap();
+        assert_eq!(u16::from(rcode(&m)), 9, "NOTAUTH over {via:?}");
+        assert!(m.answers.is_empty(), "no unsigned answer to a signed query");
+        // The TSIG record is the last one: key name, BADKEY, no MAC (RFC 8945 5.3.2).
+        // Echoed with no MAC: the request's record less its 32 MAC bytes.
+        let tail = tsig_record("transfer-key", 0x1234);
+        let at = reply.len() - (tail.len() - 32);
+        let key = wire_name("transfer-key");
+        assert_eq!(
+            &reply[at..at + key.len()],
+            &key[..],
+            "owner is the key name"
+        );
+        let end = reply.len();
+        assert_eq!(
+            &reply[end - 4..end - 2],
+            &17u16.to_be_bytes(),
+            "error BADKEY"
+        );
+        assert_eq!(
+            &reply[end - 6..end - 4],
+            &0x1234u16.to_be_bytes(),
+            "original ID"
+        );
+        assert_eq!(&reply[end - 8..end - 6], &0u16.to_be_bytes(), "MAC size 0");
+        assert_eq!(&reply[10..12], &[0, 2], "ADDITIONAL: OPT, then TSIG");
+    }
+}
+
+async fn rfc8945_5_1_tsig_not_last_is_formerr(path: Path) {
+    let s = battery(path).await;
+    // TSIG first, then the OPT: TSIG must be the last record.
+    let q = Q::new("www.example.com", A).no_edns();
+    let mut bytes = q.bytes();
+    bytes[11] = 2;
+    bytes.extend_from_slice(&tsig_record("k", 0x1234));
+    bytes.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 0]);
+    let reply = raw(&s, "all", Via::Udp, &bytes).await.expect("a reply");
+    assert_eq!(reply[3] & 0x0f, 1, "FORMERR");
+}
+
+fn txt_of(m: &Message) -> Vec<String> {
+    m.answers
+        .iter()
+        .map(|r| match &r.data {
+            hickory_proto::rr::RData::TXT(t) => t
+                .txt_data
+                .iter()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect::<String>(),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+async fn rfc4892_chaos_identity_answered_version_hidden(path: Path) {
+    let s = battery(path).await;
+    for via in BOTH {
+        for name in ["id.server", "HOSTNAME.bind"] {
+            let mut q = Q::new(name, TXT);
+            q.qclass = 3;
+            let m = ask(&s, "all", via, &q).await;
+            assert_eq!(rcode(&m), ResponseCode::NoError, "{name} over {via:?}");
+            assert_eq!(txt_of(&m), ["battery-ns1"], "{name}");
+            assert_eq!(u16::from(m.answers[0].dns_class), 3, "class CH");
+            assert!(m.metadata.authoritative);
+        }
+        // No version configured: hidden, as NSD's hide-version.
+        for name in ["version.bind", "version.server", "authors.bind"] {
+            let mut q = Q::new(name, TXT);
+            q.qclass = 3;
+            let m = ask(&s, "all", via, &q).await;
+            assert_eq!(rcode(&m), ResponseCode::Refused, "{name} over {via:?}");
+        }
+        // The identity is only for TXT (and ANY) in CHAOS.
+        let mut q = Q::new("id.server", A);
+        q.qclass = 3;
+        assert_eq!(rcode(&ask(&s, "all", via, &q).await), ResponseCode::Refused);
+    }
+}
+
+/// The NSID option of a reply's OPT (RFC 5001), if any, read from the wire: the OPT is the last
+/// record, so its options run to the end of the message.
+fn nsid_of(reply: &[u8]) -> Option<Vec<u8>> {
+    Message::from_vec(reply).ok()?.edns.as_ref()?;
+    // Walk the options back from the end: find a (code 3, len) header whose data ends the reply.
+    (0..reply.len().min(600)).find_map(|n| {
+        let at = reply.len().checked_sub(n + 4)?;
+        let code = u16::from_be_bytes([reply[at], reply[at + 1]]);
+        let len = u16::from_be_bytes([reply[at + 2], reply[at + 3]]) as usize;
+        (code == 3 && len == n).then(|| reply[at + 4..].to_vec())
+    })
+}
+
+async fn rfc5001_nsid_answered_with_the_identity(path: Path) {
+    let s = battery(path).await;
+    for via in BOTH {
+        let mut q = Q::new("www.example.com", A);
+        q.edns.as_mut().unwrap().3 = vec![0, 3, 0, 0]; // NSID, empty
+        // Twice over UDP: the second would come from the fast path's tables without NSID.
+        for _ in 0..2 {
+            let reply = raw(&s, "all", via, &q.bytes()).await.expect("a reply");
+            let m = Message::from_vec(&reply).unwrap();
+            assert_eq!(rcode(&m), ResponseCode::NoError);
+            assert_eq!(m.answers.len(), 2, "the answer itself is unchanged");
+            assert_eq!(
+                nsid_of(&reply).as_deref(),
+                Some(&b"battery-ns1"[..]),
+                "over {via:?}"
+            );
+        }
+        // Not asked, not given.
+        let reply = raw(&s, "all", via, &Q::new("www.example.com", A).bytes())
+            .await
+            .expect("a reply");
+        assert_eq!(nsid_of(&reply), None);
+    }
+}
+
+async fn rfc7873_5_2_2_malformed_cookie_is_formerr(path: Path) {
+    let s = battery(path).await;
+    for (len, ok) in [
+        (8usize, true),
+        (16, true),
+        (40, true),
+        (7, false),
+        (12, false),
+        (41, false),
+    ] {
+        let mut q = Q::new("www.example.com", A);
+        let mut opt = vec![0, 10];
+        opt.extend_from_slice(&(len as u16).to_be_bytes());
+        opt.extend(std::iter::repeat_n(0x5a, len));
+        q.edns.as_mut().unwrap().3 = opt;
+        for via in BOTH {
+            let reply = raw(&s, "all", via, &q.bytes()).await.expect("a reply");
+            let rc = reply[3] & 0x0f;
+            if ok {
+                assert_eq!(rc, 0, "a {len}-byte cookie is well formed ({via:?})");
+            } else {
+                assert_eq!(rc, 1, "a {len}-byte cookie is FORMERR ({via:?})");
+                let m = Message::from_vec(&reply).unwrap();
+                assert!(m.edns.is_some(), "with an OPT");
+            }
+        }
+    }
 }

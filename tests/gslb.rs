@@ -89,7 +89,7 @@ fn policy_table_from_the_source_address_and_via_ecs() {
     let snap = Snapshot::build(&Source::lab()).expect("the lab builds");
     for (client, (line, region), (eline, eregion, escope)) in TABLE {
         let addr = ip(client);
-        let packet = explain::explain(
+        let packet = gslbd::lookup::explain(
             &snap,
             0,
             OBJECT,
@@ -127,7 +127,7 @@ fn policy_table_from_the_source_address_and_via_ecs() {
             scope_prefix: 0,
             addr,
         };
-        let via_ecs = explain::explain(
+        let via_ecs = gslbd::lookup::explain(
             &snap,
             0,
             OBJECT,
@@ -156,7 +156,7 @@ fn policy_table_from_the_source_address_and_via_ecs() {
 #[test]
 fn aaaa_from_the_region_pool() {
     let snap = Snapshot::build(&Source::lab()).unwrap();
-    let e = explain::explain(
+    let e = gslbd::lookup::explain(
         &snap,
         0,
         OBJECT,
@@ -522,7 +522,7 @@ fn geo_build_mmdb_files_decide_like_the_csv() {
     let from_csv = Snapshot::build(&Source::lab()).unwrap();
     for (client, _, _) in TABLE {
         let c = client_addr(None, ip(client));
-        let a = explain::explain(
+        let a = gslbd::lookup::explain(
             &from_mmdb,
             0,
             OBJECT,
@@ -532,7 +532,8 @@ fn geo_build_mmdb_files_decide_like_the_csv() {
         )
         .unwrap();
         let b =
-            explain::explain(&from_csv, 0, OBJECT, RecordType::A, c, ClientSource::Packet).unwrap();
+            gslbd::lookup::explain(&from_csv, 0, OBJECT, RecordType::A, c, ClientSource::Packet)
+                .unwrap();
         assert_eq!(
             (addresses(&a), &a.hops[0].line, &a.hops[1].region, a.scope),
             (addresses(&b), &b.hops[0].line, &b.hops[1].region, b.scope),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use gslbd::config::Source;
-use gslbd::gslb::explain::{self, ClientSource};
+use gslbd::gslb::explain::ClientSource;
 use gslbd::query::client_addr;
 use hickory_proto::rr::{RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -182,7 +182,7 @@ async fn answers_follow_health_and_fail_over() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let snap = server.handle.snapshot();
-        let e = explain::explain(
+        let e = gslbd::lookup::explain(
             &snap,
             0,
             "app.example.com",

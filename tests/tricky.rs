@@ -46,7 +46,7 @@ const IN_FLIGHT: usize = 16;
 
 /// Names below the DNAME owners. Asked once the engine synthesizes CNAMEs from DNAMEs (RFC
 /// 6672, issue 12 item 3); until then gslbd answers them as names that do not exist.
-const DNAME_BELOW: bool = false;
+const DNAME_BELOW: bool = true;
 const DNAME_NAMES: &[&str] = &[
     "x.dn.tricky.example.",
     "a.b.dn.tricky.example.",

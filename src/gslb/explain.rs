@@ -5,13 +5,11 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use hickory_proto::rr::RecordType;
 use serde::Serialize;
 
 use crate::geo::{Geo, GeoInfo};
-use crate::gslb::{ClientAddr, Gslb, RuleKind};
+use crate::gslb::{Gslb, RuleKind};
 use crate::health::TargetStatus;
-use crate::snapshot::Snapshot;
 
 /// What the engine records while answering, when asked to.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -135,19 +133,6 @@ pub struct Explain {
     pub scope: Option<u8>,
     /// Lowest TTL in the answer section.
     pub ttl: Option<u32>,
-}
-
-/// Answers `qname`/`qtype` for `client` from listener `listener`'s view of `snap`, with the trace.
-pub fn explain(
-    snap: &Snapshot,
-    listener: usize,
-    qname: &str,
-    qtype: RecordType,
-    client: ClientAddr,
-    source: ClientSource,
-) -> Result<Explain, String> {
-    let l = crate::lookup::lookup(snap, listener, qname, qtype, client, source, true)?;
-    Ok(l.explain.expect("lookup with explain fills it"))
 }
 
 /// A query name as users type it (trailing dot optional), made absolute.

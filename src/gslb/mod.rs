@@ -6,18 +6,19 @@
 //!   chosen by province/country mapping or by great-circle distance, failing over to the next
 //!   region when too few of its addresses are healthy, weighted within the pool.
 //!
-//! Everything here is pure given the health flags (atomics owned by `health`, outside the
-//! snapshot): no I/O, no allocation per decision unless an explain trace is asked for. Records are
+//! Everything here is a pure function of its arguments: health comes in through a `HealthView`
+//! (the live one reads the atomics `health` owns, outside the snapshot), the round-robin position
+//! and the random source of weighted picks come in through `Chance`; no I/O, no global state, no
+//! allocation per decision unless an explain trace is asked for. Records are
 //! prebuilt `RRset`s in the snapshot; a decision returns a reference to one and a `Select` of its
 //! records, so the encoder writes them without building anything.
 
 pub mod explain;
 
-use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{Name, RData, RecordType};
@@ -242,8 +243,8 @@ struct Member {
 }
 
 impl Member {
-    fn healthy(&self) -> bool {
-        self.target.as_ref().is_none_or(|t| t.is_up())
+    fn healthy(&self, health: &dyn HealthView) -> bool {
+        health.is_up(self.addr, self.target.as_deref())
     }
 }
 
@@ -358,35 +359,81 @@ impl Why<'_> {
     }
 }
 
-/// A global counter for round robin; relaxed is enough, only the spread matters.
-static ROUND: AtomicU32 = AtomicU32::new(0);
-
-pub fn next_round() -> u32 {
-    ROUND.fetch_add(1, Ordering::Relaxed)
+/// Whether a pool member may be answered: the engine's one view of health. The live view reads
+/// the health checks' atomics; tests pin states with their own view, and runtime overrides
+/// (drains) are one more input behind the same call.
+pub trait HealthView {
+    /// `target` is the member's health check, None for a member that is not checked.
+    fn is_up(&self, addr: IpAddr, target: Option<&Target>) -> bool;
 }
 
-thread_local! {
-    static RNG: Cell<u64> = Cell::new(seed());
+/// Health as the checks see it now.
+pub struct LiveHealth;
+
+impl HealthView for LiveHealth {
+    fn is_up(&self, _addr: IpAddr, target: Option<&Target>) -> bool {
+        target.is_none_or(|t| t.is_up())
+    }
 }
 
-fn seed() -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let local = 0u8;
-    (t ^ (&local as *const u8 as u64).rotate_left(32)) | 1
+/// Every member up, whatever the checks say (benchmarks, and tests that pin the selection).
+pub struct AllUp;
+
+impl HealthView for AllUp {
+    fn is_up(&self, _addr: IpAddr, _target: Option<&Target>) -> bool {
+        true
+    }
+}
+
+/// The per-answer inputs a decision may vary by besides geo and health: the round-robin position
+/// (equal weights and `rotate` zones) and a random source (weighted picks). The caller owns them
+/// (a transport keeps a counter and a generator per thread), so the same inputs give the same
+/// answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Chance {
+    pub round: u32,
+    pub rng: Rng,
+}
+
+impl Chance {
+    pub fn new(round: u32, seed: u64) -> Chance {
+        Chance {
+            round,
+            rng: Rng::new(seed),
+        }
+    }
 }
 
 /// xorshift64*: weighted picks need spread, not secrecy.
-fn random() -> u64 {
-    RNG.with(|c| {
-        let mut x = c.get();
+#[derive(Debug, Clone, Copy)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed` (any value; 0 is mapped to a fixed non-zero state).
+    pub fn new(seed: u64) -> Rng {
+        Rng(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        })
+    }
+
+    /// A generator seeded from the clock and `salt` (e.g. a thread's address of a local).
+    pub fn from_clock(salt: u64) -> Rng {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Rng::new(t ^ salt.rotate_left(32))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
         x ^= x >> 27;
-        c.set(x);
+        self.0 = x;
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    })
+    }
 }
 
 impl Gslb {
@@ -406,19 +453,27 @@ impl Gslb {
             .position(|r| r.name.trim_end_matches('.').eq_ignore_ascii_case(want))
     }
 
-    /// Decides the answer of rule `rule` for a client; `trace` receives the why.
+    /// Decides the answer of rule `rule` for a client, with members' health from `health` and
+    /// rotation and weighted picks from `chance`; `trace` receives the why.
+    #[allow(clippy::too_many_arguments)]
     pub fn decide<'g>(
         &'g self,
         rule: usize,
         qtype: RecordType,
         client: &ClientAddr,
         info: &GeoInfo<'_>,
+        health: &dyn HealthView,
+        chance: &mut Chance,
         trace: Option<&mut Hop>,
     ) -> Decision<'g> {
         let r = &self.rules[rule];
         match &r.kind {
             RuleKind::Carrier(c) => self.decide_carrier(r, c, qtype, client, info, trace),
-            RuleKind::Location(l) => self.decide_location(r, l, qtype, client, info, trace),
+            RuleKind::Location(l) => {
+                let (preferred, why, scope) = self.prefer(l, client, info);
+                let on = Inputs { health, chance };
+                self.decide_from(r, l, qtype, preferred, scope, Some(why), on, trace)
+            }
         }
     }
 
@@ -545,19 +600,6 @@ impl Gslb {
         (l.default, Why::Unknown, loc_scope)
     }
 
-    fn decide_location<'g>(
-        &'g self,
-        rule: &Rule,
-        l: &'g LocationRule,
-        qtype: RecordType,
-        client: &ClientAddr,
-        info: &GeoInfo<'_>,
-        trace: Option<&mut Hop>,
-    ) -> Decision<'g> {
-        let (preferred, why, scope) = self.prefer(l, client, info);
-        self.decide_from(rule, l, qtype, preferred, scope, Some(why), trace)
-    }
-
     /// The region a location rule prefers for a client and the ECS scope of that preference:
     /// what geo alone decides (no health). None for a carrier rule.
     pub fn preferred(
@@ -583,11 +625,14 @@ impl Gslb {
         qtype: RecordType,
         preferred: usize,
         scope: u8,
+        health: &dyn HealthView,
+        chance: &mut Chance,
     ) -> Option<Decision<'_>> {
         let r = &self.rules[rule];
         match &r.kind {
             RuleKind::Location(l) if preferred < l.pools.len() => {
-                Some(self.decide_from(r, l, qtype, preferred, scope, None, None))
+                let on = Inputs { health, chance };
+                Some(self.decide_from(r, l, qtype, preferred, scope, None, on, None))
             }
             _ => None,
         }
@@ -602,6 +647,7 @@ impl Gslb {
         preferred: usize,
         scope: u8,
         why: Option<Why<'_>>,
+        on: Inputs<'_>,
         mut trace: Option<&mut Hop>,
     ) -> Decision<'g> {
         let nodata = Decision {
@@ -634,7 +680,7 @@ impl Gslb {
             if fam.members.is_empty() {
                 continue;
             }
-            let healthy = fam.members.iter().filter(|m| m.healthy()).count();
+            let healthy = fam.members.iter().filter(|m| m.healthy(on.health)).count();
             let need = l.min_healthy.min(fam.members.len()).max(1);
             if healthy >= need {
                 chosen = Some((p, true));
@@ -678,7 +724,13 @@ impl Gslb {
             }
         };
         let fam = family(&l.pools[p]);
-        let select = pick(&fam.members, fam.equal_weights, health_aware, l.answer);
+        let select = pick(
+            &fam.members,
+            fam.equal_weights,
+            health_aware.then_some(on.health),
+            l.answer,
+            on.chance,
+        );
         if let Some(h) = trace {
             let region = &self.regions[l.pools[p].region];
             h.region = Some(region.id.clone());
@@ -698,7 +750,7 @@ impl Gslb {
                 .map(|(i, m)| MemberView {
                     address: m.addr,
                     weight: m.weight,
-                    healthy: m.healthy(),
+                    healthy: m.healthy(on.health),
                     check: m.target.as_ref().map(|t| t.status()),
                     picked: picked.contains(&i),
                 })
@@ -713,13 +765,26 @@ impl Gslb {
     }
 }
 
-/// Up to `n` members: healthy ones only when `health_aware`; equal weights rotate round robin,
-/// unequal weights are sampled without replacement in proportion to their weight.
-fn pick(members: &[Member], equal: bool, health_aware: bool, n: usize) -> Select {
+/// The health view and the chance of one decision.
+struct Inputs<'a> {
+    health: &'a dyn HealthView,
+    chance: &'a mut Chance,
+}
+
+/// Up to `n` members: the healthy ones when `health` is given (else all); equal weights rotate
+/// round robin from `chance.round`, unequal weights are sampled without replacement in proportion
+/// to their weight with `chance.rng`.
+fn pick(
+    members: &[Member],
+    equal: bool,
+    health: Option<&dyn HealthView>,
+    n: usize,
+    chance: &mut Chance,
+) -> Select {
     let mut elig = [0u16; MAX_POOL];
     let mut k = 0;
     for (i, m) in members.iter().enumerate() {
-        if !health_aware || m.healthy() {
+        if health.is_none_or(|h| m.healthy(h)) {
             elig[k] = i as u16;
             k += 1;
         }
@@ -727,7 +792,7 @@ fn pick(members: &[Member], equal: bool, health_aware: bool, n: usize) -> Select
     let want = n.min(k).min(MAX_PICK);
     let mut idx = [0u16; MAX_PICK];
     if equal {
-        let start = next_round() as usize % k.max(1);
+        let start = chance.round as usize % k.max(1);
         for (j, slot) in idx.iter_mut().take(want).enumerate() {
             *slot = elig[(start + j) % k];
         }
@@ -737,7 +802,7 @@ fn pick(members: &[Member], equal: bool, health_aware: bool, n: usize) -> Select
             .map(|&i| members[i as usize].weight as u64)
             .sum();
         for slot in idx.iter_mut().take(want) {
-            let mut r = random() % total.max(1);
+            let mut r = chance.rng.next_u64() % total.max(1);
             let mut j = 0;
             while j + 1 < k {
                 let w = members[elig[j] as usize].weight as u64;
@@ -1101,8 +1166,8 @@ mod tests {
     fn equal_weights_rotate_over_the_whole_pool() {
         let m = members(&[1; 8]);
         let mut firsts = std::collections::HashSet::new();
-        for _ in 0..64 {
-            let s = pick(&m, true, true, 3);
+        for round in 0..64 {
+            let s = pick(&m, true, Some(&LiveHealth), 3, &mut Chance::new(round, 1));
             let v: Vec<usize> = s.indices(8).collect();
             assert_eq!(v.len(), 3);
             // A window of consecutive members, wrapping.
@@ -1117,14 +1182,56 @@ mod tests {
     fn weighted_picks_are_distinct_and_proportional() {
         let m = members(&[1, 3]);
         let mut first = [0usize; 2];
+        let mut chance = Chance::new(0, 42);
         for _ in 0..20_000 {
-            let v: Vec<usize> = pick(&m, false, true, 1).indices(2).collect();
+            let v: Vec<usize> = pick(&m, false, Some(&LiveHealth), 1, &mut chance)
+                .indices(2)
+                .collect();
             first[v[0]] += 1;
-            let both: Vec<usize> = pick(&m, false, true, 2).indices(2).collect();
+            let both: Vec<usize> = pick(&m, false, Some(&LiveHealth), 2, &mut chance)
+                .indices(2)
+                .collect();
             assert!(both == vec![0, 1] || both == vec![1, 0]);
         }
         let share = first[1] as f64 / 20_000.0;
         assert!((share - 0.75).abs() < 0.02, "weight 3 of 4 got {share}");
+    }
+
+    #[test]
+    fn the_same_chance_gives_the_same_pick() {
+        let m = members(&[1, 2, 3, 4, 5]);
+        let a = pick(&m, false, Some(&LiveHealth), 3, &mut Chance::new(7, 99));
+        let b = pick(&m, false, Some(&LiveHealth), 3, &mut Chance::new(7, 99));
+        assert_eq!(a, b, "a decision is a function of its inputs");
+        let e = pick(&m[..4], true, Some(&LiveHealth), 2, &mut Chance::new(5, 1));
+        assert_eq!(
+            e.indices(4).collect::<Vec<_>>(),
+            vec![1, 2],
+            "round 5 of 4 starts at 1"
+        );
+    }
+
+    /// A view that takes some addresses down, as a test or a drain would.
+    struct Down(Vec<IpAddr>);
+    impl HealthView for Down {
+        fn is_up(&self, addr: IpAddr, _target: Option<&Target>) -> bool {
+            !self.0.contains(&addr)
+        }
+    }
+
+    #[test]
+    fn the_health_view_decides_who_is_eligible() {
+        let m = members(&[1; 4]);
+        let down = Down(vec![m[0].addr, m[2].addr]);
+        for round in 0..8 {
+            let s = pick(&m, true, Some(&down), 4, &mut Chance::new(round, 1));
+            let mut v: Vec<usize> = s.indices(4).collect();
+            v.sort();
+            assert_eq!(v, vec![1, 3], "only the members the view calls up");
+        }
+        // Without health awareness (every region below its minimum) all are answered.
+        let s = pick(&m, true, None, 4, &mut Chance::new(0, 1));
+        assert_eq!(s.count(4), 4);
     }
 
     #[test]

@@ -7,14 +7,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::Name;
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use super::{Env, Instance, Resolution, ResolverListener, ResolverSettings};
 use crate::metrics;
 use crate::wire::{self, Query, Reject, rcode};
-
-const CLASS_IN: u16 = 1;
 
 /// What to do with one packet.
 pub enum Step {
@@ -111,24 +109,17 @@ pub async fn walk(
     counted(Some(encode(&ctx, &q, &res)), start)
 }
 
-fn counted(reply: Option<Vec<u8>>, start: Instant) -> Option<Vec<u8>> {
-    if let Some(r) = &reply {
-        metrics::record(
-            metrics::Via::Recursive,
-            wire::response_rcode(r),
-            None,
-            start.elapsed(),
-        );
-    }
-    reply
+/// A reply and its RCODE, as decided (not read back from the bytes).
+type Reply = Option<(Vec<u8>, u16)>;
+
+fn counted(reply: Reply, start: Instant) -> Option<Vec<u8>> {
+    let (bytes, rc) = reply?;
+    metrics::record(metrics::Via::Recursive, rc, None, start.elapsed());
+    Some(bytes)
 }
 
 /// Parse and policy: Ok(query) to answer, Err(reply) otherwise.
-fn check<'p>(
-    ctx: &Ctx<'_>,
-    packet: &'p [u8],
-    peer: SocketAddr,
-) -> Result<Query<'p>, Option<Vec<u8>>> {
+fn check<'p>(ctx: &Ctx<'_>, packet: &'p [u8], peer: SocketAddr) -> Result<Query<'p>, Reply> {
     let q = match wire::parse_query(packet) {
         Ok(q) => q,
         Err(Reject::Drop) => return Err(None),
@@ -138,31 +129,23 @@ fn check<'p>(
             rcode,
             question,
             edns,
+            tsig,
         }) => {
-            return Err(Some(wire::encode_error_ra(
-                id,
-                flags,
-                rcode,
-                question,
-                edns.as_ref(),
-                ctx.payload,
-                true,
-            )));
+            let mut bytes =
+                wire::encode_error_ra(id, flags, rcode, question, edns.as_ref(), ctx.payload, true);
+            if let Some(t) = tsig {
+                wire::append_tsig_error(&mut bytes, &t);
+            }
+            return Err(Some((bytes, rcode)));
         }
     };
     if !ctx.listener.allows(peer.ip()) {
         return Err(Some(error(ctx, &q, rcode::REFUSED)));
     }
-    match q.rtype() {
-        // RFC 6891 6.1.1: OPT is not a question.
-        RecordType::OPT => return Err(Some(error(ctx, &q, rcode::FORMERR))),
-        // Zone transfers are between a zone's servers, not through a resolver.
-        RecordType::AXFR | RecordType::IXFR => return Err(Some(error(ctx, &q, rcode::REFUSED))),
-        _ if matches!(q.qtype, 253 | 254) => return Err(Some(error(ctx, &q, rcode::NOTIMP))),
-        _ => {}
-    }
-    if q.qclass != CLASS_IN {
-        return Err(Some(error(ctx, &q, rcode::REFUSED)));
+    // The same table as the authoritative listeners (zone transfers go between a zone's
+    // servers, not through a resolver; other classes than IN have nothing to resolve).
+    if let Some(rc) = crate::query::refusal(&q) {
+        return Err(Some(error(ctx, &q, rc)));
     }
     Ok(q)
 }
@@ -180,8 +163,8 @@ fn client_ip(q: &Query<'_>, peer: SocketAddr) -> std::net::IpAddr {
     }
 }
 
-fn error(ctx: &Ctx<'_>, q: &Query<'_>, rc: u16) -> Vec<u8> {
-    wire::encode_error_ra(
+fn error(ctx: &Ctx<'_>, q: &Query<'_>, rc: u16) -> (Vec<u8>, u16) {
+    let bytes = wire::encode_error_ra(
         q.id,
         q.flags,
         rc,
@@ -189,10 +172,12 @@ fn error(ctx: &Ctx<'_>, q: &Query<'_>, rc: u16) -> Vec<u8> {
         q.edns.as_ref(),
         ctx.payload,
         true,
-    )
+    );
+    (bytes, rc)
 }
 
-fn encode(ctx: &Ctx<'_>, q: &Query<'_>, res: &Resolution) -> Vec<u8> {
+fn encode(ctx: &Ctx<'_>, q: &Query<'_>, res: &Resolution) -> (Vec<u8>, u16) {
     let max = wire::max_size(q.edns.as_ref(), ctx.tcp, ctx.payload);
-    wire::encode_records(q, res.rcode, &res.answer, &res.authority, max, ctx.payload)
+    let bytes = wire::encode_records(q, res.rcode, &res.answer, &res.authority, max, ctx.payload);
+    (bytes, res.rcode)
 }

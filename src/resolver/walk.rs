@@ -227,6 +227,14 @@ impl<'a> Walk<'a> {
                 let next = if let Some(c) = cached_cname {
                     self.cache_step(&current, qtype, "CNAME", &c);
                     let target = cname_target(&c);
+                    // A CNAME a DNAME made is answered with that DNAME (RFC 6672 3.4), as the
+                    // first answer was.
+                    if let Some(t) = &target
+                        && let Some(d) = self.cached_dname(&current, t)
+                        && !answer.contains(&d)
+                    {
+                        answer.push(d);
+                    }
                     answer.extend(c);
                     match target {
                         Some(t) => t,
@@ -272,6 +280,27 @@ impl<'a> Walk<'a> {
                 current = next;
             }
         })
+    }
+
+    /// A cached DNAME above `name` that substitutes it to `target`.
+    fn cached_dname(&self, name: &Name, target: &Name) -> Option<Record> {
+        let mut above = name.base_name();
+        while above.num_labels() > 0 {
+            if let Some(Hit::Rrset(d)) = self.env.instance.cache.get(
+                &key_of(&above),
+                RecordType::DNAME,
+                Rank::Answer,
+                self.client,
+            ) && let Some(r) = d.into_iter().next()
+                && dname_target(&r)
+                    .and_then(|t| substitute(name, &r.name, &t))
+                    .is_some_and(|s| key_of(&s) == key_of(target))
+            {
+                return Some(r);
+            }
+            above = above.base_name();
+        }
+        None
     }
 
     fn cache_step(&mut self, name: &Name, qtype: RecordType, result: &str, records: &[Record]) {
@@ -665,6 +694,52 @@ fn reply_scope(m: &Message, sent: Option<(IpAddr, u8)>) -> Option<IpNet> {
     IpNet::new(addr, scope).ok().map(|n| n.trunc())
 }
 
+/// The target of a DNAME record (its RDATA is one uncompressed name, RFC 6672 2.1).
+pub fn dname_target(r: &Record) -> Option<Name> {
+    use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+    match &r.data {
+        RData::Unknown { code, rdata } if *code == RecordType::DNAME => {
+            let mut d = BinDecoder::new(&rdata.anything);
+            let n = Name::read(&mut d).ok()?;
+            (d.index() == rdata.anything.len()).then_some(n)
+        }
+        _ => None,
+    }
+}
+
+/// `name` with the DNAME's owner replaced by its target (RFC 6672 2.2); None when the result
+/// would be longer than 255 octets or the DNAME is not above `name`.
+pub fn substitute(name: &Name, owner: &Name, target: &Name) -> Option<Name> {
+    let (n, o) = (name.num_labels(), owner.num_labels());
+    if n <= o || !owner.zone_of(name) {
+        return None;
+    }
+    let prefix: Vec<&[u8]> = name.iter().take((n - o) as usize).collect();
+    let mut out = Name::from_labels(prefix).ok()?;
+    out.set_fqdn(false);
+    out.append_domain(target).ok()
+}
+
+/// The CNAME a DNAME synthesizes for `name` (RFC 6672 3.1: the DNAME's TTL).
+pub fn synthesized_cname(name: &Name, dname: &Record, target: &Name) -> Record {
+    Record::from_rdata(
+        name.clone(),
+        dname.ttl,
+        RData::CNAME(hickory_proto::rr::rdata::CNAME(target.clone())),
+    )
+}
+
+/// A DNAME in the reply's answer above `name`, inside the zone, and the name it substitutes to.
+fn dname_above(m: &Message, name: &Name, zone_key: &[u8]) -> Option<(Record, Name)> {
+    m.answers.iter().find_map(|r| {
+        if r.record_type() != RecordType::DNAME || !is_at_or_below(&key_of(&r.name), zone_key) {
+            return None;
+        }
+        let target = dname_target(r)?;
+        Some((r.clone(), substitute(name, &r.name, &target)?))
+    })
+}
+
 /// Reads a reply from a server of `zone` to (name, qtype).
 fn classify(m: &Message, zone: &Name, name: &Name, qtype: RecordType) -> Class {
     let zone_key = key_of(zone);
@@ -698,6 +773,19 @@ fn classify(m: &Message, zone: &Name, name: &Name, qtype: RecordType) -> Class {
             chain.extend(wanted);
             done = true;
             break;
+        }
+        // RFC 6672 3.4: a DNAME above the name (in this server's zone) redirects it; the CNAME
+        // is made from the DNAME here rather than taken from the reply (the server's synthesized
+        // one is only a convenience for old resolvers), and both go to the client, as Unbound
+        // answers.
+        if let Some((dname, target)) = dname_above(m, &cur, &zone_key) {
+            if !chain.contains(&dname) {
+                chain.push(dname.clone());
+            }
+            chain.push(synthesized_cname(&cur, &dname, &target));
+            cur = target;
+            next = Some(cur.clone());
+            continue;
         }
         match at.iter().find(|r| r.record_type() == RecordType::CNAME) {
             Some(c) => {

@@ -95,6 +95,8 @@ pub struct Zone {
     pub records: usize,
     /// Rotate multi-address RRsets round robin (`rotate = true` on the zone's config).
     pub rotate: bool,
+    /// Whether any name holds a DNAME: the engine looks for one on the way down only then.
+    pub dname: bool,
 }
 
 /// A zone's nodes: a vector, and a hash table of indices into it keyed by each node's own `key`
@@ -279,7 +281,10 @@ impl Builder {
             ));
             return;
         }
-        if matches!(rtype, RecordType::CNAME | RecordType::NS) {
+        if matches!(
+            rtype,
+            RecordType::CNAME | RecordType::NS | RecordType::DNAME
+        ) {
             self.first_line
                 .entry((key.clone(), rtype))
                 .or_insert_with(|| (r.file.clone(), r.line));
@@ -331,6 +336,11 @@ impl Builder {
                         &r,
                         format!("a second CNAME at {owner} (RFC 2181 10.1)"),
                     ));
+                    return;
+                }
+                if rtype == RecordType::DNAME && !set.rdatas.contains(&rdata) {
+                    self.errors
+                        .push(err(&r, format!("a second DNAME at {owner} (RFC 6672 2.4)")));
                     return;
                 }
                 // RFC 2181 5.2: one TTL per RRset; the lowest is the safe one to serve. RRSIGs
@@ -439,6 +449,43 @@ impl Builder {
             }
         }
 
+        // RFC 6672 2.3: no data below a DNAME (it would never be reached); NSD and Knot refuse
+        // such a zone too. Checked before empty non-terminals exist, so every node has records.
+        let dnames: rustc_hash::FxHashSet<Key> = nodes
+            .iter()
+            .filter(|n| n.rrset(RecordType::DNAME).is_some())
+            .map(|n| n.key.clone())
+            .collect();
+        if !dnames.is_empty() {
+            let mut below: Vec<(Key, Key)> = Vec::new();
+            for node in nodes.iter() {
+                let mut suffix: &[u8] = &node.key;
+                while let Some(parent) = name::parent(suffix) {
+                    if parent.len() < origin_key.len() {
+                        break;
+                    }
+                    if dnames.contains(parent) {
+                        below.push((parent.into(), node.key.clone()));
+                        break;
+                    }
+                    suffix = parent;
+                }
+            }
+            below.sort();
+            for (dname, key) in below {
+                let (file, line) = line_of(&dname, RecordType::DNAME);
+                errors.push(ZoneError {
+                    file,
+                    line,
+                    message: format!(
+                        "{} has data below the DNAME at {} (RFC 6672 2.3)",
+                        name::display(&key),
+                        name::display(&dname)
+                    ),
+                });
+            }
+        }
+
         // NS targets inside the zone must have an address in it, or nobody can reach them.
         for node in nodes.iter() {
             let key = &node.key;
@@ -499,6 +546,7 @@ impl Builder {
             serial,
             records: count,
             rotate: false,
+            dname: !dnames.is_empty(),
         })
     }
 }
@@ -515,15 +563,27 @@ impl Zone {
             return Err(format!("{owner} is not in zone {}", self.origin));
         }
         let mut k: &[u8] = &key;
-        while k.len() > self.origin_key.len() {
-            if self.nodes.get(k).is_some_and(|n| n.cut) {
+        while k.len() >= self.origin_key.len() {
+            let node = self.nodes.get(k);
+            if k.len() > self.origin_key.len() && node.is_some_and(|n| n.cut) {
                 return Err(format!(
                     "{owner} is at or below the delegation {} in {}",
                     name::display(k),
                     self.file.display()
                 ));
             }
-            k = name::parent(k).unwrap_or(&[]);
+            // RFC 6672 2.3: a name below a DNAME is never reached.
+            if k.len() < key.len() && node.is_some_and(|n| n.rrset(RecordType::DNAME).is_some()) {
+                return Err(format!(
+                    "{owner} is below the DNAME at {} in {}",
+                    name::display(k),
+                    self.file.display()
+                ));
+            }
+            match name::parent(k) {
+                Some(p) => k = p,
+                None => break,
+            }
         }
         if let Some(node) = self.nodes.get(&key) {
             if !node.rrsets.is_empty() {
@@ -748,5 +808,49 @@ mod tests {
         let m = messages(load(with("@ SOA ns1 h 8 1 1 1 30\nc CNAME a\nc CNAME b\n")));
         assert!(m[0].contains(":6: a second SOA"), "{m:?}");
         assert!(m[1].contains(":8: a second CNAME"), "{m:?}");
+    }
+
+    #[test]
+    fn rfc6672_2_3_data_below_a_dname_is_refused_at_the_dname_line() {
+        let mut m = messages(load(with(
+            "old DNAME new.example.net.\nwww.old A 192.0.2.7\nx.y.old TXT hi\n",
+        )));
+        m.sort();
+        assert_eq!(
+            m,
+            [
+                "z.zone:6: www.old.example.com. has data below the DNAME at old.example.com. (RFC 6672 2.3)",
+                "z.zone:6: x.y.old.example.com. has data below the DNAME at old.example.com. (RFC 6672 2.3)",
+            ]
+        );
+        // Data at the owner itself is fine, and so is a DNAME at the apex with nothing below.
+        let z = load(with("old DNAME new.example.net.\nold A 192.0.2.7\n")).unwrap();
+        assert!(z.dname);
+        assert!(!load(with("a A 192.0.2.7\n")).unwrap().dname);
+    }
+
+    #[test]
+    fn rfc6672_2_4_one_dname_per_owner() {
+        let m = messages(load(with(
+            "d DNAME a.example.net.\nd DNAME b.example.net.\n",
+        )));
+        assert_eq!(
+            m,
+            ["z.zone:7: a second DNAME at d.example.com. (RFC 6672 2.4)"]
+        );
+        // The same record twice is one record (RFC 2181 5).
+        load(with("d DNAME a.example.net.\nd DNAME a.example.net.\n")).unwrap();
+    }
+
+    #[test]
+    fn a_gslb_rule_below_a_dname_is_refused() {
+        let mut z = load(with("old DNAME new.example.net.\n")).unwrap();
+        let err = z
+            .attach_rule(&Name::from_ascii("www.old.example.com.").unwrap(), 0)
+            .unwrap_err();
+        assert!(err.contains("below the DNAME at old.example.com."), "{err}");
+        // Beside it is fine.
+        z.attach_rule(&Name::from_ascii("www.example.com.").unwrap(), 0)
+            .unwrap();
     }
 }

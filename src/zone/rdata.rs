@@ -45,12 +45,6 @@ impl Builder {
         self.0.extend_from_slice(b);
         self
     }
-    /// A name already in uncompressed wire form.
-    fn wire_name(mut self, wire: &[u8]) -> Builder {
-        self.0.push(NAME_NO_COMPRESS);
-        self.0.extend_from_slice(wire);
-        self
-    }
     fn name(mut self, n: &Name, compress: bool) -> Builder {
         self.0.push(if compress { NAME } else { NAME_NO_COMPRESS });
         for label in n.iter() {
@@ -59,6 +53,26 @@ impl Builder {
         }
         self.0.push(0);
         self
+    }
+    /// An uncompressed wire name given as bytes; None unless it is one whole valid name.
+    fn wire_name(mut self, w: &[u8]) -> Option<Builder> {
+        let mut at = 0;
+        loop {
+            let len = *w.get(at)? as usize;
+            if len > 63 {
+                return None;
+            }
+            at += 1 + len;
+            if len == 0 {
+                break;
+            }
+        }
+        if at != w.len() || at > 255 {
+            return None;
+        }
+        self.0.push(NAME_NO_COMPRESS);
+        self.0.extend_from_slice(w);
+        Some(self)
     }
     fn done(self) -> WireRdata {
         // An exact allocation (the scratch vector is freed, and its block reused by the next
@@ -192,12 +206,20 @@ impl WireRdata {
                 if end >= w.len() {
                     return Err(format!("{code} RDATA without a target name"));
                 }
-                new()
-                    .bytes(&w[..2])
-                    .wire_name(&w[2..=end])
-                    .bytes(&w[end + 1..])
-                    .done()
+                match new().bytes(&w[..2]).wire_name(&w[2..=end]) {
+                    Some(b) => b.bytes(&w[end + 1..]).done(),
+                    None => new().bytes(w).done(),
+                }
             }
+            // RFC 6672 2.5: the target is never compressed; kept as a name so that the engine
+            // can substitute it (`target`).
+            RData::Unknown {
+                code: hickory_proto::rr::RecordType::DNAME,
+                rdata,
+            } => match new().wire_name(&rdata.anything) {
+                Some(b) => b.done(),
+                None => new().bytes(&rdata.anything).done(),
+            },
             other => {
                 let mut buf = Vec::new();
                 let mut enc = BinEncoder::new(&mut buf);
@@ -235,7 +257,7 @@ impl WireRdata {
         self.len() == 0
     }
 
-    /// The domain name this record points at (CNAME, NS, PTR, MX exchange, SRV target).
+    /// The domain name this record points at (CNAME, NS, PTR, MX exchange, SRV target, DNAME).
     pub fn target(&self) -> Option<&[u8]> {
         match self.parts().last()? {
             Part::Name { wire, .. } => Some(wire),
@@ -273,6 +295,11 @@ pub fn presentation(rtype: RecordType, rdata: &WireRdata) -> String {
             Part::Bytes(b) => wire.extend_from_slice(b),
             Part::Name { wire: w, .. } => wire.extend_from_slice(w),
         }
+    }
+    if rtype == hickory_proto::rr::RecordType::DNAME
+        && let Some(target) = rdata.target()
+    {
+        return super::name::display(target);
     }
     match super::reader::decode_wire(rtype, &wire) {
         Ok(rd) => rd.to_string(),
