@@ -283,7 +283,12 @@ pub fn answer<'z>(
                     synth: Some(i),
                 });
                 hops += 1;
-                if hops >= max_chain || out.names.len() > u8::MAX as usize {
+                // QTYPE=CNAME: the synthesized CNAME is the answer, not followed (RFC 1034 4.3.2
+                // step 3a follows a CNAME only when QTYPE is not CNAME), as NSD and Knot answer.
+                if hops >= max_chain
+                    || q.qtype == RecordType::CNAME
+                    || out.names.len() > u8::MAX as usize
+                {
                     break;
                 }
                 let next = &out.names[i as usize];
@@ -531,20 +536,26 @@ fn referral<'z>(zone: &'z Zone, cut: &'z Node, out: &mut Answer<'z>) {
     out.additional.extend(sibling);
 }
 
-/// RFC 1035 3.3.9/3.3.11 and RFC 2782: addresses of NS, MX and SRV targets in ADDITIONAL, when
+/// RFC 1035 3.3.9/3.3.11, RFC 2782 and RFC 9460 4.2: addresses of NS, MX, SRV and SVCB/HTTPS
+/// targets in ADDITIONAL, when
 /// they are authoritative data of a zone served here.
 fn additional_addresses<'z>(zones: &'z ZoneSet, out: &mut Answer<'z>) {
     let mut done: SmallVec<[&[u8]; 8]> = SmallVec::new();
     let mut tbuf = [0u8; MAX_NAME];
     for rr in &out.answer {
+        // RFC 9460 4.2: the addresses of SVCB/HTTPS TargetNames too.
         if !matches!(
             rr.rrset.rtype,
-            RecordType::NS | RecordType::MX | RecordType::SRV
+            RecordType::NS
+                | RecordType::MX
+                | RecordType::SRV
+                | RecordType::SVCB
+                | RecordType::HTTPS
         ) {
             continue;
         }
         for rdata in &rr.rrset.rdatas {
-            let Some(target) = rdata.target() else {
+            let Some(target) = rdata.additional_target() else {
                 continue;
             };
             if done.iter().any(|d| d.eq_ignore_ascii_case(target)) {

@@ -30,7 +30,7 @@ impl Rec {
             "{} {} IN {} {}",
             self.name,
             self.ttl,
-            RecordType::from(self.rtype),
+            crate::zone::reader::type_name(RecordType::from(self.rtype)),
             self.data
         )
     }
@@ -133,7 +133,8 @@ pub fn lookup(
                 out.push(Rec {
                     name: owner.clone(),
                     rtype: u16::from(rr.rrset.rtype),
-                    ttl: rr.ttl,
+                    // An RRSIG has its own TTL, that of the RRset it covers (RFC 4034 3).
+                    ttl: rr.rrset.rdatas[i].ttl().map_or(rr.ttl, |t| t.min(rr.ttl)),
                     data: rdata::presentation(rr.rrset.rtype, &rr.rrset.rdatas[i]),
                 });
             }

@@ -750,7 +750,8 @@ fn write_rrset(w: &mut Writer, rr: &RrsetRef<'_>, names: &[Box<[u8]>], qname_at:
         }
         w.u16(u16::from(rr.rrset.rtype));
         w.u16(CLASS_IN);
-        w.u32(rr.ttl);
+        // An RRSIG has its own TTL, that of the RRset it covers (RFC 4034 3).
+        w.u32(rdata.ttl().map_or(rr.ttl, |t| t.min(rr.ttl)));
         let len_at = w.buf.len();
         w.u16(0);
         for part in rdata.parts() {

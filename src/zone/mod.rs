@@ -4,7 +4,8 @@
 //! name is a suffix slice of its key and finding the closest encloser needs no allocation.
 //!
 //! Load-time checks (each error names file and line): data outside the zone, SOA missing, not at the
-//! apex or repeated, NS missing at the apex, CNAME beside other data (RFC 1034 3.6.2, RFC 2181 10.1),
+//! apex or repeated, NS missing at the apex, CNAME beside other data (RFC 1034 3.6.2, RFC 2181 10.1;
+//! its RRSIG and NSEC are allowed, RFC 4035 2.5),
 //! more than one CNAME at a name, and NS targets inside the zone with no address (they could never
 //! be reached: RFC 1034 4.2.2 glue). Empty non-terminals get a node of their own so that they answer
 //! NODATA and stop wildcard matching (RFC 4592 2.2.2).
@@ -14,6 +15,7 @@
 pub mod name;
 pub mod rdata;
 pub mod reader;
+pub mod rtypes;
 
 use std::collections::HashMap;
 
@@ -83,6 +85,10 @@ pub struct Zone {
     pub origin_key: Key,
     pub file: PathBuf,
     pub nodes: NodeTable,
+    /// NSEC3 records and their RRSIGs by hashed owner name, outside the tree queries walk: a
+    /// query for a hashed owner name is answered as if it did not exist (RFC 5155 7.2.8), as NSD
+    /// and Knot do; kept for DNSSEC answers.
+    pub nsec3: NodeTable,
     /// TTL of negative answers: min(SOA TTL, SOA MINIMUM) (RFC 2308 section 3).
     pub negative_ttl: u32,
     pub serial: u32,
@@ -217,7 +223,14 @@ struct Builder {
     /// `finish` report (a map entry per RRset was a tenth of a large zone's load time).
     first_line: FxMap<(Key, RecordType), (std::sync::Arc<Path>, usize)>,
     nodes: NodeTable,
+    /// NSEC3 records and the RRSIGs covering them (RFC 5155 7.2.8).
+    nsec3: NodeTable,
     count: usize,
+}
+
+/// Whether an RRSIG's prepared RDATA covers type `code` (its first two bytes, RFC 4034 3.1).
+fn covers(rdata: &WireRdata, code: u16) -> bool {
+    matches!(rdata.parts().next(), Some(Part::Bytes(b)) if b.len() >= 2 && u16::from_be_bytes([b[0], b[1]]) == code)
 }
 
 /// Room for one more element, exactly, while a vector is small (most names have one RRset of one
@@ -244,6 +257,7 @@ impl Builder {
             errors: Vec::new(),
             first_line: FxMap::default(),
             nodes: NodeTable::default(),
+            nsec3: NodeTable::default(),
             count: 0,
         }
     }
@@ -275,20 +289,33 @@ impl Builder {
                 .entry((key.clone(), rtype))
                 .or_insert_with(|| (r.file.clone(), r.line));
         }
-        let rdata = match WireRdata::from_rdata(&r.record.data) {
+        let is_rrsig = rtype == RecordType::RRSIG;
+        let made = if is_rrsig {
+            WireRdata::with_ttl(&r.record.data, r.record.ttl)
+        } else {
+            WireRdata::from_rdata(&r.record.data)
+        };
+        let rdata = match made {
             Ok(w) => w,
             Err(message) => {
                 self.errors.push(err(&r, message));
                 return;
             }
         };
-        let node = match self.nodes.index_of(&key) {
-            Some(i) => &mut self.nodes.nodes[i],
+        // NSEC3 records and their signatures live apart from the zone's names (RFC 5155 7.2.8:
+        // a hashed owner name with nothing else does not exist for queries).
+        let table = if rtype == RecordType::NSEC3 || (is_rrsig && covers(&rdata, 50)) {
+            &mut self.nsec3
+        } else {
+            &mut self.nodes
+        };
+        let node = match table.index_of(&key) {
+            Some(i) => &mut table.nodes[i],
             None => {
                 // The key is moved into the node; the owner's case is kept only if it differs.
                 let owner_case = (!owner.iter().flatten().all(|b| !b.is_ascii_uppercase()))
                     .then(|| rdata::wire_name(owner));
-                self.nodes.insert(Node {
+                table.insert(Node {
                     key,
                     owner_case,
                     rrsets: Vec::new(),
@@ -316,10 +343,15 @@ impl Builder {
                         .push(err(&r, format!("a second DNAME at {owner} (RFC 6672 2.4)")));
                     return;
                 }
-                // RFC 2181 5.2: one TTL per RRset; the lowest is the safe one to serve.
-                set.ttl = set.ttl.min(r.record.ttl);
+                // RFC 2181 5.2: one TTL per RRset; the lowest is the safe one to serve. RRSIGs
+                // keep their own (RFC 4034 3), capped by the largest.
+                set.ttl = if is_rrsig {
+                    set.ttl.max(r.record.ttl)
+                } else {
+                    set.ttl.min(r.record.ttl)
+                };
                 // RFC 2181 5: duplicate records are one record.
-                if !set.rdatas.contains(&rdata) {
+                if !set.rdatas.iter().any(|d| d.same_data(&rdata)) {
                     grow_exact(&mut set.rdatas);
                     set.rdatas.push(rdata);
                     self.count += 1;
@@ -343,8 +375,12 @@ impl Builder {
             mut errors,
             first_line,
             mut nodes,
+            mut nsec3,
             count,
         } = self;
+        for node in nsec3.iter_mut() {
+            node.rrsets.sort_by_key(|s| u16::from(s.rtype));
+        }
         let line_of = |key: &Key, rtype: RecordType| -> (PathBuf, usize) {
             first_line
                 .get(&(key.clone(), rtype))
@@ -387,13 +423,19 @@ impl Builder {
                 set.rdatas.shrink_to_fit();
             }
             node.cut = *key != origin_key && node.rrset(RecordType::NS).is_some();
-            if node.rrset(RecordType::CNAME).is_some() && node.rrsets.len() > 1 {
+            // RFC 2181 10.1 and RFC 4035 2.5: a CNAME may have its RRSIG and NSEC beside it.
+            let beside_cname = |t: RecordType| {
+                !matches!(t, RecordType::CNAME | RecordType::RRSIG | RecordType::NSEC)
+            };
+            if node.rrset(RecordType::CNAME).is_some()
+                && node.rrsets.iter().any(|s| beside_cname(s.rtype))
+            {
                 let (file, line) = line_of(key, RecordType::CNAME);
                 let others: Vec<String> = node
                     .rrsets
                     .iter()
-                    .filter(|s| s.rtype != RecordType::CNAME)
-                    .map(|s| s.rtype.to_string())
+                    .filter(|s| beside_cname(s.rtype))
+                    .map(|s| reader::type_name(s.rtype))
                     .collect();
                 errors.push(ZoneError {
                     file,
@@ -499,6 +541,7 @@ impl Builder {
             origin_key,
             file: path.to_path_buf(),
             nodes,
+            nsec3,
             negative_ttl,
             serial,
             records: count,
@@ -705,6 +748,59 @@ mod tests {
             m.iter().any(|e| e.contains("no NS records at the apex")),
             "{m:?}"
         );
+    }
+
+    #[test]
+    fn presigned_data_loads_rrsig_nsec_beside_cname_and_ds_at_a_cut() {
+        let z = load(with(
+            "c CNAME a\n\
+             c RRSIG CNAME 13 3 60 20300101000000 20200101000000 1 example.com. AAAA\n\
+             c NSEC d CNAME RRSIG NSEC\n\
+             child NS ns.other.\n\
+             child DS 1 13 2 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n\
+             child RRSIG DS 13 3 60 20300101000000 20200101000000 1 example.com. AAAA\n\
+             child NSEC d NS DS RRSIG NSEC\n",
+        ))
+        .unwrap();
+        let node = z
+            .node(&name::key_of(
+                &Name::from_ascii("child.example.com.").unwrap(),
+            ))
+            .unwrap();
+        assert!(node.cut);
+        assert_eq!(node.rrsets.len(), 4);
+        // Other data beside a CNAME is still refused, and the message names it.
+        let m = messages(load(with(
+            "c CNAME a\nc NSEC d CNAME NSEC\nc DS 1 13 2 0011\n",
+        )));
+        assert!(
+            m[0].contains("CNAME at c.example.com. beside other data (DS)"),
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn rrsigs_keep_their_ttls_and_nsec3_names_stay_out_of_the_tree() {
+        let z = load(with(
+            "@ 300 RRSIG NSEC 13 2 300 20300101000000 20200101000000 1 example.com. AAAA\n\
+             @ 60 RRSIG SOA 13 2 60 20300101000000 20200101000000 1 example.com. AAAA\n\
+             @ 90 RRSIG SOA 13 2 60 20300101000000 20200101000000 1 example.com. AAAA\n\
+             0p9mhaveqvm6t7vbl5lop2u3t2rp3tom 30 NSEC3 1 0 0 - 2t7b4g4vsa5smi47k61mv5bv1a22bojr A\n\
+             0p9mhaveqvm6t7vbl5lop2u3t2rp3tom 30 RRSIG NSEC3 13 3 30 20300101000000 20200101000000 1 example.com. AAAA\n",
+        ))
+        .unwrap();
+        let sigs = z.apex().rrset(RecordType::RRSIG).unwrap();
+        // The duplicate (same RDATA, TTL 90) is one record; the RRset's TTL is the largest.
+        assert_eq!(sigs.ttl, 300);
+        let ttls: Vec<Option<u32>> = sigs.rdatas.iter().map(WireRdata::ttl).collect();
+        assert_eq!(ttls, [Some(300), Some(60)]);
+        let hashed = name::key_of(
+            &Name::from_ascii("0p9mhaveqvm6t7vbl5lop2u3t2rp3tom.example.com.").unwrap(),
+        );
+        assert!(z.node(&hashed).is_none());
+        let n3 = z.nsec3.get(&hashed).unwrap();
+        let types: Vec<RecordType> = n3.rrsets.iter().map(|s| s.rtype).collect();
+        assert_eq!(types, [RecordType::RRSIG, RecordType::NSEC3]);
     }
 
     #[test]

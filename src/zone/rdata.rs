@@ -4,7 +4,7 @@
 //! MX) may be compressed; every other type is kept as opaque bytes (SRV's target among them, which
 //! RFC 2782 forbids compressing, is still kept as a name so additional-section processing can find it).
 
-use hickory_proto::rr::{Name, RData};
+use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 /// One piece of prepared RDATA, borrowed from its `WireRdata`.
@@ -30,6 +30,10 @@ pub struct WireRdata {
 const BYTES: u8 = 0;
 const NAME: u8 = 1;
 const NAME_NO_COMPRESS: u8 = 2;
+/// A record's own TTL (4 bytes), first in the encoding; not part of the RDATA. Only RRSIG
+/// records carry one: each has the TTL of the RRset it covers (RFC 4034 3, the exception RFC 2181
+/// 5.2 makes to one TTL per RRset), so the RRSIGs at one name differ.
+const TTL: u8 = 3;
 
 /// Builds the segment encoding.
 struct Builder(Vec<u8>);
@@ -91,7 +95,19 @@ pub struct Parts<'a> {
 impl<'a> Iterator for Parts<'a> {
     type Item = Part<'a>;
     fn next(&mut self) -> Option<Part<'a>> {
-        let (&tag, rest) = self.data.split_first()?;
+        let (&tag, mut rest) = self.data.split_first()?;
+        if tag == TTL {
+            let (&tag2, after) = rest[4..].split_first()?;
+            self.data = &rest[4..];
+            rest = after;
+            return self.part(tag2, rest);
+        }
+        self.part(tag, rest)
+    }
+}
+
+impl<'a> Parts<'a> {
+    fn part(&mut self, tag: u8, rest: &'a [u8]) -> Option<Part<'a>> {
         if tag == BYTES {
             let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
             let (b, rest) = rest[2..].split_at(len);
@@ -124,6 +140,28 @@ pub fn wire_name(name: &Name) -> Box<[u8]> {
 }
 
 impl WireRdata {
+    /// `from_rdata` for a record that keeps its own TTL (an RRSIG, see `TTL`).
+    pub fn with_ttl(rdata: &RData, ttl: u32) -> Result<WireRdata, String> {
+        let inner = WireRdata::from_rdata(rdata)?;
+        let mut data = Vec::with_capacity(inner.data.len() + 5);
+        data.push(TTL);
+        data.extend_from_slice(&ttl.to_be_bytes());
+        data.extend_from_slice(&inner.data);
+        Ok(WireRdata { data: data.into() })
+    }
+
+    /// The record's own TTL, when it has one (RRSIG); the RRset's TTL applies otherwise.
+    pub fn ttl(&self) -> Option<u32> {
+        (self.data.first() == Some(&TTL))
+            .then(|| u32::from_be_bytes(self.data[1..5].try_into().expect("4 bytes")))
+    }
+
+    /// Equal RDATA, whatever the records' own TTLs (RFC 2181 5: duplicates are one record).
+    pub fn same_data(&self, other: &WireRdata) -> bool {
+        let skip = |w: &WireRdata| if w.ttl().is_some() { 5 } else { 0 };
+        self.data[skip(self)..] == other.data[skip(other)..]
+    }
+
     pub fn from_rdata(rdata: &RData) -> Result<WireRdata, String> {
         let out = match rdata {
             RData::A(a) => new().bytes(&a.0.octets()).done(),
@@ -154,6 +192,24 @@ impl WireRdata {
                     .name(&soa.rname, true)
                     .bytes(&tail)
                     .done()
+            }
+            // SVCB/HTTPS (RFC 9460 2.2): the TargetName kept as a name (never compressed) so
+            // additional section processing finds it (RFC 9460 4.2).
+            RData::Unknown { code, rdata }
+                if matches!(*code, RecordType::SVCB | RecordType::HTTPS) =>
+            {
+                let w = &rdata.anything;
+                let mut end = 2;
+                while end < w.len() && w[end] != 0 {
+                    end += 1 + w[end] as usize;
+                }
+                if end >= w.len() {
+                    return Err(format!("{code} RDATA without a target name"));
+                }
+                match new().bytes(&w[..2]).wire_name(&w[2..=end]) {
+                    Some(b) => b.bytes(&w[end + 1..]).done(),
+                    None => new().bytes(w).done(),
+                }
             }
             // RFC 6672 2.5: the target is never compressed; kept as a name so that the engine
             // can substitute it (`target`).
@@ -209,6 +265,15 @@ impl WireRdata {
         }
     }
 
+    /// The name whose addresses go to ADDITIONAL: the one name in NS, MX, SRV and SVCB/HTTPS
+    /// RDATA, unless it is the root (a null MX, RFC 7505; SVCB's "." is the owner, RFC 9460 2.5).
+    pub fn additional_target(&self) -> Option<&[u8]> {
+        self.parts().find_map(|p| match p {
+            Part::Name { wire, .. } if wire != [0] => Some(wire),
+            _ => None,
+        })
+    }
+
     /// (serial, minimum) of an SOA record.
     pub fn soa_serial_minimum(&self) -> Option<(u32, u32)> {
         let parts: Vec<Part<'_>> = self.parts().collect();
@@ -223,7 +288,7 @@ impl WireRdata {
 }
 
 /// Presentation form of prepared RDATA (RFC 1035 5.1), for explain and JSON answers.
-pub fn presentation(rtype: hickory_proto::rr::RecordType, rdata: &WireRdata) -> String {
+pub fn presentation(rtype: RecordType, rdata: &WireRdata) -> String {
     let mut wire = Vec::new();
     for part in rdata.parts() {
         match part {
