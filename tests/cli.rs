@@ -5,6 +5,8 @@
 //! its guard drops; every wait has a deadline. `dig` (bind9-dnsutils) is required: `.ci/run`
 //! installs it, and a test that needs it fails (never skips) when it is missing.
 
+mod common;
+
 use std::io::{BufRead, BufReader, ErrorKind};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -121,7 +123,7 @@ impl Gslbd {
     }
 
     fn sighup(&self) {
-        let status = Command::new("kill")
+        let status = common::tool("kill")
             .args(["-HUP", &self.pid().to_string()])
             .status()
             .expect("run kill");
@@ -179,18 +181,6 @@ fn gslbd_check(config: Option<&Path>) -> Output {
 
 // ---------------------------------------------------------------------------------------------
 // dig
-
-/// Fails (never skips) when dig is not installed.
-fn require_dig() {
-    match Command::new("dig").arg("-v").output() {
-        Ok(_) => {}
-        Err(e) if e.kind() == ErrorKind::NotFound => panic!(
-            "dig is not installed: run .ci/run (it installs bind9-dnsutils) or \
-             `apt-get install bind9-dnsutils`; these tests do not skip"
-        ),
-        Err(e) => panic!("cannot run dig: {e}"),
-    }
-}
 
 /// One resource record as dig prints it: owner (lowercased), TTL, type, RDATA.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -295,7 +285,7 @@ impl Dig {
 
 /// `dig @server -p port +norec [extra...] name`, one try, bounded in time.
 fn dig(server: &str, port: u16, name: &str, extra: &[&str]) -> Dig {
-    let mut cmd = Command::new("dig");
+    let mut cmd = common::tool("dig");
     cmd.arg(format!("@{server}"))
         .args(["-p", &port.to_string()])
         .args(["+norec", "+time=2", "+tries=1"])
@@ -305,7 +295,6 @@ fn dig(server: &str, port: u16, name: &str, extra: &[&str]) -> Dig {
 }
 
 fn dig_run(cmd: &mut Command) -> Dig {
-    require_dig();
     let out = run_bounded(cmd, Duration::from_secs(10)).expect("run dig");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -385,7 +374,6 @@ fn assert_api_answer(d: &Dig) {
 
 #[test]
 fn dig_walks_the_lab_world() {
-    require_dig();
     let (lab, port) = start_lab();
 
     // The lab says how to query it, with the real port.
@@ -412,7 +400,7 @@ fn dig_walks_the_lab_world() {
         .collect();
     assert_eq!(hints.len(), 8, "{log}");
     for h in &hints {
-        let mut cmd = Command::new("dig");
+        let mut cmd = common::tool("dig");
         cmd.args(h.split_whitespace()).args(["+time=2", "+tries=1"]);
         let d = dig_run(&mut cmd);
         let want = if h.contains("nothere") {
@@ -1021,4 +1009,25 @@ fn reload_under_load() {
         addrs.get(switch).map_or(0, |x| ms(x.0))
     );
     drop(gslbd);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test harness's own promise: a missing program fails with what to install
+
+/// Tests never skip; a test whose program is missing fails with the command that installs it.
+#[test]
+fn a_missing_tool_fails_with_the_install_hint() {
+    let empty = tempfile::tempdir().unwrap();
+    let err = common::find_tool("kdig", empty.path().as_os_str()).unwrap_err();
+    assert_eq!(
+        err,
+        "kdig not found: run .ci/run (it installs what the tests need), \
+         or apt-get install knot-dnsutils"
+    );
+    // Found where PATH says, before the sbin folders.
+    std::fs::write(empty.path().join("kdig"), "").unwrap();
+    assert_eq!(
+        common::find_tool("kdig", empty.path().as_os_str()),
+        Ok(empty.path().join("kdig"))
+    );
 }
