@@ -730,6 +730,171 @@ fn check_passes_on_the_lab_and_the_battery() {
     assert!(stdout.contains(": ok ("), "{stdout}");
 }
 
+/// The lab's files (`zones/`, `geo/`) copied into `dir`; returns `dir/zones/lab.toml`.
+fn lab_copy(dir: &Path) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for sub in ["zones", "geo"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        for e in std::fs::read_dir(root.join(sub)).unwrap().flatten() {
+            if e.path().is_file() {
+                std::fs::copy(e.path(), dir.join(sub).join(e.file_name())).unwrap();
+            }
+        }
+    }
+    dir.join("zones/lab.toml")
+}
+
+/// Replaces the one occurrence of `from` in the file at `path`; returns its 1-based line.
+fn edit(path: &Path, from: &str, to: &str) -> usize {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert_eq!(text.matches(from).count(), 1, "{from:?} in {}", path.display());
+    let line = text[..text.find(from).unwrap()].matches('\n').count() + 1;
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+    line
+}
+
+/// `gslbd check -c config`: exit 1 and exactly the problems `want`, in order, then the count.
+fn check_gives(config: &Path, want: &[String]) {
+    let out = gslbd_check(Some(config));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let mut lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.pop(),
+        Some(format!("{}: {} problem(s)", config.display(), want.len()).as_str()),
+        "{stderr}"
+    );
+    assert_eq!(lines, want, "{stderr}");
+}
+
+/// One bad record is one problem: its zone does not load, and what depends on that zone (the
+/// GSLB rules on its names, checks of the records it would have had) is not reported as five
+/// more problems that would send the reader to the wrong place.
+#[test]
+fn one_bad_record_gives_one_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = lab_copy(dir.path());
+    let zone = dir.path().join("zones/yourcompany.com.zone");
+    // ns1 is the zone's own nameserver and the GSLB's five rules live in this zone.
+    let line = edit(&zone, "IN A    127.0.3.1\n", "IN A    127.0.3.x\n");
+    check_gives(
+        &config,
+        &[format!(
+            "{}:{line}: invalid IPv4 address \"127.0.3.x\"",
+            zone.display()
+        )],
+    );
+}
+
+/// Every problem that can be found is reported in one run: each bad record of a zone (reading
+/// goes on after one), a geo file that does not load and a GSLB rule's own mistake together.
+#[test]
+fn check_reports_every_problem_in_one_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = lab_copy(dir.path());
+    let zone = dir.path().join("zones/yourcompany.com.zone");
+    let a = edit(&zone, "IN A    127.0.3.1\n", "IN A    127.0.3.x\n");
+    let b = edit(&zone, "IN A    192.0.2.10\n", "IN A    192.0.2.300\n");
+    let c = edit(&zone, "IN A    192.0.2.11\n", "IN BOGUS 192.0.2.11\n");
+    edit(
+        &config,
+        "city_db = \"../geo/lab.csv\"",
+        "city_db = \"../geo/GeoLite2-City.mmdb\"",
+    );
+    // The first location rule's `answer = 6` (the rules come after [geo] in the file).
+    let text = std::fs::read_to_string(&config).unwrap();
+    let at = text.find("[[gslb.location]]").unwrap();
+    let rule = text[at..].find("answer = 6").unwrap() + at;
+    std::fs::write(
+        &config,
+        format!("{}answer = 99{}", &text[..rule], &text[rule + 10..]),
+    )
+    .unwrap();
+    let z = zone.display();
+    let cfg = config.display();
+    check_gives(
+        &config,
+        &[
+            format!("{z}:{a}: invalid IPv4 address \"127.0.3.x\""),
+            format!("{z}:{b}: invalid IPv4 address \"192.0.2.300\""),
+            format!("{z}:{c}: unknown record type \"BOGUS\""),
+            format!(
+                "{}/zones/../geo/GeoLite2-City.mmdb: cannot read database: No such file or \
+                 directory (os error 2)",
+                dir.path().display()
+            ),
+            format!(
+                "{cfg}: [[gslb.location]] object.yd.yourcompany.com.: answer = 99: must be 1 to 16"
+            ),
+        ],
+    );
+}
+
+/// Port 53 without the privilege to bind it: the error names the address and says what grants
+/// it, and the systemd unit it points at does grant it. Runs the binary as `nobody` when the
+/// test runs as root (as CI does), directly otherwise.
+#[test]
+fn binding_port_53_unprivileged_says_what_to_do() {
+    let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .map_or(1024, |s| s.trim().parse::<u16>().unwrap_or(1024));
+    assert!(
+        start > 53,
+        "net.ipv4.ip_unprivileged_port_start = {start}: port 53 needs no privilege on this \
+         machine, so this test cannot provoke the error (sysctl -w \
+         net.ipv4.ip_unprivileged_port_start=1024 restores the default)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // `nobody` must be able to read the configuration.
+    let mode = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap()
+    };
+    mode(dir.path(), 0o755);
+    std::fs::write(
+        dir.path().join("example.org.zone"),
+        "$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 900 1209600 300\n  IN NS ns1\nns1 IN A 192.0.2.1\n",
+    )
+    .unwrap();
+    let config = dir.path().join("gslbd.toml");
+    std::fs::write(
+        &config,
+        "[[zone]]\nname = \"example.org.\"\nfile = \"example.org.zone\"\n\n[[listener]]\n\
+         name = \"public\"\naddresses = [\"127.0.0.153:53\"]\nzones = [\"*\"]\n",
+    )
+    .unwrap();
+    mode(&dir.path().join("example.org.zone"), 0o644);
+    mode(&config, 0o644);
+    // SAFETY: geteuid only reads the process's credentials.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if root {
+        let mut c = common::tool("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+        c
+    } else {
+        Command::new(BIN)
+    };
+    cmd.arg("serve").arg("-c").arg(&config);
+    let out = run_bounded(&mut cmd, Duration::from_secs(20)).expect("run gslbd serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for want in [
+        "cannot bind 127.0.0.153:53 (udp): Permission denied",
+        "port 53 needs root or the CAP_NET_BIND_SERVICE capability",
+        "setcap cap_net_bind_service=+ep",
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE as deploy/gslbd.service does",
+    ] {
+        assert!(stderr.contains(want), "no {want:?} in:\n{stderr}");
+    }
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/gslbd.service"),
+    )
+    .unwrap();
+    assert!(
+        unit.lines()
+            .any(|l| l.trim() == "AmbientCapabilities=CAP_NET_BIND_SERVICE"),
+        "{unit}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. SIGHUP reload while a client keeps asking
 

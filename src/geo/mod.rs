@@ -311,6 +311,21 @@ impl Geo {
         }
     }
 
+    /// The carriers `cfg` defines and no data: what the GSLB rules are checked against when the
+    /// geo files do not load, so a broken file does not hide the rules' own problems.
+    pub fn carriers_only(cfg: &GeoConfig) -> Geo {
+        let mut geo = Geo::empty();
+        geo.carriers = cfg
+            .carrier
+            .iter()
+            .map(|(id, c)| CarrierDef {
+                id: id.clone(),
+                name: c.name.clone().unwrap_or_else(|| id.clone()),
+            })
+            .collect();
+        geo
+    }
+
     /// Reads and checks every file `cfg` names (relative to `base`) through `fs`. Returns every
     /// problem, one line each (`file:line: message` where there is a line).
     pub fn load(cfg: &GeoConfig, base: &Path, fs: &dyn ZoneFs) -> Result<Geo, Vec<String>> {

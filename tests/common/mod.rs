@@ -372,6 +372,7 @@ const TOOL_PACKAGES: &[(&str, &str)] = &[
     ("curl", "curl"),
     ("openssl", "openssl"),
     ("kill", "procps"),
+    ("setpriv", "util-linux"),
 ];
 
 /// Where `name` is: the first directory of `path` (a PATH value) that holds it, then the sbin
