@@ -1196,3 +1196,126 @@ fn a_missing_tool_fails_with_the_install_hint() {
         Ok(empty.path().join("kdig"))
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Geo data that looks right works, or is refused with the reason
+
+/// `gslbd ARGS -c config`, bounded; (exit code, stdout, stderr).
+fn gslbd(args: &[&str], config: &Path) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).arg("-c").arg(config);
+    let out = run_bounded(&mut cmd, Duration::from_secs(20)).expect("run gslbd");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A country-only database in the layout of ip-location-db's files (the CC BY 4.0 npm package
+/// `@ip-location-db/geolite2-country-mmdb`: database type "GeoLite2-Country", records
+/// `{country_code}`), made here in that format, given as `city_db`: lookups find the country and
+/// a GSLB rule maps it to its region. A file of that type whose records hold nothing gslbd reads
+/// is refused by `check`, saying so.
+#[test]
+fn a_country_only_mmdb_as_city_db_routes_by_country() {
+    use mmdb_writer::Value;
+    let dir = tempfile::tempdir().unwrap();
+    let write_db = |name: &str, key: &str| {
+        let mut w = mmdb_writer::Writer::new("GeoLite2-Country");
+        for (net, cc) in [("1.0.1.0/24", "CN"), ("2001:db8:100::/40", "JP")] {
+            w.insert_value(
+                net.parse::<ipnet::IpNet>().unwrap(),
+                Value::map([(key, cc)]),
+            )
+            .unwrap();
+        }
+        std::fs::write(dir.path().join(name), w.to_bytes().unwrap()).unwrap();
+    };
+    write_db("country.mmdb", "country_code");
+    write_db("useless.mmdb", "code");
+    std::fs::write(
+        dir.path().join("example.org.zone"),
+        "$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 900 1209600 300\n  IN NS ns1\nns1 IN A 192.0.2.1\n",
+    )
+    .unwrap();
+    let config = |db: &str| {
+        let path = dir.path().join(format!("{db}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                r#"
+[[zone]]
+name = "example.org."
+file = "example.org.zone"
+
+[[listener]]
+name = "public"
+addresses = ["127.0.0.1:0"]
+zones = ["*"]
+
+[geo]
+city_db = "{db}.mmdb"
+
+[gslb.region.cn]
+location = [39.9042, 116.4074]
+countries = ["CN"]
+[gslb.region.jp]
+location = [35.6762, 139.6503]
+countries = ["JP"]
+
+[[gslb.location]]
+name = "app.example.org."
+default = "jp"
+pools.cn = ["192.0.2.10"]
+pools.jp = ["192.0.2.20"]
+"#
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let good = config("country");
+    let (code, stdout, stderr) = gslbd(&["check"], &good);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+
+    let (code, stdout, stderr) = gslbd(&["geo", "lookup", "1.0.1.1"], &good);
+    assert_eq!(code, Some(0), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["country"], "CN", "{stdout}");
+    assert_eq!(v["location_network"], "1.0.1.0/24", "{stdout}");
+
+    for (client, want) in [
+        ("1.0.1.1", "192.0.2.10"),
+        ("2001:db8:100::1", "192.0.2.20"),
+    ] {
+        let (code, stdout, stderr) = gslbd(
+            &["explain", "app.example.org", "--client", client, "--json"],
+            &good,
+        );
+        assert_eq!(code, Some(0), "{stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let answer = v.to_string();
+        assert!(
+            answer.contains(want) && !answer.contains(if want.ends_with("10") { "192.0.2.20" } else { "192.0.2.10" }),
+            "{client} should be answered {want}:\n{stdout}"
+        );
+    }
+    // The default region answers an address the database does not know.
+    let (_, stdout, _) = gslbd(
+        &["explain", "app.example.org", "--client", "1.0.3.1", "--json"],
+        &good,
+    );
+    assert!(stdout.contains("192.0.2.20") && !stdout.contains("192.0.2.10"), "{stdout}");
+
+    let bad = config("useless");
+    let (code, _, stderr) = gslbd(&["check"], &bad);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "{}: \"GeoLite2-Country\" database whose records have none of the fields gslbd reads",
+            dir.path().join("useless.mmdb").display()
+        )) && stderr.contains("its records have: code"),
+        "{stderr}"
+    );
+}
