@@ -385,13 +385,31 @@ fn dig_walks_the_lab_world() {
         format!("dig @127.0.0.1 -p {port} +norec nothere.yourcompany.com"),
         format!("dig @127.0.0.1 -p {port} -b 127.0.11.1 object.yourcompany.com"),
         format!("dig @127.0.0.1 -p {port} +subnet=2001:db8:b::/48 object.yourcompany.com"),
-        "gslbd explain object.yourcompany.com --client 127.0.10.1".to_string(),
+        "explain object.yourcompany.com --client 127.0.10.1".to_string(),
         format!("dig @127.0.10.1 -p {port} object.yourcompany.com"),
         format!("dig @127.0.11.1 -p {port} object.yourcompany.com"),
-        "gslbd resolve object.yourcompany.com --trace".to_string(),
+        "resolve object.yourcompany.com --trace".to_string(),
     ] {
         assert!(log.contains(&hint), "no hint \"{hint}\" in:\n{log}");
     }
+    // The gslbd commands it prints run as printed, installed or not (here the binary is not on
+    // PATH: the banner names its path).
+    let explain = log
+        .lines()
+        .find(|l| l.contains(" explain object.yourcompany.com"))
+        .unwrap();
+    let words: Vec<&str> = explain.split('#').next().unwrap().split_whitespace().collect();
+    let out = run_bounded(
+        Command::new(words[0]).args(&words[1..]),
+        Duration::from_secs(20),
+    )
+    .unwrap_or_else(|e| panic!("{explain:?} does not run: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("line mobile -> CNAME object.yd.yourcompany.com."),
+        "{explain:?}:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // And the hints work as printed.
     let hints: Vec<String> = log
         .lines()
