@@ -512,7 +512,10 @@ fn serve(source: Source) -> ExitCode {
 /// (installed), else its path, relative to the current directory when it is below it (after
 /// `cargo run --release`: `./target/release/gslbd`), so the printed examples work as they are.
 fn self_command() -> String {
-    let Some(exe) = std::env::current_exe().ok().and_then(|e| e.canonicalize().ok()) else {
+    let Some(exe) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.canonicalize().ok())
+    else {
         return "gslbd".into();
     };
     let on_path = std::env::var_os("PATH").is_some_and(|path| {

@@ -142,7 +142,9 @@ impl Snapshot {
                     // The name's own zone did not load: whether the rule fits it is unknown.
                     let deeper_failed = failed.iter().any(|f| {
                         crate::zone::name::is_at_or_below(&key, f)
-                            && zone.as_ref().is_none_or(|(_, z)| f.len() > z.origin_key.len())
+                            && zone
+                                .as_ref()
+                                .is_none_or(|(_, z)| f.len() > z.origin_key.len())
                     });
                     if deeper_failed {
                         continue;

@@ -398,7 +398,12 @@ fn dig_walks_the_lab_world() {
         .lines()
         .find(|l| l.contains(" explain object.yourcompany.com"))
         .unwrap();
-    let words: Vec<&str> = explain.split('#').next().unwrap().split_whitespace().collect();
+    let words: Vec<&str> = explain
+        .split('#')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
     let out = run_bounded(
         Command::new(words[0]).args(&words[1..]),
         Duration::from_secs(20),
@@ -765,7 +770,12 @@ fn lab_copy(dir: &Path) -> PathBuf {
 /// Replaces the one occurrence of `from` in the file at `path`; returns its 1-based line.
 fn edit(path: &Path, from: &str, to: &str) -> usize {
     let text = std::fs::read_to_string(path).unwrap();
-    assert_eq!(text.matches(from).count(), 1, "{from:?} in {}", path.display());
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "{from:?} in {}",
+        path.display()
+    );
     let line = text[..text.find(from).unwrap()].matches('\n').count() + 1;
     std::fs::write(path, text.replacen(from, to, 1)).unwrap();
     line
@@ -902,10 +912,9 @@ fn binding_port_53_unprivileged_says_what_to_do() {
     ] {
         assert!(stderr.contains(want), "no {want:?} in:\n{stderr}");
     }
-    let unit = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/gslbd.service"),
-    )
-    .unwrap();
+    let unit =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/gslbd.service"))
+            .unwrap();
     assert!(
         unit.lines()
             .any(|l| l.trim() == "AmbientCapabilities=CAP_NET_BIND_SERVICE"),
@@ -1303,10 +1312,7 @@ pools.jp = ["192.0.2.20"]
     assert_eq!(v["country"], "CN", "{stdout}");
     assert_eq!(v["location_network"], "1.0.1.0/24", "{stdout}");
 
-    for (client, want) in [
-        ("1.0.1.1", "192.0.2.10"),
-        ("2001:db8:100::1", "192.0.2.20"),
-    ] {
+    for (client, want) in [("1.0.1.1", "192.0.2.10"), ("2001:db8:100::1", "192.0.2.20")] {
         let (code, stdout, stderr) = gslbd(
             &["explain", "app.example.org", "--client", client, "--json"],
             &good,
@@ -1315,16 +1321,30 @@ pools.jp = ["192.0.2.20"]
         let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
         let answer = v.to_string();
         assert!(
-            answer.contains(want) && !answer.contains(if want.ends_with("10") { "192.0.2.20" } else { "192.0.2.10" }),
+            answer.contains(want)
+                && !answer.contains(if want.ends_with("10") {
+                    "192.0.2.20"
+                } else {
+                    "192.0.2.10"
+                }),
             "{client} should be answered {want}:\n{stdout}"
         );
     }
     // The default region answers an address the database does not know.
     let (_, stdout, _) = gslbd(
-        &["explain", "app.example.org", "--client", "1.0.3.1", "--json"],
+        &[
+            "explain",
+            "app.example.org",
+            "--client",
+            "1.0.3.1",
+            "--json",
+        ],
         &good,
     );
-    assert!(stdout.contains("192.0.2.20") && !stdout.contains("192.0.2.10"), "{stdout}");
+    assert!(
+        stdout.contains("192.0.2.20") && !stdout.contains("192.0.2.10"),
+        "{stdout}"
+    );
 
     let bad = config("useless");
     let (code, _, stderr) = gslbd(&["check"], &bad);

@@ -175,7 +175,6 @@ impl Drop for Knot {
     }
 }
 
-
 /// A port free for both UDP and TCP on 127.0.0.1 (released again: Knot binds it next).
 fn free_port() -> u16 {
     loop {

@@ -132,7 +132,6 @@ impl Drop for Daemon {
     }
 }
 
-
 /// A port free for UDP and TCP on every address in `addrs` (released again: the peers bind it).
 fn free_port(addrs: &[Ipv4Addr]) -> u16 {
     for _ in 0..200 {

@@ -162,7 +162,9 @@ impl<'a> CityRecord<'a> {
     /// Whether the record says anything gslbd uses.
     fn is_useful(&self) -> bool {
         self.country().is_some()
-            || self.province().is_some_and(|(name, code)| name.or(code).is_some())
+            || self
+                .province()
+                .is_some_and(|(name, code)| name.or(code).is_some())
             || self.city().is_some()
             || self.coordinates().is_some()
     }
@@ -183,7 +185,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for CityName<'a> {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a city: a map with names, or a string")
             }
-            fn visit_borrowed_str<E: serde::de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                s: &'de str,
+            ) -> Result<Self::Value, E> {
                 Ok(CityName::Plain(s))
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(

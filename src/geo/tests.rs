@@ -664,7 +664,10 @@ fn ip_location_db_layouts() {
 
     let geo = Geo::load(&config(r#"city_db = "country.mmdb""#), dir.path(), &DiskFs).unwrap();
     let g = geo.lookup(ip("1.0.1.1"));
-    assert_eq!((g.country, g.province, g.location), (Some("CN"), None, None));
+    assert_eq!(
+        (g.country, g.province, g.location),
+        (Some("CN"), None, None)
+    );
     assert_eq!(geo.lookup(ip("2001:db8::1")).country, Some("JP"));
     assert_eq!(geo.lookup(ip("1.0.2.1")).country, None);
 
@@ -674,7 +677,10 @@ fn ip_location_db_layouts() {
     assert_eq!((g.province, g.province_code), (Some("Beijing"), None));
     assert_eq!(g.city, Some("Haidian"));
     let (lat, lon) = g.location.unwrap();
-    assert!((lat - 39.95).abs() < 1e-4 && (lon - 116.25).abs() < 1e-4, "{lat} {lon}");
+    assert!(
+        (lat - 39.95).abs() < 1e-4 && (lon - 116.25).abs() < 1e-4,
+        "{lat} {lon}"
+    );
 
     let errs = load_err(&config(r#"city_db = "useless.mmdb""#), dir.path());
     assert_eq!(
