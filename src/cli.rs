@@ -32,6 +32,7 @@ pub struct Cli {
 pub enum Command {
     /// Serve DNS (the lab world when no --config is given). SIGHUP reloads.
     Serve {
+        /// The configuration file (TOML); without it, the built-in lab world.
         #[arg(long, short)]
         config: Option<PathBuf>,
         /// Use this port for every listener address instead of the configured ones (0 = pick one).
@@ -40,6 +41,7 @@ pub enum Command {
     },
     /// Load and check a configuration and its zones exactly as serve would; print every problem.
     Check {
+        /// The configuration file (TOML); without it, the built-in lab world.
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -59,6 +61,7 @@ pub enum Command {
         /// Answer from this listener's zones (default: the first listener).
         #[arg(long)]
         listener: Option<String>,
+        /// The configuration file (TOML); without it, the built-in lab world.
         #[arg(long, short)]
         config: Option<PathBuf>,
         /// Print JSON (the structure the HTTP side serves) instead of text.
@@ -79,6 +82,7 @@ pub enum Command {
         /// Resolve as this resolver listener (its source address and cache; default: the first).
         #[arg(long)]
         resolver: Option<String>,
+        /// The configuration file (TOML); without it, the built-in lab world.
         #[arg(long, short)]
         config: Option<PathBuf>,
         /// Print JSON (what `GET /trace` serves).
@@ -104,6 +108,7 @@ pub enum GeoCommand {
     /// Look an address up in the configured geo data.
     Lookup {
         ip: IpAddr,
+        /// The configuration file (TOML); without it, the built-in lab world.
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -503,7 +508,33 @@ fn serve(source: Source) -> ExitCode {
     })
 }
 
+/// How to run this binary again from the user's shell: `gslbd` when that is what PATH finds
+/// (installed), else its path, relative to the current directory when it is below it (after
+/// `cargo run --release`: `./target/release/gslbd`), so the printed examples work as they are.
+fn self_command() -> String {
+    let Some(exe) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.canonicalize().ok())
+    else {
+        return "gslbd".into();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .filter_map(|d| d.join("gslbd").canonicalize().ok())
+            .any(|p| p == exe)
+    });
+    if on_path {
+        return "gslbd".into();
+    }
+    let cwd = std::env::current_dir().and_then(|d| d.canonicalize());
+    match cwd.as_ref().map(|cwd| exe.strip_prefix(cwd)) {
+        Ok(Ok(rel)) => format!("./{}", rel.display()),
+        _ => exe.display().to_string(),
+    }
+}
+
 fn print_lab_help(addrs: &[crate::server::BoundAddr]) {
+    let me = self_command();
     let find = |name: &str| {
         addrs
             .iter()
@@ -536,7 +567,7 @@ fn print_lab_help(addrs: &[crate::server::BoundAddr]) {
         all.port()
     );
     eprintln!(
-        "  gslbd explain object.yourcompany.com --client 127.0.10.1  # why that answer, hop by hop"
+        "  {me} explain object.yourcompany.com --client 127.0.10.1  # why that answer, hop by hop"
     );
     if let (Some(mobile), Some(telecom)) = (find("mobile"), find("telecom")) {
         eprintln!(
@@ -550,7 +581,7 @@ fn print_lab_help(addrs: &[crate::server::BoundAddr]) {
             telecom.port()
         );
         eprintln!(
-            "  gslbd resolve object.yourcompany.com --trace  # the walk step by step, like dig +trace"
+            "  {me} resolve object.yourcompany.com --trace  # the walk step by step, like dig +trace"
         );
     }
     if let Some(http) = addrs.iter().find(|a| a.proto == "http").map(|a| a.addr) {

@@ -1,5 +1,6 @@
-//! The built-in lab world (design.md section 3): the zones of `zones/`, the geo data of `geo/` and
-//! `zones/lab.toml`, compiled into the binary so `gslbd` with no arguments works from any directory.
+//! The built-in lab world (README.md, "The lab world"): the zones of `zones/`, the geo data of
+//! `geo/` and `zones/lab.toml`, compiled into the binary so `gslbd` with no arguments works from
+//! any directory.
 
 use std::io;
 use std::path::{Component, Path, PathBuf};

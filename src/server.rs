@@ -33,12 +33,35 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub enum StartError {
     #[error("{0}")]
     Build(#[from] BuildError),
-    #[error("cannot bind {addr} ({proto}): {source}")]
+    #[error("cannot bind {addr} ({proto}): {source}{}", bind_hint(*addr, source))]
     Bind {
         addr: SocketAddr,
         proto: &'static str,
         source: io::Error,
     },
+}
+
+/// What to do about a bind error an operator meets: ports below 1024 are privileged on Linux
+/// (`net.ipv4.ip_unprivileged_port_start`, 1024 by default), and an address in use is held by
+/// another server.
+fn bind_hint(addr: SocketAddr, e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied if addr.port() < 1024 => format!(
+            ": port {} needs root or the CAP_NET_BIND_SERVICE capability: run as root, give the \
+             binary the capability (setcap cap_net_bind_service=+ep $(command -v gslbd)), or \
+             start it from systemd with AmbientCapabilities=CAP_NET_BIND_SERVICE as \
+             deploy/gslbd.service does",
+            addr.port()
+        ),
+        io::ErrorKind::AddrInUse => format!(
+            ": another program holds it (ss -lnptu 'sport = :{}' shows which)",
+            addr.port()
+        ),
+        io::ErrorKind::AddrNotAvailable => {
+            ": this machine has no such address (ip addr shows the ones it has)".into()
+        }
+        _ => String::new(),
+    }
 }
 
 /// What a running server can be asked to do from outside its sockets.

@@ -89,6 +89,9 @@ impl Snapshot {
         // Zone problems carry their own file:line; the others name the configuration.
         let mut config_problems = Vec::new();
         let mut loaded: Vec<(String, Zone)> = Vec::new();
+        // Origins of the zones that did not load: what they would have held is unknown, so
+        // problems that follow from their absence are not reported (their own problems are).
+        let mut failed: Vec<crate::zone::name::Key> = Vec::new();
         for zc in &config.zones {
             let origin = match Name::from_ascii(&zc.name) {
                 Ok(mut n) => {
@@ -111,41 +114,57 @@ impl Snapshot {
                     z.rotate = zc.rotate;
                     loaded.push((canon, z));
                 }
-                Err(errs) => problems.extend(errs.iter().map(ToString::to_string)),
+                Err(errs) => {
+                    problems.extend(errs.iter().map(ToString::to_string));
+                    failed.push(crate::zone::name::key_of(&origin));
+                }
             }
         }
 
         // Geo data, then the GSLB rules, each attached to the most specific zone holding its name.
-        let gslb = match Geo::load(&config.geo, base, fs) {
-            Ok(geo) => match Gslb::build(&config.gslb, geo, health) {
-                Ok((gslb, attachments)) => {
-                    for at in attachments {
-                        let key = crate::zone::name::key_of(&at.name);
-                        let zone = loaded
-                            .iter_mut()
-                            .filter(|(_, z)| crate::zone::name::is_at_or_below(&key, &z.origin_key))
-                            .max_by_key(|(_, z)| z.origin_key.len());
-                        let rule = &gslb.rules[at.rule].name;
-                        match zone {
-                            Some((_, z)) => {
-                                if let Err(e) = z.attach_rule(&at.name, at.rule as u32) {
-                                    config_problems.push(format!("GSLB rule {rule}: {e}"));
-                                }
-                            }
-                            None => config_problems
-                                .push(format!("GSLB rule {rule}: no [[zone]] contains this name")),
-                        }
-                    }
-                    gslb
-                }
-                Err(errs) => {
-                    config_problems.extend(errs);
-                    Gslb::empty()
-                }
-            },
+        // When the geo data does not load, the rules are still compiled and attached against
+        // the configured carriers alone, so their own problems come in the same round.
+        let (geo, geo_ok) = match Geo::load(&config.geo, base, fs) {
+            Ok(geo) => (geo, true),
             Err(errs) => {
                 // Geo problems name their file (and line) themselves.
                 problems.extend(errs);
+                (Geo::carriers_only(&config.geo), false)
+            }
+        };
+        let gslb = match Gslb::build(&config.gslb, geo, health) {
+            Ok((gslb, attachments)) => {
+                for at in attachments {
+                    let key = crate::zone::name::key_of(&at.name);
+                    let zone = loaded
+                        .iter_mut()
+                        .filter(|(_, z)| crate::zone::name::is_at_or_below(&key, &z.origin_key))
+                        .max_by_key(|(_, z)| z.origin_key.len());
+                    let rule = &gslb.rules[at.rule].name;
+                    // The name's own zone did not load: whether the rule fits it is unknown.
+                    let deeper_failed = failed.iter().any(|f| {
+                        crate::zone::name::is_at_or_below(&key, f)
+                            && zone
+                                .as_ref()
+                                .is_none_or(|(_, z)| f.len() > z.origin_key.len())
+                    });
+                    if deeper_failed {
+                        continue;
+                    }
+                    match zone {
+                        Some((_, z)) => {
+                            if let Err(e) = z.attach_rule(&at.name, at.rule as u32) {
+                                config_problems.push(format!("GSLB rule {rule}: {e}"));
+                            }
+                        }
+                        None => config_problems
+                            .push(format!("GSLB rule {rule}: no [[zone]] contains this name")),
+                    }
+                }
+                if geo_ok { gslb } else { Gslb::empty() }
+            }
+            Err(errs) => {
+                config_problems.extend(errs);
                 Gslb::empty()
             }
         };

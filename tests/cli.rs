@@ -5,6 +5,8 @@
 //! its guard drops; every wait has a deadline. `dig` (bind9-dnsutils) is required: `.ci/run`
 //! installs it, and a test that needs it fails (never skips) when it is missing.
 
+mod common;
+
 use std::io::{BufRead, BufReader, ErrorKind};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -121,7 +123,7 @@ impl Gslbd {
     }
 
     fn sighup(&self) {
-        let status = Command::new("kill")
+        let status = common::tool("kill")
             .args(["-HUP", &self.pid().to_string()])
             .status()
             .expect("run kill");
@@ -179,18 +181,6 @@ fn gslbd_check(config: Option<&Path>) -> Output {
 
 // ---------------------------------------------------------------------------------------------
 // dig
-
-/// Fails (never skips) when dig is not installed.
-fn require_dig() {
-    match Command::new("dig").arg("-v").output() {
-        Ok(_) => {}
-        Err(e) if e.kind() == ErrorKind::NotFound => panic!(
-            "dig is not installed: run .ci/run (it installs bind9-dnsutils) or \
-             `apt-get install bind9-dnsutils`; these tests do not skip"
-        ),
-        Err(e) => panic!("cannot run dig: {e}"),
-    }
-}
 
 /// One resource record as dig prints it: owner (lowercased), TTL, type, RDATA.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -295,7 +285,7 @@ impl Dig {
 
 /// `dig @server -p port +norec [extra...] name`, one try, bounded in time.
 fn dig(server: &str, port: u16, name: &str, extra: &[&str]) -> Dig {
-    let mut cmd = Command::new("dig");
+    let mut cmd = common::tool("dig");
     cmd.arg(format!("@{server}"))
         .args(["-p", &port.to_string()])
         .args(["+norec", "+time=2", "+tries=1"])
@@ -305,7 +295,6 @@ fn dig(server: &str, port: u16, name: &str, extra: &[&str]) -> Dig {
 }
 
 fn dig_run(cmd: &mut Command) -> Dig {
-    require_dig();
     let out = run_bounded(cmd, Duration::from_secs(10)).expect("run dig");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -385,7 +374,6 @@ fn assert_api_answer(d: &Dig) {
 
 #[test]
 fn dig_walks_the_lab_world() {
-    require_dig();
     let (lab, port) = start_lab();
 
     // The lab says how to query it, with the real port.
@@ -397,13 +385,36 @@ fn dig_walks_the_lab_world() {
         format!("dig @127.0.0.1 -p {port} +norec nothere.yourcompany.com"),
         format!("dig @127.0.0.1 -p {port} -b 127.0.11.1 object.yourcompany.com"),
         format!("dig @127.0.0.1 -p {port} +subnet=2001:db8:b::/48 object.yourcompany.com"),
-        "gslbd explain object.yourcompany.com --client 127.0.10.1".to_string(),
+        "explain object.yourcompany.com --client 127.0.10.1".to_string(),
         format!("dig @127.0.10.1 -p {port} object.yourcompany.com"),
         format!("dig @127.0.11.1 -p {port} object.yourcompany.com"),
-        "gslbd resolve object.yourcompany.com --trace".to_string(),
+        "resolve object.yourcompany.com --trace".to_string(),
     ] {
         assert!(log.contains(&hint), "no hint \"{hint}\" in:\n{log}");
     }
+    // The gslbd commands it prints run as printed, installed or not (here the binary is not on
+    // PATH: the banner names its path).
+    let explain = log
+        .lines()
+        .find(|l| l.contains(" explain object.yourcompany.com"))
+        .unwrap();
+    let words: Vec<&str> = explain
+        .split('#')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let out = run_bounded(
+        Command::new(words[0]).args(&words[1..]),
+        Duration::from_secs(20),
+    )
+    .unwrap_or_else(|e| panic!("{explain:?} does not run: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("line mobile -> CNAME object.yd.yourcompany.com."),
+        "{explain:?}:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // And the hints work as printed.
     let hints: Vec<String> = log
         .lines()
@@ -412,7 +423,7 @@ fn dig_walks_the_lab_world() {
         .collect();
     assert_eq!(hints.len(), 8, "{log}");
     for h in &hints {
-        let mut cmd = Command::new("dig");
+        let mut cmd = common::tool("dig");
         cmd.args(h.split_whitespace()).args(["+time=2", "+tries=1"]);
         let d = dig_run(&mut cmd);
         let want = if h.contains("nothere") {
@@ -742,6 +753,175 @@ fn check_passes_on_the_lab_and_the_battery() {
     assert!(stdout.contains(": ok ("), "{stdout}");
 }
 
+/// The lab's files (`zones/`, `geo/`) copied into `dir`; returns `dir/zones/lab.toml`.
+fn lab_copy(dir: &Path) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for sub in ["zones", "geo"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        for e in std::fs::read_dir(root.join(sub)).unwrap().flatten() {
+            if e.path().is_file() {
+                std::fs::copy(e.path(), dir.join(sub).join(e.file_name())).unwrap();
+            }
+        }
+    }
+    dir.join("zones/lab.toml")
+}
+
+/// Replaces the one occurrence of `from` in the file at `path`; returns its 1-based line.
+fn edit(path: &Path, from: &str, to: &str) -> usize {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "{from:?} in {}",
+        path.display()
+    );
+    let line = text[..text.find(from).unwrap()].matches('\n').count() + 1;
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+    line
+}
+
+/// `gslbd check -c config`: exit 1 and exactly the problems `want`, in order, then the count.
+fn check_gives(config: &Path, want: &[String]) {
+    let out = gslbd_check(Some(config));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let mut lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.pop(),
+        Some(format!("{}: {} problem(s)", config.display(), want.len()).as_str()),
+        "{stderr}"
+    );
+    assert_eq!(lines, want, "{stderr}");
+}
+
+/// One bad record is one problem: its zone does not load, and what depends on that zone (the
+/// GSLB rules on its names, checks of the records it would have had) is not reported as five
+/// more problems that would send the reader to the wrong place.
+#[test]
+fn one_bad_record_gives_one_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = lab_copy(dir.path());
+    let zone = dir.path().join("zones/yourcompany.com.zone");
+    // ns1 is the zone's own nameserver and the GSLB's five rules live in this zone.
+    let line = edit(&zone, "IN A    127.0.3.1\n", "IN A    127.0.3.x\n");
+    check_gives(
+        &config,
+        &[format!(
+            "{}:{line}: invalid IPv4 address \"127.0.3.x\"",
+            zone.display()
+        )],
+    );
+}
+
+/// Every problem that can be found is reported in one run: each bad record of a zone (reading
+/// goes on after one), a geo file that does not load and a GSLB rule's own mistake together.
+#[test]
+fn check_reports_every_problem_in_one_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = lab_copy(dir.path());
+    let zone = dir.path().join("zones/yourcompany.com.zone");
+    let a = edit(&zone, "IN A    127.0.3.1\n", "IN A    127.0.3.x\n");
+    let b = edit(&zone, "IN A    192.0.2.10\n", "IN A    192.0.2.300\n");
+    let c = edit(&zone, "IN A    192.0.2.11\n", "IN BOGUS 192.0.2.11\n");
+    edit(
+        &config,
+        "city_db = \"../geo/lab.csv\"",
+        "city_db = \"../geo/GeoLite2-City.mmdb\"",
+    );
+    // The first location rule's `answer = 6` (the rules come after [geo] in the file).
+    let text = std::fs::read_to_string(&config).unwrap();
+    let at = text.find("[[gslb.location]]").unwrap();
+    let rule = text[at..].find("answer = 6").unwrap() + at;
+    std::fs::write(
+        &config,
+        format!("{}answer = 99{}", &text[..rule], &text[rule + 10..]),
+    )
+    .unwrap();
+    let z = zone.display();
+    let cfg = config.display();
+    check_gives(
+        &config,
+        &[
+            format!("{z}:{a}: invalid IPv4 address \"127.0.3.x\""),
+            format!("{z}:{b}: invalid IPv4 address \"192.0.2.300\""),
+            format!("{z}:{c}: unknown record type \"BOGUS\""),
+            format!(
+                "{}/zones/../geo/GeoLite2-City.mmdb: cannot read database: No such file or \
+                 directory (os error 2)",
+                dir.path().display()
+            ),
+            format!(
+                "{cfg}: [[gslb.location]] object.yd.yourcompany.com.: answer = 99: must be 1 to 16"
+            ),
+        ],
+    );
+}
+
+/// Port 53 without the privilege to bind it: the error names the address and says what grants
+/// it, and the systemd unit it points at does grant it. Runs the binary as `nobody` when the
+/// test runs as root (as CI does), directly otherwise.
+#[test]
+fn binding_port_53_unprivileged_says_what_to_do() {
+    let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .map_or(1024, |s| s.trim().parse::<u16>().unwrap_or(1024));
+    assert!(
+        start > 53,
+        "net.ipv4.ip_unprivileged_port_start = {start}: port 53 needs no privilege on this \
+         machine, so this test cannot provoke the error (sysctl -w \
+         net.ipv4.ip_unprivileged_port_start=1024 restores the default)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // `nobody` must be able to read the configuration.
+    let mode = |p: &Path, m: u32| {
+        std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(m)).unwrap()
+    };
+    mode(dir.path(), 0o755);
+    std::fs::write(
+        dir.path().join("example.org.zone"),
+        "$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 900 1209600 300\n  IN NS ns1\nns1 IN A 192.0.2.1\n",
+    )
+    .unwrap();
+    let config = dir.path().join("gslbd.toml");
+    std::fs::write(
+        &config,
+        "[[zone]]\nname = \"example.org.\"\nfile = \"example.org.zone\"\n\n[[listener]]\n\
+         name = \"public\"\naddresses = [\"127.0.0.153:53\"]\nzones = [\"*\"]\n",
+    )
+    .unwrap();
+    mode(&dir.path().join("example.org.zone"), 0o644);
+    mode(&config, 0o644);
+    // SAFETY: geteuid only reads the process's credentials.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if root {
+        let mut c = common::tool("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+        c
+    } else {
+        Command::new(BIN)
+    };
+    cmd.arg("serve").arg("-c").arg(&config);
+    let out = run_bounded(&mut cmd, Duration::from_secs(20)).expect("run gslbd serve");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for want in [
+        "cannot bind 127.0.0.153:53 (udp): Permission denied",
+        "port 53 needs root or the CAP_NET_BIND_SERVICE capability",
+        "setcap cap_net_bind_service=+ep",
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE as deploy/gslbd.service does",
+    ] {
+        assert!(stderr.contains(want), "no {want:?} in:\n{stderr}");
+    }
+    let unit =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/gslbd.service"))
+            .unwrap();
+    assert!(
+        unit.lines()
+            .any(|l| l.trim() == "AmbientCapabilities=CAP_NET_BIND_SERVICE"),
+        "{unit}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. SIGHUP reload while a client keeps asking
 
@@ -1021,4 +1201,159 @@ fn reload_under_load() {
         addrs.get(switch).map_or(0, |x| ms(x.0))
     );
     drop(gslbd);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test harness's own promise: a missing program fails with what to install
+
+/// Tests never skip; a test whose program is missing fails with the command that installs it.
+#[test]
+fn a_missing_tool_fails_with_the_install_hint() {
+    let empty = tempfile::tempdir().unwrap();
+    let err = common::find_tool("kdig", empty.path().as_os_str()).unwrap_err();
+    assert_eq!(
+        err,
+        "kdig not found: run .ci/run (it installs what the tests need), \
+         or apt-get install knot-dnsutils"
+    );
+    // Found where PATH says, before the sbin folders.
+    std::fs::write(empty.path().join("kdig"), "").unwrap();
+    assert_eq!(
+        common::find_tool("kdig", empty.path().as_os_str()),
+        Ok(empty.path().join("kdig"))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Geo data that looks right works, or is refused with the reason
+
+/// `gslbd ARGS -c config`, bounded; (exit code, stdout, stderr).
+fn gslbd(args: &[&str], config: &Path) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).arg("-c").arg(config);
+    let out = run_bounded(&mut cmd, Duration::from_secs(20)).expect("run gslbd");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A country-only database in the layout of ip-location-db's files (the CC BY 4.0 npm package
+/// `@ip-location-db/geolite2-country-mmdb`: database type "GeoLite2-Country", records
+/// `{country_code}`), made here in that format, given as `city_db`: lookups find the country and
+/// a GSLB rule maps it to its region. A file of that type whose records hold nothing gslbd reads
+/// is refused by `check`, saying so.
+#[test]
+fn a_country_only_mmdb_as_city_db_routes_by_country() {
+    use mmdb_writer::Value;
+    let dir = tempfile::tempdir().unwrap();
+    let write_db = |name: &str, key: &str| {
+        let mut w = mmdb_writer::Writer::new("GeoLite2-Country");
+        for (net, cc) in [("1.0.1.0/24", "CN"), ("2001:db8:100::/40", "JP")] {
+            w.insert_value(
+                net.parse::<ipnet::IpNet>().unwrap(),
+                Value::map([(key, cc)]),
+            )
+            .unwrap();
+        }
+        std::fs::write(dir.path().join(name), w.to_bytes().unwrap()).unwrap();
+    };
+    write_db("country.mmdb", "country_code");
+    write_db("useless.mmdb", "code");
+    std::fs::write(
+        dir.path().join("example.org.zone"),
+        "$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 900 1209600 300\n  IN NS ns1\nns1 IN A 192.0.2.1\n",
+    )
+    .unwrap();
+    let config = |db: &str| {
+        let path = dir.path().join(format!("{db}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                r#"
+[[zone]]
+name = "example.org."
+file = "example.org.zone"
+
+[[listener]]
+name = "public"
+addresses = ["127.0.0.1:0"]
+zones = ["*"]
+
+[geo]
+city_db = "{db}.mmdb"
+
+[gslb.region.cn]
+location = [39.9042, 116.4074]
+countries = ["CN"]
+[gslb.region.jp]
+location = [35.6762, 139.6503]
+countries = ["JP"]
+
+[[gslb.location]]
+name = "app.example.org."
+default = "jp"
+pools.cn = ["192.0.2.10"]
+pools.jp = ["192.0.2.20"]
+"#
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let good = config("country");
+    let (code, stdout, stderr) = gslbd(&["check"], &good);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+
+    let (code, stdout, stderr) = gslbd(&["geo", "lookup", "1.0.1.1"], &good);
+    assert_eq!(code, Some(0), "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["country"], "CN", "{stdout}");
+    assert_eq!(v["location_network"], "1.0.1.0/24", "{stdout}");
+
+    for (client, want) in [("1.0.1.1", "192.0.2.10"), ("2001:db8:100::1", "192.0.2.20")] {
+        let (code, stdout, stderr) = gslbd(
+            &["explain", "app.example.org", "--client", client, "--json"],
+            &good,
+        );
+        assert_eq!(code, Some(0), "{stderr}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let answer = v.to_string();
+        assert!(
+            answer.contains(want)
+                && !answer.contains(if want.ends_with("10") {
+                    "192.0.2.20"
+                } else {
+                    "192.0.2.10"
+                }),
+            "{client} should be answered {want}:\n{stdout}"
+        );
+    }
+    // The default region answers an address the database does not know.
+    let (_, stdout, _) = gslbd(
+        &[
+            "explain",
+            "app.example.org",
+            "--client",
+            "1.0.3.1",
+            "--json",
+        ],
+        &good,
+    );
+    assert!(
+        stdout.contains("192.0.2.20") && !stdout.contains("192.0.2.10"),
+        "{stdout}"
+    );
+
+    let bad = config("useless");
+    let (code, _, stderr) = gslbd(&["check"], &bad);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "{}: \"GeoLite2-Country\" database whose records have none of the fields gslbd reads",
+            dir.path().join("useless.mmdb").display()
+        )) && stderr.contains("its records have: code"),
+        "{stderr}"
+    );
 }

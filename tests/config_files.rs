@@ -1,4 +1,7 @@
-//! Every configuration the project ships builds with the same builder `serve` uses.
+//! Every configuration the project ships builds with the same builder `serve` uses: the lab and
+//! the test data where they are, the deploy/ examples as their comments say to install them.
+
+use std::path::Path;
 
 use gslbd::config::Source;
 use gslbd::snapshot::Snapshot;
@@ -7,12 +10,7 @@ use gslbd::snapshot::Snapshot;
 fn every_shipped_config_builds() {
     let root = env!("CARGO_MANIFEST_DIR");
     let mut checked = 0;
-    for dir in [
-        "deploy",
-        "zones",
-        "tests/data/battery",
-        "tests/data/differential",
-    ] {
+    for dir in ["zones", "tests/data/battery", "tests/data/differential"] {
         let Ok(entries) = std::fs::read_dir(format!("{root}/{dir}")) else {
             continue;
         };
@@ -25,7 +23,66 @@ fn every_shipped_config_builds() {
             }
         }
     }
-    assert!(checked >= 4, "found the shipped configs");
+    assert!(checked >= 3, "found the shipped configs");
     let lab = Snapshot::build(&Source::lab()).expect("the lab builds");
     assert_eq!(lab.zones.len(), 7);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        if e.path().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Each deploy/*.toml installed the way its comment and deploy/gslbd.service say (as
+/// /etc/gslbd/gslbd.toml, with deploy/zones/ as zones/ and geo/ beside it; here a temporary
+/// folder stands for /etc/gslbd) passes `gslbd check`. Only `check`: a deploy config's addresses
+/// are the machine's real ones, never served by a test.
+#[test]
+fn deploy_configs_check_as_installed() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(root.join("deploy/gslbd.service")).unwrap();
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/gslbd serve --config /etc/gslbd/gslbd.toml"),
+        "the install layout below is the unit's:\n{unit}"
+    );
+    let mut checked = Vec::new();
+    for e in std::fs::read_dir(root.join("deploy")).unwrap().flatten() {
+        let p = e.path();
+        if p.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        // The comment says how to install it, naming the unit's path or another place.
+        assert!(
+            text.lines()
+                .take_while(|l| l.starts_with('#'))
+                .any(|l| l.contains("/etc/gslbd/gslbd.toml")),
+            "{}: its opening comment should say where it goes",
+            p.display()
+        );
+        let etc = tempfile::tempdir().unwrap();
+        std::fs::copy(&p, etc.path().join("gslbd.toml")).unwrap();
+        copy_dir(&root.join("deploy/zones"), &etc.path().join("zones"));
+        copy_dir(&root.join("geo"), &etc.path().join("geo"));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gslbd"))
+            .arg("check")
+            .arg("--config")
+            .arg(etc.path().join("gslbd.toml"))
+            .output()
+            .expect("run gslbd check");
+        assert!(
+            out.status.success(),
+            "{} installed as gslbd.toml:\n{}{}",
+            p.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked.push(e.file_name().to_string_lossy().into_owned());
+    }
+    checked.sort();
+    assert_eq!(checked, ["gslb.toml", "gslbd.toml", "resolver.toml"]);
 }

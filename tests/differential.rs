@@ -175,14 +175,6 @@ impl Drop for Knot {
     }
 }
 
-fn knotd_binary() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
-        .map(|d| d.join("knotd"))
-        .find(|p| p.is_file())
-}
-
 /// A port free for both UDP and TCP on 127.0.0.1 (released again: Knot binds it next).
 fn free_port() -> u16 {
     loop {
@@ -226,12 +218,7 @@ enum NotReady {
 
 impl Knot {
     async fn start(zones: &[ZoneFile], payload: u16) -> Knot {
-        let bin = knotd_binary().unwrap_or_else(|| {
-            panic!(
-                "knotd (Knot DNS) is not installed, and the differential test needs it: \
-                 run .ci/run, which installs it (Debian package `knot`)"
-            )
-        });
+        let bin = common::tool_path("knotd");
         let mut failures = String::new();
         for attempt in 1..=5 {
             let dir = tempfile::tempdir().expect("tempdir");

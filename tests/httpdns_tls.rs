@@ -4,21 +4,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 use gslbd::config::Source;
 use gslbd::snapshot::Snapshot;
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 fn setup(dir: &Path) {
-    let ok = Command::new("openssl")
+    let ok = tool("openssl")
         .args([
             "req",
             "-x509",
@@ -39,7 +31,7 @@ fn setup(dir: &Path) {
         .arg("-out")
         .arg(dir.join("cert.pem"))
         .output()
-        .expect("openssl runs (.ci/run installs it)");
+        .expect("openssl runs");
     assert!(
         ok.status.success(),
         "{}",
@@ -61,7 +53,6 @@ id = "100000"
 
 #[tokio::test]
 async fn doh_and_httpdns_over_tls() {
-    assert!(have("openssl"), ".ci/run installs openssl");
     let dir = tempfile::tempdir().unwrap();
     setup(dir.path());
     let server = start(Source::file(dir.path().join("gslbd.toml"))).await;
@@ -69,7 +60,7 @@ async fn doh_and_httpdns_over_tls() {
 
     // kdig speaks DoH over HTTP/2 and TLS (it does not check the certificate without +tls-ca).
     let out = tokio::task::spawn_blocking(move || {
-        Command::new("kdig")
+        tool("kdig")
             .arg(format!("@{}", http.ip()))
             .args([
                 "-p",
@@ -103,7 +94,7 @@ async fn doh_and_httpdns_over_tls() {
     // curl over HTTPS/1.1 to the Alibaba-compatible endpoint, trusting the test's certificate.
     let cert = dir.path().join("cert.pem");
     let out = tokio::task::spawn_blocking(move || {
-        Command::new("curl")
+        tool("curl")
             .args(["-sS", "--http1.1", "--max-time", "5", "--cacert"])
             .arg(cert)
             .arg(format!(
@@ -154,7 +145,7 @@ async fn dig_over_plain_http_gets_what_udp_gets() {
     let http = server.addr("http", "http");
     let udp = server.addr("all", "udp");
     let run = move |args: Vec<String>| {
-        let out = Command::new("dig")
+        let out = tool("dig")
             .args(&args)
             .args(["+noall", "+answer", "+time=3", "+tries=1"])
             .output()

@@ -102,7 +102,7 @@ impl Daemon {
 
     fn signal_group(&self, signal: &str) {
         // The group id is the child's pid (process_group(0)); NSD forks helpers into it.
-        let _ = Command::new("kill")
+        let _ = common::tool("kill")
             .args([
                 format!("-{signal}"),
                 "--".into(),
@@ -130,21 +130,6 @@ impl Drop for Daemon {
         self.signal_group("KILL");
         let _ = self.child.wait();
     }
-}
-
-/// `name` in PATH or the sbin folders; panics with what to install when it is missing.
-fn binary(name: &str, package: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} is not installed and this test needs it: run .ci/run, which installs it \
-                 (Debian package `{package}`)"
-            )
-        })
 }
 
 /// A port free for UDP and TCP on every address in `addrs` (released again: the peers bind it).
@@ -689,8 +674,8 @@ struct Hierarchy {
 
 impl Hierarchy {
     async fn start() -> Hierarchy {
-        let nsd = binary("nsd", "nsd");
-        let knotd = binary("knotd", "knot");
+        let nsd = common::tool_path("nsd");
+        let knotd = common::tool_path("knotd");
         let all: Vec<Ipv4Addr> = HIERARCHY
             .iter()
             .flat_map(|p| p.addrs.iter().copied())
@@ -1173,7 +1158,7 @@ struct Unbound {
 
 impl Unbound {
     async fn start(hints: &str) -> Unbound {
-        let bin = binary("unbound", "unbound");
+        let bin = common::tool_path("unbound");
         let mut failures = String::new();
         for attempt in 1..=5 {
             let dir = tempfile::tempdir().expect("tempdir");

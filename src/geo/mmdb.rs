@@ -27,9 +27,11 @@ enum Schema {
     /// GeoIP2-ISP: the ASN fields plus `isp`, `organization`.
     Isp,
     /// GeoIP2/GeoLite2 City, DB-IP city lite, GeoIP2 Enterprise: `country`, `subdivisions`,
-    /// `city`, `location`.
+    /// `city`, `location`; or ip-location-db's flat city layout: `country_code`, `state1`,
+    /// `city` (a string), `latitude`, `longitude`.
     City,
-    /// GeoIP2/GeoLite2 Country: the City layout with only `country`.
+    /// GeoIP2/GeoLite2/DB-IP Country: the City layout with only `country`; or ip-location-db's
+    /// country files (whatever their source, e.g. "GeoLite2-Country"): `country_code` only.
     Country,
 }
 
@@ -75,12 +77,12 @@ fn schema_from_keys(keys: &BTreeMap<String, IgnoredAny>) -> Option<Schema> {
         Some(Schema::Isp)
     } else if keys.contains_key("autonomous_system_number") {
         Some(Schema::Asn)
-    } else if ["location", "subdivisions", "city"]
+    } else if ["location", "subdivisions", "city", "state1", "latitude"]
         .iter()
         .any(|k| keys.contains_key(*k))
     {
         Some(Schema::City)
-    } else if keys.contains_key("country") {
+    } else if keys.contains_key("country") || keys.contains_key("country_code") {
         Some(Schema::Country)
     } else {
         None
@@ -100,17 +102,148 @@ pub(crate) struct AsnRecord<'a> {
     pub organization: Option<&'a str>,
 }
 
-/// The fields of a City (or Country) record we use.
+/// The fields of a City (or Country) record we use, in either layout: MaxMind's (also DB-IP's
+/// own files: `country.iso_code`, `subdivisions[0]`, `city.names.en`, `location`) or the flat one
+/// of ip-location-db's files (`country_code`, `state1`, `city` as a string, `latitude`,
+/// `longitude`). Read through the accessors, which take whichever is present.
 #[derive(Deserialize, Debug, Default)]
 pub(crate) struct CityRecord<'a> {
     #[serde(default, borrow)]
-    pub country: Option<IsoCode<'a>>,
+    country: Option<IsoCode<'a>>,
     #[serde(default, borrow)]
-    pub subdivisions: First<Subdivision<'a>>,
+    subdivisions: First<Subdivision<'a>>,
     #[serde(default, borrow)]
-    pub city: Option<Named<'a>>,
+    city: Option<CityName<'a>>,
     #[serde(default)]
-    pub location: Option<Location>,
+    location: Option<Location>,
+    #[serde(default, borrow)]
+    country_code: Option<&'a str>,
+    #[serde(default, borrow)]
+    state1: Option<&'a str>,
+    #[serde(default)]
+    latitude: Option<Coordinate>,
+    #[serde(default)]
+    longitude: Option<Coordinate>,
+}
+
+impl<'a> CityRecord<'a> {
+    /// ISO 3166-1 alpha-2 code.
+    pub(crate) fn country(&self) -> Option<&'a str> {
+        self.country
+            .as_ref()
+            .and_then(|c| c.iso_code)
+            .or(self.country_code)
+            .filter(|c| !c.is_empty())
+    }
+
+    /// The province (largest subdivision) when the record has one: its English name and its
+    /// ISO code, each when the database has it.
+    pub(crate) fn province(&self) -> Option<(Option<&'a str>, Option<&'a str>)> {
+        match &self.subdivisions.0 {
+            Some(sub) => Some((sub.names.as_ref().and_then(|n| n.en), sub.iso_code)),
+            None => Some((Some(self.state1.filter(|s| !s.is_empty())?), None)),
+        }
+    }
+
+    pub(crate) fn city(&self) -> Option<&'a str> {
+        match self.city.as_ref()? {
+            CityName::Plain(s) => Some(*s).filter(|s| !s.is_empty()),
+            CityName::Names(n) => n.en,
+        }
+    }
+
+    pub(crate) fn coordinates(&self) -> Option<(f64, f64)> {
+        match &self.location {
+            Some(l) => l.coordinates(),
+            None => Some((self.latitude?.0, self.longitude?.0)),
+        }
+    }
+
+    /// Whether the record says anything gslbd uses.
+    fn is_useful(&self) -> bool {
+        self.country().is_some()
+            || self
+                .province()
+                .is_some_and(|(name, code)| name.or(code).is_some())
+            || self.city().is_some()
+            || self.coordinates().is_some()
+    }
+}
+
+/// `city`: a map with `names` (MaxMind, DB-IP) or a plain string (ip-location-db).
+#[derive(Debug)]
+enum CityName<'a> {
+    Names(Names<'a>),
+    Plain(&'a str),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for CityName<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = CityName<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a city: a map with names, or a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                s: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(CityName::Plain(s))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut names = Names::default();
+                while let Some(key) = map.next_key::<&'de str>()? {
+                    if key == "names" {
+                        names = map.next_value()?;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(CityName::Names(names))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+/// A latitude or longitude stored as a double, a float or an integer (layouts differ).
+#[derive(Debug, Clone, Copy)]
+struct Coordinate(f64);
+
+impl<'de> Deserialize<'de> for Coordinate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Coordinate;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Coordinate, E> {
+                Ok(Coordinate(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Coordinate, E> {
+                Ok(Coordinate(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Coordinate, E> {
+                Ok(Coordinate(v as f64))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The fields of an ASN or ISP record we use: whether it says anything gslbd uses.
+impl AsnRecord<'_> {
+    fn is_useful(&self) -> bool {
+        self.autonomous_system_number.is_some()
+            || self.autonomous_system_organization.is_some()
+            || self.isp.is_some()
+            || self.organization.is_some()
+    }
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -123,12 +256,6 @@ pub(crate) struct IsoCode<'a> {
 pub(crate) struct Names<'a> {
     #[serde(default, borrow)]
     pub en: Option<&'a str>,
-}
-
-#[derive(Deserialize, Debug, Default)]
-pub(crate) struct Named<'a> {
-    #[serde(default, borrow)]
-    pub names: Option<Names<'a>>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -227,6 +354,8 @@ impl Db {
         // 60 MB file.
         const SAMPLE: usize = 16;
         let mut sampled = 0;
+        let mut useful = 0;
+        let mut seen_keys: Vec<String> = Vec::new();
         let networks = db
             .reader
             .networks(WithinOptions::default())
@@ -244,6 +373,9 @@ impl Db {
                 }
             };
             sampled += 1;
+            if seen_keys.is_empty() {
+                seen_keys = keys.keys().cloned().collect();
+            }
             if schema.is_none() {
                 schema = schema_from_keys(&keys);
             }
@@ -252,16 +384,44 @@ impl Db {
                 .map(|n| n.to_string())
                 .unwrap_or_else(|_| "?".to_string());
             let checked = match role {
-                Role::Asn => found.decode::<AsnRecord<'_>>().map(|_| ()),
-                Role::City => found.decode::<CityRecord<'_>>().map(|_| ()),
+                Role::Asn => found
+                    .decode::<AsnRecord<'_>>()
+                    .map(|r| r.is_some_and(|r| r.is_useful())),
+                Role::City => found
+                    .decode::<CityRecord<'_>>()
+                    .map(|r| r.is_some_and(|r| r.is_useful())),
             };
-            if let Err(e) = checked {
-                return Err(format!(
-                    "{}: the record for {where_} does not decode as an {} record ({e}); {needs}",
-                    db.label,
-                    if role == Role::Asn { "ASN" } else { "City" },
-                ));
+            match checked {
+                Ok(true) => useful += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    return Err(format!(
+                        "{}: the record for {where_} does not decode as an {} record ({e}); \
+                         {needs}",
+                        db.label,
+                        if role == Role::Asn { "ASN" } else { "City" },
+                    ));
+                }
             }
+        }
+        // A database whose type looks right but whose records hold none of the fields we read
+        // would pass and then answer nothing for every address: refuse it, saying what it has.
+        if schema.is_some_and(|s| s.fits(role)) && sampled > 0 && useful == 0 {
+            let reads = match role {
+                Role::Asn => {
+                    "autonomous_system_number, autonomous_system_organization, isp, organization"
+                }
+                Role::City => {
+                    "country.iso_code, subdivisions, city, location (GeoIP2, DB-IP) or \
+                     country_code, state1, city, latitude, longitude (ip-location-db)"
+                }
+            };
+            return Err(format!(
+                "{}: {database_type:?} database whose records have none of the fields gslbd \
+                 reads ({reads}); its records have: {}",
+                db.label,
+                seen_keys.join(", ")
+            ));
         }
         match schema {
             Some(s) if s.fits(role) => Ok(db),

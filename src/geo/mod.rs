@@ -311,6 +311,21 @@ impl Geo {
         }
     }
 
+    /// The carriers `cfg` defines and no data: what the GSLB rules are checked against when the
+    /// geo files do not load, so a broken file does not hide the rules' own problems.
+    pub fn carriers_only(cfg: &GeoConfig) -> Geo {
+        let mut geo = Geo::empty();
+        geo.carriers = cfg
+            .carrier
+            .iter()
+            .map(|(id, c)| CarrierDef {
+                id: id.clone(),
+                name: c.name.clone().unwrap_or_else(|| id.clone()),
+            })
+            .collect();
+        geo
+    }
+
     /// Reads and checks every file `cfg` names (relative to `base`) through `fs`. Returns every
     /// problem, one line each (`file:line: message` where there is a line).
     pub fn load(cfg: &GeoConfig, base: &Path, fs: &dyn ZoneFs) -> Result<Geo, Vec<String>> {
@@ -682,34 +697,30 @@ impl Geo {
             if let Some(rec) = hit.record {
                 let by = Some((GeoSource::CityDb, hit.net));
                 if g.location.is_none()
-                    && let Some(loc) = rec.location.as_ref().and_then(|l| l.coordinates())
+                    && let Some(loc) = rec.coordinates()
                 {
                     g.location = Some(loc);
                     loc_by[0] = by;
                 }
                 if g.province.is_none()
-                    && let Some(sub) = &rec.subdivisions.0
+                    && let Some((name, code)) = rec.province()
                 {
                     // The code goes with the name: never pair an override's province with the
                     // db's code for another one.
-                    g.province = sub.names.as_ref().and_then(|n| n.en);
-                    g.province_code = sub.iso_code;
+                    g.province = name;
+                    g.province_code = code;
                     if g.province.is_some() {
                         loc_by[1] = by;
                     }
                 }
                 if g.city.is_none()
-                    && let Some(c) = rec
-                        .city
-                        .as_ref()
-                        .and_then(|c| c.names.as_ref())
-                        .and_then(|n| n.en)
+                    && let Some(c) = rec.city()
                 {
                     g.city = Some(c);
                     loc_by[2] = by;
                 }
                 if g.country.is_none()
-                    && let Some(c) = rec.country.as_ref().and_then(|c| c.iso_code)
+                    && let Some(c) = rec.country()
                 {
                     g.country = Some(c);
                     loc_by[3] = by;

@@ -622,6 +622,79 @@ fn schema_probe_by_records() {
     );
 }
 
+/// ip-location-db's files are flat: `country_code` (its country files, whatever their source:
+/// the GeoLite2 one says "GeoLite2-Country"), and for cities `state1`, `city` as a string,
+/// `latitude`, `longitude` (floats). They answer like MaxMind's layout; a database of a fitting
+/// type whose records hold none of the fields we read is refused, naming what it has.
+#[test]
+fn ip_location_db_layouts() {
+    use mmdb_writer::Value;
+    let net = |s: &str| s.parse::<ipnet::IpNet>().unwrap();
+    let mut w = mmdb_writer::Writer::new("GeoLite2-Country");
+    w.insert_value(net("1.0.1.0/24"), Value::map([("country_code", "CN")]))
+        .unwrap();
+    w.insert_value(net("2001:db8::/32"), Value::map([("country_code", "JP")]))
+        .unwrap();
+    let country = w.to_bytes().unwrap();
+    let mut w = mmdb_writer::Writer::new("DBIP-City-Lite");
+    w.insert_value(
+        net("1.0.2.0/24"),
+        Value::map([
+            ("country_code", Value::from("CN")),
+            ("state1", Value::from("Beijing")),
+            ("state2", Value::from("")),
+            ("city", Value::from("Haidian")),
+            ("postcode", Value::from("")),
+            ("latitude", Value::Float(39.95)),
+            ("longitude", Value::Float(116.25)),
+            ("timezone", Value::from("Asia/Shanghai")),
+        ]),
+    )
+    .unwrap();
+    let city = w.to_bytes().unwrap();
+    let mut w = mmdb_writer::Writer::new("GeoLite2-Country");
+    w.insert_value(net("1.0.1.0/24"), Value::map([("code", "CN")]))
+        .unwrap();
+    let useless = w.to_bytes().unwrap();
+    let dir = folder(&[
+        ("country.mmdb", &country),
+        ("city.mmdb", &city),
+        ("useless.mmdb", &useless),
+    ]);
+
+    let geo = Geo::load(&config(r#"city_db = "country.mmdb""#), dir.path(), &DiskFs).unwrap();
+    let g = geo.lookup(ip("1.0.1.1"));
+    assert_eq!(
+        (g.country, g.province, g.location),
+        (Some("CN"), None, None)
+    );
+    assert_eq!(geo.lookup(ip("2001:db8::1")).country, Some("JP"));
+    assert_eq!(geo.lookup(ip("1.0.2.1")).country, None);
+
+    let geo = Geo::load(&config(r#"city_db = "city.mmdb""#), dir.path(), &DiskFs).unwrap();
+    let g = geo.lookup(ip("1.0.2.1"));
+    assert_eq!(g.country, Some("CN"));
+    assert_eq!((g.province, g.province_code), (Some("Beijing"), None));
+    assert_eq!(g.city, Some("Haidian"));
+    let (lat, lon) = g.location.unwrap();
+    assert!(
+        (lat - 39.95).abs() < 1e-4 && (lon - 116.25).abs() < 1e-4,
+        "{lat} {lon}"
+    );
+
+    let errs = load_err(&config(r#"city_db = "useless.mmdb""#), dir.path());
+    assert_eq!(
+        errs,
+        [format!(
+            "{}: \"GeoLite2-Country\" database whose records have none of the fields gslbd \
+             reads (country.iso_code, subdivisions, city, location (GeoIP2, DB-IP) or \
+             country_code, state1, city, latitude, longitude (ip-location-db)); its records \
+             have: code",
+            dir.path().join("useless.mmdb").display()
+        )]
+    );
+}
+
 #[test]
 fn asn_carrier_tables() {
     let dir = folder(&[

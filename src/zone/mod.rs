@@ -196,7 +196,15 @@ impl Zone {
         if let Some(size) = fs.size(path) {
             b.nodes = NodeTable::with_capacity((size / 24) as usize);
         }
-        reader::read_zone_each(origin, path, fs, &mut |r| b.add(r)).map_err(|e| vec![e.into()])?;
+        if let Err(read) = reader::read_zone_each(origin, path, fs, &mut |r| b.add(r)) {
+            // Lines that did not parse leave the zone incomplete: the zone-wide checks of
+            // `finish` (SOA, apex NS, glue, CNAME beside data) could only report consequences of
+            // them, so the record-by-record problems are all that is reported.
+            let mut errors: Vec<ZoneError> = read.into_iter().map(ZoneError::from).collect();
+            errors.append(&mut b.errors);
+            errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+            return Err(errors);
+        }
         b.finish(origin, path)
     }
 

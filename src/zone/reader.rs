@@ -95,29 +95,40 @@ pub const MAX_INCLUDE_DEPTH: usize = 16;
 /// Largest TTL accepted (RFC 2181 section 8).
 const MAX_TTL: u32 = i32::MAX as u32;
 
-/// Reads the master file at `path` whose initial origin is `origin`.
+/// Record errors reported from one master file before the reader gives up on it (a file that is
+/// not a zone at all would otherwise give one per line).
+pub const MAX_ERRORS: usize = 50;
+
+/// Reads the master file at `path` whose initial origin is `origin`; the first error.
 pub fn read_zone(
     origin: &Name,
     path: &Path,
     fs: &dyn ZoneFs,
 ) -> Result<Vec<SourcedRecord>, ReadError> {
     let mut out = Vec::new();
-    read_zone_each(origin, path, fs, &mut |r| out.push(r))?;
+    read_zone_each(origin, path, fs, &mut |r| out.push(r)).map_err(|mut e| e.swap_remove(0))?;
     Ok(out)
 }
 
 /// `read_zone`, handing each record to `each` as it is read (a large zone is never held twice:
-/// once as parsed records and once compiled).
+/// once as parsed records and once compiled), and reporting every error in one pass: a record
+/// that does not parse is reported and reading goes on with the next entry (the lexer's entries
+/// do not depend on it). Errors that make the rest unreliable stop the file: the lexer's
+/// (unbalanced parentheses, quotes), a directive's ($ORIGIN, $TTL, $INCLUDE change what follows).
+/// Entries that only fail because of an earlier error (blank-owner lines after an invalid owner)
+/// are not reported again.
 pub fn read_zone_each(
     origin: &Name,
     path: &Path,
     fs: &dyn ZoneFs,
     each: &mut dyn FnMut(SourcedRecord),
-) -> Result<(), ReadError> {
-    let text = fs.read(path).map_err(|e| ReadError {
-        file: path.to_path_buf(),
-        line: 0,
-        message: format!("cannot read zone file: {e}"),
+) -> Result<(), Vec<ReadError>> {
+    let text = fs.read(path).map_err(|e| {
+        vec![ReadError {
+            file: path.to_path_buf(),
+            line: 0,
+            message: format!("cannot read zone file: {e}"),
+        }]
     })?;
     let mut origin = origin.clone();
     origin.set_fqdn(true);
@@ -128,8 +139,16 @@ pub fn read_zone_each(
         last_ttl: None,
         buf: Vec::new(),
         ends: Vec::new(),
+        errors: Vec::new(),
     };
-    reader.read_text(path, &text, origin, None, 0)
+    let fatal = reader.read_text(path, &text, origin, None, 0).err();
+    let mut errors = reader.errors;
+    errors.extend(fatal);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -612,6 +631,8 @@ struct Reader<'f> {
     /// Scratch for character-strings.
     buf: Vec<u8>,
     ends: Vec<usize>,
+    /// Record errors so far (the reader goes on after them, up to `MAX_ERRORS`).
+    errors: Vec<ReadError>,
 }
 
 /// Per-file state: reverts when an `$INCLUDE` ends.
@@ -620,6 +641,8 @@ struct FileState<'a> {
     owner: Option<Name>,
     /// The source text the current owner was parsed from, to skip re-parsing a repeated owner.
     owner_src: Option<&'a str>,
+    /// The last owner written did not parse: lines inheriting it are skipped, not reported.
+    owner_bad: bool,
 }
 
 impl Reader<'_> {
@@ -636,6 +659,7 @@ impl Reader<'_> {
             origin,
             owner,
             owner_src: None,
+            owner_bad: false,
         };
         let mut lexer = Lexer::new(text);
         let mut toks: Vec<Tok<'_>> = Vec::with_capacity(16);
@@ -648,15 +672,29 @@ impl Reader<'_> {
             let first = toks[0];
             if !entry.blank && !first.quoted && first.text.starts_with('$') {
                 self.directive(&file, &toks, &mut st, depth)?;
+            } else if entry.blank && st.owner_bad {
+                // Its owner is the invalid one reported above.
             } else {
-                let record = self
-                    .record(&toks, entry, &mut st)
-                    .map_err(|e| e.into_read(&file))?;
-                (self.out)(SourcedRecord {
-                    record,
-                    file: file.clone(),
-                    line: entry.line,
-                });
+                match self.record(&toks, entry, &mut st) {
+                    Ok(record) => (self.out)(SourcedRecord {
+                        record,
+                        file: file.clone(),
+                        line: entry.line,
+                    }),
+                    Err(e) => {
+                        self.errors.push(e.into_read(&file));
+                        if self.errors.len() >= MAX_ERRORS {
+                            return Err(ReadError {
+                                file: file.to_path_buf(),
+                                line: entry.line,
+                                message: format!(
+                                    "{MAX_ERRORS} errors, not reading further: is this a \
+                                     master file (RFC 1035 section 5)?"
+                                ),
+                            });
+                        }
+                    }
+                }
             }
         }
     }
@@ -758,12 +796,16 @@ impl Reader<'_> {
         } else {
             let t = toks[0];
             i = 1;
+            st.owner_bad = false;
             match &st.owner {
                 Some(o) if !t.quoted && st.owner_src == Some(t.text) => o.clone(),
                 _ => {
-                    let n = parse_name(t.text, &st.origin).map_err(|m| LineErr {
-                        line: t.line,
-                        message: format!("invalid owner name \"{}\": {m}", t.text),
+                    let n = parse_name(t.text, &st.origin).map_err(|m| {
+                        st.owner_bad = true;
+                        LineErr {
+                            line: t.line,
+                            message: format!("invalid owner name \"{}\": {m}", t.text),
+                        }
                     })?;
                     st.owner = Some(n.clone());
                     st.owner_src = if t.quoted { None } else { Some(t.text) };
@@ -809,13 +851,15 @@ impl Reader<'_> {
             }
         };
 
+        // Before the RDATA: a record whose RDATA is wrong still sets the TTL later lines inherit,
+        // so they are not reported for the lack of one.
+        if let Some(t) = ttl {
+            self.last_ttl = Some(t);
+        }
         let rdata = self.rdata(rtype, &toks[i..], type_line, &st.origin)?;
 
         let ttl = match ttl {
-            Some(t) => {
-                self.last_ttl = Some(t);
-                t
-            }
+            Some(t) => t,
             None => match self.default_ttl.or(self.last_ttl) {
                 Some(t) => t,
                 None => match &rdata {

@@ -358,3 +358,50 @@ zones = ["*"]
     std::fs::write(&path, text).unwrap();
     path
 }
+
+// ---------------------------------------------------------------------------------------------
+// External programs
+
+/// The Debian package that installs each program a test runs (what `.ci/run` installs).
+const TOOL_PACKAGES: &[(&str, &str)] = &[
+    ("dig", "bind9-dnsutils"),
+    ("kdig", "knot-dnsutils"),
+    ("knotd", "knot"),
+    ("nsd", "nsd"),
+    ("unbound", "unbound"),
+    ("curl", "curl"),
+    ("openssl", "openssl"),
+    ("kill", "procps"),
+    ("setpriv", "util-linux"),
+];
+
+/// Where `name` is: the first directory of `path` (a PATH value) that holds it, then the sbin
+/// folders (daemons live there and a user's PATH often lacks them). The error is what to do.
+pub fn find_tool(name: &str, path: &std::ffi::OsStr) -> Result<PathBuf, String> {
+    std::env::split_paths(path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            let package = TOOL_PACKAGES
+                .iter()
+                .find(|(tool, _)| *tool == name)
+                .map_or(name, |(_, package)| package);
+            format!(
+                "{name} not found: run .ci/run (it installs what the tests need), \
+                 or apt-get install {package}"
+            )
+        })
+}
+
+/// `find_tool` on this process's PATH; a missing program fails the test with the install hint
+/// (tests never skip: a green run means every test ran).
+pub fn tool_path(name: &str) -> PathBuf {
+    find_tool(name, &std::env::var_os("PATH").unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A `Command` for the external program `name` (see `tool_path`). Every test that runs a program
+/// other than gslbd itself starts it through here.
+pub fn tool(name: &str) -> std::process::Command {
+    std::process::Command::new(tool_path(name))
+}
