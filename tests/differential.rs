@@ -1610,3 +1610,376 @@ async fn gslbd_and_knot_agree() {
     }
     panic!("{report}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The excuses on their own: each fires on the difference it names, and near misses (the same
+// shape with one thing wrong) are differences. The run above requires every excuse to fire.
+
+fn rr(owner: &str, ttl: u32, rtype: &str, rdata: &str) -> Rr {
+    Rr {
+        owner: owner.to_string(),
+        rtype: rtype.to_string(),
+        class: "IN".to_string(),
+        ttl,
+        rdata: rdata.to_string(),
+    }
+}
+
+fn reply(rcode: u16, answer: &[Rr], authority: &[Rr], additional: &[Rr]) -> View {
+    View {
+        id: 1,
+        flags: 0x8400,
+        rcode,
+        question: Vec::new(),
+        answer: answer.iter().cloned().collect(),
+        authority: authority.iter().cloned().collect(),
+        additional: additional.iter().cloned().collect(),
+        opt: None,
+    }
+}
+
+fn zone_data() -> ZoneData {
+    ZoneData {
+        apexes: vec!["example.com.".into(), "example.net.".into()],
+        owners: BTreeSet::new(),
+    }
+}
+
+fn case(name: &str, via: Via) -> Case {
+    Case {
+        q: Q::new(name, 1),
+        via,
+        qtype_name: "A",
+    }
+}
+
+/// Which excuses made `g` and `k` agree, or None when they remain a difference.
+fn verdict(p: &Pair<'_>, g: View, k: View) -> Option<Vec<&'static str>> {
+    match judge(p, &Reply::Ok(Box::new(g)), &Reply::Ok(Box::new(k))) {
+        Verdict::Excused(names) => Some(names),
+        Verdict::Identical => Some(Vec::new()),
+        Verdict::Different => None,
+    }
+}
+
+fn pair<'a>(
+    data: &'a ZoneData,
+    case: &'a Case,
+    continuation: &'a [(String, View)],
+    sizes: (usize, usize),
+) -> Pair<'a> {
+    Pair {
+        data,
+        case,
+        g_size: sizes.0,
+        k_size: sizes.1,
+        payload: 1232,
+        continuation,
+    }
+}
+
+const SOA_NET: &str = "ns.example.net. h.example.net. 1 3600 900 604800 60";
+
+#[test]
+fn excuse_cd_not_copied() {
+    let data = zone_data();
+    let mut c = case("a.example.com.", Via::Udp);
+    c.q.flags |= FLAG_CD;
+    let p = pair(&data, &c, &[], (100, 100));
+    let mut g = reply(0, &[rr("a.example.com.", 300, "A", "192.0.2.1")], &[], &[]);
+    g.flags |= FLAG_CD;
+    let k = reply(0, &[rr("a.example.com.", 300, "A", "192.0.2.1")], &[], &[]);
+    assert_eq!(
+        verdict(&p, g.clone(), k.clone()),
+        Some(vec!["cd-not-copied"])
+    );
+    // gslbd setting CD on a query without it is a difference.
+    let c = case("a.example.com.", Via::Udp);
+    let p = pair(&data, &c, &[], (100, 100));
+    assert_eq!(verdict(&p, g, k), None);
+}
+
+#[test]
+fn excuse_ede_on_refused() {
+    let data = zone_data();
+    let c = case("example.org.", Via::Udp);
+    let p = pair(&data, &c, &[], (100, 100));
+    let opt = |options| Opt {
+        payload: 1232,
+        version: 0,
+        dnssec_ok: false,
+        z: 0,
+        options,
+    };
+    let mut g = reply(RCODE_REFUSED, &[], &[], &[]);
+    g.opt = Some(opt(vec![]));
+    let mut k = g.clone();
+    k.opt = Some(opt(vec![(OPTION_EDE, vec![0, 20])]));
+    assert_eq!(
+        verdict(&p, g.clone(), k.clone()),
+        Some(vec!["ede-on-refused"])
+    );
+    // Another EDE code, or EDE on an answer that is not REFUSED: differences.
+    let mut k18 = k.clone();
+    k18.opt = Some(opt(vec![(OPTION_EDE, vec![0, 18])]));
+    assert_eq!(verdict(&p, g.clone(), k18), None);
+    let (mut g0, mut k0) = (g, k);
+    (g0.rcode, k0.rcode) = (0, 0);
+    assert_eq!(verdict(&p, g0, k0), None);
+}
+
+#[test]
+fn excuse_rdata_name_case() {
+    let data = zone_data();
+    let c = case("a.EXAMPLE.com.", Via::Udp);
+    let p = pair(&data, &c, &[], (100, 100));
+    let k = reply(
+        0,
+        &[rr("a.example.com.", 300, "CNAME", "b.example.com.")],
+        &[],
+        &[],
+    );
+    let g = reply(
+        0,
+        &[rr("a.example.com.", 300, "CNAME", "b.EXAMPLE.com.")],
+        &[],
+        &[],
+    );
+    assert_eq!(verdict(&p, g, k.clone()), Some(vec!["rdata-name-case"]));
+    // A case the question does not have, another TTL, or a type whose rdata is no name.
+    let g = reply(
+        0,
+        &[rr("a.example.com.", 300, "CNAME", "b.ExAmple.com.")],
+        &[],
+        &[],
+    );
+    assert_eq!(verdict(&p, g, k.clone()), None);
+    let g = reply(
+        0,
+        &[rr("a.example.com.", 301, "CNAME", "b.EXAMPLE.com.")],
+        &[],
+        &[],
+    );
+    assert_eq!(verdict(&p, g, k), None);
+    let k = reply(
+        0,
+        &[rr("a.example.com.", 300, "TXT", "\"b.example.com.\"")],
+        &[],
+        &[],
+    );
+    let g = reply(
+        0,
+        &[rr("a.example.com.", 300, "TXT", "\"b.EXAMPLE.com.\"")],
+        &[],
+        &[],
+    );
+    assert_eq!(verdict(&p, g, k), None);
+}
+
+#[test]
+fn excuse_cname_into_other_zone() {
+    let data = zone_data();
+    let c = case("a.example.com.", Via::Tcp);
+    let cname = rr("a.example.com.", 300, "CNAME", "b.example.net.");
+    let target = rr("b.example.net.", 60, "A", "192.0.2.1");
+    let soa = rr("example.net.", 60, "SOA", SOA_NET);
+    let k = reply(0, std::slice::from_ref(&cname), &[], &[]);
+    // Knot, asked for the target, has data there: gslbd must have that data, TTL and all.
+    let has_data = [(
+        "b.example.net.".to_string(),
+        reply(0, std::slice::from_ref(&target), &[], &[]),
+    )];
+    let p = pair(&data, &c, &has_data, (100, 100));
+    let g = reply(0, &[cname.clone(), target.clone()], &[], &[]);
+    assert_eq!(
+        verdict(&p, g, k.clone()),
+        Some(vec!["cname-into-other-zone"])
+    );
+    // The mutation the old excuse let through: every cross-zone target NXDOMAIN.
+    let nx = reply(
+        RCODE_NXDOMAIN,
+        std::slice::from_ref(&cname),
+        &[soa.clone()],
+        &[],
+    );
+    assert_eq!(verdict(&p, nx.clone(), k.clone()), None);
+    // Other data, another TTL, the data plus a record Knot does not serve there.
+    let other = rr("b.example.net.", 60, "A", "192.0.2.2");
+    let g = reply(0, &[cname.clone(), other], &[], &[]);
+    assert_eq!(verdict(&p, g, k.clone()), None);
+    let longer = rr("b.example.net.", 61, "A", "192.0.2.1");
+    let g = reply(0, &[cname.clone(), longer], &[], &[]);
+    assert_eq!(verdict(&p, g, k.clone()), None);
+    let more = rr("b.example.net.", 60, "A", "192.0.2.9");
+    let g = reply(0, &[cname.clone(), target.clone(), more], &[], &[]);
+    assert_eq!(verdict(&p, g, k.clone()), None);
+    // Where Knot says NXDOMAIN for the target, gslbd's NXDOMAIN with the same SOA is excused,
+    // with another SOA TTL or RCODE it is not.
+    let nx_there = [(
+        "b.example.net.".to_string(),
+        reply(RCODE_NXDOMAIN, &[], &[soa.clone()], &[]),
+    )];
+    let p = pair(&data, &c, &nx_there, (100, 100));
+    assert_eq!(
+        verdict(&p, nx.clone(), k.clone()),
+        Some(vec!["cname-into-other-zone"])
+    );
+    let soa_ttl = rr("example.net.", 61, "SOA", SOA_NET);
+    let g = reply(
+        RCODE_NXDOMAIN,
+        std::slice::from_ref(&cname),
+        &[soa_ttl],
+        &[],
+    );
+    assert_eq!(verdict(&p, g, k.clone()), None);
+    let nodata = reply(0, std::slice::from_ref(&cname), &[soa], &[]);
+    assert_eq!(verdict(&p, nodata, k.clone()), None);
+    // Without Knot's answer for the target nothing is excused; nor a stop in the same zone.
+    let p = pair(&data, &c, &[], (100, 100));
+    assert_eq!(verdict(&p, nx, k), None);
+    let same = rr("a.example.com.", 300, "CNAME", "b.example.com.");
+    let data_same = rr("b.example.com.", 60, "A", "192.0.2.1");
+    let k = reply(0, std::slice::from_ref(&same), &[], &[]);
+    let cont = [(
+        "b.example.com.".to_string(),
+        reply(0, std::slice::from_ref(&data_same), &[], &[]),
+    )];
+    let p = pair(&data, &c, &cont, (100, 100));
+    assert_eq!(verdict(&p, reply(0, &[same, data_same], &[], &[]), k), None);
+}
+
+#[test]
+fn excuse_cname_chain_limit() {
+    let data = zone_data();
+    let c = case("l1.example.com.", Via::Tcp);
+    let link = |i: usize| {
+        rr(
+            &format!("l{i}.example.com."),
+            300,
+            "CNAME",
+            &format!("l{}.example.com.", i + 1),
+        )
+    };
+    let end = |i: usize| rr(&format!("l{i}.example.com."), 60, "A", "192.0.2.7");
+    // Knot: l1 -> l6 (5 CNAMEs) and stops; asked for l6: l6 -> l7 -> data.
+    let k = reply(0, &(1..=5).map(link).collect::<Vec<_>>(), &[], &[]);
+    let rest = reply(0, &[link(6), end(7)], &[], &[]);
+    let cont = [("l6.example.com.".to_string(), rest)];
+    let p = pair(&data, &c, &cont, (100, 100));
+    let mut whole: Vec<Rr> = (1..=6).map(link).collect();
+    whole.push(end(7));
+    let g = reply(0, &whole, &[], &[]);
+    assert_eq!(verdict(&p, g, k.clone()), Some(vec!["cname-chain-limit"]));
+    // gslbd's chain cut short of the data, or ending in NXDOMAIN, or with another TTL.
+    let g = reply(0, &(1..=6).map(link).collect::<Vec<_>>(), &[], &[]);
+    assert_eq!(verdict(&p, g, k.clone()), None);
+    let soa = rr(
+        "example.com.",
+        60,
+        "SOA",
+        "ns.example.com. h.example.com. 1 3600 900 604800 60",
+    );
+    let g = reply(
+        RCODE_NXDOMAIN,
+        &(1..=6).map(link).collect::<Vec<_>>(),
+        &[soa],
+        &[],
+    );
+    assert_eq!(verdict(&p, g, k.clone()), None);
+    let mut changed = whole.clone();
+    changed.pop();
+    changed.push(rr("l7.example.com.", 3600, "A", "192.0.2.7"));
+    assert_eq!(verdict(&p, reply(0, &changed, &[], &[]), k), None);
+    // Knot stopping after 4 CNAMEs is not its limit.
+    let k4 = reply(0, &(1..=4).map(link).collect::<Vec<_>>(), &[], &[]);
+    let rest = reply(0, &[link(5), link(6), end(7)], &[], &[]);
+    let cont = [("l5.example.com.".to_string(), rest)];
+    let p = pair(&data, &c, &cont, (100, 100));
+    assert_eq!(verdict(&p, reply(0, &whole, &[], &[]), k4), None);
+}
+
+#[test]
+fn excuse_additional_from_other_zone() {
+    let data = zone_data();
+    let c = case("example.com.", Via::Tcp);
+    let p = pair(&data, &c, &[], (100, 100));
+    let mx = rr("example.com.", 300, "MX", "10 mx.example.net.");
+    let addr = rr("mx.example.net.", 300, "A", "192.0.2.25");
+    let k = reply(0, std::slice::from_ref(&mx), &[], &[]);
+    let g = reply(
+        0,
+        std::slice::from_ref(&mx),
+        &[],
+        std::slice::from_ref(&addr),
+    );
+    assert_eq!(
+        verdict(&p, g, k.clone()),
+        Some(vec!["additional-from-other-zone"])
+    );
+    // Not an address, or the address of a name nothing here points at, or a target in the
+    // record's own zone (Knot adds those itself).
+    let txt = rr("mx.example.net.", 300, "TXT", "\"x\"");
+    assert_eq!(
+        verdict(
+            &p,
+            reply(0, std::slice::from_ref(&mx), &[], &[txt]),
+            k.clone()
+        ),
+        None
+    );
+    let stray = rr("other.example.net.", 300, "A", "192.0.2.26");
+    assert_eq!(
+        verdict(&p, reply(0, std::slice::from_ref(&mx), &[], &[stray]), k),
+        None
+    );
+    let mx_own = rr("example.com.", 300, "MX", "10 mx.example.com.");
+    let own = rr("mx.example.com.", 300, "A", "192.0.2.25");
+    let k = reply(0, std::slice::from_ref(&mx_own), &[], &[]);
+    assert_eq!(verdict(&p, reply(0, &[mx_own], &[], &[own]), k), None);
+}
+
+#[test]
+fn excuse_additional_trimmed() {
+    let data = zone_data();
+    let c = case("example.com.", Via::Udp); // EDNS 1232
+    let mx = rr("example.com.", 300, "MX", "10 mx.example.com.");
+    let addr = rr("mx.example.com.", 300, "A", "192.0.2.25");
+    let g = reply(
+        0,
+        std::slice::from_ref(&mx),
+        &[],
+        std::slice::from_ref(&addr),
+    );
+    let k = reply(0, std::slice::from_ref(&mx), &[], &[]);
+    // Knot's answer too full for one more record: excused.
+    let p = pair(&data, &c, &[], (1200, 1220));
+    assert_eq!(
+        verdict(&p, g.clone(), k.clone()),
+        Some(vec!["additional-trimmed"])
+    );
+    // Room left for it, over TCP, or the left-out record is not an address of a target.
+    let p = pair(&data, &c, &[], (300, 280));
+    assert_eq!(verdict(&p, g.clone(), k.clone()), None);
+    let tcp = case("example.com.", Via::Tcp);
+    let p = pair(&data, &tcp, &[], (1200, 1220));
+    assert_eq!(verdict(&p, g, k.clone()), None);
+    let stray = rr("www.example.com.", 300, "A", "192.0.2.80");
+    let p = pair(&data, &c, &[], (1200, 1220));
+    assert_eq!(verdict(&p, reply(0, &[mx], &[], &[stray]), k), None);
+}
+
+/// Every excuse has its unit test above (a new excuse needs one).
+#[test]
+fn every_excuse_is_unit_tested() {
+    let tested = [
+        "cd-not-copied",
+        "ede-on-refused",
+        "rdata-name-case",
+        "cname-into-other-zone",
+        "cname-chain-limit",
+        "additional-from-other-zone",
+        "additional-trimmed",
+    ];
+    let names: Vec<&str> = EXCUSES.iter().map(|e| e.name).collect();
+    assert_eq!(names, tested);
+}
