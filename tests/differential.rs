@@ -1123,7 +1123,7 @@ fn continued_chain(
     // gslbd's chain ends at `last` (data, NODATA or NXDOMAIN there), at a loop, or at its own
     // limit, where it has written the CNAME to `last` and looks no further.
     let last = gc.last().unwrap();
-    let at_limit = gc.len() - 1 >= GSLBD_CNAME_CHAIN;
+    let at_limit = gc.len() > GSLBD_CNAME_CHAIN;
     let looped = g
         .answer
         .iter()
@@ -1799,7 +1799,7 @@ fn excuse_cname_into_other_zone() {
     let nx = reply(
         RCODE_NXDOMAIN,
         std::slice::from_ref(&cname),
-        &[soa.clone()],
+        std::slice::from_ref(&soa),
         &[],
     );
     assert_eq!(verdict(&p, nx.clone(), k.clone()), None);
@@ -1817,7 +1817,7 @@ fn excuse_cname_into_other_zone() {
     // with another SOA TTL or RCODE it is not.
     let nx_there = [(
         "b.example.net.".to_string(),
-        reply(RCODE_NXDOMAIN, &[], &[soa.clone()], &[]),
+        reply(RCODE_NXDOMAIN, &[], std::slice::from_ref(&soa), &[]),
     )];
     let p = pair(&data, &c, &nx_there, (100, 100));
     assert_eq!(

@@ -162,6 +162,7 @@ async fn fast_and_general_paths_answer_alike() {
     // a uniform /24, 198.51.100.0/24 split into /26s of different carriers, 192.0.2.0/24 split
     // into /25s with an override /29, IPv6, and source prefix 0. Where geo answers finer than
     // /24 (tests/gslb.rs: scopes 25 and 26) the fast path keeps no GSLB prefix.
+    #[allow(clippy::type_complexity)]
     let clients: Vec<(IpAddr, Option<(IpAddr, u8)>, bool)> = vec![
         (ip("127.0.10.1"), None, false),
         (ip("127.0.10.77"), None, false),
