@@ -132,7 +132,12 @@ fn worker() -> Worker {
     let shared = Arc::new(ArcSwap::from_pointee(
         Snapshot::build(&Source::lab()).expect("the lab builds"),
     ));
-    let mut w = Worker::new(shared, 0, Arc::new(AtomicU64::new(0)));
+    let mut w = Worker::new(
+        shared,
+        0,
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
     w.begin();
     w
 }

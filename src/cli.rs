@@ -123,6 +123,7 @@ fn source(config: Option<PathBuf>, port: Option<u16>) -> Source {
         origin,
         port,
         udp_fast_path: None,
+        udp_workers: None,
     }
 }
 

@@ -156,6 +156,9 @@ pub struct Source {
     pub port: Option<u16>,
     /// Replaces `[limits] udp_fast_path`: the tests run one config on both UDP paths with it.
     pub udp_fast_path: Option<bool>,
+    /// Replaces `[limits] udp_workers`: the fast-path tests run one UDP thread, so a repeated
+    /// question reaches the thread whose tables the first ask filled.
+    pub udp_workers: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -172,6 +175,7 @@ impl Source {
             origin: Origin::File(path.into()),
             port: None,
             udp_fast_path: None,
+            udp_workers: None,
         }
     }
 
@@ -180,6 +184,7 @@ impl Source {
             origin: Origin::Lab,
             port: None,
             udp_fast_path: None,
+            udp_workers: None,
         }
     }
 
@@ -188,6 +193,9 @@ impl Source {
         let (mut config, fs, base) = self.load_unchanged()?;
         if let Some(fast) = self.udp_fast_path {
             config.limits.udp_fast_path = fast;
+        }
+        if let Some(workers) = self.udp_workers {
+            config.limits.udp_workers = workers;
         }
         if let Some(port) = self.port {
             config

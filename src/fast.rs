@@ -171,6 +171,8 @@ pub struct Worker {
     snap: Arc<Snapshot>,
     listener: usize,
     served: Arc<AtomicU64>,
+    /// This server's count of answers written from the tables (tests read it).
+    fast: Arc<AtomicU64>,
     /// Prebuilt answers: the same for every client.
     answers: Table<(), Prebuilt>,
     /// GSLB prefixes by client network.
@@ -181,7 +183,12 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(shared: Arc<ArcSwap<Snapshot>>, listener: usize, served: Arc<AtomicU64>) -> Self {
+    pub fn new(
+        shared: Arc<ArcSwap<Snapshot>>,
+        listener: usize,
+        served: Arc<AtomicU64>,
+        fast: Arc<AtomicU64>,
+    ) -> Self {
         let snap = shared.load_full();
         // The thread's share of the budget; the worker count cannot change without a restart.
         let share = BUDGET / snap.limits.udp_workers().max(1) / 2;
@@ -190,6 +197,7 @@ impl Worker {
             snap,
             listener,
             served,
+            fast,
             answers: Table::new(share),
             prefixes: Table::new(share),
             geo: GeoCache::default(),
@@ -235,6 +243,7 @@ impl Worker {
         {
             metrics::count(Via::Udp, p.rcode(), None);
             metrics::count_fast(Fast::Prebuilt);
+            self.fast.fetch_add(1, Ordering::Relaxed);
             return Some(p.rcode());
         }
         let ecs = q.edns.as_ref().and_then(|e| e.ecs.as_ref());
@@ -265,6 +274,7 @@ impl Worker {
                     };
                     metrics::count(Via::Udp, wire::rcode::NOERROR, region);
                     metrics::count_fast(Fast::Gslb);
+                    self.fast.fetch_add(1, Ordering::Relaxed);
                     return Some(wire::rcode::NOERROR);
                 }
             }

@@ -76,6 +76,9 @@ pub struct Handle {
     /// Queries answered by the authoritative listeners (UDP and TCP) of this server; tests count
     /// a resolver's upstream traffic with it.
     served: Arc<AtomicU64>,
+    /// UDP answers of this server written by the fast path (the process-wide
+    /// `gslbd_udp_fast_path_answers_total` mixes every server of a test binary).
+    fast: Arc<AtomicU64>,
 }
 
 impl Handle {
@@ -140,6 +143,11 @@ impl Handle {
     /// Queries the authoritative listeners have answered since start.
     pub fn served(&self) -> u64 {
         self.served.load(Ordering::Relaxed)
+    }
+
+    /// UDP answers the fast path (prebuilt answers and GSLB prefixes) has written since start.
+    pub fn fast_answers(&self) -> u64 {
+        self.fast.load(Ordering::Relaxed)
     }
 
     /// `reload` off the query path, with the outcome logged.
@@ -250,6 +258,7 @@ impl Server {
             health,
             resolvers,
             served: Arc::new(AtomicU64::new(0)),
+            fast: Arc::new(AtomicU64::new(0)),
         };
         handle.start_health();
         Ok(Server { handle, bound })
@@ -314,6 +323,7 @@ impl Server {
                         listener,
                         socket,
                         self.handle.served.clone(),
+                        self.handle.fast.clone(),
                     ));
                 }
                 Bound::Tcp { listener, socket } => {
@@ -560,9 +570,14 @@ async fn serve_udp(
     listener: usize,
     socket: UdpSocket,
     served: Arc<AtomicU64>,
+    fast: Arc<AtomicU64>,
 ) -> io::Result<()> {
     on_thread(format!("udp-{listener}"), move |stop| {
-        udp::serve(&socket, stop, fast::Worker::new(snap, listener, served))
+        udp::serve(
+            &socket,
+            stop,
+            fast::Worker::new(snap, listener, served, fast),
+        )
     })
     .await
 }

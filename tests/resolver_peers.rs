@@ -4,7 +4,9 @@
 //!   zones (tests/data/resolver-peers/) served by NSD (root, `com.`, `net.`, `org.`) and Knot (the
 //!   leaf zones), each server on its own 127.0.2x.y address and all on one port chosen at run time.
 //!   gslbd runs as a pure resolver whose hints point at the NSD root; every generated (name, type)
-//!   goes to it cold over UDP, then again warm over TCP, and each answer must equal what the
+//!   goes to it cold over UDP, then again warm over TCP, and (after a pause) warm over UDP; each
+//!   warm TTL of the last pass must be that of the TCP pass counted down by the time between the
+//!   two replies (within 2 s: a cache that never counts down fails), and each answer must equal what the
 //!   authoritative servers give when asked directly (following a CNAME into another zone by asking
 //!   that zone's server): RCODE, the ANSWER section as a set (owner, type, rdata), every TTL at most
 //!   the authoritative TTL, and for negative answers the zone's SOA in AUTHORITY.
@@ -277,6 +279,8 @@ struct Reply {
     sent: Vec<u8>,
     bytes: Vec<u8>,
     via: Via,
+    /// When the reply arrived (the TTL countdown is compared with the time between two replies).
+    at: Instant,
 }
 
 /// A resolver to ask: its UDP and TCP addresses.
@@ -298,12 +302,14 @@ async fn ask_resolver(target: Target, via: Via, id: u16, case: &Case) -> Result<
                     sent,
                     bytes,
                     via: Via::Tcp,
+                    at: Instant::now(),
                 });
             }
             Ok(Reply {
                 sent,
                 bytes,
                 via: Via::Udp,
+                at: Instant::now(),
             })
         }
         Via::Tcp => {
@@ -312,6 +318,7 @@ async fn ask_resolver(target: Target, via: Via, id: u16, case: &Case) -> Result<
                 sent,
                 bytes,
                 via: Via::Tcp,
+                at: Instant::now(),
             })
         }
     }
@@ -969,6 +976,46 @@ fn compare_with_truth(case: &Case, truth: &Answer, reply: &Reply) -> Result<(), 
     }
 }
 
+/// The pause between the cold and the warm pass of test A.
+const COUNTDOWN_PAUSE: Duration = Duration::from_secs(4);
+
+/// How far a cached TTL may be from "the earlier TTL minus the time between the two replies":
+/// each side rounds to whole seconds, and the replies were timed at the client.
+const COUNTDOWN_SLACK: f64 = 2.0;
+
+/// A cache counts TTLs down (RFC 1035 7.4; RFC 2308 5 for the SOA of a negative answer): every
+/// record of `later` also in `earlier`, received `elapsed` later, has a TTL about `elapsed` lower,
+/// unless it had expired by then (and was fetched again). Returns how many records were compared.
+fn countdown(earlier: &Answer, later: &Answer, elapsed: Duration) -> Result<usize, String> {
+    let elapsed = elapsed.as_secs_f64();
+    let mut compared = 0;
+    let pairs = later.answer.iter().chain(&later.soa).filter_map(|r| {
+        let before = earlier
+            .answer
+            .iter()
+            .chain(&earlier.soa)
+            .find(|e| e.key() == r.key())?;
+        Some((before, r))
+    });
+    for (before, now) in pairs {
+        if f64::from(before.ttl) <= elapsed + COUNTDOWN_SLACK {
+            continue;
+        }
+        let expected = f64::from(before.ttl) - elapsed;
+        if (f64::from(now.ttl) - expected).abs() > COUNTDOWN_SLACK {
+            return Err(format!(
+                "TTL of {} is {} {elapsed:.1} s after it was {}: the cache does not count down \
+                 (RFC 1035 7.4)",
+                now.key(),
+                now.ttl,
+                before.ttl
+            ));
+        }
+        compared += 1;
+    }
+    Ok(compared)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn resolver_walks_a_hierarchy_served_by_nsd_and_knot() {
     let hierarchy = Hierarchy::start().await;
@@ -1025,10 +1072,36 @@ async fn resolver_walks_a_hierarchy_served_by_nsd_and_knot() {
 
     let mut failures = Vec::new();
     let mut compared = Vec::new();
-    for (pass, via) in [("cold cache, UDP", Via::Udp), ("warm cache, TCP", Via::Tcp)] {
+    // The warm pass's answers (from the cache) and when they came: the last pass, after a pause,
+    // must show the same TTLs counted down by the time between the two. (The cold pass is not
+    // the reference: an answer fresh from a walk carries the authoritative TTL, the cache may
+    // hold it capped.)
+    let mut warm: Vec<Option<(Answer, Instant)>> = vec![None; cases.len()];
+    let mut counted_down = 0;
+    for (pass, via) in [
+        ("cold cache, UDP", Via::Udp),
+        ("warm cache, TCP", Via::Tcp),
+        ("warm cache after a pause, UDP", Via::Udp),
+    ] {
+        let last = warm.iter().any(Option::is_some);
+        if last {
+            // Long enough that a cache handing out the TTLs it stored, uncounted, is seen.
+            tokio::time::sleep(COUNTDOWN_PAUSE).await;
+        }
         let replies = ask_all(target, via, &cases).await;
-        for ((case, truth), reply) in cases.iter().zip(&truths).zip(replies) {
-            let outcome = reply.and_then(|r| compare_with_truth(case, truth, &r));
+        for (i, ((case, truth), reply)) in cases.iter().zip(&truths).zip(replies).enumerate() {
+            let outcome = reply.and_then(|r| {
+                compare_with_truth(case, truth, &r)?;
+                let answer = Answer::of(&parse(&r)?);
+                if last {
+                    if let Some((before, at)) = &warm[i] {
+                        counted_down += countdown(before, &answer, r.at - *at)?;
+                    }
+                } else if via == Via::Tcp {
+                    warm[i] = Some((answer, r.at));
+                }
+                Ok(())
+            });
             if let Err(e) = outcome {
                 failures.push(format!("[{pass}] {case}: {e}"));
             }
@@ -1036,7 +1109,8 @@ async fn resolver_walks_a_hierarchy_served_by_nsd_and_knot() {
         compared.push(format!("{} queries ({pass})", cases.len()));
     }
     println!(
-        "compared {} with NSD/Knot (port {}); coverage {coverage:?}",
+        "compared {} with NSD/Knot (port {}); {counted_down} TTLs counted down between the \
+         passes; coverage {coverage:?}",
         compared.join(" + "),
         hierarchy.port
     );
@@ -1044,8 +1118,12 @@ async fn resolver_walks_a_hierarchy_served_by_nsd_and_knot() {
         failures.is_empty(),
         "{} of {} answers of gslbd's resolver differ from the authoritative servers':\n{}",
         failures.len(),
-        2 * cases.len(),
+        3 * cases.len(),
         failures.join("\n")
+    );
+    assert!(
+        counted_down > cases.len(),
+        "only {counted_down} TTLs of the last pass compared with the warm pass's"
     );
 }
 

@@ -20,8 +20,13 @@ pub struct TestServer {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// `raw` sends every UDP query twice and requires byte-identical replies: with the fast path
     /// on, the first is answered by the general path and the second from the prebuilt answer the
-    /// first left behind.
+    /// first left behind. The server then runs one UDP thread (`start_on_path`), so the second ask
+    /// reaches the tables the first filled, and `raw` requires this server's fast-path counter
+    /// (`Handle::fast_answers`) to grow on the second ask unless the answer is one the fast path
+    /// never keeps (`never_prebuilt`).
     pub repeat_udp: bool,
+    /// Held across each repeated pair, so the counter's growth belongs to that pair alone.
+    repeat_lock: tokio::sync::Mutex<()>,
 }
 
 impl Drop for TestServer {
@@ -71,6 +76,7 @@ pub async fn start_with_clock(
         handle,
         stop: Some(tx),
         repeat_udp: false,
+        repeat_lock: tokio::sync::Mutex::new(()),
     }
 }
 
@@ -84,9 +90,14 @@ pub enum Path {
 }
 
 /// Starts the server of `source` with UDP answered by `path` (`Source::udp_fast_path`). On
-/// `Fast` (the default setting) every UDP query `raw` sends goes twice (see `repeat_udp`).
+/// `Fast` (the default setting) the server runs one UDP thread (with one per CPU, the default,
+/// a repeated question mostly lands on another thread and is answered the general way again) and
+/// every UDP query `raw` sends goes twice (see `repeat_udp`).
 pub async fn start_on_path(mut source: Source, path: Path) -> TestServer {
     source.udp_fast_path = Some(path == Path::Fast);
+    if path == Path::Fast {
+        source.udp_workers = Some(1);
+    }
     let mut s = start(source).await;
     s.repeat_udp = path == Path::Fast;
     s
@@ -223,17 +234,63 @@ pub async fn tcp_recv(s: &mut TcpStream) -> Option<Vec<u8>> {
 pub async fn raw(server: &TestServer, listener: &str, via: Via, bytes: &[u8]) -> Option<Vec<u8>> {
     match via {
         Via::Udp if server.repeat_udp => {
+            let _pair = server.repeat_lock.lock().await;
             let first = udp_raw(server.addr(listener, "udp"), bytes).await;
+            let before = server.handle.fast_answers();
             let second = udp_raw(server.addr(listener, "udp"), bytes).await;
+            let fast = server.handle.fast_answers() - before;
             assert_eq!(
                 first, second,
                 "the same UDP query answered differently the second time (fast path)"
             );
+            if let Some(reply) = &second
+                && fast == 0
+                && never_prebuilt(server, listener, bytes, reply)
+                    .await
+                    .is_none()
+            {
+                panic!(
+                    "the second ask of a UDP query was answered the general way, not from the \
+                     prebuilt answer the first left (query {bytes:02x?}, reply {reply:02x?})"
+                );
+            }
             second
         }
         Via::Udp => udp_raw(server.addr(listener, "udp"), bytes).await,
         Via::Tcp => tcp_raw(server.addr(listener, "tcp"), bytes).await,
     }
+}
+
+/// Why the fast path may not answer `query` (whose UDP reply is `reply`) from its tables, or
+/// None when it must: errors are never kept (FORMERR, NOTIMP, REFUSED; BADVERS, RFC 6891
+/// 6.1.3), nor answers with TC, and a kept answer too big for the client's limit goes to the
+/// general path, which leaves optional ADDITIONAL records out (RFC 2181 9): the TCP answer to
+/// the same bytes is then longer than the UDP one.
+pub async fn never_prebuilt(
+    server: &TestServer,
+    listener: &str,
+    query: &[u8],
+    reply: &[u8],
+) -> Option<&'static str> {
+    if reply.len() < 12 {
+        return Some("no DNS header");
+    }
+    match reply[3] & 0x0f {
+        1 => return Some("FORMERR"),
+        4 => return Some("NOTIMP"),
+        5 => return Some("REFUSED"),
+        _ => {}
+    }
+    if let Ok(m) = Message::from_vec(reply)
+        && u16::from(m.response_code) == 16
+    {
+        return Some("BADVERS");
+    }
+    if reply[2] & 0x02 != 0 {
+        return Some("TC");
+    }
+    let whole = tcp_raw(server.addr(listener, "tcp"), query).await?;
+    (whole.len() > reply.len()).then_some("ADDITIONAL trimmed to fit")
 }
 
 /// Asks `q` and parses the reply; panics when there is none.
