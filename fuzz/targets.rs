@@ -98,8 +98,8 @@ pub fn query(data: &[u8]) {
 pub fn fast_path(data: &[u8]) {
     let snap = battery();
     let shared = Arc::new(arc_swap::ArcSwap::new(Arc::clone(snap)));
-    let mut worker =
-        gslbd::fast::Worker::new(shared, 0, Arc::new(std::sync::atomic::AtomicU64::new(0)));
+    let counter = || Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut worker = gslbd::fast::Worker::new(shared, 0, counter(), counter());
     let peer: SocketAddr = "127.0.10.1:5300".parse().unwrap();
     let client = Client {
         addr: peer,

@@ -22,7 +22,7 @@ use std::net::IpAddr;
 
 use common::*;
 use gslbd::config::Source;
-use gslbd::gslb::explain::{self, ClientSource};
+use gslbd::gslb::explain::ClientSource;
 use gslbd::metrics::{self, Fast};
 use gslbd::query::client_addr;
 use gslbd::snapshot::Snapshot;
@@ -127,7 +127,7 @@ fn pool_of(
     } else {
         ClientSource::Packet
     };
-    let e = explain::explain(
+    let e = gslbd::lookup::explain(
         snap,
         0,
         name,
