@@ -279,12 +279,27 @@ pub async fn never_prebuilt(
         1 => return Some("FORMERR"),
         4 => return Some("NOTIMP"),
         5 => return Some("REFUSED"),
+        9 => return Some("NOTAUTH (TSIG with an unknown key, RFC 8945 5.2)"),
         _ => {}
     }
-    if let Ok(m) = Message::from_vec(reply)
-        && u16::from(m.response_code) == 16
-    {
-        return Some("BADVERS");
+    if let Ok(m) = Message::from_vec(reply) {
+        if u16::from(m.response_code) == 16 {
+            return Some("BADVERS");
+        }
+        // CHAOS names are answered by the parser, before any table.
+        if m.queries
+            .first()
+            .is_some_and(|q| u16::from(q.query_class) == 3)
+        {
+            return Some("CHAOS class");
+        }
+        // An NSID request is answered the general way, which adds the option (RFC 5001).
+        if m.edns.as_ref().is_some_and(|e| {
+            e.option(hickory_proto::rr::rdata::opt::EdnsCode::NSID)
+                .is_some()
+        }) {
+            return Some("NSID");
+        }
     }
     if reply[2] & 0x02 != 0 {
         return Some("TC");
