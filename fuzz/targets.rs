@@ -246,7 +246,7 @@ pub fn http(data: &[u8]) {
     let Ok(mut req) = req.body(axum::body::Body::from(body.to_string())) else {
         return; // not a request hyper would have handed over
     };
-    let peer: IpAddr = if data.len() % 2 == 0 {
+    let peer: IpAddr = if data.len().is_multiple_of(2) {
         "127.0.0.1".parse().unwrap()
     } else {
         "127.0.0.2".parse().unwrap()
