@@ -126,15 +126,13 @@ pub fn fast_path(data: &[u8]) {
 /// The zone reader and compiler on any text (an `$INCLUDE` reads the same text again, up to the
 /// nesting limit).
 pub fn zone(data: &[u8]) {
-    struct Same(String);
-    impl gslbd::zone::reader::ZoneFs for Same {
-        fn read(&self, _: &Path) -> std::io::Result<String> {
-            Ok(self.0.clone())
-        }
-    }
     let text = String::from_utf8_lossy(data).into_owned();
     let origin = hickory_proto::rr::Name::from_ascii("example.com.").unwrap();
-    match gslbd::zone::Zone::load(&origin, Path::new("fuzz.zone"), &Same(text)) {
+    match gslbd::zone::Zone::load(
+        &origin,
+        Path::new("fuzz.zone"),
+        &gslbd::zone::reader::TextFs(text),
+    ) {
         Ok(z) => assert!(
             z.node(&z.origin_key).is_some(),
             "a loaded zone has its apex"

@@ -73,14 +73,6 @@ impl<'z> RrsetRef<'z> {
             synth: None,
         }
     }
-
-    /// How many records this RRset puts in a response.
-    pub fn count(&self) -> usize {
-        match self.synth {
-            Some(_) => 1,
-            None => self.select.count(self.rrset.rdatas.len()),
-        }
-    }
 }
 
 /// One section's RRsets: inline up to the size of the lab's longest chain (object -> vip ->
@@ -611,20 +603,13 @@ mod tests {
     use super::*;
     use crate::gslb::{AllUp, Chance};
     use crate::zone::name::key_of;
-    use crate::zone::reader::ZoneFs;
-
-    struct Text(String);
-    impl ZoneFs for Text {
-        fn read(&self, _: &Path) -> std::io::Result<String> {
-            Ok(self.0.clone())
-        }
-    }
+    use crate::zone::reader::TextFs;
 
     fn zones(files: &[(&str, &str, bool)]) -> ZoneSet {
         let mut set = ZoneSet::default();
         for (origin, text, rotate) in files {
             let name = Name::from_ascii(origin).unwrap();
-            let mut z = Zone::load(&name, Path::new("t.zone"), &Text(text.to_string())).unwrap();
+            let mut z = Zone::load(&name, Path::new("t.zone"), &TextFs(text.to_string())).unwrap();
             z.rotate = *rotate;
             set.insert(Arc::new(z));
         }

@@ -144,11 +144,17 @@ pub fn parse<'p>(snap: &Snapshot, packet: &'p [u8], out: &mut Vec<u8>) -> Option
             return Some(Parsed::Done(rcode));
         }
     };
-    if q.qclass == CLASS_CH {
-        return Some(Parsed::Done(chaos(snap, &q, out)));
-    }
-    let Some(rc) = refusal(&q) else {
-        return Some(Parsed::Query(q));
+    let rc = if q.qclass == CLASS_CH {
+        if let Some(text) = chaos_text(snap, &q) {
+            wire::encode_chaos_txt(&q, text.as_bytes(), payload, out);
+            return Some(Parsed::Done(rcode::NOERROR));
+        }
+        rcode::REFUSED
+    } else {
+        match refusal(&q) {
+            None => return Some(Parsed::Query(q)),
+            Some(rc) => rc,
+        }
     };
     wire::encode_error_into(
         q.id,
@@ -164,38 +170,21 @@ pub fn parse<'p>(snap: &Snapshot, packet: &'p [u8], out: &mut Vec<u8>) -> Option
 }
 
 /// RFC 4892 and BIND's convention: CHAOS TXT `id.server.` / `hostname.bind.` give the identity,
-/// `version.server.` / `version.bind.` the version, each only when configured (`[server]`);
-/// everything else in CHAOS, and what is not configured, is REFUSED (no zones in that class).
-fn chaos(snap: &Snapshot, q: &wire::Query<'_>, out: &mut Vec<u8>) -> u16 {
+/// `version.server.` / `version.bind.` the version, each only when configured (`[server]`).
+/// None: everything else in CHAOS, and what is not configured, which is REFUSED (no zones in
+/// that class).
+fn chaos_text<'s>(snap: &'s Snapshot, q: &wire::Query<'_>) -> Option<&'s str> {
     const ID_SERVER: &[u8] = b"\x02id\x06server\x00";
     const HOSTNAME_BIND: &[u8] = b"\x08hostname\x04bind\x00";
     const VERSION_SERVER: &[u8] = b"\x07version\x06server\x00";
     const VERSION_BIND: &[u8] = b"\x07version\x04bind\x00";
-    let text = match q.key() {
+    if !matches!(q.qtype, 16 | 255) {
+        return None;
+    }
+    match q.key() {
         k if k == ID_SERVER || k == HOSTNAME_BIND => snap.server.identity.as_deref(),
         k if k == VERSION_SERVER || k == VERSION_BIND => snap.server.version.as_deref(),
         _ => None,
-    };
-    let payload = snap.limits.udp_payload;
-    match text {
-        Some(t) if matches!(q.qtype, 16 | 255) => {
-            wire::encode_chaos_txt(q, t.as_bytes(), payload, out);
-            rcode::NOERROR
-        }
-        _ => {
-            let rc = rcode::REFUSED;
-            wire::encode_error_into(
-                q.id,
-                q.flags,
-                rc,
-                Some(q.question),
-                q.edns.as_ref(),
-                payload,
-                false,
-                out,
-            );
-            rc
-        }
     }
 }
 

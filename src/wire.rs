@@ -1403,17 +1403,23 @@ mod tests {
         let q = query(NAME, 1, &opt(&[0, 3, 0, 0]), [0, 0, 1]);
         let parsed = parse_query(&q).unwrap();
         assert!(parsed.edns.unwrap().nsid);
-        let mut out = Vec::new();
-        encode_error_into(
-            parsed.id,
-            parsed.flags,
-            0,
-            Some(parsed.question),
-            parsed.edns.as_ref(),
-            1232,
-            false,
-            &mut out,
-        );
+        // A NOERROR reply with the question and our OPT, as the encoders end one.
+        let reply = || {
+            let mut out = Vec::new();
+            let (id, flags, edns) = (parsed.id, parsed.flags, parsed.edns.as_ref());
+            encode_error_into(
+                id,
+                flags,
+                0,
+                Some(parsed.question),
+                edns,
+                1232,
+                false,
+                &mut out,
+            );
+            out
+        };
+        let mut out = reply();
         let before = out.len();
         append_nsid(&mut out, &parsed, b"ns1", 512);
         assert_eq!(out.len(), before + 7);
@@ -1424,17 +1430,7 @@ mod tests {
         );
         assert_eq!(&out[before..], b"\x00\x03\x00\x03ns1");
         // No room: left out (RFC 5001 2.3 lets the server omit it).
-        let mut out2 = Vec::new();
-        encode_error_into(
-            parsed.id,
-            parsed.flags,
-            0,
-            Some(parsed.question),
-            parsed.edns.as_ref(),
-            1232,
-            false,
-            &mut out2,
-        );
+        let mut out2 = reply();
         append_nsid(&mut out2, &parsed, b"ns1", before + 3);
         assert_eq!(out2.len(), before);
     }

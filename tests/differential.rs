@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Q, TestServer, Via};
+use common::{Lcg, Q, TestServer, Via};
 use gslbd::config::Source;
 use hickory_proto::op::Message;
 use tokio::net::UdpSocket;
@@ -313,22 +313,6 @@ impl Knot {
 
 // ---------------------------------------------------------------------------------------------
 // The queries.
-
-/// A tiny deterministic generator (Knuth's MMIX LCG); no rand crate.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) as u32
-    }
-    fn one_in(&mut self, n: u32) -> bool {
-        self.next().is_multiple_of(n)
-    }
-}
 
 const QTYPES: [(&str, u16); 12] = [
     ("A", 1),

@@ -31,7 +31,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Via;
+use common::{Lcg, Via};
 use gslbd::config::Source;
 use hickory_proto::rr::Name;
 use tokio::net::UdpSocket;
@@ -434,22 +434,6 @@ impl Peer {
 
 // ---------------------------------------------------------------------------------------------
 // Queries
-
-/// A tiny deterministic generator (Knuth's MMIX LCG).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) as u32
-    }
-    fn one_in(&mut self, n: u32) -> bool {
-        self.next().is_multiple_of(n)
-    }
-}
 
 #[derive(Debug, Clone)]
 struct Case {

@@ -633,23 +633,20 @@ fn store(cache: &super::cache::Cache, class: &Class, qtype: RecordType, scope: O
             }
         }
         Class::Answer { records, .. } => chain(records),
+        // NXDOMAIN covers every type of the name, NODATA only the one asked (RFC 2308 5).
         Class::NxDomain {
             chain: c,
             last,
             soa,
-        } => {
-            chain(c);
-            let soa = soa.clone().map(negative_soa);
-            cache.insert_negative(key_of(last), None, soa, scope);
         }
-        Class::NoData {
+        | Class::NoData {
             chain: c,
             last,
             soa,
         } => {
             chain(c);
-            let soa = soa.clone().map(negative_soa);
-            cache.insert_negative(key_of(last), Some(qtype), soa, scope);
+            let rtype = matches!(class, Class::NoData { .. }).then_some(qtype);
+            cache.insert_negative(key_of(last), rtype, soa.clone().map(negative_soa), scope);
         }
     }
 }

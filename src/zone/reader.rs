@@ -41,6 +41,16 @@ use hickory_proto::serialize::binary::{BinDecoder, Restrict};
 use super::rtypes;
 use hickory_proto::serialize::txt::parse_ttl;
 
+/// One text for every path: a zone given in memory (unit tests, the fuzz targets); an
+/// `$INCLUDE` reads the same text again, up to the nesting limit.
+pub struct TextFs(pub String);
+
+impl ZoneFs for TextFs {
+    fn read(&self, _path: &Path) -> io::Result<String> {
+        Ok(self.0.clone())
+    }
+}
+
 /// Where zone text comes from: the disk, or files compiled into the binary (the lab world).
 pub trait ZoneFs: Send + Sync {
     fn read(&self, path: &Path) -> io::Result<String>;

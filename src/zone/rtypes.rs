@@ -1194,17 +1194,10 @@ mod tests {
     use data_encoding::HEXLOWER_PERMISSIVE;
     use hickory_proto::rr::{Name, RData, RecordType};
 
-    use super::super::reader::{ZoneFs, read_zone};
-
-    struct Text(String);
-    impl ZoneFs for Text {
-        fn read(&self, _: &Path) -> std::io::Result<String> {
-            Ok(self.0.clone())
-        }
-    }
+    use super::super::reader::{TextFs, read_zone};
 
     fn read(records: &str) -> Result<Vec<(RecordType, Vec<u8>)>, String> {
-        let fs = Text(format!("$TTL 60\n{records}\n"));
+        let fs = TextFs(format!("$TTL 60\n{records}\n"));
         let origin = Name::from_ascii("example.com.").unwrap();
         let rs = read_zone(&origin, Path::new("z"), &fs).map_err(|e| e.to_string())?;
         Ok(rs

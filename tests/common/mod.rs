@@ -477,3 +477,20 @@ pub fn tool_path(name: &str) -> PathBuf {
 pub fn tool(name: &str) -> std::process::Command {
     std::process::Command::new(tool_path(name))
 }
+
+/// A tiny deterministic generator (Knuth's MMIX LCG) for generated query sets: the same seed gives
+/// the same queries on every run (no rand crate).
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn next(&mut self) -> u32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) as u32
+    }
+    pub fn one_in(&mut self, n: u32) -> bool {
+        self.next().is_multiple_of(n)
+    }
+}
