@@ -137,6 +137,8 @@ fn worker() -> Worker {
         0,
         Arc::new(AtomicU64::new(0)),
         Arc::new(AtomicU64::new(0)),
+        64 << 20,
+        Arc::new(gslbd::rrl::Limiter::new(1)),
     );
     w.begin();
     w

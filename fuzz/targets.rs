@@ -99,7 +99,14 @@ pub fn fast_path(data: &[u8]) {
     let snap = battery();
     let shared = Arc::new(arc_swap::ArcSwap::new(Arc::clone(snap)));
     let counter = || Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut worker = gslbd::fast::Worker::new(shared, 0, counter(), counter());
+    let mut worker = gslbd::fast::Worker::new(
+        shared,
+        0,
+        counter(),
+        counter(),
+        64 << 20,
+        std::sync::Arc::new(gslbd::rrl::Limiter::new(1)),
+    );
     let peer: SocketAddr = "127.0.10.1:5300".parse().unwrap();
     let client = Client {
         addr: peer,

@@ -59,6 +59,12 @@ pub struct Config {
     /// The iterative resolver (src/resolver); absent = none.
     #[serde(default)]
     pub resolver: Option<crate::resolver::ResolverConfig>,
+    /// Response rate limiting on the authoritative UDP listeners (src/rrl.rs); off by default.
+    #[serde(default)]
+    pub rrl: crate::rrl::RrlConfig,
+    /// DNS cookies (src/cookie.rs); answered by default.
+    #[serde(default)]
+    pub cookies: crate::cookie::CookieConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -73,6 +79,9 @@ pub struct Limits {
     /// Serve repeated UDP questions from prebuilt answers and cache geo per client network
     /// (`fast`); false sends every UDP query through the general path (to compare or rule it out).
     pub udp_fast_path: bool,
+    /// Bytes the UDP fast path's tables (answers, GSLB prefixes, geo caches) may hold in all, for
+    /// the whole process; a restart applies a change.
+    pub fast_path_memory: usize,
 }
 
 impl Limits {
@@ -95,6 +104,7 @@ impl Default for Limits {
             tcp_max_connections: 512,
             udp_workers: 0,
             udp_fast_path: true,
+            fast_path_memory: 64 << 20,
         }
     }
 }

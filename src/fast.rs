@@ -22,8 +22,12 @@
 //! Everything else takes the general path (`query::respond_into`): errors, answers that need
 //! truncation, rotation, networks with finer geo data, and every query when `[limits]
 //! udp_fast_path = false`. The tables start over when the snapshot changes (reload). Their memory
-//! is bounded (`BUDGET` per listening address, shared by its threads); a full table takes nothing
-//! new and starts over at most once per `REFILL`. No I/O.
+//! is bounded: `[limits] fast_path_memory` is one figure for the whole process, split evenly
+//! between the authoritative UDP threads, and a thread's share between its answers (1/2), its
+//! GSLB prefixes (1/4) and its geo cache (1/4). Bytes are counted as the allocator holds them
+//! (each allocation rounded as glibc rounds it, `geo::heap_size`, plus the hash tables' own
+//! allocations). A full answer table takes nothing new and starts over at most once per
+//! `REFILL`; a full geo cache starts over. No I/O.
 
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
@@ -33,20 +37,17 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
+use crate::cookie;
 use crate::engine::{Answer, Outcome};
-use crate::geo::GeoCache;
+use crate::geo::{GeoCache, heap_size};
 use crate::gslb::{Label, LiveHealth, Select, Step};
 use crate::metrics::{self, Fast, Via};
 use crate::query::{self, Client, Parsed, Served, Transport};
+use crate::rrl::{self, Kind, Limiter, Verdict};
 use crate::snapshot::Snapshot;
 use crate::udp::Answerer;
 use crate::wire::{self, GslbPrefix, Prebuilt};
 
-/// Memory all UDP threads' tables may hold together (each thread gets its share, split between
-/// its two tables), counted as name + answer bytes + `ENTRY_OVERHEAD` per entry.
-const BUDGET: usize = 64 << 20;
-/// Heap and table bookkeeping of one entry beyond its bytes (box headers, the table slot).
-const ENTRY_OVERHEAD: usize = 64;
 /// A full table starts over at most this often: a workload wider than the table (a million
 /// names asked at random) then costs the capture of new entries once a minute, not on every
 /// miss, and a table that filled with yesterday's names still makes room for today's.
@@ -56,6 +57,7 @@ const REFILL: std::time::Duration = std::time::Duration::from_secs(60);
 /// entry). Looked up without building a key: the hash is taken over the parts.
 struct Table<C, V> {
     entries: hashbrown::HashTable<Entry<C, V>>,
+    /// Heap bytes of the entries' names and values (the table's own allocation is not in it).
     bytes: usize,
     budget: usize,
     /// When the table last started over (or was made).
@@ -97,15 +99,29 @@ impl<C: Copy + Eq + Hash, V> Table<C, V> {
             .map(|e| &e.value)
     }
 
-    /// Adds an entry of `size` bytes. A full table starts over if it last did `REFILL` ago, and
-    /// otherwise takes nothing new.
+    /// Bytes held: the entries' allocations and the table's.
+    fn held(&self) -> usize {
+        self.bytes + self.entries.allocation_size()
+    }
+
+    /// Adds an entry whose value owns one allocation of `size` bytes. A full table starts over if
+    /// it last did `REFILL` ago, and otherwise takes nothing new.
     fn insert(&mut self, name: &[u8], qtype: u16, clients: C, value: V, size: usize) {
-        let cost = name.len() + size + ENTRY_OVERHEAD;
-        if self.bytes + cost > self.budget {
+        let cost = heap_size(name.len()) + heap_size(size);
+        // A table at capacity doubles on the next insert: count the allocation it would move to.
+        let table = if self.entries.len() == self.entries.capacity() {
+            (self.entries.allocation_size() * 2).max(64 * size_of::<Entry<C, V>>())
+        } else {
+            self.entries.allocation_size()
+        };
+        if self.bytes + table + cost > self.budget {
             if self.cleared.elapsed() < REFILL {
                 return;
             }
             self.clear();
+            if self.entries.allocation_size() + cost > self.budget {
+                return;
+            }
         }
         self.bytes += cost;
         let hash = hash_of(name, qtype, &clients);
@@ -180,29 +196,121 @@ pub struct Worker {
     geo: GeoCache,
     scratch: Vec<u8>,
     batch: Instant,
+    /// The response rate limiter all UDP threads of the server share.
+    rrl: Arc<Limiter>,
+    /// The limiter's clock, read once per batch.
+    now_ms: u32,
+    /// Limited responses so far (every `slip`-th is slipped).
+    limited: u32,
+    /// The COOKIE verdict on the query being answered.
+    cookie: cookie::Outcome,
+    /// Table bytes last added to the process-wide gauge.
+    reported: usize,
 }
 
 impl Worker {
+    /// A thread whose tables may hold `share` bytes (its part of `[limits] fast_path_memory`).
     pub fn new(
         shared: Arc<ArcSwap<Snapshot>>,
         listener: usize,
         served: Arc<AtomicU64>,
         fast: Arc<AtomicU64>,
+        share: usize,
+        rrl: Arc<Limiter>,
     ) -> Self {
         let snap = shared.load_full();
-        // The thread's share of the budget; the worker count cannot change without a restart.
-        let share = BUDGET / snap.limits.udp_workers().max(1) / 2;
         Worker {
             shared,
             snap,
             listener,
             served,
             fast,
-            answers: Table::new(share),
-            prefixes: Table::new(share),
-            geo: GeoCache::default(),
+            answers: Table::new(share / 2),
+            prefixes: Table::new(share / 4),
+            geo: GeoCache::with_budget(share / 4),
             scratch: Vec::with_capacity(512),
             batch: Instant::now(),
+            rrl,
+            now_ms: 0,
+            limited: 0,
+            cookie: cookie::Outcome::NONE,
+            reported: 0,
+        }
+    }
+
+    /// Bytes the thread's tables hold.
+    fn held(&self) -> usize {
+        self.answers.held() + self.prefixes.held() + self.geo.bytes()
+    }
+
+    /// Response rate limiting (`rrl`) of the reply in `out` to a query from `peer`: false drops
+    /// it; a slip rewrites `out`.
+    fn limit(&mut self, packet: &[u8], peer: SocketAddr, out: &mut Vec<u8>) -> bool {
+        let s = &self.snap.rrl;
+        let ip = peer.ip();
+        // A client that returned our server cookie is not spoofing its address (RFC 7873 5.2.5).
+        if self.cookie.status == cookie::Status::Valid || Limiter::exempt(s, ip) {
+            return true;
+        }
+        let Some(reply) = rrl::classify(out, s.large_size()) else {
+            return true;
+        };
+        let mut lower = [0u8; 255];
+        let qname = rrl::lowercase(reply.qname, &mut lower);
+        let name: &[u8] = match reply.kind {
+            Kind::Positive | Kind::Nodata | Kind::Large => qname,
+            // Random names under one zone share the zone's bucket.
+            Kind::Nxdomain | Kind::Referral => self
+                .snap
+                .view(self.listener)
+                .find(qname)
+                .map_or(qname, |z| &z.origin_key[..]),
+            Kind::Error => &[],
+        };
+        let kind = reply.kind;
+        let qname_len = reply.qname.len();
+        if self.rrl.charge(s, ip, kind, name, self.now_ms) {
+            return true;
+        }
+        if Limiter::dry_run(s) {
+            metrics::count_rrl(kind, metrics::RrlAction::DryRun);
+            return true;
+        }
+        match Limiter::limited(s, &mut self.limited) {
+            Verdict::Send => true,
+            Verdict::Drop => {
+                metrics::count_rrl(kind, metrics::RrlAction::Dropped);
+                false
+            }
+            Verdict::Slip => {
+                metrics::count_rrl(kind, metrics::RrlAction::Slipped);
+                // A client that sent a cookie learns a server cookie instead (RFC 7873 5.2.3:
+                // BADCOOKIE, by server policy under rate limiting); with it, its next query is
+                // exempt. Others get TC=1 and retry over TCP.
+                if let (Some(c), Ok(q)) = (self.cookie.reply, wire::parse_query(packet)) {
+                    out.clear();
+                    let payload = self.snap.limits.udp_payload;
+                    wire::encode_error_into(
+                        q.id,
+                        q.flags,
+                        wire::rcode::BADCOOKIE,
+                        Some(q.question),
+                        q.edns.as_ref(),
+                        payload,
+                        false,
+                        out,
+                    );
+                    wire::append_cookie(
+                        out,
+                        &q,
+                        &c,
+                        wire::max_size(q.edns.as_ref(), false, payload),
+                    );
+                } else {
+                    rrl::truncate_to_question(out, qname_len);
+                }
+                true
+            }
         }
     }
 
@@ -224,7 +332,9 @@ impl Worker {
             transport: Transport::Udp,
         };
         if !snap.limits.udp_fast_path {
-            return query::respond_into(snap, self.listener, packet, &client, out, None).map(count);
+            let served = query::respond_into(snap, self.listener, packet, &client, out, None)?;
+            self.cookie = served.cookie;
+            return Some(count(served));
         }
         let q = match query::parse(snap, packet, out)? {
             Parsed::Done(rcode) => {
@@ -233,13 +343,31 @@ impl Worker {
             }
             Parsed::Query(q) => q,
         };
+        self.cookie = query::cookie(snap, &q, peer.ip());
+        let rcode = self.respond_to(&q, peer, out)?;
+        query::add_cookie(&self.snap, &q, &self.cookie, Transport::Udp, out);
+        Some(rcode)
+    }
+
+    /// The answer to a parsed query, from the tables or the general path.
+    fn respond_to(
+        &mut self,
+        q: &wire::Query<'_>,
+        peer: SocketAddr,
+        out: &mut Vec<u8>,
+    ) -> Option<u16> {
+        let snap = &*self.snap;
+        let client = Client {
+            addr: peer,
+            transport: Transport::Udp,
+        };
         let payload = snap.limits.udp_payload;
         let max = wire::max_size(q.edns.as_ref(), false, payload);
         // An NSID request (RFC 5001) is answered the general way, which adds the option.
         let tables = !(snap.server.identity.is_some() && q.edns.as_ref().is_some_and(|e| e.nsid));
         if tables
             && let Some(p) = self.answers.get(q.key(), q.qtype, ())
-            && p.write(&q, max, payload, out)
+            && p.write(q, max, payload, out)
         {
             metrics::count(Via::Udp, p.rcode(), None);
             metrics::count_fast(Fast::Prebuilt);
@@ -267,7 +395,7 @@ impl Worker {
                 // As the engine caps and scopes a hop (engine::answer).
                 let ttl = set.ttl.min(prefix.ttl_cap().min(d.ttl));
                 let scope = prefix.scope().unwrap_or(0).max(d.scope);
-                if prefix.write(&q, set, select, ttl, scope, max, payload, out) {
+                if prefix.write(q, set, select, ttl, scope, max, payload, out) {
                     let region = match d.label {
                         Label::Region(r) => Some(&*r.hits),
                         _ => None,
@@ -279,11 +407,11 @@ impl Worker {
                 }
             }
         }
-        let answer = query::answer(snap, self.listener, &q, &client, Some(&mut self.geo));
-        query::encode(snap, &q, &answer, Transport::Udp, out);
+        let answer = query::answer(snap, self.listener, q, &client, Some(&mut self.geo));
+        query::encode(snap, q, &answer, Transport::Udp, out);
         if client_independent(&answer) {
             if answer.outcome != Outcome::Refused
-                && let Some(p) = Prebuilt::capture(&q, &answer, payload, &mut self.scratch)
+                && let Some(p) = Prebuilt::capture(q, &answer, payload, &mut self.scratch)
             {
                 let size = p.size();
                 self.answers.insert(q.key(), q.qtype, (), p, size);
@@ -299,7 +427,7 @@ impl Worker {
             };
             if let Some(preferred) = gslb.preferred(last.rule as usize, &located, &info)
                 && let Some(p) =
-                    GslbPrefix::capture(&q, &answer, preferred, payload, &mut self.scratch)
+                    GslbPrefix::capture(q, &answer, preferred, payload, &mut self.scratch)
             {
                 let size = p.size();
                 self.prefixes.insert(q.key(), q.qtype, clients, p, size);
@@ -308,6 +436,7 @@ impl Worker {
         Some(count(Served {
             rcode: wire::rcode_of(answer.outcome),
             region: answer.region,
+            cookie: cookie::Outcome::NONE,
         }))
     }
 }
@@ -318,18 +447,28 @@ fn count(s: Served<'_>) -> u16 {
 }
 
 impl Answerer for Worker {
+    fn answer(&mut self, packet: &[u8], peer: SocketAddr, out: &mut Vec<u8>) -> bool {
+        self.served.fetch_add(1, Ordering::Relaxed);
+        self.cookie = cookie::Outcome::NONE;
+        if self.respond(packet, peer, out).is_none() {
+            return false;
+        }
+        !self.snap.rrl.enabled || self.limit(packet, peer, out)
+    }
+
     fn begin(&mut self) {
         self.batch = Instant::now();
         self.refresh();
-    }
-
-    fn answer(&mut self, packet: &[u8], peer: SocketAddr, out: &mut Vec<u8>) -> bool {
-        self.served.fetch_add(1, Ordering::Relaxed);
-        self.respond(packet, peer, out).is_some()
+        self.now_ms = self.rrl.now_ms();
     }
 
     fn end(&mut self, answered: usize) {
         metrics::observe(Via::Udp, self.batch.elapsed(), answered as u64);
+        let held = self.held();
+        if held != self.reported {
+            metrics::fast_path_bytes(held as i64 - self.reported as i64);
+            self.reported = held;
+        }
     }
 
     fn idle(&mut self) {
@@ -346,8 +485,10 @@ mod tests {
     /// it starts over with the new entry.
     #[test]
     fn a_full_table_starts_over_at_most_once_per_refill() {
-        let cost = |name: &[u8]| name.len() + 8 + ENTRY_OVERHEAD;
-        let mut t: Table<(), u32> = Table::new(3 * cost(b"\x01a\0"));
+        // Room for three entries in a table of the smallest allocation.
+        let mut t: Table<(), u32> = Table::new(0);
+        t.entries.reserve(3, |_| 0);
+        t.budget = t.entries.allocation_size() + 3 * (heap_size(3) + heap_size(8));
         for (i, name) in [b"\x01a\0", b"\x01b\0", b"\x01c\0"].iter().enumerate() {
             t.insert(*name, 1, (), i as u32, 8);
         }

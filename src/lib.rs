@@ -16,6 +16,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod cookie;
 pub mod engine;
 pub mod fast;
 pub mod geo;
@@ -27,6 +28,7 @@ pub mod lookup;
 pub mod metrics;
 pub mod query;
 pub mod resolver;
+pub mod rrl;
 pub mod server;
 pub mod snapshot;
 pub mod udp;

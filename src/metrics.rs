@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -54,6 +54,32 @@ pub struct Metrics {
     admin_reloads: [AtomicU64; 2],
     /// UDP answers written by the fast path, by table (`Fast`).
     fast: [AtomicU64; 2],
+    /// Bytes the UDP threads' fast-path tables hold (a gauge, moved by deltas).
+    fast_bytes: AtomicI64,
+    /// Rate-limited UDP responses by kind (`rrl::Kind`) and `RrlAction`.
+    rrl: [[AtomicU64; 3]; crate::rrl::KINDS.len()],
+}
+
+/// What happened to a rate-limited response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RrlAction {
+    Dropped = 0,
+    /// Sent as TC=1 (or BADCOOKIE).
+    Slipped = 1,
+    /// Would have been limited; sent (`dry_run`).
+    DryRun = 2,
+}
+
+const RRL_ACTIONS: [&str; 3] = ["dropped", "slipped", "dry_run"];
+
+/// Counts one rate-limited response.
+pub fn count_rrl(kind: crate::rrl::Kind, action: RrlAction) {
+    metrics().rrl[kind as usize][action as usize].fetch_add(1, Ordering::Relaxed);
+}
+
+/// Moves the fast-path memory gauge by `delta` bytes.
+pub fn fast_path_bytes(delta: i64) {
+    metrics().fast_bytes.fetch_add(delta, Ordering::Relaxed);
 }
 
 /// Which table of a UDP thread's fast path wrote an answer.
@@ -87,6 +113,8 @@ fn metrics() -> &'static Metrics {
         http_errors: RwLock::new(HashMap::new()),
         admin_reloads: std::array::from_fn(|_| AtomicU64::new(0)),
         fast: std::array::from_fn(|_| AtomicU64::new(0)),
+        fast_bytes: AtomicI64::new(0),
+        rrl: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
     })
 }
 
@@ -280,6 +308,30 @@ pub fn render() -> String {
             s,
             "gslbd_udp_fast_path_answers_total{{table=\"{table}\"}} {n}"
         );
+    }
+    s.push_str(
+        "# HELP gslbd_udp_fast_path_memory_bytes Bytes the UDP fast path's tables hold (answers, \
+         GSLB prefixes, geo caches), within [limits] fast_path_memory.\n",
+    );
+    s.push_str("# TYPE gslbd_udp_fast_path_memory_bytes gauge\n");
+    let _ = writeln!(
+        s,
+        "gslbd_udp_fast_path_memory_bytes {}",
+        m.fast_bytes.load(Ordering::Relaxed).max(0)
+    );
+    s.push_str(
+        "# HELP gslbd_rrl_limited_total UDP responses over the rate limit, by response kind and \
+         what was done (dropped, slipped as TC=1 or BADCOOKIE, or sent in dry_run).\n",
+    );
+    s.push_str("# TYPE gslbd_rrl_limited_total counter\n");
+    for (k, kind) in crate::rrl::KINDS.iter().enumerate() {
+        for (a, action) in RRL_ACTIONS.iter().enumerate() {
+            let n = m.rrl[k][a].load(Ordering::Relaxed);
+            let _ = writeln!(
+                s,
+                "gslbd_rrl_limited_total{{kind=\"{kind}\",action=\"{action}\"}} {n}"
+            );
+        }
     }
     s.push_str("# HELP gslbd_query_duration_seconds Time from a query's arrival to its answer.\n");
     s.push_str("# TYPE gslbd_query_duration_seconds histogram\n");

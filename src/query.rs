@@ -41,6 +41,8 @@ pub struct Served<'s> {
     pub rcode: u16,
     /// The GSLB region that answered, if one did.
     pub region: Option<&'s Region>,
+    /// The verdict on the query's COOKIE option.
+    pub cookie: crate::cookie::Outcome,
 }
 
 impl Served<'_> {
@@ -90,13 +92,17 @@ pub fn respond_into<'s>(
         Parsed::Done(rcode) => Some(Served {
             rcode,
             region: None,
+            cookie: crate::cookie::Outcome::NONE,
         }),
         Parsed::Query(q) => {
             let answer = answer(snap, listener, &q, client, geo);
             encode(snap, &q, &answer, client.transport, out);
+            let c = cookie(snap, &q, client.addr.ip());
+            add_cookie(snap, &q, &c, client.transport, out);
             Some(Served {
                 rcode: wire::rcode_of(answer.outcome),
                 region: answer.region,
+                cookie: c,
             })
         }
     }
@@ -277,6 +283,34 @@ pub fn encode(
     wire::encode_answer_into(q, answer, max, payload, out);
     if let Some(id) = &snap.server.identity {
         wire::append_nsid(out, q, id.as_bytes(), max);
+    }
+}
+
+/// Judges the query's COOKIE option (RFC 7873 5.2) from `ip`.
+pub fn cookie(snap: &Snapshot, q: &wire::Query<'_>, ip: IpAddr) -> crate::cookie::Outcome {
+    match q.edns.as_ref().and_then(|e| e.cookie.as_ref()) {
+        Some(c) if snap.cookies.enabled => {
+            crate::cookie::check(&snap.cookies, c.bytes(), ip, crate::cookie::now())
+        }
+        _ => crate::cookie::Outcome::NONE,
+    }
+}
+
+/// Adds the COOKIE option `c` says to answer with to `out`, a response to `q` on `transport`.
+pub fn add_cookie(
+    snap: &Snapshot,
+    q: &wire::Query<'_>,
+    c: &crate::cookie::Outcome,
+    transport: Transport,
+    out: &mut Vec<u8>,
+) {
+    if let Some(reply) = &c.reply {
+        let max = wire::max_size(
+            q.edns.as_ref(),
+            transport != Transport::Udp,
+            snap.limits.udp_payload,
+        );
+        wire::append_cookie(out, q, reply, max);
     }
 }
 

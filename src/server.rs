@@ -314,6 +314,17 @@ impl Server {
         let limits = self.handle.snapshot().limits.clone();
         let tcp_slots = Arc::new(Semaphore::new(limits.tcp_max_connections));
         let idle = Duration::from_millis(limits.tcp_idle_timeout_ms);
+        // One fast-path budget for the process, shared evenly by the authoritative UDP threads;
+        // one rate limiter for all of them (a flood spread over threads is still one flood).
+        let udp_threads = self
+            .bound
+            .iter()
+            .filter(|b| matches!(b, Bound::Udp { .. }))
+            .count();
+        let share = limits.fast_path_memory / udp_threads.max(1);
+        let rrl = Arc::new(crate::rrl::Limiter::new(
+            self.handle.snapshot().rrl.table_size,
+        ));
         for b in self.bound {
             let snap = self.handle.snapshot.clone();
             match b {
@@ -324,6 +335,7 @@ impl Server {
                         socket,
                         self.handle.served.clone(),
                         self.handle.fast.clone(),
+                        (share, rrl.clone()),
                     ));
                 }
                 Bound::Tcp { listener, socket } => {
@@ -571,12 +583,13 @@ async fn serve_udp(
     socket: UdpSocket,
     served: Arc<AtomicU64>,
     fast: Arc<AtomicU64>,
+    (share, rrl): (usize, Arc<crate::rrl::Limiter>),
 ) -> io::Result<()> {
     on_thread(format!("udp-{listener}"), move |stop| {
         udp::serve(
             &socket,
             stop,
-            fast::Worker::new(snap, listener, served, fast),
+            fast::Worker::new(snap, listener, served, fast, share, rrl),
         )
     })
     .await

@@ -35,6 +35,10 @@ pub struct Snapshot {
     pub http: Option<HttpSettings>,
     /// The `[resolver]` section compiled (None: no resolver).
     pub resolver: Option<Arc<ResolverSettings>>,
+    /// `[rrl]` compiled: response rate limiting on the authoritative UDP listeners.
+    pub rrl: crate::rrl::RrlSettings,
+    /// `[cookies]` compiled: DNS cookies (RFC 7873, RFC 9018).
+    pub cookies: crate::cookie::CookieSettings,
 }
 
 /// Everything wrong with a configuration, one problem a line (zone errors as `file:line: ...`).
@@ -280,6 +284,16 @@ impl Snapshot {
         if config.limits.cname_chain == 0 {
             config_problems.push("limits.cname_chain must be at least 1".into());
         }
+        let rrl = crate::rrl::RrlSettings::compile(&config.rrl).unwrap_or_else(|errs| {
+            config_problems.extend(errs);
+            crate::rrl::RrlSettings::off()
+        });
+        let cookies =
+            crate::cookie::CookieSettings::compile(&config.cookies).unwrap_or_else(|errs| {
+                config_problems.extend(errs);
+                crate::cookie::CookieSettings::compile(&Default::default())
+                    .expect("defaults compile")
+            });
         problems.extend(config_problems.into_iter().map(|p| format!("{label}: {p}")));
         if !problems.is_empty() {
             return Err(BuildError { problems });
@@ -293,6 +307,8 @@ impl Snapshot {
             gslb,
             http,
             resolver,
+            rrl,
+            cookies,
         })
     }
 

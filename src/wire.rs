@@ -29,6 +29,8 @@ pub mod rcode {
     pub const NOTAUTH: u16 = 9;
     /// RFC 6891 6.1.3: 16, carried as extended RCODE 1 in OPT and 0 in the header.
     pub const BADVERS: u16 = 16;
+    /// RFC 7873 8: a server cookie is required (or was wrong); the reply carries a fresh one.
+    pub const BADCOOKIE: u16 = 23;
 }
 
 const OPT: u16 = 41;
@@ -81,6 +83,21 @@ pub struct Edns {
     pub ecs: Option<ClientSubnet>,
     /// The client asked for our name server identifier (RFC 5001 2.3).
     pub nsid: bool,
+    /// The COOKIE option as sent (RFC 7873 4: a client cookie, maybe a server cookie).
+    pub cookie: Option<CookieOption>,
+}
+
+/// A COOKIE option's 8 to 40 octets, inline (no allocation per query).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieOption {
+    len: u8,
+    bytes: [u8; 40],
+}
+
+impl CookieOption {
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
 }
 
 /// A parsed query. The question is kept as the client wrote it, to be echoed byte for byte.
@@ -456,6 +473,7 @@ fn parse_opt(r: &mut Reader<'_>) -> Result<Edns, Option<Edns>> {
         dnssec_ok: ttl & 0x8000 != 0,
         ecs: None,
         nsid: false,
+        cookie: None,
     };
     let mut o = Reader { buf: rdata, pos: 0 };
     while o.pos < rdata.len() {
@@ -477,11 +495,21 @@ fn parse_opt(r: &mut Reader<'_>) -> Result<Edns, Option<Edns>> {
         }
         // RFC 7873 5.2.2: a client cookie alone is 8 bytes, with a server cookie 16 to 40;
         // any other length is FORMERR.
-        if code == OPTION_COOKIE && !(data.len() == 8 || (16..=40).contains(&data.len())) {
-            return Err(Some(edns));
+        if code == OPTION_COOKIE {
+            if !(data.len() == 8 || (16..=40).contains(&data.len())) {
+                return Err(Some(edns));
+            }
+            // The first COOKIE counts; RFC 7873 does not say what a second means.
+            if edns.cookie.is_none() {
+                let mut bytes = [0u8; 40];
+                bytes[..data.len()].copy_from_slice(data);
+                edns.cookie = Some(CookieOption {
+                    len: data.len() as u8,
+                    bytes,
+                });
+            }
         }
-        // Other options (valid cookies until they are implemented, padding, ...) are ignored:
-        // RFC 6891 6.1.2.
+        // Other options (padding, ...) are ignored: RFC 6891 6.1.2.
     }
     Ok(edns)
 }
@@ -1005,6 +1033,53 @@ pub fn append_nsid(out: &mut Vec<u8>, q: &Query<'_>, nsid: &[u8], max: usize) {
     out.extend_from_slice(&OPTION_NSID.to_be_bytes());
     out.extend_from_slice(&(nsid.len() as u16).to_be_bytes());
     out.extend_from_slice(nsid);
+}
+
+/// Adds our COOKIE option (`cookie`: the client cookie and our server cookie, RFC 7873 5.2) to the
+/// OPT of `out`, a response to `q` just encoded with OPT last in it; not when it would pass `max`
+/// (the client then learns its cookie from a later answer).
+pub fn append_cookie(out: &mut Vec<u8>, q: &Query<'_>, cookie: &[u8; 24], max: usize) {
+    let Some(edns) = &q.edns else {
+        return;
+    };
+    let opt = opt_len(edns);
+    let add = 4 + cookie.len();
+    if out.len() < HEADER_LEN + opt
+        || out.len() + add > max
+        || u16::from_be_bytes([out[10], out[11]]) == 0
+    {
+        return;
+    }
+    // The OPT written last may have grown by an NSID already: find its RDLENGTH from the start
+    // of the OPT, which begins `opt` bytes before the end when nothing was added yet, else
+    // search back for it (NSID is the only option appended before this one).
+    let Some(rdlen_at) = opt_rdlen_at(out, opt) else {
+        return;
+    };
+    let rdlen = u16::from_be_bytes([out[rdlen_at], out[rdlen_at + 1]]) + add as u16;
+    out[rdlen_at..rdlen_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+    out.extend_from_slice(&OPTION_COOKIE.to_be_bytes());
+    out.extend_from_slice(&(cookie.len() as u16).to_be_bytes());
+    out.extend_from_slice(cookie);
+}
+
+/// Where the RDLENGTH of the OPT that ends `out` is: the OPT RR is owner 0, TYPE 41, CLASS, TTL,
+/// RDLENGTH, then exactly RDLENGTH bytes to the end. Tried at the offset an OPT of `opt` bytes
+/// would have and at the ones an added NSID would move it to.
+fn opt_rdlen_at(out: &[u8], opt: usize) -> Option<usize> {
+    let fits = |start: usize| {
+        out.get(start) == Some(&0)
+            && out.get(start + 1..start + 3) == Some(&OPT.to_be_bytes()[..])
+            && out
+                .get(start + 9..start + 11)
+                .map(|l| start + 11 + u16::from_be_bytes([l[0], l[1]]) as usize == out.len())
+                .unwrap_or(false)
+    };
+    let base = out.len().checked_sub(opt)?;
+    (0..=base.min(4 + 512))
+        .map(|extra| base - extra)
+        .find(|&start| fits(start))
+        .map(|start| start + 9)
 }
 
 /// The answer to a CHAOS-class TXT question about the server itself (`id.server.`,

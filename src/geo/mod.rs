@@ -774,8 +774,9 @@ fn build_override_trie(mut rows: Vec<(csv::GeoRow, Option<CarrierId>)>) -> trie:
     t
 }
 
-/// Entries a [`GeoCache`] holds before it starts over (about 20 MB at most).
-const GEO_CACHE_ENTRIES: usize = 65_536;
+/// Bytes a [`GeoCache`] made with `default()` may hold (the UDP threads give theirs a share of
+/// `[limits] fast_path_memory` instead).
+const GEO_CACHE_DEFAULT_BUDGET: usize = 16 << 20;
 
 /// Geo answers remembered per client network, for one serving thread (design.md 5: "geo decisions
 /// cached per matched network"). An entry is kept for the /24 (IPv4) or /56 (IPv6) around a
@@ -783,9 +784,31 @@ const GEO_CACHE_ENTRIES: usize = 65_536;
 /// then, by what those scopes mean, every address of the network gets the same carrier and
 /// location, and the same scopes. Addresses in finer-grained data (an override /29, say) are
 /// looked up every time. The cache belongs to one [`Geo`]: drop it with the snapshot.
-#[derive(Default)]
+///
+/// Its memory is bounded in bytes, counted as the allocator holds them (`heap_size`: the table's
+/// own allocation and every string's chunk): full, it starts over.
 pub struct GeoCache {
     map: hashbrown::HashMap<(bool, u128), CachedInfo, rustc_hash::FxBuildHasher>,
+    /// Bytes of the entries' strings.
+    strings: usize,
+    budget: usize,
+}
+
+impl Default for GeoCache {
+    fn default() -> Self {
+        GeoCache::with_budget(GEO_CACHE_DEFAULT_BUDGET)
+    }
+}
+
+/// The bytes glibc's malloc takes for an allocation of `n` bytes: an 8-byte header, 16-byte
+/// granules, 32 bytes at least. Budgets count this, not `n`, so that many small allocations are
+/// not undercounted by half.
+pub fn heap_size(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        (n + 8).div_ceil(16).max(2) * 16
+    }
 }
 
 /// A `GeoInfo` that owns its strings.
@@ -799,6 +822,20 @@ struct CachedInfo {
 }
 
 impl CachedInfo {
+    /// Heap bytes of the strings it owns.
+    fn strings(&self) -> usize {
+        [
+            &self.organisation,
+            &self.country,
+            &self.province,
+            &self.province_code,
+            &self.city,
+        ]
+        .iter()
+        .map(|s| s.as_ref().map_or(0, |s| heap_size(s.len())))
+        .sum()
+    }
+
     fn new(g: &GeoInfo<'_>) -> Self {
         let own = |s: Option<&str>| s.map(Box::from);
         CachedInfo {
@@ -831,6 +868,20 @@ impl CachedInfo {
 }
 
 impl GeoCache {
+    /// A cache that holds at most `budget` bytes (table and strings).
+    pub fn with_budget(budget: usize) -> Self {
+        GeoCache {
+            map: Default::default(),
+            strings: 0,
+            budget,
+        }
+    }
+
+    /// What the cache holds now, in bytes as the allocator counts them.
+    pub fn bytes(&self) -> usize {
+        self.map.allocation_size() + self.strings
+    }
+
     /// `geo.lookup(ip)`, from the cache when the client's network has been seen.
     pub fn lookup<'c>(&'c mut self, geo: &'c Geo, ip: IpAddr) -> GeoInfo<'c> {
         let ip = canonical(ip);
@@ -841,16 +892,30 @@ impl GeoCache {
                 // Finer than the network: not the same for its other addresses.
                 return info;
             }
-            if self.map.len() >= GEO_CACHE_ENTRIES {
-                self.map.clear();
+            let entry = CachedInfo::new(&info);
+            // A full table doubles when it grows: count the allocation it would move to.
+            let table = if self.map.len() == self.map.capacity() {
+                (self.map.allocation_size() * 2).max(1024)
+            } else {
+                self.map.allocation_size()
+            };
+            if table + self.strings + entry.strings() > self.budget {
+                self.clear();
+                if self.map.allocation_size() + entry.strings() > self.budget {
+                    // Even the emptied table is over the budget (a tiny one): do without.
+                    self.map = Default::default();
+                    return info;
+                }
             }
-            self.map.insert(key, CachedInfo::new(&info));
+            self.strings += entry.strings();
+            self.map.insert(key, entry);
         }
         self.map[&key].view()
     }
 
     pub fn clear(&mut self) {
         self.map.clear();
+        self.strings = 0;
     }
 
     /// Whether the network around `ip` has an entry: every address in it has the same geo answer.
