@@ -9,7 +9,7 @@ mod common;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Q;
@@ -47,8 +47,11 @@ impl Tally {
     }
 }
 
-/// The OPT record of a reply: (extended RCODE upper bits, options as (code, data)).
-fn opt_of(reply: &[u8]) -> Option<(u8, Vec<(u16, Vec<u8>)>)> {
+/// An EDNS option: code and data.
+type Opt = (u16, Vec<u8>);
+
+/// The OPT record of a reply: (extended RCODE upper bits, options).
+fn opt_of(reply: &[u8]) -> Option<(u8, Vec<Opt>)> {
     let count = |i: usize| u16::from_be_bytes([reply[i], reply[i + 1]]) as usize;
     let skip_name = |mut at: usize| -> Option<usize> {
         loop {
