@@ -1357,3 +1357,114 @@ pools.jp = ["192.0.2.20"]
         "{stderr}"
     );
 }
+
+/// Resident memory of process `pid` in bytes (VmRSS).
+fn rss(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let kb: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    kb * 1024
+}
+
+/// The lab's configuration with its files named by absolute path and `limits` added, written to
+/// `dir` (the lab world itself, served from disk with other limits).
+fn lab_config_with(dir: &Path, limits: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let zones = root.join("zones");
+    let text = std::fs::read_to_string(zones.join("lab.toml"))
+        .unwrap()
+        .replace("\"../geo/", &format!("\"{}/geo/", root.display()))
+        .replace("file = \"", &format!("file = \"{}/", zones.display()))
+        .replace("hints = \"", &format!("hints = \"{}/", zones.display()))
+        .replace("[limits]\n", &format!("[limits]\n{limits}\n"));
+    let path = dir.join("lab.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Issue 13: the UDP fast path's tables (prebuilt answers, GSLB prefixes, geo caches) hold one
+/// process-wide budget, `[limits] fast_path_memory`, whatever the flood: a random-name flood
+/// (a new NXDOMAIN answer per name) and a random-ECS flood (a new GSLB prefix and geo entry per
+/// client /24), from several sockets so both UDP threads of each address fill their tables.
+/// Before, each address had 64 MiB and each thread a 65,536-entry geo cache besides.
+#[test]
+fn fast_path_memory_stays_within_its_budget_under_floods() {
+    const BUDGET: usize = 16 << 20;
+    // Allocator pages that stay resident after tables start over, thread stacks touched
+    // deeper, socket buffers: measured 2-6 MiB on this machine.
+    const SLACK: usize = 12 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let config = lab_config_with(
+        dir.path(),
+        &format!("fast_path_memory = {BUDGET}\nudp_workers = 2"),
+    );
+    let mut gslbd = Gslbd::start(&["serve", "-c", config.to_str().unwrap(), "--port", "0"]);
+    let port = gslbd.wait_port();
+    // The lab's addresses that serve yourcompany.com.
+    let servers =
+        [[127, 0, 0, 1], [127, 0, 3, 1], [127, 0, 3, 2]].map(|a| SocketAddr::from((a, port)));
+    let flood = |seed: u64, n: usize, ecs: bool| {
+        let server = servers[seed as usize % servers.len()];
+        std::thread::spawn(move || {
+            let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(20)))
+                .unwrap();
+            let mut rng = common::Lcg(seed);
+            let mut buf = [0u8; 2048];
+            let mut answered = 0;
+            for burst in 0..n / 32 {
+                for i in 0..32 {
+                    let q = if ecs {
+                        let net = Ipv4Addr::from(rng.next() << 8);
+                        common::Q::new("object.vip.yourcompany.com", 1).ecs(net.into(), 24)
+                    } else {
+                        let name = format!("r{:08x}.yourcompany.com", rng.next());
+                        common::Q::new(&name, 1)
+                    };
+                    let mut q = q;
+                    q.id = (burst * 32 + i) as u16;
+                    sock.send_to(&q.bytes(), server).unwrap();
+                }
+                for _ in 0..32 {
+                    if sock.recv_from(&mut buf).is_err() {
+                        break;
+                    }
+                    answered += 1;
+                }
+            }
+            answered
+        })
+    };
+    // Warm up (every code path touched once), then the baseline.
+    for h in [flood(1, 2_048, true), flood(2, 2_048, false)] {
+        assert!(h.join().unwrap() > 1_000);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let baseline = rss(gslbd.pid());
+    // Each address gets a random-name and a random-ECS flood.
+    let floods: Vec<_> = (0..6).map(|k| flood(100 + k, 32_000, k < 3)).collect();
+    let answered: usize = floods.into_iter().map(|h| h.join().unwrap()).sum();
+    assert!(
+        answered > 150_000,
+        "{answered} of 192,000 answered: the flood did not reach the tables"
+    );
+    let after = rss(gslbd.pid());
+    let grown = after.saturating_sub(baseline);
+    eprintln!(
+        "fast path: RSS {} -> {} MiB (+{:.1} MiB, budget {} MiB)",
+        baseline >> 20,
+        after >> 20,
+        grown as f64 / (1 << 20) as f64,
+        BUDGET >> 20
+    );
+    assert!(
+        grown <= BUDGET + SLACK,
+        "RSS grew {:.1} MiB under the floods: more than the {} MiB budget + {} MiB slack",
+        grown as f64 / (1 << 20) as f64,
+        BUDGET >> 20,
+        SLACK >> 20
+    );
+}
