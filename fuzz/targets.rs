@@ -113,6 +113,9 @@ pub fn fast_path(data: &[u8]) {
         transport: Transport::Udp,
     };
     let (mut first, mut again, mut general) = (Vec::new(), Vec::new(), Vec::new());
+    // A fresh server cookie carries the second it was made in (RFC 9018 4.2): replies made on
+    // both sides of a second's boundary may differ there, and only there.
+    let second = gslbd::cookie::now();
     worker.begin();
     let a = worker.answer(data, peer, &mut first);
     let b = worker.answer(data, peer, &mut again);
@@ -120,12 +123,14 @@ pub fn fast_path(data: &[u8]) {
     let g = query::respond_into(snap, 0, data, &client, &mut general, None).is_some();
     assert_eq!(a, g, "fast and general paths agree on whether to reply");
     assert_eq!(a, b, "the second ask replies as the first");
-    if a {
+    if a && gslbd::cookie::now() == second {
         assert_eq!(first, general, "fast path (first ask) == general path");
         assert_eq!(
             again, general,
             "fast path (from its tables) == general path"
         );
+    }
+    if a {
         check_reply(snap, data, &general, Transport::Udp);
     }
 }
