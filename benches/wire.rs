@@ -125,20 +125,71 @@ fn bench(c: &mut Criterion) {
             black_box(worker.answer(black_box(&packet), gslb_peer, &mut out))
         })
     });
+
+    // What response rate limiting and cookies add to a prebuilt answer (issue 13): RRL on with a
+    // rate no query reaches (every answer classified and charged, none limited); a client
+    // cookie alone (a fresh server cookie made per answer); a valid server cookie (checked,
+    // echoed, RRL skipped).
+    let hit = query("mail.yourcompany.com", 1);
+    let peer: SocketAddr = "127.0.0.1:5353".parse().unwrap();
+    let mut limited = worker_with(|s| {
+        s.rrl = gslbd::rrl::RrlSettings::compile(
+            &toml::from_str("enabled = true\nrate = 1000000").unwrap(),
+        )
+        .unwrap();
+    });
+    c.bench_function("fast path (hit, one address, RRL on)", |b| {
+        b.iter(|| {
+            out.clear();
+            black_box(limited.answer(black_box(&hit), peer, &mut out))
+        })
+    });
+    let with_cookie = |cookie: &[u8]| {
+        let mut q = hit.clone();
+        q.truncate(q.len() - 2); // OPT RDLENGTH 0
+        q.extend_from_slice(&(4 + cookie.len() as u16).to_be_bytes());
+        q.extend_from_slice(&[0, 10]);
+        q.extend_from_slice(&(cookie.len() as u16).to_be_bytes());
+        q.extend_from_slice(cookie);
+        q
+    };
+    let client_only = with_cookie(b"clientck");
+    let mut w = worker_with(|_| {});
+    c.bench_function("fast path (hit, one address, client cookie)", |b| {
+        b.iter(|| {
+            out.clear();
+            black_box(w.answer(black_box(&client_only), peer, &mut out))
+        })
+    });
+    out.clear();
+    w.answer(&client_only, peer, &mut out);
+    let given = &out[out.len() - 24..];
+    let valid = with_cookie(given);
+    c.bench_function("fast path (hit, one address, valid server cookie)", |b| {
+        b.iter(|| {
+            let mut o = Vec::with_capacity(512);
+            black_box(w.answer(black_box(&valid), peer, &mut o))
+        })
+    });
 }
 
 /// A UDP thread's state serving the lab (listener 0), as `server` starts one.
 fn worker() -> Worker {
-    let shared = Arc::new(ArcSwap::from_pointee(
-        Snapshot::build(&Source::lab()).expect("the lab builds"),
-    ));
+    worker_with(|_| {})
+}
+
+/// `worker` with the lab's snapshot changed by `change` first.
+fn worker_with(change: impl FnOnce(&mut Snapshot)) -> Worker {
+    let mut snap = Snapshot::build(&Source::lab()).expect("the lab builds");
+    change(&mut snap);
+    let shared = Arc::new(ArcSwap::from_pointee(snap));
     let mut w = Worker::new(
         shared,
         0,
         Arc::new(AtomicU64::new(0)),
         Arc::new(AtomicU64::new(0)),
         64 << 20,
-        Arc::new(gslbd::rrl::Limiter::new(1)),
+        Arc::new(gslbd::rrl::Limiter::new(1 << 16)),
     );
     w.begin();
     w
