@@ -193,6 +193,29 @@ async fn ttls_count_down_and_entries_expire_with_the_clock() {
     assert!(m.answers.iter().all(|r| r.ttl == 300));
 }
 
+/// Issue 14: TTLs leave clamped the first time as from the cache: a week-long answer at
+/// `max_ttl` (86400 by default) and a day-long negative TTL at `negative_max_ttl` (3600). (A TTL
+/// past 2^31 - 1, which no zone file of ours can hold, is `resolver::serve`'s unit test.)
+#[tokio::test]
+async fn answers_leave_with_clamped_ttls_from_the_walk_and_the_cache() {
+    let (server, clock) = hierarchy().await;
+    for round in ["walk", "cache"] {
+        let m = ask_r(&server, "r", &Q::new("www.long.com", 1)).await;
+        assert_eq!(a_records(&m), [ip("127.0.50.77")], "{round}");
+        assert_eq!(m.answers[0].ttl, 86400, "{round}: a week capped at max_ttl");
+        let m = ask_r(&server, "r", &Q::new("nope.long.com", 1)).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+        assert_eq!(
+            m.authorities[0].ttl, 3600,
+            "{round}: a day's negative TTL capped at negative_max_ttl"
+        );
+    }
+    // The cached copy counts down from the clamped TTL.
+    clock.advance(Duration::from_secs(100));
+    let m = ask_r(&server, "r", &Q::new("www.long.com", 1)).await;
+    assert_eq!(m.answers[0].ttl, 86300);
+}
+
 /// A UDP socket at `addr` that counts what it receives and never answers: a dead server.
 async fn silent_server(addr: SocketAddr) -> Arc<std::sync::atomic::AtomicU64> {
     let sock = UdpSocket::bind(addr).await.expect("bind the silent server");

@@ -26,6 +26,7 @@ struct Ctx<'a> {
     listener: &'a ResolverListener,
     payload: u16,
     tcp: bool,
+    limits: &'a super::cache::Limits,
 }
 
 /// Answers from what is at hand (errors, refusals, the cache); `Step::Walk` when it cannot.
@@ -46,6 +47,7 @@ pub fn answer_now(
         listener: l,
         payload,
         tcp,
+        limits: &settings.cache,
     };
     let q = match check(&ctx, packet, peer) {
         Ok(q) => q,
@@ -62,7 +64,7 @@ pub fn answer_now(
     };
     let client = Some(client_ip(&q, peer));
     if let Some(res) = super::from_cache(&env, &name, q.rtype(), client) {
-        return Step::Done(counted(Some(encode(&ctx, &q, &res)), start));
+        return Step::Done(counted(Some(encode(&ctx, &q, res)), start));
     }
     // RD clear: answer from the cache only (RFC 1034 4.3.1); what is not cached is refused rather
     // than walked, so the cache cannot be used to make us query on someone's behalf.
@@ -90,6 +92,7 @@ pub async fn walk(
         listener: l,
         payload,
         tcp,
+        limits: &settings.cache,
     };
     let q = match check(&ctx, &packet, peer) {
         Ok(q) => q,
@@ -106,7 +109,33 @@ pub async fn walk(
     if let Some(why) = &res.reason {
         tracing::debug!(name = %name, qtype = %q.rtype(), "SERVFAIL: {why}");
     }
-    counted(Some(encode(&ctx, &q, &res)), start)
+    counted(Some(encode(&ctx, &q, res)), start)
+}
+
+/// TTLs as they may leave: a TTL above 2^31 - 1 is 0 (RFC 2181 8), answers are capped at
+/// `max_ttl` and negative answers' SOA at `negative_max_ttl`, as the cache caps what it keeps,
+/// so the answer that ends a walk and the cached copy of it say the same. `min_ttl` is not applied
+/// here: a cached entry's remaining time may rightly be below it.
+fn clamp_ttls(res: &mut Resolution, limits: &super::cache::Limits) {
+    let negative = res.answer.is_empty() || res.rcode == rcode::NXDOMAIN;
+    let fix = |ttl: u32, cap: u32| {
+        if ttl > i32::MAX as u32 {
+            0
+        } else {
+            ttl.min(cap)
+        }
+    };
+    for r in &mut res.answer {
+        r.ttl = fix(r.ttl, limits.max_ttl);
+    }
+    for r in &mut res.authority {
+        let cap = if negative && r.record_type() == hickory_proto::rr::RecordType::SOA {
+            limits.negative_max_ttl
+        } else {
+            limits.max_ttl
+        };
+        r.ttl = fix(r.ttl, cap);
+    }
 }
 
 /// A reply and its RCODE, as decided (not read back from the bytes).
@@ -176,8 +205,43 @@ fn error(ctx: &Ctx<'_>, q: &Query<'_>, rc: u16) -> (Vec<u8>, u16) {
     (bytes, rc)
 }
 
-fn encode(ctx: &Ctx<'_>, q: &Query<'_>, res: &Resolution) -> (Vec<u8>, u16) {
+fn encode(ctx: &Ctx<'_>, q: &Query<'_>, mut res: Resolution) -> (Vec<u8>, u16) {
+    clamp_ttls(&mut res, ctx.limits);
     let max = wire::max_size(q.edns.as_ref(), ctx.tcp, ctx.payload);
     let bytes = wire::encode_records(q, res.rcode, &res.answer, &res.authority, max, ctx.payload);
     (bytes, res.rcode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::{Name, RData, Record, rdata};
+
+    #[test]
+    fn ttls_leave_clamped() {
+        let a = |ttl| {
+            Record::from_rdata(
+                Name::from_ascii("a.example.").unwrap(),
+                ttl,
+                RData::A(rdata::A::new(192, 0, 2, 1)),
+            )
+        };
+        let limits = super::super::cache::Limits {
+            max_entries: 10,
+            min_ttl: 0,
+            max_ttl: 86400,
+            negative_max_ttl: 3600,
+        };
+        let mut res = Resolution {
+            rcode: rcode::NOERROR,
+            answer: vec![a(604800), a(u32::MAX), a(0x8000_0000), a(300)],
+            authority: vec![],
+            reason: None,
+            upstream_queries: 1,
+        };
+        clamp_ttls(&mut res, &limits);
+        let ttls: Vec<u32> = res.answer.iter().map(|r| r.ttl).collect();
+        // RFC 2181 8: a TTL with the top bit set is 0.
+        assert_eq!(ttls, [86400, 0, 0, 300]);
+    }
 }
