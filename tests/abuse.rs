@@ -316,28 +316,46 @@ async fn dry_run_counts_and_exempt_networks_pass() {
 /// while a spoofer at the same address (no cookie, or another client cookie with ours) is not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_valid_server_cookie_is_exempt_from_rate_limits() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(
-        dir.path(),
-        "[rrl]\nenabled = true\nrate = 5\nslip = 1\n[cookies]\nsecret = \"000102030405060708090a0b0c0d0e0f\"\n",
-    )
-    .await;
-    let addr = server.addr("all", "udp");
-    let client: IpAddr = CLIENT.parse().unwrap();
-    let big = |_| "big.example.com".to_string();
-    let first = flood(client, addr, 40, big, Some(b"clientck")).await;
-    assert!(first.full <= 10, "{first:?}");
-    assert!(first.badcookie > 20, "slips are BADCOOKIE: {first:?}");
-    let cookie = first.cookie.clone().expect("a server cookie was given");
-    assert_eq!(cookie.len(), 24);
-    assert_eq!(&cookie[..8], b"clientck");
-    let with = flood(client, addr, 200, big, Some(&cookie)).await;
-    assert_eq!(with.full, 200, "{with:?}");
-    // Our server cookie with another client cookie is not valid.
-    let mut forged = cookie.clone();
-    forged[..8].copy_from_slice(b"spoofer!");
-    let spoofed = flood(client, addr, 40, big, Some(&forged)).await;
-    assert!(spoofed.full <= 10, "{spoofed:?}");
+    // On both UDP paths: the fast path's tables and the general path judge cookies alike.
+    for fast_path in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = start(
+            dir.path(),
+            &format!(
+                "[limits]\nudp_fast_path = {fast_path}\n[rrl]\nenabled = true\nrate = 5\nslip = 1\n\
+                 [cookies]\nsecret = \"000102030405060708090a0b0c0d0e0f\"\n"
+            ),
+        )
+        .await;
+        let addr = server.addr("all", "udp");
+        let client: IpAddr = CLIENT.parse().unwrap();
+        let big = |_| "big.example.com".to_string();
+        let first = flood(client, addr, 40, big, Some(b"clientck")).await;
+        assert!(first.full <= 10, "fast path {fast_path}: {first:?}");
+        assert!(
+            first.badcookie > 20,
+            "fast path {fast_path}: slips are BADCOOKIE: {first:?}"
+        );
+        let cookie = first.cookie.clone().expect("a server cookie was given");
+        assert_eq!(cookie.len(), 24);
+        assert_eq!(&cookie[..8], b"clientck");
+        let with = flood(client, addr, 200, big, Some(&cookie)).await;
+        assert_eq!(with.full, 200, "fast path {fast_path}: {with:?}");
+        // Our server cookie with another client cookie is not valid.
+        let mut forged = cookie.clone();
+        forged[..8].copy_from_slice(b"spoofer!");
+        let spoofed = flood(client, addr, 40, big, Some(&forged)).await;
+        assert!(spoofed.full <= 10, "fast path {fast_path}: {spoofed:?}");
+        // Over TCP the cookie is answered too (and nothing is limited).
+        let mut q = Q::new("big.example.com", 16);
+        let mut opt = vec![0, 10, 0, 24];
+        opt.extend_from_slice(&cookie);
+        q.edns = Some((1232, 0, false, opt));
+        let reply = common::tcp_raw(server.addr("all", "tcp"), &q.bytes())
+            .await
+            .expect("TCP answers");
+        assert_eq!(cookie_of(&reply).as_deref(), Some(&cookie[..]));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
