@@ -123,6 +123,7 @@ impl Reloads {
                 s.generation += 1;
                 s.last_success = SystemTime::now();
                 s.last_error = None;
+                tracing::info!("configuration generation {} serving", s.generation);
             }
             Err(e) => {
                 s.failures += 1;
