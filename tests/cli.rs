@@ -1471,7 +1471,13 @@ fn sighup_and_admin_reload_race_ends_at_the_newest_data() {
     );
     let zone = dir.path().join("example.org.zone");
     let v = |round: u32| format!("192.0.2.{}", round + 10);
-    let zone_of = |round: u32| filled_zone(round, &v(round), if round % 2 == 0 { BIG } else { 0 });
+    let zone_of = |round: u32| {
+        filled_zone(
+            round,
+            &v(round),
+            if round.is_multiple_of(2) { BIG } else { 0 },
+        )
+    };
     write_atomically(&zone, &zone_of(0));
     let mut gslbd = Gslbd::start(&["serve", "-c", config.to_str().unwrap(), "--port", "0"]);
     let dns = gslbd.wait_addr("udp");
