@@ -511,7 +511,7 @@ fn serve(source: Source) -> ExitCode {
     // Dropping a runtime waits for its blocking tasks, and a reload's build is one: shutdown must
     // not wait for a build (reads are bounded, but a large zone still takes seconds). What a
     // build leaves behind dies with the process; the health state file is replaced atomically.
-    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
     code
 }
 
