@@ -11,6 +11,10 @@
 //! timeout_ms = 1000    # default 1000, at most interval_ms
 //! up = 2               # consecutive successes to come back up, default 2
 //! down = 3             # consecutive failures to go down, default 3
+//!
+//! [gslb]
+//! unknown = "down"     # a member with no finished check: "down" (default, not answered) or "up"
+//! health_state = "health.json"  # save states here, read them back at start; default: not saved
 //! ```
 //!
 //! Health state is runtime state, so it lives outside the immutable snapshot: the snapshot builder

@@ -1,6 +1,8 @@
-//! The operations endpoints: `/healthz` (liveness plus what is loaded), `/metrics` (Prometheus
-//! text), `/admin/reload` (rebuild and swap the snapshot, bearer token) and `/openapi.json` (the
-//! API description, built from `http::ROUTES` so the two cannot drift apart).
+//! The operations endpoints: `/healthz` (liveness plus what is loaded, "degraded" with the error
+//! while the latest reload failed), `/metrics` (Prometheus text, reload status included),
+//! `/admin/reload` (rebuild and swap the snapshot, bearer token; serialized with SIGHUP reloads by
+//! `Handle::reload`) and `/openapi.json` (the API description, built from `http::ROUTES` so the
+//! two cannot drift apart).
 
 use std::sync::OnceLock;
 
