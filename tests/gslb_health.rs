@@ -301,6 +301,23 @@ async fn a_member_is_not_answered_before_its_first_check() {
         [(Some(State::Up), false), (Some(State::Unknown), false)],
         "answered from the member known up while the other's first check runs"
     );
+    // `gslbd explain` prints the same structure: the waiting member says so.
+    let snap = server.handle.snapshot();
+    let e = gslbd::lookup::explain(
+        &snap,
+        0,
+        "app.example.com",
+        RecordType::A,
+        client_addr(None, "127.0.0.1".parse().unwrap()),
+        ClientSource::Packet,
+    )
+    .unwrap();
+    let text = gslbd::gslb::explain::render(&e);
+    assert!(
+        text.contains("192.0.2.2")
+            && text.contains("unknown (no check finished yet: not answered)"),
+        "{text}"
+    );
 }
 
 /// The states are saved (`[gslb] health_state`) and come back at the next start, before any
