@@ -455,9 +455,18 @@ fn serve(source: Source) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(async move {
+    let code = rt.block_on(async move {
         let lab = matches!(source.origin, Origin::Lab);
         let what = source.describe();
+        // Before the first load, which can take seconds: a SIGHUP meanwhile is queued, not fatal.
+        let hup = match crate::server::sighup() {
+            Ok(hup) => hup,
+            Err(e) => {
+                eprintln!("gslbd: cannot handle SIGHUP: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        info!("loading {what}");
         let server = match Server::bind(source).await {
             Ok(s) => s,
             Err(e) => {
@@ -465,15 +474,7 @@ fn serve(source: Source) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match crate::server::reload_on_sighup(server.handle()) {
-            Ok(task) => {
-                tokio::spawn(task);
-            }
-            Err(e) => {
-                eprintln!("gslbd: cannot handle SIGHUP: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
+        tokio::spawn(crate::server::reload_on_sighup(server.handle(), hup));
         let addrs = server.addresses();
         {
             let snap = server.handle().snapshot();
@@ -506,7 +507,12 @@ fn serve(source: Source) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // Dropping a runtime waits for its blocking tasks, and a reload's build is one: shutdown must
+    // not wait for a build (reads are bounded, but a large zone still takes seconds). What a
+    // build leaves behind dies with the process; the health state file is replaced atomically.
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
 }
 
 /// How to run this binary again from the user's shell: `gslbd` when that is what PATH finds

@@ -233,10 +233,15 @@ impl Source {
     fn load_unchanged(&self) -> Result<(Config, Box<dyn ZoneFs>, PathBuf), ConfigError> {
         match &self.origin {
             Origin::File(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
+                // Bounded like every configured file: a FIFO or a hung mount as the config path
+                // must fail the reload, not hold the reload lock forever.
+                let text =
+                    crate::zone::reader::DiskFs
+                        .read(path)
+                        .map_err(|source| ConfigError::Read {
+                            path: path.clone(),
+                            source,
+                        })?;
                 let config = parse(&text, path)?;
                 let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
                 Ok((config, Box::new(crate::zone::reader::DiskFs), base))

@@ -11,28 +11,42 @@
 //! timeout_ms = 1000    # default 1000, at most interval_ms
 //! up = 2               # consecutive successes to come back up, default 2
 //! down = 3             # consecutive failures to go down, default 3
+//!
+//! [gslb]
+//! unknown = "down"     # a member with no finished check: "down" (default, not answered) or "up"
+//! health_state = "health.json"  # save states here, read them back at start; default: not saved
 //! ```
 //!
 //! Health state is runtime state, so it lives outside the immutable snapshot: the snapshot builder
 //! asks the shared [`Health`] registry for a [`Target`] per (check spec, address) and keeps the
 //! `Arc`. Asking again for the same key while the old snapshot still holds it returns the same
-//! `Target`, which is how up/down state survives a reload. [`Health::start`] spawns one task per
-//! target; the task holds only a `Weak`, so a target no snapshot references any more stops being
-//! checked and its task ends on its next round.
+//! `Target`, which is how state survives a reload. The state itself belongs to the endpoint
+//! (check kind with path/host/expect, and address), shared by every target checking it: a reload
+//! that changes only a check's timing (interval, timeout, up, down) gets a new target with the
+//! old state. [`Health::start`] spawns one task per target; the task holds only a `Weak`, so a
+//! target no snapshot references any more stops being checked and its task ends on its next round.
 //!
-//! The query path reads [`Target::is_up`], one atomic load. Everything else (counters, last error)
+//! An endpoint starts [`State::Unknown`] (the GSLB's `[gslb] unknown` policy says whether such a
+//! member is answered; by default it is not) and its first check result decides it; after that
+//! `up` successes or `down` failures in a row flip it. With `[gslb] health_state = "file"` the
+//! up/down states are saved after every change (JSON, temp file + rename) and read back at start,
+//! so a restart does not forget a dead member.
+//!
+//! The query path reads [`Target::state`], one atomic load. Everything else (counters, last error)
 //! sits behind a mutex that only the checking task and `explain` take.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio::time::MissedTickBehavior;
 
 /// Below this, checks would mostly measure the scheduler and load the checked servers for nothing.
@@ -197,19 +211,72 @@ impl CheckKind {
     }
 }
 
-/// One checked endpoint. Shared between the snapshots that reference it (strong) and its checking
-/// task (weak).
+/// What the checks say about an endpoint. `Unknown` until its first check finishes (or a saved
+/// state is loaded): serving a member nobody has checked yet is how a dead one got answered for
+/// `down x interval` after every restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Unknown,
+    Up,
+    Down,
+}
+
+impl State {
+    fn from_u8(v: u8) -> State {
+        match v {
+            1 => State::Up,
+            2 => State::Down,
+            _ => State::Unknown,
+        }
+    }
+
+    fn as_u8(self) -> u8 {
+        match self {
+            State::Unknown => 0,
+            State::Up => 1,
+            State::Down => 2,
+        }
+    }
+}
+
+/// What is checked where: the identity of a health state. Two checks that differ only in timing
+/// (interval, timeout, up/down thresholds) share it, so a reload that retunes a check keeps what
+/// it knew.
+type Endpoint = (CheckKind, SocketAddr);
+
+/// The state of one endpoint, shared by every [`Target`] with that kind and address.
+#[derive(Debug)]
+struct Shared {
+    /// Written only under `detail`'s lock so counters and state agree; read lock-free by the
+    /// query path.
+    state: AtomicU8,
+    detail: Mutex<Detail>,
+    /// Wakes the state-file writer when `state` changes.
+    changed: Arc<Notify>,
+}
+
+impl Shared {
+    fn state(&self) -> State {
+        State::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Detail> {
+        // The critical sections only assign counters, so a panic elsewhere cannot leave them torn.
+        self.detail.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One checked endpoint with its timing. Shared between the snapshots that reference it (strong)
+/// and its checking task (weak).
 #[derive(Debug)]
 pub struct Target {
     spec: CheckSpec,
     addr: SocketAddr,
-    /// Written only by the checking task, under `detail`'s lock so counters and state agree; read
-    /// lock-free by the query path.
-    up: AtomicBool,
     /// Whether a checking task owns this target; lets `Health::start` be called after every reload
     /// without doubling tasks.
     checking: AtomicBool,
-    detail: Mutex<Detail>,
+    shared: Arc<Shared>,
 }
 
 #[derive(Debug)]
@@ -220,6 +287,8 @@ struct Detail {
     changes: u64,
     last_error: Option<String>,
     last_change: Instant,
+    /// The state came from the state file and no check has run since.
+    restored: bool,
 }
 
 /// A target's state for `explain` and logs.
@@ -227,41 +296,27 @@ struct Detail {
 pub struct TargetStatus {
     pub addr: SocketAddr,
     pub kind: &'static str,
+    /// "up", "down", or "unknown" (no check finished yet and no saved state).
+    pub state: State,
     pub up: bool,
     pub consecutive_successes: u32,
     pub consecutive_failures: u32,
     /// Checks completed since the target was created.
     pub checks: u64,
-    /// Up/down flips since the target was created.
+    /// State changes since the target was created.
     pub changes: u64,
     /// The most recent failure, kept after recovery so `explain` can say why a target went down.
     pub last_error: Option<String>,
-    /// Whole seconds since the last flip, or since creation if it never flipped.
+    /// Whole seconds since the last change, or since creation if it never changed.
     pub secs_since_change: u64,
     /// Whether a checking task is running; false means `Health::start` has not been called since
-    /// this target was created, so its state is the initial "up".
+    /// this target was created, so its state is the initial one.
     pub checking: bool,
+    /// The state was loaded from the health state file and no check has confirmed it yet.
+    pub restored: bool,
 }
 
 impl Target {
-    fn new(spec: CheckSpec, addr: SocketAddr) -> Target {
-        Target {
-            spec,
-            addr,
-            // Up until proven otherwise: a fresh start must answer before the first round ends.
-            up: AtomicBool::new(true),
-            checking: AtomicBool::new(false),
-            detail: Mutex::new(Detail {
-                successes: 0,
-                failures: 0,
-                checks: 0,
-                changes: 0,
-                last_error: None,
-                last_change: Instant::now(),
-            }),
-        }
-    }
-
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -270,17 +325,24 @@ impl Target {
         &self.spec
     }
 
-    /// The query path's question. Relaxed is enough: nothing else is read on the strength of it.
+    /// The query path's question: one atomic load. Relaxed is enough: nothing else is read on
+    /// the strength of it.
+    pub fn state(&self) -> State {
+        self.shared.state()
+    }
+
     pub fn is_up(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
+        self.state() == State::Up
     }
 
     pub fn status(&self) -> TargetStatus {
-        let d = self.lock();
+        let d = self.shared.lock();
+        let state = self.shared.state();
         TargetStatus {
             addr: self.addr,
             kind: self.spec.kind.name(),
-            up: self.up.load(Ordering::Relaxed),
+            state,
+            up: state == State::Up,
             consecutive_successes: d.successes,
             consecutive_failures: d.failures,
             checks: d.checks,
@@ -288,71 +350,113 @@ impl Target {
             last_error: d.last_error.clone(),
             secs_since_change: d.last_change.elapsed().as_secs(),
             checking: self.checking.load(Ordering::Relaxed),
+            restored: d.restored,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Detail> {
-        // The critical sections only assign counters, so a panic elsewhere cannot leave them torn.
-        self.detail.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Pins the state (tests that start from a known state).
+    #[cfg(test)]
+    fn set_state(&self, state: State) {
+        self.shared.state.store(state.as_u8(), Ordering::Relaxed);
     }
 
-    /// Applies one check result and flips the state once a threshold is reached.
+    /// Applies one check result. The first result of an unknown endpoint decides at once (there
+    /// is nothing to hold on to); after that a change needs `up` successes or `down` failures in
+    /// a row (this target's thresholds).
     fn record(&self, outcome: Result<(), String>) {
-        let mut d = self.lock();
+        let sh = &self.shared;
+        let mut d = sh.lock();
         d.checks += 1;
-        let up = self.up.load(Ordering::Relaxed);
-        match outcome {
-            Ok(()) => {
-                d.successes = d.successes.saturating_add(1);
-                d.failures = 0;
-                if !up && d.successes >= self.spec.up {
-                    self.up.store(true, Ordering::Relaxed);
-                    d.changes += 1;
-                    d.last_change = Instant::now();
-                    tracing::info!(
-                        addr = %self.addr,
-                        kind = self.spec.kind.name(),
-                        successes = d.successes,
-                        "health: target up"
-                    );
-                }
+        d.restored = false;
+        let state = sh.state();
+        let ok = outcome.is_ok();
+        if ok {
+            d.successes = d.successes.saturating_add(1);
+            d.failures = 0;
+        } else {
+            d.failures = d.failures.saturating_add(1);
+            d.successes = 0;
+        }
+        let next = match state {
+            State::Unknown if ok => State::Up,
+            State::Unknown => State::Down,
+            State::Down if ok && d.successes >= self.spec.up => State::Up,
+            State::Up if !ok && d.failures >= self.spec.down => State::Down,
+            s => s,
+        };
+        let reason = outcome.err();
+        if next != state {
+            sh.state.store(next.as_u8(), Ordering::Relaxed);
+            // `changes` counts flips; the first result of an unknown endpoint is none.
+            if state != State::Unknown {
+                d.changes += 1;
             }
-            Err(reason) => {
-                d.failures = d.failures.saturating_add(1);
-                d.successes = 0;
-                tracing::debug!(
+            d.last_change = Instant::now();
+            sh.changed.notify_one();
+            match next {
+                State::Up => tracing::info!(
+                    addr = %self.addr,
+                    kind = self.spec.kind.name(),
+                    successes = d.successes,
+                    "health: target up"
+                ),
+                _ => tracing::warn!(
                     addr = %self.addr,
                     kind = self.spec.kind.name(),
                     failures = d.failures,
-                    reason = %reason,
-                    "health: check failed"
-                );
-                if up && d.failures >= self.spec.down {
-                    self.up.store(false, Ordering::Relaxed);
-                    d.changes += 1;
-                    d.last_change = Instant::now();
-                    tracing::warn!(
-                        addr = %self.addr,
-                        kind = self.spec.kind.name(),
-                        failures = d.failures,
-                        reason = %reason,
-                        "health: target down"
-                    );
-                }
-                d.last_error = Some(reason);
+                    reason = reason.as_deref().unwrap_or(""),
+                    "health: target down"
+                ),
             }
+        } else if let Some(r) = &reason {
+            tracing::debug!(
+                addr = %self.addr,
+                kind = self.spec.kind.name(),
+                failures = d.failures,
+                reason = %r,
+                "health: check failed"
+            );
+        }
+        if let Some(r) = reason {
+            d.last_error = Some(r);
         }
     }
 }
 
 type Key = (CheckSpec, SocketAddr);
 
+/// Live targets by state, for `/healthz` and `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub up: usize,
+    pub down: usize,
+    pub unknown: usize,
+}
+
 /// The registry of targets, shared by every snapshot as `Arc<Health>`.
 #[derive(Debug, Default)]
 pub struct Health {
     targets: Mutex<HashMap<Key, Weak<Target>>>,
+    /// The state of each endpoint, whatever the timing of the targets checking it.
+    shared: Mutex<HashMap<Endpoint, Weak<Shared>>>,
     /// Running checking tasks; shared with the tasks so they can count themselves out.
     tasks: Arc<AtomicUsize>,
+    /// The health state file: where states are saved, and what it held at start.
+    persist: Mutex<Persist>,
+    /// Notified on every state change (the writer of the state file waits on it).
+    changed: Arc<Notify>,
+}
+
+#[derive(Debug, Default)]
+struct Persist {
+    /// Where the serving configuration saves states (`[gslb] health_state`).
+    path: Option<PathBuf>,
+    /// The file `seeds` were read from.
+    seeded_from: Option<PathBuf>,
+    /// Saved states, given to endpoints created before the next `start`.
+    seeds: HashMap<Endpoint, State>,
+    /// Whether the writer task runs.
+    writer: bool,
 }
 
 impl Health {
@@ -365,21 +469,111 @@ impl Health {
         self.targets.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The live target with this key (its state carried over), else a new one that starts up.
+    fn endpoints(&self) -> MutexGuard<'_, HashMap<Endpoint, Weak<Shared>>> {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn persist(&self) -> MutexGuard<'_, Persist> {
+        self.persist.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The live target with this key (its state carried over), else a new one sharing the state
+    /// of its endpoint when a target with other timing has it, else starting from the state file
+    /// or `Unknown`.
     pub fn target(&self, spec: &CheckSpec, addr: SocketAddr) -> Arc<Target> {
         let mut map = self.map();
         let key = (spec.clone(), addr);
         if let Some(existing) = map.get(&key).and_then(Weak::upgrade) {
             return existing;
         }
-        let target = Arc::new(Target::new(spec.clone(), addr));
+        let shared = self.shared_for(&spec.kind, addr);
+        let target = Arc::new(Target {
+            spec: spec.clone(),
+            addr,
+            checking: AtomicBool::new(false),
+            shared,
+        });
         map.insert(key, Arc::downgrade(&target));
         target
     }
 
-    /// Spawns a checking task for every live target that has none, and forgets dead targets.
-    /// Call it after building each snapshot (it is idempotent). Panics outside a tokio runtime.
-    pub fn start(self: &Arc<Self>) {
+    fn shared_for(&self, kind: &CheckKind, addr: SocketAddr) -> Arc<Shared> {
+        let endpoint = (kind.clone(), addr);
+        let mut endpoints = self.endpoints();
+        if let Some(s) = endpoints.get(&endpoint).and_then(Weak::upgrade) {
+            return s;
+        }
+        let seed = self.persist().seeds.get(&endpoint).copied();
+        let shared = Arc::new(Shared {
+            state: AtomicU8::new(seed.unwrap_or(State::Unknown).as_u8()),
+            detail: Mutex::new(Detail {
+                successes: 0,
+                failures: 0,
+                checks: 0,
+                changes: 0,
+                last_error: None,
+                last_change: Instant::now(),
+                restored: seed.is_some(),
+            }),
+            changed: self.changed.clone(),
+        });
+        endpoints.insert(endpoint, Arc::downgrade(&shared));
+        shared
+    }
+
+    /// Reads the saved states of `path` for the endpoints the next build creates, unless they
+    /// were read from that file already (the running states are newer than the file then). A
+    /// missing file is a first start; an unreadable or malformed one is logged and ignored:
+    /// health starts `Unknown`, which is safe.
+    pub fn load_saved(&self, path: Option<&Path>) {
+        let mut p = self.persist();
+        if p.seeded_from.as_deref() == path {
+            return;
+        }
+        p.seeded_from = path.map(Path::to_path_buf);
+        p.seeds.clear();
+        let Some(path) = path else { return };
+        match crate::zone::reader::read_file(path) {
+            Ok(bytes) => match parse_saved(&bytes) {
+                Ok(seeds) => {
+                    tracing::info!(
+                        file = %path.display(),
+                        targets = seeds.len(),
+                        "health: loaded saved states"
+                    );
+                    p.seeds = seeds;
+                }
+                Err(e) => tracing::warn!(
+                    "health state file {}: {e}; starting every check as unknown",
+                    path.display()
+                ),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(
+                "health state file {}: {e}; starting every check as unknown",
+                path.display()
+            ),
+        }
+    }
+
+    /// Spawns a checking task for every live target that has none, and forgets dead targets;
+    /// saves states to `state_file` from now on (None: not saved). Call it after swapping in each
+    /// snapshot (it is idempotent). Panics outside a tokio runtime.
+    pub fn start(self: &Arc<Self>, state_file: Option<&Path>) {
+        {
+            let mut p = self.persist();
+            // Saved states are for the endpoints of the snapshot just started; later ones start
+            // unknown rather than from a file that old.
+            p.seeds.clear();
+            p.path = state_file.map(Path::to_path_buf);
+            if p.path.is_some() && !p.writer {
+                p.writer = true;
+                tokio::spawn(write_states(Arc::downgrade(self), self.changed.clone()));
+                // The set of endpoints may have changed: save it now.
+                self.changed.notify_one();
+            }
+        }
+        self.endpoints().retain(|_, weak| weak.strong_count() > 0);
         let mut map = self.map();
         map.retain(|_, weak| weak.strong_count() > 0);
         for weak in map.values() {
@@ -402,25 +596,155 @@ impl Health {
             .count()
     }
 
-    /// Live targets that are (up, down), for `/healthz` and `/metrics`. The `Arc`s are upgraded
-    /// and dropped one at a time, so this never keeps a dead target alive past the call.
-    pub fn counts(&self) -> (usize, usize) {
-        self.map()
-            .values()
-            .filter_map(Weak::upgrade)
-            .fold((0, 0), |(up, down), t| {
-                if t.is_up() {
-                    (up + 1, down)
-                } else {
-                    (up, down + 1)
-                }
-            })
+    /// Live endpoints by state, for `/healthz` and `/metrics`. The `Arc`s are upgraded and
+    /// dropped one at a time, so this never keeps a dead endpoint alive past the call.
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts::default();
+        for s in self.endpoints().values().filter_map(Weak::upgrade) {
+            match s.state() {
+                State::Up => c.up += 1,
+                State::Down => c.down += 1,
+                State::Unknown => c.unknown += 1,
+            }
+        }
+        c
     }
 
     /// Checking tasks still running; falls behind `live_targets` by at most one interval after a
     /// target dies, because a task notices only on its next round.
     pub fn running_checks(&self) -> usize {
         self.tasks.load(Ordering::Acquire)
+    }
+
+    /// The state file's path and text now, or None when states are not saved.
+    fn saved_text(&self) -> Option<(PathBuf, String)> {
+        let path = self.persist().path.clone()?;
+        let mut targets: Vec<Saved> = self
+            .endpoints()
+            .iter()
+            .filter_map(|((kind, addr), weak)| {
+                let state = weak.upgrade()?.state();
+                (state != State::Unknown).then(|| Saved::new(kind, *addr, state))
+            })
+            .collect();
+        targets.sort_by(|a, b| (a.address, &a.check).cmp(&(b.address, &b.check)));
+        let file = SavedFile {
+            version: 1,
+            targets,
+        };
+        let text = serde_json::to_string_pretty(&file).expect("states serialize");
+        Some((path, text + "\n"))
+    }
+}
+
+/// The health state file: what each endpoint was when last saved. JSON, so an operator can read
+/// (and delete) it; only `up` and `down` are saved.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavedFile {
+    version: u32,
+    targets: Vec<Saved>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Saved {
+    /// "tcp" or "http".
+    check: String,
+    address: SocketAddr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expect: Option<u16>,
+    state: State,
+}
+
+impl Saved {
+    fn new(kind: &CheckKind, address: SocketAddr, state: State) -> Saved {
+        let (path, host, expect) = match kind {
+            CheckKind::Tcp => (None, None, None),
+            CheckKind::Http { path, host, expect } => {
+                (Some(path.clone()), host.clone(), Some(*expect))
+            }
+        };
+        Saved {
+            check: kind.name().into(),
+            address,
+            path,
+            host,
+            expect,
+            state,
+        }
+    }
+
+    fn endpoint(&self) -> Result<Endpoint, String> {
+        let kind = match self.check.as_str() {
+            "tcp" => CheckKind::Tcp,
+            "http" => CheckKind::Http {
+                path: self.path.clone().unwrap_or_else(|| "/".into()),
+                host: self.host.clone(),
+                expect: self.expect.unwrap_or(200),
+            },
+            other => return Err(format!("unknown check kind {other:?}")),
+        };
+        Ok((kind, self.address))
+    }
+}
+
+fn parse_saved(bytes: &[u8]) -> Result<HashMap<Endpoint, State>, String> {
+    let file: SavedFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if file.version != 1 {
+        return Err(format!("version {} (this gslbd writes 1)", file.version));
+    }
+    file.targets
+        .iter()
+        .filter(|t| t.state != State::Unknown)
+        .map(|t| Ok((t.endpoint()?, t.state)))
+        .collect()
+}
+
+/// Replaces `path` in one step: a crash mid-write leaves the old file or the new one, never half
+/// of one (temp file in the same folder, fsync, rename).
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "health-state".into());
+    let tmp = path.with_file_name(format!(".{name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Saves the states after every change (a burst of changes, like a whole pool going down, is one
+/// write). Ends when the registry is gone.
+async fn write_states(health: Weak<Health>, changed: Arc<Notify>) {
+    loop {
+        changed.notified().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let Some(text) = health.upgrade().and_then(|h| h.saved_text()) else {
+            if health.strong_count() == 0 {
+                return;
+            }
+            continue;
+        };
+        let (path, text) = text;
+        let shown = path.display().to_string();
+        match tokio::task::spawn_blocking(move || write_atomically(&path, &text)).await {
+            Ok(Ok(())) => tracing::debug!(file = %shown, "health: states saved"),
+            Ok(Err(e)) => tracing::warn!("health state file {shown}: cannot save: {e}"),
+            Err(e) => tracing::warn!("health state file {shown}: save task failed: {e}"),
+        }
     }
 }
 
@@ -754,7 +1078,7 @@ mod tests {
             let server = tcp_server(listener);
             let health = Health::new();
             let target = health.target(&spec(CheckKind::Tcp, 50, 2, 3), addr);
-            health.start();
+            health.start(None);
 
             wait_for("a few successful checks", || target.status().checks >= 3).await;
             let s = target.status();
@@ -767,7 +1091,10 @@ mod tests {
             // Stop listening: connects are refused.
             server.abort();
             let _ = server.await;
-            wait_for("down after refused connects", || !target.is_up()).await;
+            wait_for("down after refused connects", || {
+                target.state() == State::Down
+            })
+            .await;
             let s = target.status();
             assert!(s.consecutive_failures >= 3, "{s:?}");
             assert_eq!(s.changes, 1);
@@ -798,7 +1125,7 @@ mod tests {
             let health = Health::new();
             let target = health.target(&spec(CheckKind::Tcp, 50, 1, 1), addr);
             let server = tcp_server(listener);
-            health.start();
+            health.start(None);
             wait_for("a successful check", || target.status().checks >= 2).await;
             assert!(target.is_up());
             assert_eq!(target.status().consecutive_failures, 0);
@@ -814,7 +1141,7 @@ mod tests {
             let health = Health::new();
             let kind = http("/health?x=1", Some("object.example"), 200);
             let target = health.target(&spec(kind, 100, 2, 3), web.addr);
-            health.start();
+            health.start(None);
 
             wait_for("a few good checks", || {
                 target.status().consecutive_successes >= 2
@@ -828,7 +1155,7 @@ mod tests {
             );
 
             web.set(vec![Reply::Status(503)]);
-            wait_for("down on 503", || !target.is_up()).await;
+            wait_for("down on 503", || target.state() == State::Down).await;
             let s = target.status();
             assert_eq!(
                 s.last_error.as_deref(),
@@ -850,8 +1177,8 @@ mod tests {
             let web = Responder::start(ip(13), vec![Reply::Status(200)]).await;
             let health = Health::new();
             let target = health.target(&spec(http("/", None, 204), 100, 1, 1), web.addr);
-            health.start();
-            wait_for("down on 200", || !target.is_up()).await;
+            health.start(None);
+            wait_for("down on 200", || target.state() == State::Down).await;
             assert_eq!(
                 target.status().last_error.as_deref(),
                 Some("http: status 200, expected 204")
@@ -872,8 +1199,8 @@ mod tests {
             let web = Responder::start(ip(14), vec![Reply::Silent]).await;
             let health = Health::new();
             let target = health.target(&spec(http("/", None, 200), 100, 1, 2), web.addr);
-            health.start();
-            wait_for("down on timeouts", || !target.is_up()).await;
+            health.start(None);
+            wait_for("down on timeouts", || target.state() == State::Down).await;
             assert_eq!(
                 target.status().last_error.as_deref(),
                 Some("http: no status line within 100 ms")
@@ -888,8 +1215,8 @@ mod tests {
             let web = Responder::start(ip(15), vec![Reply::Garbage]).await;
             let health = Health::new();
             let target = health.target(&spec(http("/", None, 200), 100, 1, 1), web.addr);
-            health.start();
-            wait_for("down on garbage", || !target.is_up()).await;
+            health.start(None);
+            wait_for("down on garbage", || target.state() == State::Down).await;
             assert_eq!(
                 target.status().last_error.as_deref(),
                 Some("http: malformed status line \"SSH-2.0-OpenSSH_9.6\"")
@@ -906,13 +1233,13 @@ mod tests {
             let web = Responder::start(ip(16), vec![Status(200), Status(503), Status(200)]).await;
             let health = Health::new();
             let target = health.target(&patient(spec(http("/", None, 200), 100, 2, 3)), web.addr);
-            health.start();
+            health.start(None);
 
             let (mut max_failures, mut ever_down) = (0, false);
             wait_for("several checks after the failure", || {
                 let s = target.status();
                 max_failures = max_failures.max(s.consecutive_failures);
-                ever_down |= !target.is_up();
+                ever_down |= target.state() == State::Down;
                 s.checks >= 5
             })
             .await;
@@ -948,7 +1275,9 @@ mod tests {
             let web = Responder::start(ip(17), script).await;
             let health = Health::new();
             let target = health.target(&patient(spec(http("/", None, 200), 100, 2, 3)), web.addr);
-            health.start();
+            // Known up (as after a first success): the first failures must not take it down.
+            target.set_state(State::Up);
+            health.start(None);
             wait_for("the whole script", || target.status().checks >= rounds).await;
             let s = target.status();
             assert!(s.up, "{s:?}");
@@ -969,27 +1298,32 @@ mod tests {
             let tcp = spec(CheckKind::Tcp, 50, 2, 1);
 
             let old = health.target(&tcp, addr);
-            health.start();
-            wait_for("down", || !old.is_up()).await;
+            health.start(None);
+            wait_for("down", || old.state() == State::Down).await;
 
             // Reload: the new snapshot asks for the same key before the old one is dropped.
             let new = health.target(&tcp, addr);
             assert!(Arc::ptr_eq(&old, &new));
-            health.start();
+            health.start(None);
             drop(old);
             assert!(!new.is_up());
             assert_eq!(health.live_targets(), 1);
             assert_eq!(health.running_checks(), 1, "start must not double tasks");
 
-            // Different spec or address: a different target, starting up.
+            // Other timing, same endpoint: another target (its own task and thresholds) that
+            // shares the endpoint's state, so retuning a check does not forget it.
             let other_spec = health.target(&spec(CheckKind::Tcp, 60, 2, 1), addr);
             assert!(!Arc::ptr_eq(&new, &other_spec));
-            assert!(other_spec.is_up());
+            assert_eq!(other_spec.state(), State::Down);
+            // Another kind of check is another endpoint: unknown until checked.
+            let web = health.target(&spec(http("/", None, 200), 50, 2, 1), addr);
+            assert_eq!(web.state(), State::Unknown);
+            drop(web);
             let other_addr = health.target(&tcp, SocketAddr::new(ip(18), 1));
             assert!(!Arc::ptr_eq(&new, &other_addr));
             assert_eq!(health.live_targets(), 3);
-            health.start();
-            health.start();
+            health.start(None);
+            health.start(None);
             assert_eq!(health.running_checks(), 3);
 
             // The old snapshot is gone and the new one too: every task ends.
@@ -999,17 +1333,68 @@ mod tests {
             wait_for("tasks end", || health.running_checks() == 0).await;
             assert_eq!(health.live_targets(), 0);
             assert!(weak.upgrade().is_none());
-            health.start();
+            health.start(None);
             assert_eq!(health.map().len(), 0, "start prunes dead entries");
 
-            // The same key later gets a fresh target, up again.
+            // The same key later gets a fresh target, unknown again.
             let fresh = health.target(&tcp, addr);
-            assert!(fresh.is_up());
+            assert_eq!(fresh.state(), State::Unknown);
             let s = fresh.status();
             assert_eq!((s.checks, s.checking), (0, false));
             assert!(before >= 1);
         })
         .await;
+    }
+
+    #[tokio::test]
+    async fn saved_states_come_back_in_a_new_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("health.json");
+        let a = SocketAddr::new(ip(20), 80);
+        let b = SocketAddr::new(ip(21), 80);
+        let web = spec(http("/h", Some("x.example"), 204), 100, 2, 3);
+        let tcp = spec(CheckKind::Tcp, 100, 2, 3);
+
+        let first = Health::new();
+        first.load_saved(Some(&file));
+        let (ta, tb, tc) = (
+            first.target(&web, a),
+            first.target(&tcp, b),
+            first.target(&tcp, a),
+        );
+        ta.set_state(State::Down);
+        tb.set_state(State::Up);
+        let (path, text) = first
+            .saved_text()
+            .map_or((None, String::new()), |(p, t)| (Some(p), t));
+        assert_eq!(path, None, "nothing is saved before start names the file");
+        first.persist().path = Some(file.clone());
+        let (_, text2) = first.saved_text().unwrap();
+        assert!(text.is_empty());
+        // Unknown endpoints (tc) are not saved.
+        assert_eq!(text2.matches("\"state\"").count(), 2, "{text2}");
+        write_atomically(&file, &text2).unwrap();
+        drop((ta, tb, tc));
+
+        let second = Health::new();
+        second.load_saved(Some(&file));
+        assert_eq!(second.target(&web, a).state(), State::Down);
+        assert!(second.target(&web, a).status().restored);
+        // Other timing, same endpoint: the saved state applies.
+        assert_eq!(
+            second.target(&spec(CheckKind::Tcp, 500, 1, 1), b).state(),
+            State::Up
+        );
+        assert_eq!(second.target(&tcp, a).state(), State::Unknown);
+        // Other path: another endpoint.
+        let other = spec(http("/other", Some("x.example"), 204), 100, 2, 3);
+        assert_eq!(second.target(&other, a).state(), State::Unknown);
+
+        // A malformed file is ignored (every check starts unknown), never fatal.
+        std::fs::write(&file, "{ not json").unwrap();
+        let third = Health::new();
+        third.load_saved(Some(&file));
+        assert_eq!(third.target(&web, a).state(), State::Unknown);
     }
 
     fn parse(toml_text: &str) -> Result<CheckSpec, String> {

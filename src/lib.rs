@@ -8,6 +8,7 @@
 //! - `wire`: query parsing and response encoding; the one place RCODEs are mapped.
 //! - `query`: one message in, one out (parse -> engine -> encode), shared by every transport.
 //! - `server`: UDP/TCP sockets, reload (SIGHUP), shutdown.
+//! - `reload`: reloads one at a time, newest request wins, outcome kept for monitoring.
 //! - `fast`: the UDP fast path (prebuilt answers, geo cache) in front of `query`.
 //! - `udp`: the batched (recvmmsg/sendmmsg) UDP loop, one thread per socket.
 //! - `resolver`: the iterative resolver (the carrier LDNS): walk, cache, upstream, trace.
@@ -27,6 +28,7 @@ pub mod lab;
 pub mod lookup;
 pub mod metrics;
 pub mod query;
+pub mod reload;
 pub mod resolver;
 pub mod rrl;
 pub mod server;

@@ -125,13 +125,23 @@ pub fn record_admin_reload(ok: bool) {
 
 /// Values of the moment, read at scrape time from the serving snapshot and the health registry.
 /// They belong to whichever snapshot is current, so they are passed in rather than kept here.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Gauges {
     pub zones: usize,
     pub records: usize,
     pub listeners: usize,
     pub health_up: usize,
     pub health_down: usize,
+    /// Checked addresses whose first check has not finished (and no saved state said otherwise).
+    pub health_unknown: usize,
+    /// Snapshots swapped in since start (1 = the initial load).
+    pub config_generation: u64,
+    /// Unix time of the serving snapshot's swap (the initial load counts as a success).
+    pub reload_last_success: f64,
+    /// Reloads refused since start (SIGHUP and `POST /admin/reload`).
+    pub reload_failures: u64,
+    /// Whether the latest reload failed (the files on disk are not what is served).
+    pub reload_degraded: bool,
 }
 
 /// The whole `/metrics` page: every counter (`render`), then `gauges`.
@@ -165,7 +175,34 @@ pub fn render_with(gauges: &Gauges) -> String {
         &[
             ("{state=\"up\"}", gauges.health_up),
             ("{state=\"down\"}", gauges.health_down),
+            ("{state=\"unknown\"}", gauges.health_unknown),
         ],
+    );
+    gauge(
+        "gslbd_config_generation",
+        "Configurations swapped in since start (1 = the initial load; +1 per successful reload).",
+        &[("", gauges.config_generation as usize)],
+    );
+    gauge(
+        "gslbd_reload_degraded",
+        "1 when the latest reload failed and older data is serving, else 0.",
+        &[("", usize::from(gauges.reload_degraded))],
+    );
+    let _ = writeln!(
+        s,
+        "# HELP gslbd_reload_last_success_timestamp_seconds Unix time the serving configuration \
+         was swapped in (the initial load counts).\n\
+         # TYPE gslbd_reload_last_success_timestamp_seconds gauge\n\
+         gslbd_reload_last_success_timestamp_seconds {:.3}",
+        gauges.reload_last_success
+    );
+    let _ = writeln!(
+        s,
+        "# HELP gslbd_reload_failures_total Reloads refused (SIGHUP and POST /admin/reload); the \
+         previous data kept serving.\n\
+         # TYPE gslbd_reload_failures_total counter\n\
+         gslbd_reload_failures_total {}",
+        gauges.reload_failures
     );
     s
 }

@@ -23,6 +23,7 @@ use tracing::{info, warn};
 use crate::config::Source;
 use crate::health::Health;
 use crate::query::{self, Client, Transport};
+use crate::reload::{ReloadStatus, Reloads};
 use crate::resolver::{self, Clock, Resolvers, SystemClock};
 use crate::snapshot::{BuildError, Snapshot};
 use crate::{fast, udp};
@@ -79,6 +80,8 @@ pub struct Handle {
     /// UDP answers of this server written by the fast path (the process-wide
     /// `gslbd_udp_fast_path_answers_total` mixes every server of a test binary).
     fast: Arc<AtomicU64>,
+    /// Serializes reloads and keeps their outcome for monitoring.
+    reloads: Arc<Reloads>,
 }
 
 impl Handle {
@@ -93,8 +96,20 @@ impl Handle {
 
     /// Rebuilds the snapshot from the configuration source and swaps it in. On any error the
     /// running snapshot stays. Listener sets cannot change without a restart (sockets are bound
-    /// once), so a config that changes them is refused.
+    /// once), so a config that changes them is refused. Reloads run one at a time, and the
+    /// outcome returned is that of a build that began after this call did (`reload::Reloads`):
+    /// SIGHUP and `POST /admin/reload` cannot leave older files serving than the last one asked
+    /// for. Blocking (reads files): call it off the async workers.
     pub fn reload(&self) -> Result<Arc<Snapshot>, BuildError> {
+        self.reloads.run(|| self.build_and_swap())
+    }
+
+    /// What monitoring reports about reloads: generation, last success, failures, last error.
+    pub fn reload_status(&self) -> ReloadStatus {
+        self.reloads.status()
+    }
+
+    fn build_and_swap(&self) -> Result<Arc<Snapshot>, BuildError> {
         let new = Snapshot::build_with(&self.source, &self.health)?;
         let old = self.snapshot.load();
         let http_listen = |s: &Snapshot| s.http.as_ref().map(|h| h.listen.clone());
@@ -128,7 +143,8 @@ impl Handle {
     /// Starts checks for addresses the current snapshot added (and lets go of those it dropped).
     fn start_health(&self) {
         if tokio::runtime::Handle::try_current().is_ok() {
-            self.health.start();
+            let file = self.snapshot.load().gslb.health_state.clone();
+            self.health.start(file.as_deref());
         }
     }
 
@@ -171,16 +187,21 @@ impl Handle {
     }
 }
 
-/// Installs the SIGHUP handler now (so a SIGHUP right after startup cannot kill the process with
-/// the default action) and returns the task that reloads on each one.
-pub fn reload_on_sighup(handle: Handle) -> io::Result<impl Future<Output = ()>> {
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    Ok(async move {
-        while hup.recv().await.is_some() {
-            info!("SIGHUP: reloading");
-            handle.reload_logged().await;
-        }
-    })
+/// Installs the SIGHUP handler. Call it before the first load: SIGHUP's default action ends the
+/// process (exit 129), and loading large zones takes seconds, during which a SIGHUP (a config
+/// management run, a log rotation) must not kill it. A SIGHUP that arrives before
+/// `reload_on_sighup` runs is kept by the handler and reloads once serving.
+pub fn sighup() -> io::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+}
+
+/// The task that reloads on each SIGHUP `hup` (from `sighup`) receives. SIGHUPs that arrive
+/// while a reload runs are one pending notification: they cost one more reload, not one each.
+pub async fn reload_on_sighup(handle: Handle, mut hup: tokio::signal::unix::Signal) {
+    while hup.recv().await.is_some() {
+        info!("SIGHUP: reloading");
+        handle.reload_logged().await;
+    }
 }
 
 /// Resolver listeners are identified by name and addresses; their other settings reload.
@@ -259,6 +280,7 @@ impl Server {
             resolvers,
             served: Arc::new(AtomicU64::new(0)),
             fast: Arc::new(AtomicU64::new(0)),
+            reloads: Arc::new(Reloads::default()),
         };
         handle.start_health();
         Ok(Server { handle, bound })
@@ -458,6 +480,19 @@ fn try_bind_all(snap: &Snapshot) -> Result<(Vec<Bound>, u16), StartError> {
                 // over them). A port-0 address shares one socket among its workers instead: with
                 // SO_REUSEPORT a second process of ours could join a port it merely guessed free.
                 let reuse = configured.port() != 0 && workers > 1;
+                if reuse {
+                    // SO_REUSEPORT lets any socket of the same user with the option set join the
+                    // port, so a second gslbd (other data, `tcp = false` so no TCP bind fails)
+                    // would silently get half the queries. A bind without the option fails when
+                    // anyone holds the address and port: refuse to start then. (The probe is
+                    // closed before the workers bind; a process starting in that instant could
+                    // still slip in, which a restart race cannot avoid without the option.)
+                    probe_udp(addr).map_err(|source| StartError::Bind {
+                        addr,
+                        proto: "udp",
+                        source,
+                    })?;
+                }
                 let socket = udp_socket(addr, reuse).map_err(|source| StartError::Bind {
                     addr,
                     proto: "udp",
@@ -546,6 +581,11 @@ fn udp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
     }
     s.bind(&addr.into())?;
     Ok(s.into())
+}
+
+/// Binds `addr` without SO_REUSEPORT and closes it again: Err(AddrInUse) when any socket holds it.
+fn probe_udp(addr: SocketAddr) -> io::Result<()> {
+    udp_socket(addr, false).map(drop)
 }
 
 fn tcp_socket(addr: SocketAddr) -> io::Result<TcpListener> {

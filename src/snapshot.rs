@@ -67,6 +67,11 @@ fn release_free_memory() {
     }
 }
 
+/// `[gslb] health_state`, relative to the config file's folder.
+fn health_state_path(config: &Config, base: &Path) -> Option<std::path::PathBuf> {
+    config.gslb.health_state.as_ref().map(|p| base.join(p))
+}
+
 impl Snapshot {
     /// Builds with a registry of its own: health state starts fresh (`check`, `explain`, tests).
     pub fn build(source: &Source) -> Result<Snapshot, BuildError> {
@@ -76,6 +81,9 @@ impl Snapshot {
     /// Builds against the server's health registry, so checked addresses keep their state.
     pub fn build_with(source: &Source, health: &Health) -> Result<Snapshot, BuildError> {
         let (config, fs, base) = source.load().map_err(BuildError::one)?;
+        // Saved check states must be known before the targets are made (`from_config` does no
+        // I/O); a reload that keeps the file does not read it again (the running states are newer).
+        health.load_saved(health_state_path(&config, &base).as_deref());
         let built = Snapshot::from_config(config, fs.as_ref(), &base, &source.describe(), health);
         release_free_memory();
         built
@@ -136,6 +144,7 @@ impl Snapshot {
                 (Geo::carriers_only(&config.geo), false)
             }
         };
+        let health_state = health_state_path(&config, base);
         let gslb = match Gslb::build(&config.gslb, geo, health) {
             Ok((gslb, attachments)) => {
                 for at in attachments {
@@ -165,7 +174,14 @@ impl Snapshot {
                             .push(format!("GSLB rule {rule}: no [[zone]] contains this name")),
                     }
                 }
-                if geo_ok { gslb } else { Gslb::empty() }
+                if geo_ok {
+                    Gslb {
+                        health_state,
+                        ..gslb
+                    }
+                } else {
+                    Gslb::empty()
+                }
             }
             Err(errs) => {
                 config_problems.extend(errs);

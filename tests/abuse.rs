@@ -167,7 +167,7 @@ async fn rrl_limits_an_amplification_flood_and_slips_every_second() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(
         dir.path(),
-        "[rrl]\nenabled = true\nrate = 20\nslip = 2\n[cookies]\nenabled = false\n",
+        "[rrl]\nenabled = true\nrate = 2\nburst = 10\nslip = 2\n[cookies]\nenabled = false\n",
     )
     .await;
     let addr = server.addr("all", "udp");
@@ -182,15 +182,16 @@ async fn rrl_limits_an_amplification_flood_and_slips_every_second() {
     )
     .await;
     let secs = start.elapsed().as_secs_f64();
-    // One bucket: the burst (20) at once, then at most 20 a second (generously, one second more
-    // than the flood took).
-    let allowed = 20.0 + 20.0 * (secs + 1.0);
+    // One bucket: the burst (10) at once, then at most 2 a second (generously, one second more
+    // than the flood took). A low rate keeps the burst from dominating a flood this short, so
+    // the factor below is the sustained one (slips alone: about 1/2) on a slow machine too.
+    let allowed = 10.0 + 2.0 * (secs + 1.0);
     assert!(
         (t.full as f64) <= allowed,
         "{} full answers in {secs:.1} s (at most {allowed:.0}): {t:?}",
         t.full
     );
-    assert!(t.full >= 20, "the burst is answered: {t:?}");
+    assert!(t.full >= 10, "the burst is answered: {t:?}");
     // slip = 2: every second limited response goes out as TC=1 (header and question only).
     let limited = t.sent - t.full;
     assert!(

@@ -1468,3 +1468,290 @@ fn fast_path_memory_stays_within_its_budget_under_floods() {
         SLACK >> 20
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 4. Reloads and signals from outside: races, a SIGHUP during the first load, a FIFO as a zone,
+//    SIGTERM during a build, a second server on our UDP port
+
+/// A zone for `v.example.org A` = `v`, with `filler` more A records to make a build take time.
+fn filled_zone(serial: u32, v: &str, filler: usize) -> String {
+    let mut z = reload_zone(serial, v);
+    for i in 0..filler {
+        z.push_str(&format!("h{i} IN A 192.0.2.{}\n", i % 250 + 1));
+    }
+    z
+}
+
+/// A config serving `example.org.zone` on 127.0.32.x with `extra` appended.
+fn ops_config(dir: &Path, ip: &str, extra: &str) -> PathBuf {
+    let config = dir.join("gslbd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[zone]]\nname = \"example.org.\"\nfile = \"example.org.zone\"\n\n\
+             [[listener]]\nname = \"all\"\naddresses = [\"{ip}\"]\nzones = [\"*\"]\n{extra}"
+        ),
+    )
+    .unwrap();
+    config
+}
+
+impl Gslbd {
+    /// The address of the first `listening on PROTO` line.
+    fn wait_addr(&mut self, proto: &str) -> SocketAddr {
+        let needle = format!("listening on {proto} ");
+        let (i, _) = self.wait_for(&needle, 0);
+        let line = self.log.lock().unwrap()[i].1.clone();
+        line.split(&needle)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+    }
+
+    fn signal(&self, name: &str) {
+        let status = common::tool("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} {}: {status}", self.pid());
+    }
+
+    /// Waits for the process to exit, at most `limit`; None if it is still running then.
+    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// `v.example.org A` over UDP; panics on anything but one A record.
+fn ask_v(server: SocketAddr) -> Ipv4Addr {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = vec![0u8; 4096];
+    for attempt in 0..3u16 {
+        sock.send_to(&query_bytes(attempt, "v.example.org.", 1), server)
+            .unwrap();
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            return judge(attempt, &buf[..n]).unwrap_or_else(|e| panic!("v.example.org: {e}"));
+        }
+    }
+    panic!("no answer from {server}");
+}
+
+/// `POST /admin/reload` with the bearer token over plain HTTP/1.1; the status code.
+fn post_reload(http: SocketAddr, token: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(STARTUP)).unwrap();
+    write!(
+        s,
+        "POST /admin/reload HTTP/1.1\r\nHost: gslbd\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    resp.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {resp:?}"))
+}
+
+/// SIGHUP and `POST /admin/reload` at the same time, with the zone edited in between: the SIGHUP's
+/// build reads the old (large, slow) file, the POST's the new (small, fast) one. Whatever finishes
+/// first, the data served after the POST returned, and after the SIGHUP's reload ended, is the
+/// newest file's: a reload never goes backwards.
+#[test]
+fn sighup_and_admin_reload_race_ends_at_the_newest_data() {
+    const BIG: usize = 60_000;
+    const TOKEN: &str = "race-token";
+    let dir = tempfile::tempdir().unwrap();
+    let config = ops_config(
+        dir.path(),
+        "127.0.32.1:0",
+        &format!("\n[http]\nlisten = [\"127.0.32.1:0\"]\nadmin_token = \"{TOKEN}\"\n"),
+    );
+    let zone = dir.path().join("example.org.zone");
+    let v = |round: u32| format!("192.0.2.{}", round + 10);
+    let zone_of = |round: u32| {
+        filled_zone(
+            round,
+            &v(round),
+            if round.is_multiple_of(2) { BIG } else { 0 },
+        )
+    };
+    write_atomically(&zone, &zone_of(0));
+    let mut gslbd = Gslbd::start(&["serve", "-c", config.to_str().unwrap(), "--port", "0"]);
+    let dns = gslbd.wait_addr("udp");
+    let http = gslbd.wait_addr("http");
+    assert_eq!(ask_v(dns).to_string(), v(0));
+    for round in 1..=8u32 {
+        let from = gslbd.log_len();
+        gslbd.sighup();
+        let (hup, _) = gslbd.wait_for("SIGHUP: reloading", from);
+        // Let the SIGHUP's build read the current (old) file before it is replaced.
+        std::thread::sleep(Duration::from_millis(30));
+        write_atomically(&zone, &zone_of(round));
+        assert_eq!(post_reload(http, TOKEN), 200, "round {round}");
+        assert_eq!(
+            ask_v(dns).to_string(),
+            v(round),
+            "round {round}, POST returned"
+        );
+        // The SIGHUP's reload has ended (one way or the other): still the newest data.
+        let outcome = {
+            let deadline = Instant::now() + STARTUP;
+            loop {
+                let done = {
+                    let log = gslbd.log.lock().unwrap();
+                    (hup..log.len()).any(|i| {
+                        let l = &log[i].1;
+                        l.contains("reloaded zones=") || l.contains("reload failed")
+                    })
+                };
+                if done || Instant::now() > deadline {
+                    break done;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        assert!(
+            outcome,
+            "round {round}: the SIGHUP reload never ended:\n{}",
+            gslbd.log_text()
+        );
+        assert_eq!(
+            ask_v(dns).to_string(),
+            v(round),
+            "round {round}: after the SIGHUP's reload ended"
+        );
+    }
+}
+
+/// A SIGHUP while the first (large) load runs is not fatal: the handler is installed before the
+/// load, and the reload runs once serving. A SIGTERM while a reload's build runs ends the process
+/// at once: it does not wait for the build to finish.
+#[test]
+fn sighup_during_the_first_load_and_sigterm_during_a_reload() {
+    const HUGE: usize = 400_000;
+    let dir = tempfile::tempdir().unwrap();
+    let config = ops_config(dir.path(), "127.0.32.2:0", "");
+    let zone = dir.path().join("example.org.zone");
+    write_atomically(&zone, &filled_zone(1, "192.0.2.1", HUGE));
+    let mut gslbd = Gslbd::start(&["serve", "-c", config.to_str().unwrap(), "--port", "0"]);
+    let (loading, _) = gslbd.wait_for("loading ", 0);
+    gslbd.sighup();
+    // The SIGHUP landed during the load (the zone takes far longer to load than a kill takes);
+    // the process lives on and the queued reload runs once the server is up.
+    let dns = gslbd.wait_addr("udp");
+    let hup = gslbd.wait_for("SIGHUP: reloading", loading).0;
+    gslbd.wait_for("configuration generation 2 serving", hup);
+    assert_eq!(ask_v(dns), Ipv4Addr::new(192, 0, 2, 1));
+
+    // SIGTERM during the next reload's build (as long as the first load): exit, not wait.
+    let from = gslbd.log_len();
+    gslbd.sighup();
+    gslbd.wait_for("SIGHUP: reloading", from);
+    gslbd.signal("TERM");
+    let status = gslbd
+        .wait_exit(STARTUP)
+        .unwrap_or_else(|| panic!("SIGTERM did not end gslbd:\n{}", gslbd.log_text()));
+    assert!(status.success(), "{status}:\n{}", gslbd.log_text());
+    // Let the reader drain stderr.
+    std::thread::sleep(Duration::from_millis(100));
+    let log = gslbd.log_text();
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(
+        !log.contains("configuration generation 3"),
+        "shutdown waited for the build to finish:\n{log}"
+    );
+}
+
+/// A FIFO as a zone path (or a hung mount) must not wedge reloads: the reload fails naming the
+/// path, the old data serves, a later reload works, and SIGTERM exits.
+#[test]
+fn a_fifo_as_zone_fails_the_reload_and_does_not_wedge() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ops_config(dir.path(), "127.0.32.3:0", "");
+    let zone = dir.path().join("example.org.zone");
+    write_atomically(&zone, &reload_zone(1, "192.0.2.1"));
+    let mut gslbd = Gslbd::start(&["serve", "-c", config.to_str().unwrap(), "--port", "0"]);
+    let dns = gslbd.wait_addr("udp");
+
+    std::fs::remove_file(&zone).unwrap();
+    let c = std::ffi::CString::new(zone.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads the NUL-terminated path only.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+    let from = gslbd.log_len();
+    gslbd.sighup();
+    let (failed, _) = gslbd.wait_for("reload failed", from);
+    gslbd.wait_for("not a regular file (a FIFO)", failed);
+    let log = gslbd.log_text();
+    assert!(log.contains(&format!("{}:0:", zone.display())), "{log}");
+    assert_eq!(
+        ask_v(dns),
+        Ipv4Addr::new(192, 0, 2, 1),
+        "the old data serves"
+    );
+
+    // Reloads are not wedged: a regular file again reloads.
+    std::fs::remove_file(&zone).unwrap();
+    write_atomically(&zone, &reload_zone(2, "192.0.2.2"));
+    let from = gslbd.log_len();
+    gslbd.sighup();
+    gslbd.wait_for("configuration generation 2 serving", from);
+    assert_eq!(ask_v(dns), Ipv4Addr::new(192, 0, 2, 2));
+
+    gslbd.signal("TERM");
+    let status = gslbd.wait_exit(STARTUP).expect("SIGTERM ends gslbd");
+    assert!(status.success(), "{status}");
+}
+
+/// With `tcp = false` nothing else fails when a second gslbd binds our UDP address: through
+/// SO_REUSEPORT it would join the port and answer half the queries with its own data. It must
+/// refuse to start, naming the address, and the first keeps answering every query.
+#[test]
+fn a_second_server_cannot_share_our_udp_port() {
+    let free = UdpSocket::bind("127.0.32.4:0").unwrap();
+    let addr = free.local_addr().unwrap();
+    drop(free);
+    let extra = "\n[limits]\nudp_workers = 2\n";
+    let one = tempfile::tempdir().unwrap();
+    let two = tempfile::tempdir().unwrap();
+    for (dir, v) in [(&one, "192.0.2.1"), (&two, "192.0.2.2")] {
+        let config = ops_config(dir.path(), &addr.to_string(), extra);
+        let text = std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("zones = [\"*\"]", "zones = [\"*\"]\ntcp = false");
+        std::fs::write(&config, text).unwrap();
+        write_atomically(&dir.path().join("example.org.zone"), &reload_zone(1, v));
+    }
+    let cfg = |d: &tempfile::TempDir| d.path().join("gslbd.toml").to_str().unwrap().to_string();
+    let mut first = Gslbd::start(&["serve", "-c", &cfg(&one)]);
+    assert_eq!(first.wait_addr("udp"), addr);
+    let mut second = Gslbd::start(&["serve", "-c", &cfg(&two)]);
+    let status = second.wait_exit(STARTUP);
+    std::thread::sleep(Duration::from_millis(100));
+    let log = second.log_text();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "a second gslbd started on {addr} ({status:?}):\n{log}"
+    );
+    assert!(
+        log.contains(&format!("cannot bind {addr} (udp)"))
+            && log.contains("Address already in use"),
+        "{log}"
+    );
+    for _ in 0..20 {
+        assert_eq!(ask_v(addr), Ipv4Addr::new(192, 0, 2, 1));
+    }
+}

@@ -367,7 +367,13 @@ async fn healthz_describes_the_serving_snapshot() {
                 "records": records_of(&server),
                 "listeners": snap.listeners.len(),
                 // The lab checks no addresses.
-                "health": { "targets": 0, "down": 0 },
+                "health": { "targets": 0, "down": 0, "unknown": 0 },
+                // The initial load is generation 1, and a success.
+                "reload": {
+                    "generation": 1,
+                    "last_success": body["reload"]["last_success"],
+                    "failures": 0,
+                },
             })
         );
         assert_eq!(snap.listeners.len(), 6);
@@ -421,7 +427,7 @@ pools.a = [{{ address = "192.0.2.10", check = "127.0.0.1:{alive_port}" }}, {{ ad
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let body = get_json(&server, "/healthz").await;
-            if body["health"] == serde_json::json!({ "targets": 2, "down": 1 }) {
+            if body["health"] == serde_json::json!({ "targets": 2, "down": 1, "unknown": 0 }) {
                 break;
             }
             assert!(Instant::now() < deadline, "never one down of two: {body}");
@@ -639,6 +645,26 @@ async fn reload_refuses_a_broken_zone_and_keeps_serving() {
             before_records
         );
 
+        // Monitoring sees the failure: /healthz degraded with the problem, the failure counter,
+        // the generation unchanged.
+        let health = get_json(&server, "/healthz").await;
+        assert_eq!(health["status"], "degraded", "{health}");
+        assert_eq!(health["reload"]["generation"], 1, "{health}");
+        assert_eq!(health["reload"]["failures"], 1, "{health}");
+        let last_error = health["reload"]["last_error"].as_str().unwrap_or_default();
+        assert!(
+            last_error.contains("example.com.zone:7:") && last_error.contains("192.0.2.300"),
+            "{health}"
+        );
+        let first_success = health["reload"]["last_success"].as_u64().unwrap();
+        let m = scrape(&server).await;
+        assert_eq!(m.value("gslbd_reload_failures_total", &[]), 1.0);
+        assert_eq!(m.types["gslbd_reload_failures_total"], "counter");
+        assert_eq!(m.value("gslbd_config_generation", &[]), 1.0);
+        assert_eq!(m.value("gslbd_reload_degraded", &[]), 1.0);
+        let success_ts = m.value("gslbd_reload_last_success_timestamp_seconds", &[]);
+        assert_eq!(success_ts.floor() as u64, first_success);
+
         // Fixed: the new record and the changed one are served.
         std::fs::write(
             &zone,
@@ -661,6 +687,17 @@ async fn reload_refuses_a_broken_zone_and_keeps_serving() {
         );
 
         let metrics_after = scrape(&server).await;
+        // Healthy again: a new generation, the failure still counted, no error shown.
+        assert_eq!(metrics_after.value("gslbd_reload_failures_total", &[]), 1.0);
+        assert_eq!(metrics_after.value("gslbd_config_generation", &[]), 2.0);
+        assert_eq!(metrics_after.value("gslbd_reload_degraded", &[]), 0.0);
+        assert!(
+            metrics_after.value("gslbd_reload_last_success_timestamp_seconds", &[]) >= success_ts
+        );
+        let health = get_json(&server, "/healthz").await;
+        assert_eq!(health["status"], "ok", "{health}");
+        assert_eq!(health["reload"]["generation"], 2, "{health}");
+        assert!(health["reload"].get("last_error").is_none(), "{health}");
         for (result, at_least) in [("ok", 1.0), ("failed", 1.0)] {
             let labels = [("result", result)];
             let d = metrics_after.value("gslbd_admin_reloads_total", &labels)

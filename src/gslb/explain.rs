@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::geo::{Geo, GeoInfo};
 use crate::gslb::{Gslb, RuleKind};
-use crate::health::TargetStatus;
+use crate::health::{State, TargetStatus};
 
 /// What the engine records while answering, when asked to.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -55,7 +55,11 @@ impl Hop {
 pub struct MemberView {
     pub address: IpAddr,
     pub weight: u32,
+    /// Whether the decision counted this member as up (`[gslb] unknown` decides for "unknown").
     pub healthy: bool,
+    /// "up", "down" or "unknown" (no check finished yet); None when the rule checks nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<crate::health::State>,
     /// None: the rule has no health check (the address counts as up).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub check: Option<TargetStatus>,
@@ -205,16 +209,28 @@ pub fn render(e: &Explain) -> String {
             let _ = writeln!(s, "          failover: {f}");
         }
         for m in &h.pool {
-            let state = match (&m.check, m.healthy) {
-                (None, _) => "unchecked".to_string(),
-                (Some(_), true) => "up".to_string(),
-                (Some(c), false) => format!(
+            let counted = if m.healthy {
+                "answered"
+            } else {
+                "not answered"
+            };
+            let state = match (&m.check, m.state) {
+                (None, _) | (_, None) => "unchecked".to_string(),
+                (Some(_), Some(State::Up)) => "up".to_string(),
+                (Some(_), Some(State::Unknown)) => {
+                    format!("unknown (no check finished yet: {counted})")
+                }
+                (Some(c), Some(State::Down)) => format!(
                     "DOWN{}",
                     c.last_error
                         .as_deref()
                         .map(|e| format!(" ({e})"))
                         .unwrap_or_default()
                 ),
+            };
+            let state = match &m.check {
+                Some(c) if c.restored => format!("{state} (saved state, not checked yet)"),
+                _ => state,
             };
             let _ = writeln!(
                 s,

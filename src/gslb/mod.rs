@@ -25,7 +25,7 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use serde::Deserialize;
 
 use crate::geo::{self, Geo, GeoInfo};
-use crate::health::{CheckConfig, Health, Target};
+use crate::health::{CheckConfig, Health, State, Target};
 use crate::zone::{RRset, WireRdata};
 
 use self::explain::{Hop, MemberView};
@@ -45,6 +45,11 @@ pub struct GslbConfig {
     pub region: BTreeMap<String, RegionConfig>,
     /// Named health checks pools refer to.
     pub health: BTreeMap<String, CheckConfig>,
+    /// Whether a checked member whose first check has not finished is answered.
+    pub unknown: Unknown,
+    /// Where check states are saved and read back at start (relative to the config file's
+    /// folder); None: not saved, every restart starts them unknown.
+    pub health_state: Option<std::path::PathBuf>,
     pub carrier: Vec<CarrierRuleConfig>,
     pub location: Vec<LocationRuleConfig>,
 }
@@ -89,6 +94,20 @@ pub enum SelectBy {
     Mapping,
     /// Distance only.
     Nearest,
+}
+
+/// What a checked member whose state is unknown (no check finished since start, no saved state)
+/// counts as.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unknown {
+    /// Not answered until its first check passes: the members known up are answered, other
+    /// regions take over by the usual failover, and when no member anywhere is known up the
+    /// rule's `all_down` decides (by default: all of them, as before any check).
+    #[default]
+    Down,
+    /// Answered until a check says otherwise (a dead member is then served for its first check).
+    Up,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
@@ -165,6 +184,10 @@ pub struct Gslb {
     pub geo: Geo,
     pub regions: Vec<Region>,
     pub rules: Vec<Rule>,
+    /// `[gslb] unknown`: how a member with no finished check counts.
+    pub unknown: Unknown,
+    /// `[gslb] health_state`, resolved against the config file's folder (the builder sets it).
+    pub health_state: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug)]
@@ -243,8 +266,16 @@ struct Member {
 }
 
 impl Member {
-    fn healthy(&self, health: &dyn HealthView) -> bool {
-        health.is_up(self.addr, self.target.as_deref())
+    fn state(&self, health: &dyn HealthView) -> State {
+        health.state(self.addr, self.target.as_deref())
+    }
+
+    fn healthy(&self, health: &dyn HealthView, unknown: Unknown) -> bool {
+        match self.state(health) {
+            State::Up => true,
+            State::Down => false,
+            State::Unknown => unknown == Unknown::Up,
+        }
     }
 }
 
@@ -363,16 +394,17 @@ impl Why<'_> {
 /// the health checks' atomics; tests pin states with their own view, and runtime overrides
 /// (drains) are one more input behind the same call.
 pub trait HealthView {
-    /// `target` is the member's health check, None for a member that is not checked.
-    fn is_up(&self, addr: IpAddr, target: Option<&Target>) -> bool;
+    /// `target` is the member's health check, None for a member that is not checked (`Up`).
+    /// `Unknown` counts as the rule set's `unknown` policy says.
+    fn state(&self, addr: IpAddr, target: Option<&Target>) -> State;
 }
 
 /// Health as the checks see it now.
 pub struct LiveHealth;
 
 impl HealthView for LiveHealth {
-    fn is_up(&self, _addr: IpAddr, target: Option<&Target>) -> bool {
-        target.is_none_or(|t| t.is_up())
+    fn state(&self, _addr: IpAddr, target: Option<&Target>) -> State {
+        target.map_or(State::Up, Target::state)
     }
 }
 
@@ -380,8 +412,8 @@ impl HealthView for LiveHealth {
 pub struct AllUp;
 
 impl HealthView for AllUp {
-    fn is_up(&self, _addr: IpAddr, _target: Option<&Target>) -> bool {
-        true
+    fn state(&self, _addr: IpAddr, _target: Option<&Target>) -> State {
+        State::Up
     }
 }
 
@@ -442,6 +474,8 @@ impl Gslb {
             geo: Geo::empty(),
             regions: Vec::new(),
             rules: Vec::new(),
+            unknown: Unknown::default(),
+            health_state: None,
         }
     }
 
@@ -680,7 +714,11 @@ impl Gslb {
             if fam.members.is_empty() {
                 continue;
             }
-            let healthy = fam.members.iter().filter(|m| m.healthy(on.health)).count();
+            let healthy = fam
+                .members
+                .iter()
+                .filter(|m| m.healthy(on.health, self.unknown))
+                .count();
             let need = l.min_healthy.min(fam.members.len()).max(1);
             if healthy >= need {
                 chosen = Some((p, true));
@@ -727,7 +765,7 @@ impl Gslb {
         let select = pick(
             &fam.members,
             fam.equal_weights,
-            health_aware.then_some(on.health),
+            health_aware.then_some((on.health, self.unknown)),
             l.answer,
             on.chance,
         );
@@ -750,7 +788,8 @@ impl Gslb {
                 .map(|(i, m)| MemberView {
                     address: m.addr,
                     weight: m.weight,
-                    healthy: m.healthy(on.health),
+                    healthy: m.healthy(on.health, self.unknown),
+                    state: m.target.as_ref().map(|_| m.state(on.health)),
                     check: m.target.as_ref().map(|t| t.status()),
                     picked: picked.contains(&i),
                 })
@@ -777,14 +816,14 @@ struct Inputs<'a> {
 fn pick(
     members: &[Member],
     equal: bool,
-    health: Option<&dyn HealthView>,
+    health: Option<(&dyn HealthView, Unknown)>,
     n: usize,
     chance: &mut Chance,
 ) -> Select {
     let mut elig = [0u16; MAX_POOL];
     let mut k = 0;
     for (i, m) in members.iter().enumerate() {
-        if health.is_none_or(|h| m.healthy(h)) {
+        if health.is_none_or(|(h, unknown)| m.healthy(h, unknown)) {
             elig[k] = i as u16;
             k += 1;
         }
@@ -1121,6 +1160,8 @@ impl Gslb {
                 geo,
                 regions,
                 rules,
+                unknown: cfg.unknown,
+                health_state: None,
             },
             attachments,
         ))
@@ -1167,7 +1208,13 @@ mod tests {
         let m = members(&[1; 8]);
         let mut firsts = std::collections::HashSet::new();
         for round in 0..64 {
-            let s = pick(&m, true, Some(&LiveHealth), 3, &mut Chance::new(round, 1));
+            let s = pick(
+                &m,
+                true,
+                Some((&LiveHealth, Unknown::Down)),
+                3,
+                &mut Chance::new(round, 1),
+            );
             let v: Vec<usize> = s.indices(8).collect();
             assert_eq!(v.len(), 3);
             // A window of consecutive members, wrapping.
@@ -1184,13 +1231,25 @@ mod tests {
         let mut first = [0usize; 2];
         let mut chance = Chance::new(0, 42);
         for _ in 0..20_000 {
-            let v: Vec<usize> = pick(&m, false, Some(&LiveHealth), 1, &mut chance)
-                .indices(2)
-                .collect();
+            let v: Vec<usize> = pick(
+                &m,
+                false,
+                Some((&LiveHealth, Unknown::Down)),
+                1,
+                &mut chance,
+            )
+            .indices(2)
+            .collect();
             first[v[0]] += 1;
-            let both: Vec<usize> = pick(&m, false, Some(&LiveHealth), 2, &mut chance)
-                .indices(2)
-                .collect();
+            let both: Vec<usize> = pick(
+                &m,
+                false,
+                Some((&LiveHealth, Unknown::Down)),
+                2,
+                &mut chance,
+            )
+            .indices(2)
+            .collect();
             assert!(both == vec![0, 1] || both == vec![1, 0]);
         }
         let share = first[1] as f64 / 20_000.0;
@@ -1200,10 +1259,28 @@ mod tests {
     #[test]
     fn the_same_chance_gives_the_same_pick() {
         let m = members(&[1, 2, 3, 4, 5]);
-        let a = pick(&m, false, Some(&LiveHealth), 3, &mut Chance::new(7, 99));
-        let b = pick(&m, false, Some(&LiveHealth), 3, &mut Chance::new(7, 99));
+        let a = pick(
+            &m,
+            false,
+            Some((&LiveHealth, Unknown::Down)),
+            3,
+            &mut Chance::new(7, 99),
+        );
+        let b = pick(
+            &m,
+            false,
+            Some((&LiveHealth, Unknown::Down)),
+            3,
+            &mut Chance::new(7, 99),
+        );
         assert_eq!(a, b, "a decision is a function of its inputs");
-        let e = pick(&m[..4], true, Some(&LiveHealth), 2, &mut Chance::new(5, 1));
+        let e = pick(
+            &m[..4],
+            true,
+            Some((&LiveHealth, Unknown::Down)),
+            2,
+            &mut Chance::new(5, 1),
+        );
         assert_eq!(
             e.indices(4).collect::<Vec<_>>(),
             vec![1, 2],
@@ -1214,8 +1291,12 @@ mod tests {
     /// A view that takes some addresses down, as a test or a drain would.
     struct Down(Vec<IpAddr>);
     impl HealthView for Down {
-        fn is_up(&self, addr: IpAddr, _target: Option<&Target>) -> bool {
-            !self.0.contains(&addr)
+        fn state(&self, addr: IpAddr, _target: Option<&Target>) -> State {
+            if self.0.contains(&addr) {
+                State::Down
+            } else {
+                State::Up
+            }
         }
     }
 
@@ -1224,7 +1305,13 @@ mod tests {
         let m = members(&[1; 4]);
         let down = Down(vec![m[0].addr, m[2].addr]);
         for round in 0..8 {
-            let s = pick(&m, true, Some(&down), 4, &mut Chance::new(round, 1));
+            let s = pick(
+                &m,
+                true,
+                Some((&down, Unknown::Down)),
+                4,
+                &mut Chance::new(round, 1),
+            );
             let mut v: Vec<usize> = s.indices(4).collect();
             v.sort();
             assert_eq!(v, vec![1, 3], "only the members the view calls up");

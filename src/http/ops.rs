@@ -1,6 +1,8 @@
-//! The operations endpoints: `/healthz` (liveness plus what is loaded), `/metrics` (Prometheus
-//! text), `/admin/reload` (rebuild and swap the snapshot, bearer token) and `/openapi.json` (the
-//! API description, built from `http::ROUTES` so the two cannot drift apart).
+//! The operations endpoints: `/healthz` (liveness plus what is loaded, "degraded" with the error
+//! while the latest reload failed), `/metrics` (Prometheus text, reload status included),
+//! `/admin/reload` (rebuild and swap the snapshot, bearer token; serialized with SIGHUP reloads by
+//! `Handle::reload`) and `/openapi.json` (the API description, built from `http::ROUTES` so the
+//! two cannot drift apart).
 
 use std::sync::OnceLock;
 
@@ -29,17 +31,35 @@ fn no_store(mut resp: Response) -> Response {
     resp
 }
 
-/// `GET /healthz`: 200 whenever the process answers HTTP; the body says what it serves.
+/// `GET /healthz`: 200 whenever the process answers HTTP; the body says what it serves, and
+/// `"status": "degraded"` with the problems when the latest reload failed (older data is serving
+/// than the files on disk say: a load balancer should keep sending traffic, an operator should
+/// look). The config generation tells which configuration is serving.
 pub async fn healthz(State(st): State<AppState>) -> Response {
     let snap = st.handle.snapshot();
-    let (up, down) = st.handle.health().counts();
+    let counts = st.handle.health().counts();
+    let reload = st.handle.reload_status();
+    let mut reload_json = json!({
+        "generation": reload.generation,
+        "last_success": crate::reload::unix_secs(reload.last_success).floor() as u64,
+        "failures": reload.failures,
+    });
+    if let (Some(err), Some(at)) = (&reload.last_error, reload.last_failure) {
+        reload_json["last_error"] = json!(err);
+        reload_json["last_failure"] = json!(crate::reload::unix_secs(at).floor() as u64);
+    }
     no_store(
         Json(json!({
-            "status": "ok",
+            "status": if reload.degraded() { "degraded" } else { "ok" },
             "zones": snap.zones.len(),
             "records": records(&snap),
             "listeners": snap.listeners.len(),
-            "health": { "targets": up + down, "down": down },
+            "health": {
+                "targets": counts.up + counts.down + counts.unknown,
+                "down": counts.down,
+                "unknown": counts.unknown,
+            },
+            "reload": reload_json,
         }))
         .into_response(),
     )
@@ -48,13 +68,19 @@ pub async fn healthz(State(st): State<AppState>) -> Response {
 /// `GET /metrics`: the process-wide counters plus gauges of the serving snapshot.
 pub async fn metrics(State(st): State<AppState>) -> Response {
     let snap = st.handle.snapshot();
-    let (health_up, health_down) = st.handle.health().counts();
+    let counts = st.handle.health().counts();
+    let reload = st.handle.reload_status();
     let text = crate::metrics::render_with(&crate::metrics::Gauges {
         zones: snap.zones.len(),
         records: records(&snap),
         listeners: snap.listeners.len(),
-        health_up,
-        health_down,
+        health_up: counts.up,
+        health_down: counts.down,
+        health_unknown: counts.unknown,
+        config_generation: reload.generation,
+        reload_last_success: crate::reload::unix_secs(reload.last_success),
+        reload_failures: reload.failures,
+        reload_degraded: reload.degraded(),
     }) + &st.handle.resolvers().render_metrics();
     let mut resp = no_store(text.into_response());
     resp.headers_mut().insert(header::CONTENT_TYPE, EXPOSITION);
@@ -85,10 +111,6 @@ fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
     (!token.is_empty()).then_some(token)
 }
 
-/// Reloads never run side by side: two builds racing to swap could leave the older file contents
-/// serving after the newer ones were reported as loaded.
-static RELOADING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// `POST /admin/reload`: rebuilds the snapshot from the configuration source (the same as
 /// SIGHUP) and reports the outcome; a refused build leaves the previous data serving.
 pub async fn reload(State(st): State<AppState>, headers: HeaderMap) -> Response {
@@ -104,7 +126,8 @@ pub async fn reload(State(st): State<AppState>, headers: HeaderMap) -> Response 
     if !bearer(&headers).is_some_and(|given| same_secret(given, token.as_bytes())) {
         return ApiError::unauthorized().into_response();
     }
-    let _one_at_a_time = RELOADING.lock().await;
+    // `Handle::reload` serializes this with SIGHUP reloads and answers with a build that began
+    // after this request arrived.
     let handle = st.handle.clone();
     // Building reads files and compiles zones: off the async workers, like SIGHUP.
     let outcome = match tokio::task::spawn_blocking(move || handle.reload()).await {
@@ -486,6 +509,7 @@ fn metrics_op() -> Value {
         "summary": "Prometheus metrics",
         "description": "Queries by transport and RCODE, GSLB answers by region, latency \
             histograms per transport, HTTP errors by status and code, admin reloads, \
+            reload failures, the config generation and the time of the last good reload, \
             gauges of the serving snapshot and of health-checked addresses, and per resolver \
             listener: cache answers, walks, coalesced queries, upstream queries, cache entries.",
         "responses": {
@@ -714,19 +738,38 @@ fn components() -> Value {
             },
             "Health": {
                 "type": "object",
-                "required": ["status", "zones", "records", "listeners", "health"],
+                "required": ["status", "zones", "records", "listeners", "health", "reload"],
                 "properties": {
-                    "status": { "type": "string", "const": "ok" },
+                    "status": { "type": "string", "enum": ["ok", "degraded"],
+                        "description": "degraded: the latest reload failed and the previous \
+                            data is serving (reload.last_error says why)" },
                     "zones": uint(),
                     "records": uint(),
                     "listeners": { "type": "integer", "minimum": 0, "description": "DNS listeners" },
                     "health": {
                         "type": "object",
-                        "required": ["targets", "down"],
+                        "required": ["targets", "down", "unknown"],
                         "properties": {
                             "targets": { "type": "integer", "minimum": 0,
-                                         "description": "Health-checked addresses in use" },
+                                         "description": "Health-checked endpoints in use" },
                             "down": uint(),
+                            "unknown": { "type": "integer", "minimum": 0,
+                                         "description": "No check finished yet" },
+                        },
+                    },
+                    "reload": {
+                        "type": "object",
+                        "required": ["generation", "last_success", "failures"],
+                        "properties": {
+                            "generation": { "type": "integer", "minimum": 1,
+                                "description": "Configurations swapped in since start" },
+                            "last_success": { "type": "integer",
+                                "description": "Unix time the serving configuration was swapped in" },
+                            "failures": uint(),
+                            "last_error": { "type": "string",
+                                "description": "The latest reload's problems, while it is the latest" },
+                            "last_failure": { "type": "integer",
+                                "description": "Unix time of that failed reload" },
                         },
                     },
                 },

@@ -64,18 +64,104 @@ pub trait ZoneFs: Send + Sync {
     }
 }
 
-/// Reads from the real file system.
+/// Reads from the real file system, every read bounded ([`read_file`]).
 pub struct DiskFs;
 
 impl ZoneFs for DiskFs {
     fn read(&self, path: &Path) -> io::Result<String> {
-        std::fs::read_to_string(path)
+        String::from_utf8(read_file(path)?).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "stream did not contain valid UTF-8",
+            )
+        })
     }
     fn read_bytes(&self, path: &Path) -> io::Result<Vec<u8>> {
-        std::fs::read(path)
+        read_file(path)
     }
     fn size(&self, path: &Path) -> Option<u64> {
         std::fs::metadata(path).ok().map(|m| m.len())
+    }
+}
+
+/// The longest one file read may take. A build holds the reload lock, so a read that never ends
+/// (a path on a hung network mount) would wedge every later reload; past this the read is given
+/// up (its thread is left to the kernel) and the build fails naming the file.
+pub const READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Reads a whole file the way every configured path is read (config, zones, geo, hints, TLS,
+/// the health state file): only regular files (a FIFO or a device would block or never end: it
+/// is refused, and the error says what it is), opened with `O_NONBLOCK` so opening a FIFO does
+/// not wait for a writer, on a thread of its own so [`READ_DEADLINE`] bounds it.
+pub fn read_file(path: &Path) -> io::Result<Vec<u8>> {
+    let owned = path.to_path_buf();
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("gslbd-read".into())
+        .spawn(move || {
+            let _ = tx.send(read_regular(&owned));
+        })?;
+    match rx.recv_timeout(READ_DEADLINE) {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "not read within {} s (a hung mount?); giving up",
+                READ_DEADLINE.as_secs()
+            ),
+        )),
+    }
+}
+
+fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Opening a FIFO for reading blocks until a writer appears; non-blocking, it returns at
+        // once and the type check below refuses it. On a regular file the flag changes nothing.
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let mut file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "not a regular file ({}): refusing to read it",
+                file_kind(&meta)
+            ),
+        ));
+    }
+    let mut buf = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+    }
+    if meta.is_dir() {
+        "a directory"
+    } else {
+        "not a file"
     }
 }
 
