@@ -16,6 +16,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod conns;
 pub mod engine;
 pub mod fast;
 pub mod geo;
