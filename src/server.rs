@@ -358,13 +358,7 @@ impl Server {
                     tasks.spawn(serve_tcp(conn, socket, table(true, listener)));
                 }
                 Bound::Http { socket } => {
-                    let max = self
-                        .handle
-                        .snapshot()
-                        .http
-                        .as_ref()
-                        .map_or(1024, |h| h.max_connections);
-                    tasks.spawn(crate::http::serve(self.handle.clone(), socket, max));
+                    tasks.spawn(crate::http::serve(self.handle.clone(), socket));
                 }
             }
         }

@@ -290,3 +290,276 @@ async fn tcp_idle_and_half_sent_connections_are_closed() {
     assert!(closed, "a message sent one byte per 150 ms was cut off");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+// ---------------------------------------------------------------------------------------------
+// HTTP (HTTPDNS, DoH): the connection layer of src/http/mod.rs and src/http/check.rs
+
+fn http_section(settings: &str) -> String {
+    format!(
+        "[http]\nlisten = [\"127.0.0.1:0\"]\nrate_limit = {{ per_ip = 0, per_account = 0, burst_seconds = 1 }}\n{settings}\n"
+    )
+}
+
+async fn start_http(dir: &std::path::Path, settings: &str) -> TestServer {
+    start(dir, "", &http_section(settings)).await
+}
+
+/// Sends `request` as is on a new connection and reads until the server closes it or `limit`
+/// passes; returns the status and body of the first response (None: nothing came).
+async fn http_raw(addr: SocketAddr, request: &[u8], limit: Duration) -> Option<(u16, String)> {
+    let ask = async {
+        let mut s = TcpStream::connect(addr).await.ok()?;
+        s.write_all(request).await.ok()?;
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all).await;
+        Some(all)
+    };
+    let all = tokio::time::timeout(limit, ask).await.ok().flatten()?;
+    parse_response(&all)
+}
+
+fn parse_response(all: &[u8]) -> Option<(u16, String)> {
+    let text = String::from_utf8_lossy(all);
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Some((status, body))
+}
+
+const GET_NS: &[u8] =
+    b"GET /resolve?name=ns.example.com&type=A HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+
+/// `n` legitimate HTTP clients one after another; how many got a 200 within `limit` each.
+async fn legit_http_round(addr: SocketAddr, n: usize, limit: Duration) -> usize {
+    let mut ok = 0;
+    for _ in 0..n {
+        if let Some((200, body)) = http_raw(addr, GET_NS, limit).await {
+            assert!(body.contains("127.0.0.1"), "{body}");
+            ok += 1;
+        }
+    }
+    ok
+}
+
+/// Twice max_connections of idle sockets (connected, nothing sent) and of keep-alive clients
+/// (one request answered, the connection kept open), with idle and header timeouts far longer than
+/// the test: the longest-idle connections are closed for newcomers, so every legitimate client is
+/// answered. A server that refuses (or queues) newcomers at the cap answers none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_idle_and_keepalive_crowds_do_not_lock_others_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_http(
+        dir.path(),
+        "max_connections = 8\nidle_timeout_ms = 60000\nheader_read_timeout_ms = 60000",
+    )
+    .await;
+    let addr = server.addr("http", "http");
+    let mut crowd = Vec::new();
+    for _ in 0..16 {
+        crowd.push(TcpStream::connect(addr).await.unwrap());
+    }
+    for _ in 0..16 {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let keep = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+        s.write_all(keep).await.unwrap();
+        let mut buf = [0u8; 512];
+        // The reply, if this one got in before later ones pushed it out; either way it stays open
+        // on our side.
+        let _ = tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await;
+        crowd.push(s);
+    }
+    let answered = legit_http_round(addr, 12, Duration::from_secs(5)).await;
+    drop(crowd);
+    assert_eq!(answered, 12, "legitimate HTTP clients answered");
+}
+
+/// A request head trickled (a header field growing by 1 KB every 100 ms) is cut off by
+/// header_read_timeout_ms although each piece comes well within any idle bound, and the server
+/// keeps answering others meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_slow_headers_are_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_http(
+        dir.path(),
+        "header_read_timeout_ms = 500\nidle_timeout_ms = 60000",
+    )
+    .await;
+    let addr = server.addr("http", "http");
+    let mut slow = Vec::new();
+    for _ in 0..10 {
+        slow.push(tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Pad: ")
+                .await
+                .unwrap();
+            let started = Instant::now();
+            for _ in 0..100 {
+                // 100 pieces, 10 s: the server must close long before the head could end.
+                if s.write_all(&[b'a'; 1024]).await.is_err() {
+                    return Some(started.elapsed());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            None
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let answered = legit_http_round(addr, 5, Duration::from_secs(5)).await;
+    for s in slow {
+        let cut = s.await.unwrap();
+        assert!(
+            cut.is_some_and(|t| t < Duration::from_secs(8)),
+            "slow head cut off: {cut:?}"
+        );
+    }
+    assert_eq!(answered, 5);
+}
+
+/// Keep-alive connections are closed after max_requests_per_connection requests, and after
+/// idle_timeout_ms with no request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_request_cap_and_idle_timeout_per_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_http(
+        dir.path(),
+        "max_requests_per_connection = 3\nidle_timeout_ms = 400\nheader_read_timeout_ms = 60000",
+    )
+    .await;
+    let addr = server.addr("http", "http");
+    let req = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut got = Vec::new();
+    let mut answered = 0;
+    let mut closed = false;
+    for _ in 0..5 {
+        if s.write_all(req).await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 4096];
+        match tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(n)) => {
+                got.extend_from_slice(&buf[..n]);
+                answered += 1;
+            }
+            Err(_) => panic!("no reply and no close"),
+        }
+    }
+    assert_eq!(answered, 3, "{}", String::from_utf8_lossy(&got));
+    assert!(closed);
+    // Idle: one request, then silence.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(req).await.unwrap();
+    let mut all = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut all)).await;
+    assert!(r.is_ok(), "an idle keep-alive connection is closed");
+    assert_eq!(parse_response(&all).map(|r| r.0), Some(200));
+}
+
+/// A request that outlasts request_timeout_ms (a DoH POST whose body stops half-way) gets 408 with
+/// the JSON error, counted in /metrics; the setting reloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_request_timeout_is_a_json_408_and_reloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_http(dir.path(), "request_timeout_ms = 30000").await;
+    let addr = server.addr("http", "http");
+    let half_post = b"POST /dns-query HTTP/1.1\r\nHost: t\r\nContent-Type: application/dns-message\r\nContent-Length: 40\r\n\r\n0123456789";
+    // 30 s: nothing within 1 s.
+    assert_eq!(
+        http_raw(addr, half_post, Duration::from_secs(1)).await,
+        None
+    );
+    let config = dir.path().join("gslbd.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("request_timeout_ms = 30000", "request_timeout_ms = 300"),
+    )
+    .unwrap();
+    server.handle.reload().expect("reload");
+    let (status, body) = http_raw(addr, half_post, Duration::from_secs(5))
+        .await
+        .expect("a reply");
+    assert_eq!(status, 408, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
+    assert_eq!(v["code"], "RequestTimeout");
+    let (_, metrics) = http_raw(
+        addr,
+        b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("RequestTimeout") && l.contains("408")),
+        "408 counted"
+    );
+}
+
+/// Item 9: what hyper accepted or answered with an empty body is refused with the JSON error.
+/// RFC 9112 3.2 (Host), 2.2 (bare LF), 3.2 and RFC 3986 2.1 (bytes of the request target).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_malformed_heads_get_json_400() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_http(dir.path(), "").await;
+    let addr = server.addr("http", "http");
+    let cases: &[(&[u8], u16)] = &[
+        (b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", 400),
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+            400,
+        ),
+        (
+            b"GET /healthz HTTP/1.1\nHost: t\nConnection: close\n\n",
+            400,
+        ),
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: t\nConnection: close\r\n\r\n",
+            400,
+        ),
+        (
+            b"GET /\xff HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            400,
+        ),
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            200,
+        ),
+        (b"GET /healthz HTTP/1.0\r\n\r\n", 200),
+    ];
+    for (req, want) in cases {
+        let (status, body) = http_raw(addr, req, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("no reply to {:?}", String::from_utf8_lossy(req)));
+        assert_eq!(status, *want, "{:?}: {body}", String::from_utf8_lossy(req));
+        if *want == 400 {
+            let v: serde_json::Value = serde_json::from_str(&body)
+                .unwrap_or_else(|e| panic!("{e}: {body:?} for {:?}", String::from_utf8_lossy(req)));
+            assert_eq!(v["code"], "BadRequest", "{body}");
+        }
+    }
+    // A good request, then a bad one on the same connection: the first is answered, then the 400.
+    let two = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n";
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(two).await.unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut all))
+        .await
+        .expect("closed")
+        .unwrap();
+    let text = String::from_utf8_lossy(&all);
+    let statuses: Vec<&str> = text
+        .split("\r\n")
+        .filter_map(|l| l.strip_prefix("HTTP/1.1 "))
+        .map(|l| &l[..3])
+        .collect();
+    assert_eq!(statuses, ["200", "400"], "{text}");
+}
