@@ -211,8 +211,14 @@ fn vet(head: &[u8]) -> Result<Phase, ApiError> {
     })
 }
 
+/// A write that does not wait: what can go out at once (a plain socket's `try_write`), or
+/// `WouldBlock`.
+pub trait WriteNow {
+    fn write_now(&mut self, buf: &[u8]) -> io::Result<usize>;
+}
+
 /// A stream whose request heads pass `HeadCheck` before hyper reads them.
-pub struct Checked<S> {
+pub struct Checked<S: WriteNow> {
     inner: S,
     check: HeadCheck,
     /// Bytes passed, not yet handed to hyper.
@@ -223,7 +229,7 @@ pub struct Checked<S> {
     eof: bool,
 }
 
-impl<S> Checked<S> {
+impl<S: WriteNow> Checked<S> {
     pub fn new(inner: S, check: HeadCheck) -> Checked<S> {
         Checked {
             inner,
@@ -241,7 +247,7 @@ impl<S> Checked<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Checked<S> {
+impl<S: AsyncRead + WriteNow + Unpin> AsyncRead for Checked<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -277,7 +283,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Checked<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Checked<S> {
+impl<S: AsyncWrite + WriteNow + Unpin> AsyncWrite for Checked<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -304,6 +310,22 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Checked<S> {
             ready!(Pin::new(&mut me.inner).poll_flush(cx))?;
         }
         Pin::new(&mut me.inner).poll_shutdown(cx)
+    }
+}
+
+/// hyper does not always shut the stream down before dropping it (an error ends its loop without
+/// one): then the refusal goes out here, as far as the socket takes it at once (it is short and
+/// the socket's buffer is free; on TLS this does nothing).
+impl<S: WriteNow> Drop for Checked<S> {
+    fn drop(&mut self) {
+        if let Some((bytes, written)) = &mut self.refusal {
+            while *written < bytes.len() {
+                match self.inner.write_now(&bytes[*written..]) {
+                    Ok(n) if n > 0 => *written += n,
+                    _ => break,
+                }
+            }
+        }
     }
 }
 

@@ -332,6 +332,15 @@ enum Conn {
     Tls(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
 }
 
+impl check::WriteNow for Conn {
+    fn write_now(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.try_write(buf),
+            Conn::Tls(_) => Err(std::io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
 impl tokio::io::AsyncRead for Conn {
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
