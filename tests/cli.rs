@@ -1357,3 +1357,39 @@ pools.jp = ["192.0.2.20"]
         "{stderr}"
     );
 }
+
+/// `gslbd explain --json | head`: output into a pipe whose reader has gone ends the command the way
+/// SIGPIPE ends other Unix tools (killed by the signal, nothing on stderr), not with a panic.
+#[test]
+fn explain_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(BIN)
+        .args([
+            "explain",
+            "object.yourcompany.com",
+            "--client",
+            "127.0.10.1",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run gslbd");
+    // The reader goes before gslbd has built the lab and written a byte.
+    drop(child.stdout.take());
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "gslbd explain hangs"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}: {stderr}");
+}
