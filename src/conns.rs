@@ -9,6 +9,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -40,16 +41,20 @@ impl Default for ConnTable {
 
 impl ConnTable {
     /// A slot for a new connection, starting idle or busy: a free one, or that of the connection
-    /// idle the longest, which is told to close. None when `cap` connections are open and every
-    /// one is busy.
-    pub fn admit(&self, cap: usize, idle: bool) -> Option<Arc<ConnSlot>> {
+    /// idle the longest, which is told to close, if it has been idle at least `grace`. None when
+    /// `cap` connections are open and none has. The grace gives a client that has just connected
+    /// time to send its request: without it, clients reconnecting as fast as they are closed
+    /// churn through every slot, closing newcomers before their first request is read.
+    pub fn admit(&self, cap: usize, idle: bool, grace: Duration) -> Option<Arc<ConnSlot>> {
         let mut open = self.open.lock().expect("no panics under this lock");
+        let before = self.now().saturating_sub(grace.as_millis() as u64);
         while open.len() >= cap.max(1) {
             let victim = open
                 .iter()
                 .enumerate()
                 .filter_map(|(i, c)| match c.idle_since.load(Ordering::Relaxed) {
                     0 => None,
+                    t if t > before => None,
                     t => Some((t, i)),
                 })
                 .min()?
@@ -67,16 +72,21 @@ impl ConnTable {
     /// Admission that waits while every connection is busy (each busy state is bounded: an I/O
     /// deadline, a request timeout, a resolver walk's limits). Meanwhile the caller holds the one
     /// accepted socket and the next clients wait in the kernel's accept queue.
-    pub async fn admit_wait(&self, cap: impl Fn() -> usize, idle: bool) -> Arc<ConnSlot> {
+    pub async fn admit_wait(
+        &self,
+        cap: impl Fn() -> usize,
+        idle: bool,
+        grace: Duration,
+    ) -> Arc<ConnSlot> {
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if let Some(slot) = self.admit(cap(), idle) {
+            if let Some(slot) = self.admit(cap(), idle, grace) {
                 return slot;
             }
-            // The periodic look also covers a cap raised by a reload.
-            let _ = tokio::time::timeout(std::time::Duration::from_millis(100), changed).await;
+            // The periodic look also covers a cap raised by a reload and a grace running out.
+            let _ = tokio::time::timeout(Duration::from_millis(20), changed).await;
         }
     }
 

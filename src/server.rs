@@ -747,8 +747,11 @@ async fn serve_tcp(conn: Conn, socket: TcpListener, table: Arc<ConnTable>) -> io
         };
         // Every slot busy (reading, answering or writing, each bounded by tcp_io_timeout_ms or
         // the resolver's own limits): this client waits, the next ones in the accept queue.
+        // An idle connection is closed for a newcomer once it has been idle tcp_io_timeout_ms
+        // (the time a client is given to send a message anyway).
+        let grace = conn.tcp_limits().io;
         let slot = table
-            .admit_wait(|| conn.tcp_limits().max_connections, false)
+            .admit_wait(|| conn.tcp_limits().max_connections, false, grace)
             .await;
         let conn = conn.clone();
         let guard = SlotGuard::new(table.clone(), slot);
@@ -834,7 +837,7 @@ async fn serve_conn(
         tokio::select! {
             _ = guard.closed() => return Ok(()),
             _ = sleep_until_some(deadline) => return Ok(()),
-            r = wr.write(&replies.front().map_or(&[][..], |r| &r[written..])), if !replies.is_empty() => {
+            r = wr.write(replies.front().map_or(&[][..], |r| &r[written..])), if !replies.is_empty() => {
                 let n = r?;
                 if n == 0 {
                     return Ok(());

@@ -151,6 +151,10 @@ impl ConnLimits {
 /// holds: 32 KiB, nginx's `large_client_header_buffers` default; more when `max_uri` needs it.
 pub const HEAD_MIN: usize = 32 * 1024;
 
+/// How long a connection must have been idle before it may be closed for a newcomer: time for a
+/// client that has just connected to send its request.
+const HTTP_GRACE: Duration = Duration::from_millis(500);
+
 /// Serves HTTP (HTTPS when the snapshot has `[http.tls]`) on `socket` until the task is dropped.
 /// At `max_connections` (read from the snapshot at each accept, so it reloads) the connection idle
 /// the longest (no request in progress) is closed for the newcomer; only when every connection is
@@ -177,7 +181,9 @@ pub async fn serve(handle: Handle, socket: tokio::net::TcpListener) -> std::io::
         };
         // A new connection counts as idle until its first request: one that never sends one (or
         // sends its head slowly) is the first to go when the cap is reached.
-        let slot = table.admit_wait(cap, true).await;
+        // It may close one idle for HTTP_GRACE (or the header timeout, if shorter).
+        let grace = HTTP_GRACE.min(ConnLimits::of(&handle).header_read);
+        let slot = table.admit_wait(cap, true, grace).await;
         let guard = crate::conns::SlotGuard::new(table.clone(), slot);
         let _ = stream.set_nodelay(true);
         let tls = handle.snapshot().http.as_ref().and_then(|h| h.tls.clone());
