@@ -255,7 +255,22 @@ async fn serve_conn(
 ) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use tower::ServiceExt;
-    let h2 = matches!(&conn, Conn::Tls(t) if t.get_ref().1.alpn_protocol() == Some(b"h2"));
+    // HTTP/1 or HTTP/2 is decided here, not by hyper's auto builder: its own look at the first
+    // bytes would wait on `check`, which holds a head back until it is whole, and hyper's
+    // header-read timeout only starts once its HTTP/1 side reads.
+    let h2 = match &conn {
+        Conn::Tls(t) => t.get_ref().1.alpn_protocol() == Some(b"h2"),
+        Conn::Plain(s) => {
+            let first = tokio::time::timeout(limits.header_read, starts_h2(s));
+            tokio::select! {
+                r = first => match r {
+                    Ok(Some(h2)) => h2,
+                    _ => return,
+                },
+                _ = guard.closed() => return,
+            }
+        }
+    };
     let check = if h2 {
         check::HeadCheck::pass()
     } else {
@@ -278,6 +293,11 @@ async fn serve_conn(
         })
     };
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder = if h2 {
+        builder.http2_only()
+    } else {
+        builder.http1_only()
+    };
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -324,6 +344,22 @@ async fn serve_conn(
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Whether a plain connection begins with the HTTP/2 preface (`PRI `, RFC 9113 3.4: h2c with
+/// prior knowledge, as `dig +http-plain` speaks) rather than an HTTP/1 request line; None if it
+/// closes first. Only looks (peek): the bytes stay for hyper.
+async fn starts_h2(s: &tokio::net::TcpStream) -> Option<bool> {
+    let mut first = [0u8; 2];
+    loop {
+        let n = s.peek(&mut first).await.ok()?;
+        match n {
+            0 => return None,
+            _ if first[0] != b'P' => return Some(false),
+            1 => tokio::time::sleep(Duration::from_millis(5)).await,
+            _ => return Some(first[1] == b'R'),
         }
     }
 }
