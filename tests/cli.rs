@@ -617,11 +617,11 @@ fn check_names_file_and_line() {
         &at("unknown-type.zone", 7),
         "unknown record type \"BOGUS\"",
     );
-    // Whole-zone problems have no line of their own: line 0.
-    check_fails("no-soa.toml", &at("no-soa.zone", 0), "no SOA record");
+    // Whole-zone problems are reported at the zone's first record (never at a line 0).
+    check_fails("no-soa.toml", &at("no-soa.zone", 4), "no SOA record");
     check_fails(
         "no-apex-ns.toml",
-        &at("no-apex-ns.zone", 0),
+        &at("no-apex-ns.zone", 4),
         "no NS records",
     );
     // The line of the CNAME (9), not that of the A record written first (7).
