@@ -136,6 +136,15 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // `gslbd explain --json | head`: output into a closed pipe ends a command quietly, as SIGPIPE
+    // ends other Unix tools (Rust ignores SIGPIPE, so the write fails and println! panics). Not
+    // for serve, whose sockets must see EPIPE as an error rather than die of it.
+    if !matches!(cli.command, None | Some(Command::Serve { .. })) {
+        // SAFETY: setting a signal's disposition to the default before any thread is started.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cli.command.unwrap_or(Command::Serve {
         config: None,
         port: None,

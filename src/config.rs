@@ -5,7 +5,9 @@
 //! udp_payload = 1232          # EDNS payload we advertise and the cap on UDP answers (RFC 6891 6.2.5)
 //! cname_chain = 12            # CNAME hops followed in one answer
 //! tcp_idle_timeout_ms = 10000 # RFC 7766 6.2.3: close idle connections
-//! tcp_max_connections = 512   # open TCP connections, all listeners together
+//! tcp_io_timeout_ms = 500     # a whole message read (from its first byte), a whole reply written
+//! tcp_max_connections = 512   # open TCP connections per listener (idle ones closed first when full)
+//! tcp_max_outstanding = 16    # queries read on one connection whose replies are not yet written
 //! udp_workers = 0             # UDP threads per address (0 = one per CPU; SO_REUSEPORT sockets)
 //! udp_fast_path = true        # prebuilt answers + geo cache per UDP thread (false: general path)
 //!
@@ -72,8 +74,18 @@ pub struct Config {
 pub struct Limits {
     pub udp_payload: u16,
     pub cname_chain: usize,
+    /// RFC 7766 6.2.3: a connection with nothing outstanding is closed after this long.
     pub tcp_idle_timeout_ms: u64,
+    /// Once the first byte of a message has arrived the rest must arrive within this, and a reply
+    /// must be written within it (Knot's `tcp-io-timeout`): a client that sends slowly or does
+    /// not read cannot hold a connection.
+    pub tcp_io_timeout_ms: u64,
+    /// Open TCP connections per listener (each `[[listener]]` and `[[resolver.listener]]` has its
+    /// own); at the cap the longest-idle connection is closed for a new one (RFC 7766 6.2.3).
     pub tcp_max_connections: usize,
+    /// Queries read on one connection whose replies are not yet written; at the cap the
+    /// connection is not read until a reply goes out (RFC 7766 6.2.1.1 pipelining, bounded).
+    pub tcp_max_outstanding: usize,
     /// UDP worker threads per address (0 = one per CPU).
     pub udp_workers: usize,
     /// Serve repeated UDP questions from prebuilt answers and cache geo per client network
@@ -101,7 +113,10 @@ impl Default for Limits {
             udp_payload: 1232,
             cname_chain: 12,
             tcp_idle_timeout_ms: 10_000,
+            // Knot's tcp-io-timeout default.
+            tcp_io_timeout_ms: 500,
             tcp_max_connections: 512,
+            tcp_max_outstanding: 16,
             udp_workers: 0,
             udp_fast_path: true,
             fast_path_memory: 64 << 20,

@@ -17,6 +17,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod conns;
 pub mod cookie;
 pub mod engine;
 pub mod fast;

@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::config::Source;
+use crate::conns::{ConnTable, SlotGuard};
 use crate::health::Health;
 use crate::query::{self, Client, Transport};
 use crate::reload::{ReloadStatus, Reloads};
@@ -334,8 +335,6 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let mut tasks = JoinSet::new();
         let limits = self.handle.snapshot().limits.clone();
-        let tcp_slots = Arc::new(Semaphore::new(limits.tcp_max_connections));
-        let idle = Duration::from_millis(limits.tcp_idle_timeout_ms);
         // One fast-path budget for the process, shared evenly by the authoritative UDP threads;
         // one rate limiter for all of them (a flood spread over threads is still one flood).
         let udp_threads = self
@@ -347,6 +346,13 @@ impl Server {
         let rrl = Arc::new(crate::rrl::Limiter::new(
             self.handle.snapshot().rrl.table_size,
         ));
+        // One connection table per TCP listener (authoritative and resolver), shared by its
+        // addresses.
+        let mut tables: std::collections::HashMap<(bool, usize), Arc<ConnTable>> =
+            Default::default();
+        let mut table = |resolver: bool, listener: usize| {
+            tables.entry((resolver, listener)).or_default().clone()
+        };
         for b in self.bound {
             let snap = self.handle.snapshot.clone();
             match b {
@@ -367,7 +373,7 @@ impl Server {
                         served: self.handle.served.clone(),
                         resolvers: None,
                     };
-                    tasks.spawn(serve_tcp(conn, socket, tcp_slots.clone(), idle));
+                    tasks.spawn(serve_tcp(conn, socket, table(false, listener)));
                 }
                 Bound::ResolverUdp { listener, socket } => {
                     tasks.spawn(serve_resolver_udp(
@@ -384,16 +390,10 @@ impl Server {
                         served: self.handle.served.clone(),
                         resolvers: Some(self.handle.resolvers.clone()),
                     };
-                    tasks.spawn(serve_tcp(conn, socket, tcp_slots.clone(), idle));
+                    tasks.spawn(serve_tcp(conn, socket, table(true, listener)));
                 }
                 Bound::Http { socket } => {
-                    let max = self
-                        .handle
-                        .snapshot()
-                        .http
-                        .as_ref()
-                        .map_or(1024, |h| h.max_connections);
-                    tasks.spawn(crate::http::serve(self.handle.clone(), socket, max));
+                    tasks.spawn(crate::http::serve(self.handle.clone(), socket));
                 }
             }
         }
@@ -718,8 +718,14 @@ struct Conn {
     resolvers: Option<Arc<Resolvers>>,
 }
 
+/// A query's reply: ready now, or a resolver walk to wait for.
+enum Reply {
+    Now(Option<Vec<u8>>),
+    Walk(std::pin::Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>>),
+}
+
 impl Conn {
-    async fn answer(&self, packet: &[u8], peer: SocketAddr) -> Option<Vec<u8>> {
+    fn answer(&self, packet: &[u8], peer: SocketAddr) -> Reply {
         let snapshot = self.snap.load_full();
         let Some(resolvers) = &self.resolvers else {
             self.served.fetch_add(1, Ordering::Relaxed);
@@ -727,11 +733,15 @@ impl Conn {
                 addr: peer,
                 transport: Transport::Tcp,
             };
-            return query::respond(&snapshot, self.listener, packet, &client);
+            return Reply::Now(query::respond(&snapshot, self.listener, packet, &client));
         };
-        let settings = snapshot.resolver.clone()?;
+        let Some(settings) = snapshot.resolver.clone() else {
+            return Reply::Now(None);
+        };
         let payload = snapshot.limits.udp_payload;
-        let instance = instance_of(&snapshot, resolvers, self.listener)?;
+        let Some(instance) = instance_of(&snapshot, resolvers, self.listener) else {
+            return Reply::Now(None);
+        };
         let port = resolvers.upstream_port(&settings);
         match resolver::serve::answer_now(
             &instance,
@@ -743,30 +753,42 @@ impl Conn {
             peer,
             true,
         ) {
-            resolver::serve::Step::Done(r) => r,
-            resolver::serve::Step::Walk => {
-                resolver::serve::walk(
-                    instance,
-                    port,
-                    settings,
-                    self.listener,
-                    payload,
-                    packet.to_vec(),
-                    peer,
-                    true,
-                )
-                .await
-            }
+            resolver::serve::Step::Done(r) => Reply::Now(r),
+            resolver::serve::Step::Walk => Reply::Walk(Box::pin(resolver::serve::walk(
+                instance,
+                port,
+                settings,
+                self.listener,
+                payload,
+                packet.to_vec(),
+                peer,
+                true,
+            ))),
+        }
+    }
+
+    /// The TCP limits of the snapshot serving now (they reload; a connection keeps the ones it
+    /// started with).
+    fn tcp_limits(&self) -> TcpLimits {
+        let l = &self.snap.load().limits;
+        TcpLimits {
+            idle: Duration::from_millis(l.tcp_idle_timeout_ms),
+            io: Duration::from_millis(l.tcp_io_timeout_ms),
+            max_connections: l.tcp_max_connections,
+            max_outstanding: l.tcp_max_outstanding,
         }
     }
 }
 
-async fn serve_tcp(
-    conn: Conn,
-    socket: TcpListener,
-    slots: Arc<Semaphore>,
+#[derive(Debug, Clone, Copy)]
+struct TcpLimits {
     idle: Duration,
-) -> io::Result<()> {
+    io: Duration,
+    max_connections: usize,
+    max_outstanding: usize,
+}
+
+async fn serve_tcp(conn: Conn, socket: TcpListener, table: Arc<ConnTable>) -> io::Result<()> {
     loop {
         let (stream, peer) = match socket.accept().await {
             Ok(s) => s,
@@ -777,42 +799,147 @@ async fn serve_tcp(
                 continue;
             }
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            // Over the connection cap: close at once (RFC 7766 6.2.2 allows the server to).
-            drop(stream);
-            continue;
-        };
+        // Every slot busy (reading, answering or writing, each bounded by tcp_io_timeout_ms or
+        // the resolver's own limits): this client waits, the next ones in the accept queue.
+        // An idle connection is closed for a newcomer once it has been idle tcp_io_timeout_ms
+        // (the time a client is given to send a message anyway).
+        let grace = conn.tcp_limits().io;
+        let slot = table
+            .admit_wait(|| conn.tcp_limits().max_connections, false, grace)
+            .await;
         let conn = conn.clone();
+        let guard = SlotGuard::new(table.clone(), slot);
         tokio::spawn(async move {
-            let _permit = permit;
-            let _ = serve_conn(conn, stream, peer, idle).await;
+            let _ = serve_conn(conn, stream, peer, &guard).await;
         });
     }
 }
 
+/// The largest DNS message plus its length prefix.
+const TCP_MESSAGE_MAX: usize = 2 + 65535;
+
+/// One RFC 7766 connection: queries are read as they come (pipelining, 6.2.1.1) and answered at
+/// once, resolver walks concurrently, replies written in the order they are ready (7: clients
+/// match them by ID). Deadlines: a message's remaining bytes within `io` of its first, each reply
+/// written within `io`, and `idle` with nothing outstanding (6.2.3).
 async fn serve_conn(
     conn: Conn,
     mut stream: TcpStream,
     peer: SocketAddr,
-    idle: Duration,
+    guard: &SlotGuard,
 ) -> io::Result<()> {
+    use tokio::time::Instant;
     stream.set_nodelay(true)?;
-    let mut buf = vec![0u8; 65535];
+    let limits = conn.tcp_limits();
+    let (mut rd, mut wr) = stream.split();
+    let mut inbuf: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 4096];
+    // When the first byte of the incomplete message in `inbuf` came.
+    let mut message_since: Option<Instant> = None;
+    let mut walks: JoinSet<Option<Vec<u8>>> = JoinSet::new();
+    let mut replies: std::collections::VecDeque<Vec<u8>> = Default::default();
+    let mut written = 0usize;
+    let mut write_since: Option<Instant> = None;
+    let mut idle_since = Instant::now();
+    let mut read_closed = false;
     loop {
-        let len = match tokio::time::timeout(idle, stream.read_u16()).await {
-            Ok(Ok(l)) => l as usize,
-            _ => return Ok(()), // idle, closed, or reset
-        };
-        match tokio::time::timeout(idle, stream.read_exact(&mut buf[..len])).await {
-            Ok(Ok(_)) => {}
-            _ => return Ok(()),
+        // Answer the whole messages already read, up to the outstanding cap.
+        while walks.len() + replies.len() < limits.max_outstanding && inbuf.len() >= 2 {
+            let len = u16::from_be_bytes([inbuf[0], inbuf[1]]) as usize;
+            if inbuf.len() < 2 + len {
+                break;
+            }
+            match conn.answer(&inbuf[2..2 + len], peer) {
+                Reply::Now(Some(resp)) => replies.push_back(framed(resp)),
+                Reply::Now(None) => {}
+                Reply::Walk(w) => {
+                    walks.spawn(w);
+                }
+            }
+            inbuf.drain(..2 + len);
         }
-        let Some(resp) = conn.answer(&buf[..len], peer).await else {
-            continue;
-        };
-        let mut out = Vec::with_capacity(resp.len() + 2);
-        out.extend_from_slice(&(resp.len() as u16).to_be_bytes());
-        out.extend_from_slice(&resp);
-        stream.write_all(&out).await?;
+        let outstanding = walks.len() + replies.len();
+        if write_since.is_none() && !replies.is_empty() {
+            write_since = Some(Instant::now());
+        }
+        // Only an incomplete message runs against the I/O deadline; whole ones wait for the cap.
+        let partial = !inbuf.is_empty()
+            && (inbuf.len() < 2
+                || inbuf.len() < 2 + u16::from_be_bytes([inbuf[0], inbuf[1]]) as usize);
+        if !partial {
+            message_since = None;
+        } else if message_since.is_none() {
+            message_since = Some(Instant::now());
+        }
+        let idle = outstanding == 0 && inbuf.is_empty();
+        if idle && read_closed {
+            return Ok(());
+        }
+        if !idle {
+            idle_since = Instant::now();
+        }
+        guard.set_idle(idle);
+        let deadline = [
+            write_since.map(|t| t + limits.io),
+            message_since.map(|t| t + limits.io),
+            idle.then_some(idle_since + limits.idle),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let can_read = !read_closed && outstanding < limits.max_outstanding && !whole(&inbuf);
+        tokio::select! {
+            _ = guard.closed() => return Ok(()),
+            _ = sleep_until_some(deadline) => return Ok(()),
+            r = wr.write(replies.front().map_or(&[][..], |r| &r[written..])), if !replies.is_empty() => {
+                let n = r?;
+                if n == 0 {
+                    return Ok(());
+                }
+                written += n;
+                if written == replies[0].len() {
+                    replies.pop_front();
+                    written = 0;
+                    // The next reply's write starts now.
+                    write_since = None;
+                }
+            }
+            Some(done) = walks.join_next(), if !walks.is_empty() => {
+                if let Ok(Some(resp)) = done {
+                    replies.push_back(framed(resp));
+                }
+            }
+            r = rd.read(&mut chunk), if can_read => {
+                let n = r?;
+                if n == 0 {
+                    // The client half-closed: what it asked is still answered (RFC 7766 6.2.4).
+                    read_closed = true;
+                    inbuf.clear();
+                } else {
+                    inbuf.extend_from_slice(&chunk[..n]);
+                    debug_assert!(inbuf.len() <= TCP_MESSAGE_MAX + chunk.len());
+                }
+            }
+        }
+    }
+}
+
+/// Whether `buf` starts with a whole message (then it is answered before more is read, which
+/// bounds the buffer at one message plus one read).
+fn whole(buf: &[u8]) -> bool {
+    buf.len() >= 2 && buf.len() >= 2 + u16::from_be_bytes([buf[0], buf[1]]) as usize
+}
+
+fn framed(resp: Vec<u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(resp.len() + 2);
+    out.extend_from_slice(&(resp.len() as u16).to_be_bytes());
+    out.extend_from_slice(&resp);
+    out
+}
+
+async fn sleep_until_some(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }

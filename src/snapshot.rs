@@ -300,6 +300,22 @@ impl Snapshot {
         if config.limits.cname_chain == 0 {
             config_problems.push("limits.cname_chain must be at least 1".into());
         }
+        for (what, v) in [
+            ("tcp_idle_timeout_ms", config.limits.tcp_idle_timeout_ms),
+            ("tcp_io_timeout_ms", config.limits.tcp_io_timeout_ms),
+            (
+                "tcp_max_connections",
+                config.limits.tcp_max_connections as u64,
+            ),
+            (
+                "tcp_max_outstanding",
+                config.limits.tcp_max_outstanding as u64,
+            ),
+        ] {
+            if v == 0 {
+                config_problems.push(format!("limits.{what} must be at least 1"));
+            }
+        }
         let rrl = crate::rrl::RrlSettings::compile(&config.rrl).unwrap_or_else(|errs| {
             config_problems.extend(errs);
             crate::rrl::RrlSettings::off()

@@ -617,11 +617,11 @@ fn check_names_file_and_line() {
         &at("unknown-type.zone", 7),
         "unknown record type \"BOGUS\"",
     );
-    // Whole-zone problems have no line of their own: line 0.
-    check_fails("no-soa.toml", &at("no-soa.zone", 0), "no SOA record");
+    // Whole-zone problems are reported at the zone's first record (never at a line 0).
+    check_fails("no-soa.toml", &at("no-soa.zone", 4), "no SOA record");
     check_fails(
         "no-apex-ns.toml",
-        &at("no-apex-ns.zone", 0),
+        &at("no-apex-ns.zone", 4),
         "no NS records",
     );
     // The line of the CNAME (9), not that of the A record written first (7).
@@ -1754,4 +1754,39 @@ fn a_second_server_cannot_share_our_udp_port() {
     for _ in 0..20 {
         assert_eq!(ask_v(addr), Ipv4Addr::new(192, 0, 2, 1));
     }
+
+/// `gslbd explain --json | head`: output into a pipe whose reader has gone ends the command the way
+/// SIGPIPE ends other Unix tools (killed by the signal, nothing on stderr), not with a panic.
+#[test]
+fn explain_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(BIN)
+        .args([
+            "explain",
+            "object.yourcompany.com",
+            "--client",
+            "127.0.10.1",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run gslbd");
+    // The reader goes before gslbd has built the lab and written a byte.
+    drop(child.stdout.take());
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "gslbd explain hangs"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}: {stderr}");
 }

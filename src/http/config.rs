@@ -30,8 +30,20 @@ pub struct HttpConfig {
     pub admin_token: Option<String>,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// A request taking longer gets 408 RequestTimeout.
     #[serde(default = "default_timeout")]
     pub request_timeout_ms: u64,
+    /// An HTTP/1 request head (request line and header fields) must be whole within this from
+    /// when the server starts waiting for it (connection open or previous response sent); also
+    /// bounds a TLS handshake. Slower clients are disconnected without a response.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in progress is closed after this long (keep-alive).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_ms: u64,
+    /// Requests served on one connection before it is closed (HTTP/2: GOAWAY).
+    #[serde(default = "default_max_requests")]
+    pub max_requests_per_connection: u64,
     /// Longest accepted request target (path + query string), bytes.
     #[serde(default = "default_max_uri")]
     pub max_uri: usize,
@@ -101,6 +113,15 @@ fn default_max_connections() -> usize {
 fn default_timeout() -> u64 {
     5000
 }
+fn default_header_read_timeout() -> u64 {
+    5000
+}
+fn default_idle_timeout() -> u64 {
+    5000
+}
+fn default_max_requests() -> u64 {
+    1000
+}
 fn default_max_uri() -> usize {
     2048
 }
@@ -131,6 +152,9 @@ pub struct HttpSettings {
     pub admin_token: Option<String>,
     pub max_connections: usize,
     pub request_timeout_ms: u64,
+    pub header_read_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub max_requests_per_connection: u64,
     pub max_uri: usize,
     pub max_body: usize,
     pub max_batch: usize,
@@ -265,6 +289,12 @@ impl HttpConfig {
         for (what, v) in [
             ("max_connections", self.max_connections as u64),
             ("request_timeout_ms", self.request_timeout_ms),
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+            (
+                "max_requests_per_connection",
+                self.max_requests_per_connection,
+            ),
             ("max_uri", self.max_uri as u64),
             ("max_body", self.max_body as u64),
             ("max_batch", self.max_batch as u64),
@@ -321,6 +351,9 @@ impl HttpConfig {
             admin_token: self.admin_token.clone(),
             max_connections: self.max_connections,
             request_timeout_ms: self.request_timeout_ms,
+            header_read_timeout_ms: self.header_read_timeout_ms,
+            idle_timeout_ms: self.idle_timeout_ms,
+            max_requests_per_connection: self.max_requests_per_connection,
             max_uri: self.max_uri,
             max_body: self.max_body,
             max_batch: self.max_batch,

@@ -143,16 +143,58 @@ impl ApiError {
             format!("{problems} problem(s) in the configuration; the previous data keeps serving"),
         )
     }
+    /// The handler did not finish within `request_timeout_ms`.
+    pub fn request_timeout(ms: u64) -> ApiError {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "RequestTimeout",
+            format!("the request took longer than {ms} ms"),
+        )
+    }
+    /// A request malformed below the API: RFC 9112 3.2 (HTTP/1.1 without exactly one Host), 2.2
+    /// (a bare LF ending a line of the head), 3.2 (request target bytes outside visible ASCII).
+    pub fn bad_request(why: impl Into<String>) -> ApiError {
+        Self::new(StatusCode::BAD_REQUEST, "BadRequest", why)
+    }
+    /// A request head larger than the connection layer buffers (`http::HEAD_MAX`).
+    pub fn header_too_large(max: usize) -> ApiError {
+        Self::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "HeaderTooLarge",
+            format!("request head larger than {max} bytes"),
+        )
+    }
     pub fn internal(why: impl Into<String>) -> ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", why)
+    }
+}
+
+impl ApiError {
+    fn body(&self) -> serde_json::Value {
+        serde_json::json!({ "code": self.code, "message": self.message })
+    }
+
+    /// The same response as `into_response`, as HTTP/1.1 bytes with `Connection: close`, for the
+    /// connection layer (`http::check`), which refuses a request before hyper and the router see
+    /// it. Counted like every other error.
+    pub fn to_http1(&self) -> Vec<u8> {
+        crate::metrics::record_http_error(self.status.as_u16(), self.code);
+        let body = self.body().to_string();
+        format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncache-control: no-store\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            self.status.as_u16(),
+            self.status.canonical_reason().unwrap_or(""),
+            body.len()
+        )
+        .into_bytes()
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         crate::metrics::record_http_error(self.status.as_u16(), self.code);
-        let body = serde_json::json!({ "code": self.code, "message": self.message });
-        let mut resp = (self.status, Json(body)).into_response();
+        let mut resp = (self.status, Json(self.body())).into_response();
         resp.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(s) = self.retry_after {

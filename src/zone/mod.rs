@@ -168,11 +168,20 @@ impl NodeTable {
 
 /// A problem found while loading a zone, with where it was written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}:{line}: {message}", file.display())]
+#[error("{}{}: {message}", file.display(), at_line(*line))]
 pub struct ZoneError {
     pub file: PathBuf,
     pub line: usize,
     pub message: String,
+}
+
+/// `:line`, or nothing for a problem of the file as a whole (line 0).
+fn at_line(line: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}")
+    }
 }
 
 impl From<reader::ReadError> for ZoneError {
@@ -234,6 +243,9 @@ struct Builder {
     /// NSEC3 records and the RRSIGs covering them (RFC 5155 7.2.8).
     nsec3: NodeTable,
     count: usize,
+    /// Where the zone's first record was written: a missing SOA or apex NS is reported there
+    /// (RFC 1035 5.2: the SOA comes first), not at a line 0 nobody can find.
+    first_record: Option<(std::sync::Arc<Path>, usize)>,
 }
 
 /// Whether an RRSIG's prepared RDATA covers type `code` (its first two bytes, RFC 4034 3.1).
@@ -267,11 +279,15 @@ impl Builder {
             nodes: NodeTable::default(),
             nsec3: NodeTable::default(),
             count: 0,
+            first_record: None,
         }
     }
 
     fn add(&mut self, r: SourcedRecord) {
         let err = record_error;
+        if self.first_record.is_none() {
+            self.first_record = Some((r.file.clone(), r.line));
+        }
         let owner = &r.record.name;
         let key = key_of(owner);
         if !name::is_at_or_below(&key, &self.origin_key) {
@@ -385,6 +401,7 @@ impl Builder {
             mut nodes,
             mut nsec3,
             count,
+            first_record,
         } = self;
         for node in nsec3.iter_mut() {
             node.rrsets.sort_by_key(|s| u16::from(s.rtype));
@@ -395,9 +412,12 @@ impl Builder {
                 .map(|(f, l)| (f.to_path_buf(), *l))
                 .unwrap_or((path.to_path_buf(), 0))
         };
+        let (apex_file, apex_line) = first_record
+            .as_ref()
+            .map_or((path.to_path_buf(), 0), |(f, l)| (f.to_path_buf(), *l));
         let apex_err = |message: String| ZoneError {
-            file: path.to_path_buf(),
-            line: 0,
+            file: apex_file.clone(),
+            line: apex_line,
             message,
         };
 
@@ -754,6 +774,17 @@ mod tests {
         );
         assert!(
             m.iter().any(|e| e.contains("no NS records at the apex")),
+            "{m:?}"
+        );
+        // Both at the zone's first record (line 3), never at a line 0.
+        assert!(
+            m.contains(&"z.zone:3: no SOA record at the apex example.com.".to_string()),
+            "{m:?}"
+        );
+        // A zone with no record at all: the file, no line.
+        let m = messages(load("$ORIGIN example.com.\n"));
+        assert!(
+            m.contains(&"z.zone: no SOA record at the apex example.com.".to_string()),
             "{m:?}"
         );
     }
