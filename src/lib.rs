@@ -8,6 +8,7 @@
 //! - `wire`: query parsing and response encoding; the one place RCODEs are mapped.
 //! - `query`: one message in, one out (parse -> engine -> encode), shared by every transport.
 //! - `server`: UDP/TCP sockets, reload (SIGHUP), shutdown.
+//! - `encrypted`: DNS over TLS and over QUIC, into the same `query::respond` as TCP.
 //! - `fast`: the UDP fast path (prebuilt answers, geo cache) in front of `query`.
 //! - `udp`: the batched (recvmmsg/sendmmsg) UDP loop, one thread per socket.
 //! - `resolver`: the iterative resolver (the carrier LDNS): walk, cache, upstream, trace.
@@ -16,6 +17,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod encrypted;
 pub mod engine;
 pub mod fast;
 pub mod geo;

@@ -104,7 +104,12 @@ impl Handle {
                 .listeners
                 .iter()
                 .zip(&old.listeners)
-                .any(|(a, b)| a.name != b.name || a.addresses != b.addresses)
+                .any(|(a, b)| {
+                    a.name != b.name
+                        || a.addresses != b.addresses
+                        || a.dot != b.dot
+                        || a.doq != b.doq
+                })
             || http_listen(&new) != http_listen(&old)
             || resolver_listen(&new).map(|l| addrs_of(&l))
                 != resolver_listen(&old).map(|l| addrs_of(&l))
@@ -213,6 +218,16 @@ enum Bound {
         listener: usize,
         socket: TcpListener,
     },
+    /// DNS over TLS (src/encrypted.rs).
+    Dot {
+        listener: usize,
+        socket: TcpListener,
+    },
+    /// DNS over QUIC (src/encrypted.rs).
+    Doq {
+        listener: usize,
+        socket: UdpSocket,
+    },
 }
 
 pub struct Server {
@@ -251,6 +266,25 @@ impl Server {
                 source,
             })?;
             bound.push(Bound::Http { socket });
+        }
+        // Encrypted listeners bind like HTTP: their own port (port 0 = an ephemeral one each).
+        for (listener, l) in snapshot.listeners.iter().enumerate() {
+            for &addr in &l.dot {
+                let socket = tcp_socket(addr).map_err(|source| StartError::Bind {
+                    addr,
+                    proto: "dot",
+                    source,
+                })?;
+                bound.push(Bound::Dot { listener, socket });
+            }
+            for &addr in &l.doq {
+                let socket = udp_socket(addr, false).map_err(|source| StartError::Bind {
+                    addr,
+                    proto: "doq",
+                    source,
+                })?;
+                bound.push(Bound::Doq { listener, socket });
+            }
         }
         let handle = Handle {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
@@ -298,6 +332,16 @@ impl Server {
                     proto: "tcp",
                     addr: socket.local_addr().expect("bound socket has an address"),
                 },
+                Bound::Dot { listener, socket } => BoundAddr {
+                    listener: snap.listeners[*listener].name.clone(),
+                    proto: "dot",
+                    addr: socket.local_addr().expect("bound socket has an address"),
+                },
+                Bound::Doq { listener, socket } => BoundAddr {
+                    listener: snap.listeners[*listener].name.clone(),
+                    proto: "doq",
+                    addr: socket.local_addr().expect("bound socket has an address"),
+                },
             })
             .fold(Vec::new(), |mut v, a| {
                 // Several worker sockets on one address are one address to the caller.
@@ -314,6 +358,8 @@ impl Server {
         let limits = self.handle.snapshot().limits.clone();
         let tcp_slots = Arc::new(Semaphore::new(limits.tcp_max_connections));
         let idle = Duration::from_millis(limits.tcp_idle_timeout_ms);
+        // DoT and DoQ connections have a cap of their own, of the same size as TCP's.
+        let encrypted_slots = Arc::new(Semaphore::new(limits.tcp_max_connections));
         for b in self.bound {
             let snap = self.handle.snapshot.clone();
             match b {
@@ -360,6 +406,24 @@ impl Server {
                         .as_ref()
                         .map_or(1024, |h| h.max_connections);
                     tasks.spawn(crate::http::serve(self.handle.clone(), socket, max));
+                }
+                Bound::Dot { listener, socket } => {
+                    tasks.spawn(crate::encrypted::serve_dot(
+                        snap,
+                        listener,
+                        socket,
+                        encrypted_slots.clone(),
+                        idle,
+                    ));
+                }
+                Bound::Doq { listener, socket } => {
+                    tasks.spawn(crate::encrypted::serve_doq(
+                        snap,
+                        listener,
+                        socket,
+                        encrypted_slots.clone(),
+                        idle,
+                    ));
                 }
             }
         }

@@ -185,13 +185,14 @@ pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
     Ok((ip, prefix))
 }
 
-/// A rustls server config from PEM files: the certificate chain and its private key. ALPN offers
-/// h2 and http/1.1 (RFC 8484 5.2 recommends HTTP/2 for DoH; kdig +https speaks only h2).
-fn load_tls(
+/// The certificate chain and private key of `tls`, read through `fs` relative to `base` and
+/// checked to fit each other. HTTPS and the encrypted DNS listeners (`src/encrypted.rs`) share
+/// this, so a file problem reads the same wherever it is configured.
+pub fn load_certified_key(
     tls: &TlsConfig,
     base: &Path,
     fs: &dyn ZoneFs,
-) -> Result<Arc<rustls::ServerConfig>, String> {
+) -> Result<Arc<rustls::sign::CertifiedKey>, String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let (cert_path, key_path) = (base.join(&tls.cert), base.join(&tls.key));
@@ -208,19 +209,32 @@ fn load_tls(
     }
     let key = PrivateKeyDer::from_pem_slice(&read(&key_path)?)
         .map_err(|e| format!("{}: not a PEM private key: {e}", key_path.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("[http.tls]: {e}"))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
+    let provider = rustls::crypto::ring::default_provider();
+    rustls::sign::CertifiedKey::from_der(certs, key, &provider)
+        .map(Arc::new)
         .map_err(|e| {
             format!(
                 "{} / {}: the key does not fit the certificate: {e}",
                 cert_path.display(),
                 key_path.display()
             )
-        })?;
+        })
+}
+
+/// A rustls server config from PEM files: the certificate chain and its private key. ALPN offers
+/// h2 and http/1.1 (RFC 8484 5.2 recommends HTTP/2 for DoH; kdig +https speaks only h2).
+fn load_tls(
+    tls: &TlsConfig,
+    base: &Path,
+    fs: &dyn ZoneFs,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let key = load_certified_key(tls, base, fs)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("[http.tls]: {e}"))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(key)));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
