@@ -357,8 +357,12 @@ mod tests {
     #[test]
     fn padding_asked_only_with_the_option() {
         assert!(wants_padding(&query(&[0, 12, 0, 2, 0, 0])));
-        assert!(wants_padding(&query(&[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0, 12, 0, 0])));
-        assert!(!wants_padding(&query(&[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8])));
+        assert!(wants_padding(&query(&[
+            0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0, 12, 0, 0
+        ])));
+        assert!(!wants_padding(&query(&[
+            0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8
+        ])));
         assert!(!wants_padding(&query(&[])));
         assert!(!wants_padding(&query(&[0, 12])[..20]));
     }

@@ -100,16 +100,9 @@ impl Handle {
         let http_listen = |s: &Snapshot| s.http.as_ref().map(|h| h.listen.clone());
         let resolver_listen = |s: &Snapshot| s.resolver.as_ref().map(|r| r.listeners.clone());
         if new.listeners.len() != old.listeners.len()
-            || new
-                .listeners
-                .iter()
-                .zip(&old.listeners)
-                .any(|(a, b)| {
-                    a.name != b.name
-                        || a.addresses != b.addresses
-                        || a.dot != b.dot
-                        || a.doq != b.doq
-                })
+            || new.listeners.iter().zip(&old.listeners).any(|(a, b)| {
+                a.name != b.name || a.addresses != b.addresses || a.dot != b.dot || a.doq != b.doq
+            })
             || http_listen(&new) != http_listen(&old)
             || resolver_listen(&new).map(|l| addrs_of(&l))
                 != resolver_listen(&old).map(|l| addrs_of(&l))
