@@ -79,6 +79,8 @@ pub struct Handle {
     /// UDP answers of this server written by the fast path (the process-wide
     /// `gslbd_udp_fast_path_answers_total` mixes every server of a test binary).
     fast: Arc<AtomicU64>,
+    /// The HTTP listen addresses as bound (ports chosen), for Alibaba's `/{account}/ss`.
+    http_bound: Arc<Vec<SocketAddr>>,
 }
 
 impl Handle {
@@ -136,6 +138,11 @@ impl Handle {
 
     pub fn resolvers(&self) -> &Arc<Resolvers> {
         &self.resolvers
+    }
+
+    /// The HTTP addresses this server listens on, as bound.
+    pub fn http_addresses(&self) -> &[SocketAddr] {
+        &self.http_bound
     }
 
     /// Queries the authoritative listeners have answered since start.
@@ -252,12 +259,14 @@ impl Server {
         let (mut bound, dns_port) = bind_all(&snapshot)?;
         let resolvers = Arc::new(Resolvers::new(clock));
         resolvers.set_listen_port(dns_port);
+        let mut http_bound = Vec::new();
         for &addr in snapshot.http.iter().flat_map(|h| &h.listen) {
             let socket = tcp_socket(addr).map_err(|source| StartError::Bind {
                 addr,
                 proto: "http",
                 source,
             })?;
+            http_bound.extend(socket.local_addr().ok());
             bound.push(Bound::Http { socket });
         }
         // Encrypted listeners bind like HTTP: their own port (port 0 = an ephemeral one each).
@@ -286,6 +295,7 @@ impl Server {
             resolvers,
             served: Arc::new(AtomicU64::new(0)),
             fast: Arc::new(AtomicU64::new(0)),
+            http_bound: Arc::new(http_bound),
         };
         handle.start_health();
         Ok(Server { handle, bound })

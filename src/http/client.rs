@@ -215,6 +215,11 @@ impl Params {
         Params { pairs }
     }
 
+    /// Every pair in order, decoded (for signatures over a set of parameters).
+    pub fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
+    }
+
     /// The first value of `key`, as bytes.
     pub fn raw(&self, key: &str) -> Option<&[u8]> {
         self.pairs

@@ -44,6 +44,10 @@ pub struct HttpConfig {
     /// Longest a signature may stay valid: `t` further in the future is InvalidDuration.
     #[serde(default = "default_max_sign")]
     pub max_sign_duration_s: u64,
+    /// What Alibaba's `/{account}/ss` tells SDKs to use ("ip:port", v4 and v6); absent: the
+    /// `listen` addresses as bound (unspecified ones left out).
+    #[serde(default)]
+    pub schedule: Vec<SocketAddr>,
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
     #[serde(default, rename = "account")]
@@ -83,6 +87,20 @@ pub struct AccountConfig {
     /// Whether the unsigned `/d` and `/resolve` may be used (needs no secret).
     #[serde(default = "yes")]
     pub unsigned: bool,
+    /// Alibaba `/v2/d`: the SDK's `aesSecretKey`, hex (16 or 32 octets), for `m=1` (AES-CBC) and
+    /// `m=2` (AES-GCM). The v2 signature uses `secret` (hex-decoded, as the SDK's SignService
+    /// does; a secret that is not hex is used as its bytes).
+    #[serde(default)]
+    pub aes_secret: Option<String>,
+    /// Tencent DNSPod D+ (`/d?id=&alg=`): the SDK's `dnsKey`, used as the AES or DES key.
+    #[serde(default)]
+    pub dnspod_key: Option<String>,
+    /// Allow Tencent's `alg=des` (DES-ECB: weak, for old SDKs only).
+    #[serde(default)]
+    pub dnspod_des: bool,
+    /// Tencent's HTTPS token form (`/d?dn=&token=`).
+    #[serde(default)]
+    pub dnspod_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -114,10 +132,15 @@ fn default_max_sign() -> u64 {
     86400
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Account {
     pub secret: Option<String>,
     pub unsigned: bool,
+    /// `aes_secret` decoded.
+    pub aes_key: Option<Vec<u8>>,
+    pub dnspod_key: Option<String>,
+    pub dnspod_des: bool,
+    pub dnspod_token: Option<String>,
 }
 
 /// `[http]` compiled: what handlers read from the snapshot on every request.
@@ -135,6 +158,7 @@ pub struct HttpSettings {
     pub max_body: usize,
     pub max_batch: usize,
     pub max_sign_duration_s: u64,
+    pub schedule: Vec<SocketAddr>,
     pub rate_limit: RateLimitConfig,
     pub accounts: HashMap<String, Account>,
     /// The certificate and key, loaded and checked at build (so `check` catches bad files and
@@ -316,9 +340,32 @@ impl HttpConfig {
                     a.id
                 ));
             }
+            let aes_key = match &a.aes_secret {
+                None => None,
+                Some(hex) => match data_encoding::HEXLOWER_PERMISSIVE.decode(hex.as_bytes()) {
+                    Ok(k) if k.len() == 16 || k.len() == 32 => Some(k),
+                    _ => {
+                        problems.push(format!(
+                            "[[http.account]] {}: aes_secret must be 32 or 64 hex digits (AES-128 or AES-256)",
+                            a.id
+                        ));
+                        None
+                    }
+                },
+            };
+            if a.dnspod_key.as_deref() == Some("") || a.dnspod_token.as_deref() == Some("") {
+                problems.push(format!(
+                    "[[http.account]] {}: empty dnspod_key or dnspod_token",
+                    a.id
+                ));
+            }
             let acc = Account {
                 secret: a.secret.clone(),
                 unsigned: a.unsigned,
+                aes_key,
+                dnspod_key: a.dnspod_key.clone(),
+                dnspod_des: a.dnspod_des,
+                dnspod_token: a.dnspod_token.clone(),
             };
             if accounts.insert(a.id.clone(), acc).is_some() {
                 problems.push(format!("[[http.account]] {} is configured twice", a.id));
@@ -339,6 +386,7 @@ impl HttpConfig {
             max_body: self.max_body,
             max_batch: self.max_batch,
             max_sign_duration_s: self.max_sign_duration_s,
+            schedule: self.schedule.clone(),
             rate_limit: self.rate_limit.clone(),
             accounts,
             tls,

@@ -445,6 +445,8 @@ const TOOL_PACKAGES: &[(&str, &str)] = &[
     ("openssl", "openssl"),
     ("kill", "procps"),
     ("setpriv", "util-linux"),
+    // tests/data/httpdns_sdk.py needs the `cryptography` package (python3-cryptography).
+    ("python3", "python3-cryptography"),
 ];
 
 /// Where `name` is: the first directory of `path` (a PATH value) that holds it, then the sbin
