@@ -524,3 +524,48 @@ async fn dnspod_des_token_batch_and_conf() {
     assert!(conf.contains("|ip:127.0.0.1|"), "{conf}");
     assert!(conf.starts_with("log:0|domain:0|"), "{conf}");
 }
+
+/// Google JSON completeness: `ct=application/dns-message` answers in wire format (the answer UDP
+/// gives for the same subnet, CD and DO carried), `random_padding` is accepted, `cd` echoes.
+#[tokio::test]
+async fn google_json_wire_format_cd_do_and_padding() {
+    let server = start_lab().await;
+    let http = format!("http://{}", server.addr("http", "http"));
+    let client: IpAddr = "127.0.11.9".parse().unwrap();
+    let r = reqwest::get(format!(
+        "{http}/resolve?name=object.yourcompany.com&type=A&edns_client_subnet=127.0.11.9/32\
+         &ct=application/dns-message&cd=1&do=1&random_padding=Xq3vPz"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "application/dns-message"
+    );
+    let wire = r.bytes().await.unwrap();
+    let m = Message::from_vec(&wire).expect("a DNS message");
+    assert!(m.checking_disabled, "CD copied (RFC 4035 3.1.6)");
+    assert!(
+        m.edns.as_ref().unwrap().flags().dnssec_ok,
+        "DO echoed (RFC 3225 3)"
+    );
+    let (v4, _, _, _) = udp_answers(&server, "object.yourcompany.com.", client).await;
+    assert_eq!(addrs(&m.answers, RecordType::A), v4);
+    assert!(ecs_of(&wire).is_some(), "ECS echoed with its scope");
+
+    let v: Value = reqwest::get(format!(
+        "{http}/resolve?name=mail2.yourcompany.com&type=A&cd=1&random_padding=abcdefgh"
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(v["Status"], 0, "{v}");
+    assert_eq!(v["CD"], true, "{v}");
+    let bad = reqwest::get(format!("{http}/resolve?name=a.com&ct=text/html"))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}
