@@ -16,8 +16,11 @@
 //! otherwise), it has no connection cap, and it logs every request at info level.
 //!
 //! Certificates are read from the snapshot at each handshake (`CertFromSnapshot`), so SIGHUP (a
-//! snapshot rebuild) renews them for new connections. ALPN: `dot` (RFC 7858 has none registered
-//! beyond this, RFC 8310 / IANA "dot") and `doq` (RFC 9250 4.1.1, required).
+//! snapshot rebuild) renews them for new connections. ALPN: `dot` (the IANA ALPN registry's id
+//! for DNS over TLS; RFC 7858 clients need not send one) and `doq` (RFC 9250 4.1.1, required).
+//!
+//! Known limit: `QuicServer::next` completes each QUIC handshake before accepting the next
+//! connection (hickory-net does so, with a 5 s timeout), so one slow handshake delays others.
 //!
 //! Failure modes: a handshake that fails or takes longer than the idle timeout, a message longer
 //! than its length prefix promises, or a DoQ query with a non-zero Message ID (RFC 9250 4.2.1:
@@ -39,7 +42,7 @@ use tracing::debug;
 use crate::query::{self, Client, Transport};
 use crate::snapshot::Snapshot;
 
-/// RFC 7858 / IANA ALPN id of DNS over TLS.
+/// The IANA ALPN id of DNS over TLS.
 pub const ALPN_DOT: &[u8] = b"dot";
 /// RFC 9250 4.1.1.
 pub const ALPN_DOQ: &[u8] = b"doq";
