@@ -23,6 +23,9 @@
 //! name = "all"
 //! addresses = ["127.0.0.1:1053", "[::1]:1053"]
 //! zones = ["*"]               # "*" = every zone; else zone names
+//! dot = "127.0.0.1:853"       # optional: DNS over TLS (RFC 7858) on these addresses (one or a list)
+//! doq = "127.0.0.1:853"       # optional: DNS over QUIC (RFC 9250), UDP
+//! tls = { cert = "cert.pem", key = "key.pem" }  # for dot/doq; absent: [http] tls's files
 //! ```
 //!
 //! Port 0 in every address of every listener asks for one ephemeral port shared by all of them (glue
@@ -155,10 +158,33 @@ pub struct ListenerConfig {
     pub udp: bool,
     #[serde(default = "yes")]
     pub tcp: bool,
+    /// DNS over TLS (RFC 7858) addresses (`src/encrypted.rs`).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub dot: Vec<SocketAddr>,
+    /// DNS over QUIC (RFC 9250) addresses (`src/encrypted.rs`).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub doq: Vec<SocketAddr>,
+    /// The certificate and key of `dot` and `doq`; absent: those of `[http] tls`.
+    #[serde(default)]
+    pub tls: Option<crate::http::config::TlsConfig>,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// `"addr:port"` or `["addr:port", ...]`: one encrypted listener is the common case.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(SocketAddr),
+        Many(Vec<SocketAddr>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(a) => vec![a],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -240,6 +266,15 @@ impl Source {
                 && let Some(h) = &mut config.http
             {
                 h.listen.iter_mut().for_each(|a| a.set_port(0));
+            }
+            // DoT shares TCP with plain DNS, DoQ UDP: the same rule as HTTP, an ephemeral port
+            // of their own.
+            if port == 0 {
+                config
+                    .listeners
+                    .iter_mut()
+                    .flat_map(|l| l.dot.iter_mut().chain(l.doq.iter_mut()))
+                    .for_each(|a| a.set_port(0));
             }
         }
         Ok((config, fs, base))

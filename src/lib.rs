@@ -9,6 +9,7 @@
 //! - `query`: one message in, one out (parse -> engine -> encode), shared by every transport.
 //! - `server`: UDP/TCP sockets, reload (SIGHUP), shutdown.
 //! - `reload`: reloads one at a time, newest request wins, outcome kept for monitoring.
+//! - `encrypted`: DNS over TLS and over QUIC, into the same `query::respond` as TCP.
 //! - `fast`: the UDP fast path (prebuilt answers, geo cache) in front of `query`.
 //! - `udp`: the batched (recvmmsg/sendmmsg) UDP loop, one thread per socket.
 //! - `resolver`: the iterative resolver (the carrier LDNS): walk, cache, upstream, trace.
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod conns;
 pub mod cookie;
+pub mod encrypted;
 pub mod engine;
 pub mod fast;
 pub mod geo;

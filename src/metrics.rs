@@ -21,15 +21,24 @@ pub enum Via {
     HttpdnsJson = 4,
     /// Recursive queries to the resolver's listeners (UDP and TCP).
     Recursive = 5,
+    /// DNS over TLS (RFC 7858).
+    Dot = 6,
+    /// DNS over QUIC (RFC 9250).
+    Doq = 7,
+    /// The Tencent-DNSPod-compatible HTTPDNS API (`/d` with `id` and `alg`).
+    HttpdnsTencent = 8,
 }
 
-const VIAS: [&str; 6] = [
+const VIAS: [&str; 9] = [
     "udp",
     "tcp",
     "doh",
     "httpdns_alibaba",
     "httpdns_json",
     "recursive",
+    "dot",
+    "doq",
+    "httpdns_tencent",
 ];
 /// RCODE labels 0..=23 (RFC 6895 2.3); anything else counts as "other".
 const RCODES: usize = 24;

@@ -22,6 +22,10 @@ pub enum Transport {
     Tcp,
     /// RFC 8484: one message per HTTP exchange, sized like TCP (RFC 8484 section 6).
     Https,
+    /// RFC 7858: TCP framing inside TLS, sized like TCP.
+    Tls,
+    /// RFC 9250: one message per QUIC stream with the TCP length prefix, sized like TCP.
+    Quic,
 }
 
 /// What the client is, for answers that depend on it (the GSLB) and for logs.
@@ -58,6 +62,8 @@ pub fn via_of(t: Transport) -> metrics::Via {
         Transport::Udp => metrics::Via::Udp,
         Transport::Tcp => metrics::Via::Tcp,
         Transport::Https => metrics::Via::Doh,
+        Transport::Tls => metrics::Via::Dot,
+        Transport::Quic => metrics::Via::Doq,
     }
 }
 

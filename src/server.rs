@@ -83,6 +83,8 @@ pub struct Handle {
     fast: Arc<AtomicU64>,
     /// Serializes reloads and keeps their outcome for monitoring.
     reloads: Arc<Reloads>,
+    /// The HTTP listen addresses as bound (ports chosen), for Alibaba's `/{account}/ss`.
+    http_bound: Arc<Vec<SocketAddr>>,
 }
 
 impl Handle {
@@ -116,11 +118,9 @@ impl Handle {
         let http_listen = |s: &Snapshot| s.http.as_ref().map(|h| h.listen.clone());
         let resolver_listen = |s: &Snapshot| s.resolver.as_ref().map(|r| r.listeners.clone());
         if new.listeners.len() != old.listeners.len()
-            || new
-                .listeners
-                .iter()
-                .zip(&old.listeners)
-                .any(|(a, b)| a.name != b.name || a.addresses != b.addresses)
+            || new.listeners.iter().zip(&old.listeners).any(|(a, b)| {
+                a.name != b.name || a.addresses != b.addresses || a.dot != b.dot || a.doq != b.doq
+            })
             || http_listen(&new) != http_listen(&old)
             || resolver_listen(&new).map(|l| addrs_of(&l))
                 != resolver_listen(&old).map(|l| addrs_of(&l))
@@ -155,6 +155,11 @@ impl Handle {
 
     pub fn resolvers(&self) -> &Arc<Resolvers> {
         &self.resolvers
+    }
+
+    /// The HTTP addresses this server listens on, as bound.
+    pub fn http_addresses(&self) -> &[SocketAddr] {
+        &self.http_bound
     }
 
     /// Queries the authoritative listeners have answered since start.
@@ -235,6 +240,16 @@ enum Bound {
         listener: usize,
         socket: TcpListener,
     },
+    /// DNS over TLS (src/encrypted.rs).
+    Dot {
+        listener: usize,
+        socket: TcpListener,
+    },
+    /// DNS over QUIC (src/encrypted.rs).
+    Doq {
+        listener: usize,
+        socket: UdpSocket,
+    },
 }
 
 pub struct Server {
@@ -266,13 +281,34 @@ impl Server {
         let (mut bound, dns_port) = bind_all(&snapshot)?;
         let resolvers = Arc::new(Resolvers::new(clock));
         resolvers.set_listen_port(dns_port);
+        let mut http_bound = Vec::new();
         for &addr in snapshot.http.iter().flat_map(|h| &h.listen) {
             let socket = tcp_socket(addr).map_err(|source| StartError::Bind {
                 addr,
                 proto: "http",
                 source,
             })?;
+            http_bound.extend(socket.local_addr().ok());
             bound.push(Bound::Http { socket });
+        }
+        // Encrypted listeners bind like HTTP: their own port (port 0 = an ephemeral one each).
+        for (listener, l) in snapshot.listeners.iter().enumerate() {
+            for &addr in &l.dot {
+                let socket = tcp_socket(addr).map_err(|source| StartError::Bind {
+                    addr,
+                    proto: "dot",
+                    source,
+                })?;
+                bound.push(Bound::Dot { listener, socket });
+            }
+            for &addr in &l.doq {
+                let socket = udp_socket(addr, false).map_err(|source| StartError::Bind {
+                    addr,
+                    proto: "doq",
+                    source,
+                })?;
+                bound.push(Bound::Doq { listener, socket });
+            }
         }
         let handle = Handle {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
@@ -282,6 +318,7 @@ impl Server {
             served: Arc::new(AtomicU64::new(0)),
             fast: Arc::new(AtomicU64::new(0)),
             reloads: Arc::new(Reloads::default()),
+            http_bound: Arc::new(http_bound),
         };
         handle.start_health();
         Ok(Server { handle, bound })
@@ -321,6 +358,16 @@ impl Server {
                     proto: "tcp",
                     addr: socket.local_addr().expect("bound socket has an address"),
                 },
+                Bound::Dot { listener, socket } => BoundAddr {
+                    listener: snap.listeners[*listener].name.clone(),
+                    proto: "dot",
+                    addr: socket.local_addr().expect("bound socket has an address"),
+                },
+                Bound::Doq { listener, socket } => BoundAddr {
+                    listener: snap.listeners[*listener].name.clone(),
+                    proto: "doq",
+                    addr: socket.local_addr().expect("bound socket has an address"),
+                },
             })
             .fold(Vec::new(), |mut v, a| {
                 // Several worker sockets on one address are one address to the caller.
@@ -353,6 +400,9 @@ impl Server {
         let mut table = |resolver: bool, listener: usize| {
             tables.entry((resolver, listener)).or_default().clone()
         };
+        let idle = Duration::from_millis(limits.tcp_idle_timeout_ms);
+        // DoT and DoQ connections have a cap of their own, of the same size as TCP's.
+        let encrypted_slots = Arc::new(Semaphore::new(limits.tcp_max_connections));
         for b in self.bound {
             let snap = self.handle.snapshot.clone();
             match b {
@@ -394,6 +444,24 @@ impl Server {
                 }
                 Bound::Http { socket } => {
                     tasks.spawn(crate::http::serve(self.handle.clone(), socket));
+                }
+                Bound::Dot { listener, socket } => {
+                    tasks.spawn(crate::encrypted::serve_dot(
+                        snap,
+                        listener,
+                        socket,
+                        encrypted_slots.clone(),
+                        idle,
+                    ));
+                }
+                Bound::Doq { listener, socket } => {
+                    tasks.spawn(crate::encrypted::serve_doq(
+                        snap,
+                        listener,
+                        socket,
+                        encrypted_slots.clone(),
+                        idle,
+                    ));
                 }
             }
         }

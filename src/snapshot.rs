@@ -39,6 +39,9 @@ pub struct Snapshot {
     pub rrl: crate::rrl::RrlSettings,
     /// `[cookies]` compiled: DNS cookies (RFC 7873, RFC 9018).
     pub cookies: crate::cookie::CookieSettings,
+    /// Per listener, the certificate its DoT/DoQ addresses present (None: it has none). Read at
+    /// every handshake (`encrypted::CertFromSnapshot`), so a reload renews it for new connections.
+    pub certs: Vec<Option<Arc<rustls::sign::CertifiedKey>>>,
 }
 
 /// Everything wrong with a configuration, one problem a line (zone errors as `file:line: ...`).
@@ -284,6 +287,33 @@ impl Snapshot {
                 }
             }
         };
+        let mut certs = Vec::with_capacity(config.listeners.len());
+        for l in &config.listeners {
+            if l.dot.is_empty() && l.doq.is_empty() {
+                certs.push(None);
+                continue;
+            }
+            let tls = l
+                .tls
+                .as_ref()
+                .or_else(|| config.http.as_ref().and_then(|h| h.tls.as_ref()));
+            match tls {
+                None => {
+                    config_problems.push(format!(
+                        "listener \"{}\": dot/doq need a certificate: tls = {{ cert = \"...\", key = \"...\" }} (or [http] tls)",
+                        l.name
+                    ));
+                    certs.push(None);
+                }
+                Some(t) => match crate::http::config::load_certified_key(t, base, fs) {
+                    Ok(k) => certs.push(Some(k)),
+                    Err(e) => {
+                        config_problems.push(e);
+                        certs.push(None);
+                    }
+                },
+            }
+        }
         let resolver_listeners = config.resolver.as_ref().map_or(0, |r| r.listeners.len());
         if config.listeners.is_empty() && resolver_listeners == 0 {
             config_problems.push(
@@ -341,6 +371,7 @@ impl Snapshot {
             resolver,
             rrl,
             cookies,
+            certs,
         })
     }
 

@@ -1754,6 +1754,7 @@ fn a_second_server_cannot_share_our_udp_port() {
     for _ in 0..20 {
         assert_eq!(ask_v(addr), Ipv4Addr::new(192, 0, 2, 1));
     }
+}
 
 /// `gslbd explain --json | head`: output into a pipe whose reader has gone ends the command the way
 /// SIGPIPE ends other Unix tools (killed by the signal, nothing on stderr), not with a panic.

@@ -392,6 +392,7 @@ mod tests {
         Account {
             secret: secret.map(str::to_string),
             unsigned: true,
+            ..Account::default()
         }
     }
 

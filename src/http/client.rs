@@ -167,7 +167,7 @@ pub fn client(
 
 /// `addr` or `addr/prefix`; an IPv4-mapped IPv6 subnet becomes the IPv4 one (RFC 7871 6: FAMILY
 /// is the address's own). Returns (address, prefix, whether a prefix was written).
-fn parse_subnet(s: &str) -> Option<(IpAddr, u8, bool)> {
+pub(crate) fn parse_subnet(s: &str) -> Option<(IpAddr, u8, bool)> {
     let (a, p) = match s.split_once('/') {
         Some((a, p)) => (a, Some(p)),
         None => (s, None),
@@ -213,6 +213,11 @@ impl Params {
             })
             .collect();
         Params { pairs }
+    }
+
+    /// Every pair in order, decoded (for signatures over a set of parameters).
+    pub fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))
     }
 
     /// The first value of `key`, as bytes.

@@ -56,6 +56,10 @@ pub struct HttpConfig {
     /// Longest a signature may stay valid: `t` further in the future is InvalidDuration.
     #[serde(default = "default_max_sign")]
     pub max_sign_duration_s: u64,
+    /// What Alibaba's `/{account}/ss` tells SDKs to use ("ip:port", v4 and v6); absent: the
+    /// `listen` addresses as bound (unspecified ones left out).
+    #[serde(default)]
+    pub schedule: Vec<SocketAddr>,
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
     #[serde(default, rename = "account")]
@@ -95,6 +99,20 @@ pub struct AccountConfig {
     /// Whether the unsigned `/d` and `/resolve` may be used (needs no secret).
     #[serde(default = "yes")]
     pub unsigned: bool,
+    /// Alibaba `/v2/d`: the SDK's `aesSecretKey`, hex (16 or 32 octets), for `m=1` (AES-CBC) and
+    /// `m=2` (AES-GCM). The v2 signature uses `secret` (hex-decoded, as the SDK's SignService
+    /// does; a secret that is not hex is used as its bytes).
+    #[serde(default)]
+    pub aes_secret: Option<String>,
+    /// Tencent DNSPod D+ (`/d?id=&alg=`): the SDK's `dnsKey`, used as the AES or DES key.
+    #[serde(default)]
+    pub dnspod_key: Option<String>,
+    /// Allow Tencent's `alg=des` (DES-ECB: weak, for old SDKs only).
+    #[serde(default)]
+    pub dnspod_des: bool,
+    /// Tencent's HTTPS token form (`/d?dn=&token=`).
+    #[serde(default)]
+    pub dnspod_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -135,10 +153,15 @@ fn default_max_sign() -> u64 {
     86400
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Account {
     pub secret: Option<String>,
     pub unsigned: bool,
+    /// `aes_secret` decoded.
+    pub aes_key: Option<Vec<u8>>,
+    pub dnspod_key: Option<String>,
+    pub dnspod_des: bool,
+    pub dnspod_token: Option<String>,
 }
 
 /// `[http]` compiled: what handlers read from the snapshot on every request.
@@ -159,6 +182,7 @@ pub struct HttpSettings {
     pub max_body: usize,
     pub max_batch: usize,
     pub max_sign_duration_s: u64,
+    pub schedule: Vec<SocketAddr>,
     pub rate_limit: RateLimitConfig,
     pub accounts: HashMap<String, Account>,
     /// The certificate and key, loaded and checked at build (so `check` catches bad files and
@@ -209,13 +233,14 @@ pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
     Ok((ip, prefix))
 }
 
-/// A rustls server config from PEM files: the certificate chain and its private key. ALPN offers
-/// h2 and http/1.1 (RFC 8484 5.2 recommends HTTP/2 for DoH; kdig +https speaks only h2).
-fn load_tls(
+/// The certificate chain and private key of `tls`, read through `fs` relative to `base` and
+/// checked to fit each other. HTTPS and the encrypted DNS listeners (`src/encrypted.rs`) share
+/// this, so a file problem reads the same wherever it is configured.
+pub fn load_certified_key(
     tls: &TlsConfig,
     base: &Path,
     fs: &dyn ZoneFs,
-) -> Result<Arc<rustls::ServerConfig>, String> {
+) -> Result<Arc<rustls::sign::CertifiedKey>, String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let (cert_path, key_path) = (base.join(&tls.cert), base.join(&tls.key));
@@ -232,19 +257,32 @@ fn load_tls(
     }
     let key = PrivateKeyDer::from_pem_slice(&read(&key_path)?)
         .map_err(|e| format!("{}: not a PEM private key: {e}", key_path.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("[http.tls]: {e}"))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
+    let provider = rustls::crypto::ring::default_provider();
+    rustls::sign::CertifiedKey::from_der(certs, key, &provider)
+        .map(Arc::new)
         .map_err(|e| {
             format!(
                 "{} / {}: the key does not fit the certificate: {e}",
                 cert_path.display(),
                 key_path.display()
             )
-        })?;
+        })
+}
+
+/// A rustls server config from PEM files: the certificate chain and its private key. ALPN offers
+/// h2 and http/1.1 (RFC 8484 5.2 recommends HTTP/2 for DoH; kdig +https speaks only h2).
+fn load_tls(
+    tls: &TlsConfig,
+    base: &Path,
+    fs: &dyn ZoneFs,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let key = load_certified_key(tls, base, fs)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("[http.tls]: {e}"))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(rustls::sign::SingleCertAndKey::from(key)));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -332,9 +370,32 @@ impl HttpConfig {
                     a.id
                 ));
             }
+            let aes_key = match &a.aes_secret {
+                None => None,
+                Some(hex) => match data_encoding::HEXLOWER_PERMISSIVE.decode(hex.as_bytes()) {
+                    Ok(k) if k.len() == 16 || k.len() == 32 => Some(k),
+                    _ => {
+                        problems.push(format!(
+                            "[[http.account]] {}: aes_secret must be 32 or 64 hex digits (AES-128 or AES-256)",
+                            a.id
+                        ));
+                        None
+                    }
+                },
+            };
+            if a.dnspod_key.as_deref() == Some("") || a.dnspod_token.as_deref() == Some("") {
+                problems.push(format!(
+                    "[[http.account]] {}: empty dnspod_key or dnspod_token",
+                    a.id
+                ));
+            }
             let acc = Account {
                 secret: a.secret.clone(),
                 unsigned: a.unsigned,
+                aes_key,
+                dnspod_key: a.dnspod_key.clone(),
+                dnspod_des: a.dnspod_des,
+                dnspod_token: a.dnspod_token.clone(),
             };
             if accounts.insert(a.id.clone(), acc).is_some() {
                 problems.push(format!("[[http.account]] {} is configured twice", a.id));
@@ -358,6 +419,7 @@ impl HttpConfig {
             max_body: self.max_body,
             max_batch: self.max_batch,
             max_sign_duration_s: self.max_sign_duration_s,
+            schedule: self.schedule.clone(),
             rate_limit: self.rate_limit.clone(),
             accounts,
             tls,

@@ -87,7 +87,9 @@ fn is_dns_message(headers: &HeaderMap) -> bool {
         .is_some_and(|t| t.trim().eq_ignore_ascii_case(DNS_MESSAGE))
 }
 
-fn answer(
+/// Answers the DNS message `msg` for a client at `addr` as RFC 8484 does (also Google JSON's
+/// `ct=application/dns-message`).
+pub(crate) fn answer(
     snap: &crate::snapshot::Snapshot,
     view: usize,
     msg: &[u8],

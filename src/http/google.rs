@@ -1,6 +1,11 @@
 //! The Google-Public-DNS-compatible JSON API: `GET /resolve?name=&type=[&edns_client_subnet=]
-//! [&cd=][&do=]`, answered from our zones (we are authoritative: `RA` is false, nothing is
-//! recursed; `AD` is false, nothing is validated; `TC` is false, HTTP has no size limit).
+//! [&cd=][&do=][&ct=][&random_padding=]`, answered from our zones (we are authoritative: `RA` is
+//! false, nothing is recursed; `AD` is false, nothing is validated; `TC` is false, HTTP has no
+//! size limit).
+//!
+//! `ct=application/dns-message` answers in wire format: the question (with CD, DO and the
+//! subnet as an ECS option, RFC 7871 6) becomes a DNS message answered by `query::respond`, as
+//! RFC 8484 DoH is. `random_padding` (Google's way to hide the URL length) is read and ignored.
 //!
 //! Beside Google's fields: `scope` (the ECS scope, 0 when the answer does not depend on the
 //! client), `line`/`region` when a GSLB rule decided, `explain` with `explain=1`.
@@ -59,6 +64,23 @@ fn answer(
         .map_err(|_| ApiError::invalid_ip("edns_client_subnet is not UTF-8"))?;
     let who = client::client(http, origin, subnet, ClientSource::Ecs)?;
     let with_explain = p.flag("explain").unwrap_or(false);
+    match p.raw("ct") {
+        None | Some(b"") | Some(b"application/x-javascript") | Some(b"application/json") => {}
+        Some(b"application/dns-message") => {
+            let msg = dns_message(&qname, qtype, cd, p.flag("do") == Some(true), subnet)?;
+            return crate::http::doh::answer(
+                &snap,
+                http.view,
+                &msg,
+                SocketAddr::new(origin, peer.port()),
+            );
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_argument(
+                "ct must be application/dns-message or application/x-javascript",
+            ));
+        }
+    }
 
     let start = Instant::now();
     let l = lookup::lookup(
@@ -120,6 +142,58 @@ fn answer(
     }
     let private = !who.explicit && l.scope.is_some();
     Ok(client::json(obj, l.ttl, private))
+}
+
+/// The DNS query the JSON parameters describe: ID 0 (RFC 8484 4.1), RD, CD when asked; an OPT
+/// record (RFC 6891) with DO when asked and the subnet as ECS (RFC 7871 6).
+fn dns_message(
+    qname: &hickory_proto::rr::Name,
+    qtype: RecordType,
+    cd: bool,
+    dnssec_ok: bool,
+    subnet: Option<&str>,
+) -> Result<Vec<u8>, ApiError> {
+    let mut m = vec![
+        0,
+        0,
+        0x01,
+        if cd { 0x10 } else { 0 },
+        0,
+        1,
+        0,
+        0,
+        0,
+        0,
+        0,
+        1,
+    ];
+    m.extend_from_slice(&crate::zone::rdata::wire_name(qname));
+    m.extend_from_slice(&u16::from(qtype).to_be_bytes());
+    m.extend_from_slice(&[0, 1]);
+    let mut opts = Vec::new();
+    if let Some(s) = subnet.filter(|s| !s.is_empty()) {
+        let (ip, prefix, _) = client::parse_subnet(s)
+            .ok_or_else(|| ApiError::invalid_ip(format!("\"{s}\" is not an address or subnet")))?;
+        let (family, octets): (u16, Vec<u8>) = match ip {
+            std::net::IpAddr::V4(a) => (1, a.octets().to_vec()),
+            std::net::IpAddr::V6(a) => (2, a.octets().to_vec()),
+        };
+        let n = prefix.div_ceil(8) as usize;
+        let mut addr = octets[..n].to_vec();
+        if let Some(last) = addr.last_mut().filter(|_| prefix % 8 != 0) {
+            *last &= 0xffu8 << (8 - prefix % 8);
+        }
+        opts.extend_from_slice(&8u16.to_be_bytes());
+        opts.extend_from_slice(&((4 + n) as u16).to_be_bytes());
+        opts.extend_from_slice(&family.to_be_bytes());
+        opts.extend_from_slice(&[prefix, 0]);
+        opts.extend_from_slice(&addr);
+    }
+    m.extend_from_slice(&[0, 0, 41, 0x10, 0x00, 0, 0]);
+    m.extend_from_slice(&[if dnssec_ok { 0x80 } else { 0 }, 0]);
+    m.extend_from_slice(&(opts.len() as u16).to_be_bytes());
+    m.extend_from_slice(&opts);
+    Ok(m)
 }
 
 fn records(recs: &[Rec]) -> Value {

@@ -3,14 +3,19 @@
 //! JSON forms, `query::respond` for DoH), read from the snapshot current at the request.
 //!
 //! Module map: `config` (the `[http]` section), `error` (the one place HTTP statuses and JSON error
-//! codes are decided), `check` (request heads looked at before hyper: bare LF, Host, target bytes), `client` (which address the answer is for), `limit` (rate limits),
-//! `alibaba`, `google`, `doh` (the three APIs), `trace` (a resolver walk step by step), `ops` (`/healthz`, `/metrics`, `/admin/reload`,
-//! `/openapi.json`).
+//! codes are decided), `check` (request heads looked at before hyper: bare LF, Host, target
+//! bytes), `client` (which address the answer is for), `limit` (rate limits), `alibaba` (v1:
+//! `/d`, `/resolve`, signed forms), `alibaba_v2` (`/ss`, `/v2/d`), `dnspod` (Tencent D+ `/d`,
+//! `/conf`), `crypto` (their ciphers), `google`, `doh`, `trace` (a resolver walk step by step),
+//! `ops` (`/healthz`, `/metrics`, `/admin/reload`, `/openapi.json`).
 
 pub mod alibaba;
+pub mod alibaba_v2;
 pub mod check;
 pub mod client;
 pub mod config;
+pub mod crypto;
+pub mod dnspod;
 pub mod doh;
 pub mod error;
 pub mod google;
@@ -54,6 +59,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/{account_id}/resolve"),
     ("GET", "/{account_id}/sign_d"),
     ("GET", "/{account_id}/sign_resolve"),
+    ("GET", "/{account_id}/ss"),
+    ("GET", "/v2/d"),
+    ("GET", "/d"),
+    ("GET", "/conf"),
     ("GET", "/resolve"),
     ("GET", "/dns-query"),
     ("POST", "/dns-query"),
@@ -70,6 +79,10 @@ pub fn router(state: AppState) -> Router {
         .route("/{account_id}/resolve", get(alibaba::resolve))
         .route("/{account_id}/sign_d", get(alibaba::sign_d))
         .route("/{account_id}/sign_resolve", get(alibaba::sign_resolve))
+        .route("/{account_id}/ss", get(alibaba_v2::ss))
+        .route("/v2/d", get(alibaba_v2::d))
+        .route("/d", get(dnspod::d))
+        .route("/conf", get(dnspod::conf))
         .route("/resolve", get(google::resolve))
         .route("/dns-query", get(doh::get).post(doh::post))
         .route("/trace", get(trace::trace))

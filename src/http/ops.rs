@@ -192,6 +192,10 @@ const OPERATIONS: &[(&str, &str, Describe)] = &[
     ("GET", "/{account_id}/resolve", alibaba_resolve),
     ("GET", "/{account_id}/sign_d", alibaba_sign_d),
     ("GET", "/{account_id}/sign_resolve", alibaba_sign_resolve),
+    ("GET", "/{account_id}/ss", alibaba_ss),
+    ("GET", "/v2/d", alibaba_v2_d),
+    ("GET", "/d", dnspod_d),
+    ("GET", "/conf", dnspod_conf),
     ("GET", "/resolve", google_resolve),
     ("GET", "/dns-query", doh_get),
     ("POST", "/dns-query", doh_post),
@@ -246,6 +250,7 @@ pub fn document() -> Result<Value, String> {
         "tags": [
             { "name": "httpdns-alibaba", "description": "Alibaba Cloud HTTPDNS compatible API" },
             { "name": "httpdns-json", "description": "Google Public DNS JSON compatible API" },
+            { "name": "httpdns-dnspod", "description": "Tencent Cloud DNSPod D+ compatible API" },
             { "name": "doh", "description": "DNS over HTTPS, RFC 8484" },
             { "name": "resolver", "description": "The iterative resolver, step by step" },
             { "name": "ops", "description": "Health, metrics, reload, this document" },
@@ -331,6 +336,122 @@ fn alibaba_op(id: &str, summary: &str, description: &str, signed: bool, batch: b
         "parameters": params,
         "responses": responses,
     })
+}
+
+/// An operation whose parameters are query strings described inline (`(name, description,
+/// required)`), plus `path` parameters by reference.
+fn query_op(
+    tag: &str,
+    id: &str,
+    summary: &str,
+    description: &str,
+    path: &[&str],
+    query: &[(&str, &str, bool)],
+    errors: &[(&str, &str)],
+) -> Value {
+    let mut params: Vec<Value> = path.iter().map(|p| param_ref(p)).collect();
+    params.extend(query.iter().map(|(name, what, required)| {
+        json!({ "name": name, "in": "query", "required": required, "description": what,
+                "schema": { "type": "string" } })
+    }));
+    json!({
+        "tags": [tag],
+        "operationId": id,
+        "summary": summary,
+        "description": description,
+        "parameters": params,
+        "responses": api_responses(json!({ "description": "The answer" }), errors),
+    })
+}
+
+fn alibaba_ss() -> Value {
+    query_op(
+        "httpdns-alibaba",
+        "alibabaSs",
+        "The service's addresses (what the SDKs ask first)",
+        "`{service_status, service_ip, service_ipv6, service_ip_port, service_ipv6_port}`: \
+         `[http] schedule`, else the HTTP listen addresses as bound.",
+        &["AccountId"],
+        &[],
+        &[("403", "InvalidAccount")],
+    )
+}
+
+fn alibaba_v2_d() -> Value {
+    query_op(
+        "httpdns-alibaba",
+        "alibabaV2D",
+        "Resolve as the current Alibaba SDKs ask (v2, optional AES and HMAC-SHA256)",
+        "Answers `{code: \"success\", mode, data}`; `data` is the JSON text `{cip, answers: [{dn, \
+         v4: {ips, ttl}, v6: {ips, ttl}}]}`, for m=1/2 base64 of IV + AES ciphertext.",
+        &[],
+        &[
+            ("id", "account id", true),
+            ("m", "0 plain, 1 AES-CBC, 2 AES-GCM", false),
+            ("dn", "host(s), comma separated (m=0)", false),
+            ("q", "4, 6 or 4,6", false),
+            ("cip", "the client's address (m=0)", false),
+            (
+                "enc",
+                "hex of IV + ciphertext of {dn, q, cip} (m=1, 2)",
+                false,
+            ),
+            ("v", "protocol version (signed)", false),
+            ("exp", "signature expiry, unix seconds", false),
+            ("s", "hex HMAC-SHA256 of the sorted parameters", false),
+        ],
+        &[
+            (
+                "400",
+                "MissingArgument, InvalidHost, InvalidIP, InvalidArgument",
+            ),
+            (
+                "403",
+                "InvalidAccount, UnsignedInterfaceDisabled, SignatureExpired, InvalidSignature, InvalidDuration",
+            ),
+        ],
+    )
+}
+
+fn dnspod_d() -> Value {
+    query_op(
+        "httpdns-dnspod",
+        "dnspodD",
+        "Resolve as Tencent DNSPod D+ SDKs ask (encrypted or token form)",
+        "Plain-text answer `ip;ip,ttl|clientip` (batch: `host.:ips,ttl` lines; type=addrs: \
+         `v4s,ttl-v6s,ttl`), encrypted whole (hex) like the request with alg=aes|des.",
+        &[],
+        &[
+            (
+                "dn",
+                "host(s), comma separated; hex ciphertext with alg",
+                true,
+            ),
+            ("id", "account id (encrypted form)", false),
+            ("alg", "aes or des", false),
+            ("token", "account token (HTTPS form)", false),
+            ("ip", "the client's address (encrypted with alg)", false),
+            ("type", "aaaa or addrs", false),
+            ("ttl", "1: add the TTL", false),
+            ("clientip", "1: add the client address", false),
+        ],
+        &[
+            ("400", "bad request (plain text)"),
+            ("403", "unknown account, key or alg"),
+        ],
+    )
+}
+
+fn dnspod_conf() -> Value {
+    query_op(
+        "httpdns-dnspod",
+        "dnspodConf",
+        "SDK configuration",
+        "The switches a DNSPod SDK reads at start (`{\"code\": 0, ...}`).",
+        &[],
+        &[("id", "account id", false)],
+        &[],
+    )
 }
 
 fn alibaba_d() -> Value {

@@ -454,6 +454,8 @@ const TOOL_PACKAGES: &[(&str, &str)] = &[
     ("openssl", "openssl"),
     ("kill", "procps"),
     ("setpriv", "util-linux"),
+    // tests/data/httpdns_sdk.py needs the `cryptography` package (python3-cryptography).
+    ("python3", "python3-cryptography"),
 ];
 
 /// Where `name` is: the first directory of `path` (a PATH value) that holds it, then the sbin
@@ -502,4 +504,68 @@ impl Lcg {
     pub fn one_in(&mut self, n: u32) -> bool {
         self.next().is_multiple_of(n)
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS and configs built around the lab
+
+/// A self-signed P-256 certificate for `IP:127.0.0.1` made by openssl: `dir/cert.pem`,
+/// `dir/key.pem`.
+pub fn self_signed_cert(dir: &std::path::Path) {
+    let out = tool("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=gslbd test",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            // An end-entity certificate (webpki refuses a CA certificate as a server's).
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-keyout",
+        ])
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The lab world as a config file on disk (`dir/lab/gslbd.toml`, the zone files linked from
+/// `zones/`, `dir/geo` linked to `geo/`), with `listener_extra` added to the "all" listener and
+/// `tail` appended; a self-signed certificate sits beside it (`cert.pem`, `key.pem`).
+pub fn lab_on_disk(dir: &std::path::Path, listener_extra: &str, tail: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let lab = dir.join("lab");
+    std::fs::create_dir_all(&lab).unwrap();
+    std::os::unix::fs::symlink(root.join("geo"), dir.join("geo")).unwrap();
+    for entry in std::fs::read_dir(root.join("zones")).unwrap() {
+        let entry = entry.unwrap();
+        std::os::unix::fs::symlink(entry.path(), lab.join(entry.file_name())).unwrap();
+    }
+    self_signed_cert(&lab);
+    let text = std::fs::read_to_string(root.join("zones/lab.toml")).unwrap();
+    let anchor = "name = \"all\"\naddresses = [\"127.0.0.1:1053\"]\n";
+    assert!(
+        text.contains(anchor),
+        "zones/lab.toml's \"all\" listener moved"
+    );
+    let text = text.replacen(anchor, &format!("{anchor}{listener_extra}\n"), 1);
+    let path = lab.join("gslbd.toml");
+    std::fs::remove_file(&path).ok();
+    std::fs::write(&path, format!("{text}\n{tail}\n")).unwrap();
+    path
 }
