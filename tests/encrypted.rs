@@ -6,8 +6,10 @@
 
 mod common;
 
+use common::lab_clients as clients;
+
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -27,36 +29,6 @@ const NAMES: &[&str] = &[
     "nothere.yourcompany.com.",
     "x.apps.yourcompany.com.",
 ];
-
-/// Client addresses across the lab's geo data (the same mix as tests/httpdns_parity.rs).
-fn clients(n: usize) -> Vec<IpAddr> {
-    let mut rng = Lcg(0x5eed);
-    let mut out = Vec::new();
-    while out.len() < n {
-        let r = rng.next() as u64;
-        let host = (r % 254 + 1) as u8;
-        let ip: IpAddr = match out.len() % 10 {
-            0 => [127, 0, 10 + (r % 6) as u8, host].into(),
-            1 => [127, 0, 0, host].into(),
-            2 => [192, 0, 2, (r % 256) as u8].into(),
-            3 => [198, 51, 100, (r % 256) as u8].into(),
-            4 => [203, 0, 113, host].into(),
-            5 => format!(
-                "2001:db8:{}::{:x}",
-                ["a", "b", "c"][(r % 3) as usize],
-                r % 65536
-            )
-            .parse()
-            .unwrap(),
-            6 => [10, (r % 256) as u8, (r >> 8) as u8 % 255, host].into(),
-            7 => format!("2001:db8:ffff::{:x}", r % 65536).parse().unwrap(),
-            8 => [127, 0, 13, host].into(),
-            _ => [192, 0, 2, 248 + (r % 8) as u8].into(),
-        };
-        out.push(ip);
-    }
-    out
-}
 
 const ENCRYPTED: &str = "dot = \"127.0.0.1:0\"\ndoq = \"127.0.0.1:0\"\ntls = { cert = \"cert.pem\", key = \"key.pem\" }";
 

@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::{cdn_norm as norm, lab_clients as clients, sorted};
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -35,52 +37,6 @@ const ACCOUNT: &str = "100000";
 const SECRET: &str = "lab-secret-100000";
 const AES_HEX: &str = "000102030405060708090a0b0c0d0e0f";
 const DNSPOD_KEY: &str = "lab-dnspod-key";
-
-/// Client addresses across the lab's geo data (the mix of tests/httpdns_parity.rs).
-fn clients(n: usize) -> Vec<IpAddr> {
-    let mut rng = Lcg(0x5eed);
-    let mut out = Vec::new();
-    while out.len() < n {
-        let r = rng.next() as u64;
-        let host = (r % 254 + 1) as u8;
-        let ip: IpAddr = match out.len() % 10 {
-            0 => [127, 0, 10 + (r % 6) as u8, host].into(),
-            1 => [127, 0, 0, host].into(),
-            2 => [192, 0, 2, (r % 256) as u8].into(),
-            3 => [198, 51, 100, (r % 256) as u8].into(),
-            4 => [203, 0, 113, host].into(),
-            5 => format!(
-                "2001:db8:{}::{:x}",
-                ["a", "b", "c"][(r % 3) as usize],
-                r % 65536
-            )
-            .parse()
-            .unwrap(),
-            6 => [10, (r % 256) as u8, (r >> 8) as u8 % 255, host].into(),
-            7 => format!("2001:db8:ffff::{:x}", r % 65536).parse().unwrap(),
-            8 => [127, 0, 13, host].into(),
-            _ => [192, 0, 2, 248 + (r % 8) as u8].into(),
-        };
-        out.push(ip);
-    }
-    out
-}
-
-/// The CDN answers one address of an edge pair at random: compare the edge, not the draw.
-fn norm(addr: &str) -> String {
-    match addr.strip_prefix("198.51.100.") {
-        Some(last) => match last.parse::<u8>() {
-            Ok(n) if (10..=51).contains(&n) => format!("cdn-edge-{}", n / 10),
-            _ => addr.to_string(),
-        },
-        None => addr.to_string(),
-    }
-}
-
-fn sorted(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v
-}
 
 fn addrs(records: &[Record], t: RecordType) -> Vec<String> {
     sorted(

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{cdn_norm as norm, lab_clients as clients, sorted};
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -23,66 +25,6 @@ const NAMES: &[&str] = &[
     "nothere.yourcompany.com.",
     "x.apps.yourcompany.com.",
 ];
-
-/// A small deterministic generator, so a failure names a reproducible pair.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-}
-
-/// Client addresses across every network of geo/lab.csv and lab-overrides.csv, and outside them.
-fn clients(n: usize) -> Vec<IpAddr> {
-    let mut rng = Lcg(0x5eed);
-    let mut out = Vec::new();
-    while out.len() < n {
-        let r = rng.next();
-        let host = (r % 254 + 1) as u8;
-        let ip: IpAddr = match out.len() % 10 {
-            0 => [127, 0, 10 + (r % 6) as u8, host].into(),
-            1 => [127, 0, 0, host].into(),
-            2 => [192, 0, 2, (r % 256) as u8].into(),
-            3 => [198, 51, 100, (r % 256) as u8].into(),
-            4 => [203, 0, 113, host].into(),
-            5 => format!(
-                "2001:db8:{}::{:x}",
-                ["a", "b", "c"][(r % 3) as usize],
-                r % 65536
-            )
-            .parse()
-            .unwrap(),
-            6 => [10, (r % 256) as u8, (r >> 8) as u8 % 255, host].into(),
-            7 => format!("2001:db8:ffff::{:x}", r % 65536).parse().unwrap(),
-            8 => [127, 0, 13, host].into(),
-            _ => [192, 0, 2, 248 + (r % 8) as u8].into(),
-        };
-        out.push(ip);
-    }
-    out
-}
-
-/// The CDN answers one address of an edge pair, weighted at random: compare the edge (the pair),
-/// not the draw. Every other address stands for itself.
-fn norm(addr: &str) -> String {
-    match addr.strip_prefix("198.51.100.") {
-        Some(last) => match last.parse::<u8>() {
-            Ok(n) if (10..=51).contains(&n) => format!("cdn-edge-{}", n / 10),
-            _ => addr.to_string(),
-        },
-        None => addr.to_string(),
-    }
-}
-
-fn sorted(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v
-}
 
 /// The answer section as sorted "name TTL TYPE data" lines (addresses normalized).
 fn dns_lines(records: &[Record]) -> Vec<String> {

@@ -569,3 +569,52 @@ pub fn lab_on_disk(dir: &std::path::Path, listener_extra: &str, tail: &str) -> P
     std::fs::write(&path, format!("{text}\n{tail}\n")).unwrap();
     path
 }
+
+/// Client addresses across every network of the lab's geo data (geo/lab.csv and
+/// lab-overrides.csv) and outside them: the parity tests' clients (the same mix for every form).
+pub fn lab_clients(n: usize) -> Vec<std::net::IpAddr> {
+    use std::net::IpAddr;
+    let mut rng = Lcg(0x5eed);
+    let mut out = Vec::new();
+    while out.len() < n {
+        let r = rng.next() as u64;
+        let host = (r % 254 + 1) as u8;
+        let ip: IpAddr = match out.len() % 10 {
+            0 => [127, 0, 10 + (r % 6) as u8, host].into(),
+            1 => [127, 0, 0, host].into(),
+            2 => [192, 0, 2, (r % 256) as u8].into(),
+            3 => [198, 51, 100, (r % 256) as u8].into(),
+            4 => [203, 0, 113, host].into(),
+            5 => format!(
+                "2001:db8:{}::{:x}",
+                ["a", "b", "c"][(r % 3) as usize],
+                r % 65536
+            )
+            .parse()
+            .unwrap(),
+            6 => [10, (r % 256) as u8, (r >> 8) as u8 % 255, host].into(),
+            7 => format!("2001:db8:ffff::{:x}", r % 65536).parse().unwrap(),
+            8 => [127, 0, 13, host].into(),
+            _ => [192, 0, 2, 248 + (r % 8) as u8].into(),
+        };
+        out.push(ip);
+    }
+    out
+}
+
+/// The CDN answers one address of an edge pair, weighted at random: compare the edge (the pair),
+/// not the draw. Every other address stands for itself.
+pub fn cdn_norm(addr: &str) -> String {
+    match addr.strip_prefix("198.51.100.") {
+        Some(last) => match last.parse::<u8>() {
+            Ok(n) if (10..=51).contains(&n) => format!("cdn-edge-{}", n / 10),
+            _ => addr.to_string(),
+        },
+        None => addr.to_string(),
+    }
+}
+
+pub fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
