@@ -253,8 +253,9 @@ fn same_hex(expected: &str, given: &[u8]) -> bool {
             == 0
 }
 
-/// Runs one lookup and counts it.
-fn run(
+/// Runs one lookup and counts it under `via` (the vendor dialects share this).
+pub(crate) fn run(
+    via: metrics::Via,
     snap: &Snapshot,
     http: &HttpSettings,
     host: &str,
@@ -265,17 +266,12 @@ fn run(
     let start = Instant::now();
     let l = lookup::lookup(snap, http.view, host, qtype, who.addr, who.source, explain)
         .map_err(ApiError::invalid_host)?;
-    metrics::record(
-        metrics::Via::HttpdnsAlibaba,
-        l.status,
-        l.region.as_deref(),
-        start.elapsed(),
-    );
+    metrics::record(via, l.status, l.region.as_deref(), start.elapsed());
     Ok(l)
 }
 
 /// Tailored to the caller's own address: no `ip=`, and a GSLB rule decided.
-fn private(who: &Client, l: &Lookup) -> bool {
+pub(crate) fn private(who: &Client, l: &Lookup) -> bool {
     !who.explicit && l.scope.is_some()
 }
 
@@ -309,7 +305,18 @@ fn single(
 ) -> Result<Response, ApiError> {
     let mut lookups = Vec::with_capacity(types.len());
     for &t in types {
-        lookups.push((t, run(snap, http, host, t, who, explain)?));
+        lookups.push((
+            t,
+            run(
+                metrics::Via::HttpdnsAlibaba,
+                snap,
+                http,
+                host,
+                t,
+                who,
+                explain,
+            )?,
+        ));
     }
     let addrs = |rt: RecordType| -> Vec<String> {
         lookups
@@ -354,7 +361,15 @@ fn batch(
     let mut private_any = false;
     for host in hosts {
         for &t in types {
-            let l = run(snap, http, host, t, who, explain)?;
+            let l = run(
+                metrics::Via::HttpdnsAlibaba,
+                snap,
+                http,
+                host,
+                t,
+                who,
+                explain,
+            )?;
             ttl = ttl.min(l.ttl);
             private_any |= private(who, &l);
             let mut obj = json!({

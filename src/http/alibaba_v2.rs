@@ -23,7 +23,6 @@
 //! access), account rate limit, then the request itself.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::HeaderMap;
@@ -37,7 +36,6 @@ use crate::http::client::{self, Params};
 use crate::http::config::Account;
 use crate::http::crypto;
 use crate::http::{ApiError, AppState, Peer};
-use crate::lookup;
 use crate::metrics;
 
 /// `GET /{account}/ss`.
@@ -311,17 +309,17 @@ fn answer(
         let mut entry = Map::new();
         entry.insert("dn".into(), (*host).into());
         for &t in types {
-            let start = Instant::now();
-            let l = lookup::lookup(&snap, http.view, host, t, who.addr, who.source, false)
-                .map_err(ApiError::invalid_host)?;
-            metrics::record(
+            let l = super::alibaba::run(
                 metrics::Via::HttpdnsAlibaba,
-                l.status,
-                l.region.as_deref(),
-                start.elapsed(),
-            );
+                &snap,
+                http,
+                host,
+                t,
+                &who,
+                false,
+            )?;
             min_ttl = min_ttl.min(l.ttl);
-            private |= !who.explicit && l.scope.is_some();
+            private |= super::alibaba::private(&who, &l);
             let key = if t == RecordType::A { "v4" } else { "v6" };
             entry.insert(key.into(), json!({ "ips": l.addresses(t), "ttl": l.ttl }));
         }

@@ -24,7 +24,6 @@
 //! non-200 as a failed lookup and falls back, which is what it should do.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
 
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::header::{self, HeaderMap, HeaderValue};
@@ -36,7 +35,6 @@ use crate::http::client::{self, Params};
 use crate::http::config::Account;
 use crate::http::crypto;
 use crate::http::{ApiError, AppState, HttpSettings, Peer};
-use crate::lookup;
 use crate::metrics;
 
 /// How a request and its answer are protected.
@@ -233,17 +231,17 @@ fn answer(
         };
         let mut parts = Vec::with_capacity(2);
         for &t in types {
-            let start = Instant::now();
-            let l = lookup::lookup(&snap, http.view, host, t, who.addr, who.source, false)
-                .map_err(ApiError::invalid_host)?;
-            metrics::record(
+            let l = super::alibaba::run(
                 metrics::Via::HttpdnsTencent,
-                l.status,
-                l.region.as_deref(),
-                start.elapsed(),
-            );
+                &snap,
+                http,
+                host,
+                t,
+                &who,
+                false,
+            )?;
             min_ttl = min_ttl.min(l.ttl);
-            private |= !who.explicit && l.scope.is_some();
+            private |= super::alibaba::private(&who, &l);
             let addrs = l.addresses(t);
             let mut part = if addrs.is_empty() {
                 "0".to_string()
