@@ -146,6 +146,29 @@ pub struct ZoneConfig {
     /// Rotate multi-address RRsets round robin in answers (like BIND's `rrset-order cyclic`).
     #[serde(default)]
     pub rotate: bool,
+    // Outgoing transfers (this server as the zone's primary): `xfr::ZoneXfr` compiles these.
+    /// Who may transfer the zone (AXFR/IXFR): entries "NETWORK", "key NAME" or "NETWORK key NAME".
+    /// Empty: nobody (REFUSED), as NSD and Knot without an ACL.
+    #[serde(default)]
+    pub transfer: Vec<String>,
+    /// Secondaries sent a NOTIFY when a reload changes the zone's serial: "ADDRESS[:PORT]", with
+    /// " key NAME" to sign it.
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// What a reload does when the zone's data changed and its serial did not increase.
+    #[serde(default)]
+    pub serial: crate::xfr::SerialPolicy,
+    /// The IXFR journal of this zone (default: the zone file's path + ".journal" when the zone
+    /// is transferable and the file is on disk).
+    #[serde(default)]
+    pub journal: Option<PathBuf>,
+    /// Largest journal in bytes: the oldest changes are dropped past it.
+    #[serde(default = "default_journal_size")]
+    pub journal_size: u64,
+}
+
+fn default_journal_size() -> u64 {
+    16 << 20
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

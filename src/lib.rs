@@ -38,4 +38,5 @@ pub mod server;
 pub mod snapshot;
 pub mod udp;
 pub mod wire;
+pub mod xfr;
 pub mod zone;

@@ -113,8 +113,8 @@ impl Handle {
     }
 
     fn build_and_swap(&self) -> Result<Arc<Snapshot>, BuildError> {
-        let new = Snapshot::build_with(&self.source, &self.health)?;
-        let old = self.snapshot.load();
+        let old = self.snapshot.load_full();
+        let mut new = Snapshot::build_after(&self.source, &self.health, Some(&old))?;
         let http_listen = |s: &Snapshot| s.http.as_ref().map(|h| h.listen.clone());
         let resolver_listen = |s: &Snapshot| s.resolver.as_ref().map(|r| r.listeners.clone());
         if new.listeners.len() != old.listeners.len()
@@ -131,11 +131,15 @@ impl Handle {
                 ],
             });
         }
+        crate::xfr::commit(&std::mem::take(&mut new.xfr_pending));
         let new = Arc::new(new);
         if let Some(r) = &new.resolver {
             self.resolvers.apply(r);
         }
         self.snapshot.store(new.clone());
+        if tokio::runtime::Handle::try_current().is_ok() {
+            crate::xfr::notify::after_swap(Some(&old), &new);
+        }
         drop(old);
         self.start_health();
         Ok(new)
@@ -277,8 +281,9 @@ impl Server {
         clock: Arc<dyn Clock>,
     ) -> Result<Server, StartError> {
         let health = Health::new();
-        let snapshot = Snapshot::build_with(&source, &health)?;
+        let mut snapshot = Snapshot::build_with(&source, &health)?;
         let (mut bound, dns_port) = bind_all(&snapshot)?;
+        crate::xfr::commit(&std::mem::take(&mut snapshot.xfr_pending));
         let resolvers = Arc::new(Resolvers::new(clock));
         resolvers.set_listen_port(dns_port);
         let mut http_bound = Vec::new();
@@ -789,6 +794,8 @@ struct Conn {
 /// A query's reply: ready now, or a resolver walk to wait for.
 enum Reply {
     Now(Option<Vec<u8>>),
+    /// A zone transfer (AXFR/IXFR), written one message at a time.
+    Transfer(Box<crate::xfr::Outgoing>),
     Walk(std::pin::Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>>),
 }
 
@@ -797,6 +804,11 @@ impl Conn {
         let snapshot = self.snap.load_full();
         let Some(resolvers) = &self.resolvers else {
             self.served.fetch_add(1, Ordering::Relaxed);
+            match crate::xfr::answer_tcp(&snapshot, self.listener, packet, peer) {
+                crate::xfr::TcpAnswer::NotTransfer => {}
+                crate::xfr::TcpAnswer::One(r) => return Reply::Now(Some(r)),
+                crate::xfr::TcpAnswer::Stream(t) => return Reply::Transfer(t),
+            }
             let client = Client {
                 addr: peer,
                 transport: Transport::Tcp,
@@ -906,13 +918,19 @@ async fn serve_conn(
     let mut message_since: Option<Instant> = None;
     let mut walks: JoinSet<Option<Vec<u8>>> = JoinSet::new();
     let mut replies: std::collections::VecDeque<Vec<u8>> = Default::default();
+    // A zone transfer in progress: its next message is made when the previous one is written,
+    // so a large zone is never queued whole; later queries wait behind it.
+    let mut transfer: Option<Box<crate::xfr::Outgoing>> = None;
     let mut written = 0usize;
     let mut write_since: Option<Instant> = None;
     let mut idle_since = Instant::now();
     let mut read_closed = false;
     loop {
         // Answer the whole messages already read, up to the outstanding cap.
-        while walks.len() + replies.len() < limits.max_outstanding && inbuf.len() >= 2 {
+        while transfer.is_none()
+            && walks.len() + replies.len() < limits.max_outstanding
+            && inbuf.len() >= 2
+        {
             let len = u16::from_be_bytes([inbuf[0], inbuf[1]]) as usize;
             if inbuf.len() < 2 + len {
                 break;
@@ -923,10 +941,23 @@ async fn serve_conn(
                 Reply::Walk(w) => {
                     walks.spawn(w);
                 }
+                Reply::Transfer(t) => transfer = Some(t),
             }
             inbuf.drain(..2 + len);
         }
-        let outstanding = walks.len() + replies.len();
+        if replies.is_empty()
+            && let Some(t) = &mut transfer
+        {
+            match t.next_message() {
+                Some(m) => replies.push_back(framed(m)),
+                None => {
+                    // Done: the queries read meanwhile are answered now.
+                    transfer = None;
+                    continue;
+                }
+            }
+        }
+        let outstanding = walks.len() + replies.len() + usize::from(transfer.is_some());
         if write_since.is_none() && !replies.is_empty() {
             write_since = Some(Instant::now());
         }

@@ -42,6 +42,11 @@ pub struct Snapshot {
     /// Per listener, the certificate its DoT/DoQ addresses present (None: it has none). Read at
     /// every handshake (`encrypted::CertFromSnapshot`), so a reload renews it for new connections.
     pub certs: Vec<Option<Arc<rustls::sign::CertifiedKey>>>,
+    /// Per zone (same index as `zones`): its transfer ACL, NOTIFY targets, serial policy and
+    /// IXFR journal (`xfr`).
+    pub xfr: Vec<crate::xfr::ZoneXfr>,
+    /// Journals this build changed, to be written (`xfr::commit`) once it serves.
+    pub xfr_pending: Vec<crate::xfr::Pending>,
 }
 
 /// Everything wrong with a configuration, one problem a line (zone errors as `file:line: ...`).
@@ -83,11 +88,28 @@ impl Snapshot {
 
     /// Builds against the server's health registry, so checked addresses keep their state.
     pub fn build_with(source: &Source, health: &Health) -> Result<Snapshot, BuildError> {
+        Snapshot::build_after(source, health, None)
+    }
+
+    /// `build_with` for a reload: the zones of `previous` (the snapshot serving) are what the
+    /// serial policy and the IXFR journal compare the new ones with (`xfr::reconcile`).
+    pub fn build_after(
+        source: &Source,
+        health: &Health,
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, BuildError> {
         let (config, fs, base) = source.load().map_err(BuildError::one)?;
         // Saved check states must be known before the targets are made (`from_config` does no
         // I/O); a reload that keeps the file does not read it again (the running states are newer).
         health.load_saved(health_state_path(&config, &base).as_deref());
-        let built = Snapshot::from_config(config, fs.as_ref(), &base, &source.describe(), health);
+        let built = Snapshot::from_config(
+            config,
+            fs.as_ref(),
+            &base,
+            &source.describe(),
+            health,
+            previous,
+        );
         release_free_memory();
         built
     }
@@ -99,6 +121,7 @@ impl Snapshot {
         base: &Path,
         label: &str,
         health: &Health,
+        previous: Option<&Snapshot>,
     ) -> Result<Snapshot, BuildError> {
         let mut problems = Vec::new();
         // Zone problems carry their own file:line; the others name the configuration.
@@ -191,6 +214,57 @@ impl Snapshot {
                 Gslb::empty()
             }
         };
+        // Transfer settings, and for transferable zones the serial policy and the journal
+        // against the version served before (the zones are still owned here: a policy may
+        // rewrite the SOA serial).
+        let mut xfr = Vec::with_capacity(loaded.len());
+        let mut xfr_pending = Vec::new();
+        for (canon, z) in &mut loaded {
+            let Some(zc) = config.zones.iter().find(|zc| {
+                zc.name.trim_end_matches('.').eq_ignore_ascii_case(canon.trim_end_matches('.'))
+            }) else {
+                xfr.push(crate::xfr::ZoneXfr::default());
+                continue;
+            };
+            let mut x = match crate::xfr::compile(zc, base) {
+                Ok(x) => x,
+                Err(errs) => {
+                    config_problems.extend(errs);
+                    crate::xfr::ZoneXfr::default()
+                }
+            };
+            if x.transferable() {
+                let before = previous.and_then(|p| {
+                    let i = p.zones.iter().position(|o| o.origin_key == z.origin_key)?;
+                    Some(crate::xfr::Previous::Served {
+                        zone: &p.zones[i],
+                        gslb: &p.gslb,
+                        journal: p.xfr.get(i).and_then(|x| x.journal.clone()),
+                    })
+                });
+                let before = match before {
+                    Some(b) => b,
+                    None => match x.journal_path.as_deref().map(crate::xfr::Journal::read) {
+                        Some(Ok(Some(j))) => crate::xfr::Previous::Journal(j),
+                        Some(Err(e)) => {
+                            tracing::warn!("IXFR journal not usable, starting a new one: {e}");
+                            crate::xfr::Previous::None
+                        }
+                        _ => crate::xfr::Previous::None,
+                    },
+                };
+                match crate::xfr::reconcile(canon, z, &gslb, &mut x, before) {
+                    Ok((pending, note)) => {
+                        xfr_pending.extend(pending);
+                        if let Some(n) = note {
+                            tracing::info!("{n}");
+                        }
+                    }
+                    Err(e) => config_problems.push(e),
+                }
+            }
+            xfr.push(x);
+        }
         let mut zones: HashMap<String, Arc<Zone>> = HashMap::new();
         let mut ordered = Vec::new();
         for (canon, z) in loaded {
@@ -372,6 +446,8 @@ impl Snapshot {
             rrl,
             cookies,
             certs,
+            xfr,
+            xfr_pending,
         })
     }
 

@@ -650,7 +650,7 @@ fn name_len(buf: &[u8], at: usize) -> usize {
 }
 
 /// Whether the (possibly compressed) name at `at` in `buf` equals `wire`, ignoring ASCII case.
-fn same_name(buf: &[u8], mut at: usize, wire: &[u8]) -> bool {
+pub(crate) fn same_name(buf: &[u8], mut at: usize, wire: &[u8]) -> bool {
     let mut w = 0;
     for _ in 0..128 {
         let Some(&len) = buf.get(at) else {

@@ -479,6 +479,24 @@ impl Gslb {
         }
     }
 
+    /// What a zone transfer carries for rule `rule`'s name (a secondary cannot run the GSLB):
+    /// the default line's CNAME, or every address of the default region's pool; with the rule's
+    /// TTL.
+    pub fn default_rrsets(&self, rule: usize) -> (u32, Vec<&RRset>) {
+        let r = &self.rules[rule];
+        let sets = match &r.kind {
+            RuleKind::Carrier(c) => vec![&c.lines[c.default].cname],
+            RuleKind::Location(l) => {
+                let p = &l.pools[l.default];
+                [&p.a.rrset, &p.aaaa.rrset]
+                    .into_iter()
+                    .filter(|s| !s.rdatas.is_empty())
+                    .collect()
+            }
+        };
+        (r.ttl, sets)
+    }
+
     /// The index of the rule answering `name` (presentation form, case-insensitive).
     pub fn rule_index(&self, name: &str) -> Option<usize> {
         let want = name.trim_end_matches('.');

@@ -274,6 +274,28 @@ impl WireRdata {
         })
     }
 
+    /// An SOA record with its serial replaced (a reload's serial policy, `xfr::SerialPolicy`).
+    /// None: not an SOA.
+    pub fn with_soa_serial(&self, serial: u32) -> Option<WireRdata> {
+        self.soa_serial_minimum()?;
+        // The SOA's fixed fields are the last 20 bytes, serial first (RFC 1035 3.3.13).
+        let mut data = self.data.to_vec();
+        let at = data.len() - 20;
+        data[at..at + 4].copy_from_slice(&serial.to_be_bytes());
+        Some(WireRdata { data: data.into() })
+    }
+
+    /// The RDATA in uncompressed wire form (names written whole, original case), as a transfer
+    /// or a journal carries it.
+    pub fn uncompressed(&self, out: &mut Vec<u8>) {
+        for p in self.parts() {
+            match p {
+                Part::Bytes(b) => out.extend_from_slice(b),
+                Part::Name { wire, .. } => out.extend_from_slice(wire),
+            }
+        }
+    }
+
     /// (serial, minimum) of an SOA record.
     pub fn soa_serial_minimum(&self) -> Option<(u32, u32)> {
         let parts: Vec<Part<'_>> = self.parts().collect();
