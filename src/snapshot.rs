@@ -221,7 +221,9 @@ impl Snapshot {
         let mut xfr_pending = Vec::new();
         for (canon, z) in &mut loaded {
             let Some(zc) = config.zones.iter().find(|zc| {
-                zc.name.trim_end_matches('.').eq_ignore_ascii_case(canon.trim_end_matches('.'))
+                zc.name
+                    .trim_end_matches('.')
+                    .eq_ignore_ascii_case(canon.trim_end_matches('.'))
             }) else {
                 xfr.push(crate::xfr::ZoneXfr::default());
                 continue;

@@ -39,8 +39,7 @@ impl Diff {
     /// Bytes the difference takes in the file (and about as much in memory).
     pub fn size(&self) -> u64 {
         let recs = |v: &[Rec]| v.iter().map(rec_size).sum::<usize>();
-        (4 + 8 + rec_size(&self.soa_from) + rec_size(&self.soa_to) + 8)
-            as u64
+        (4 + 8 + rec_size(&self.soa_from) + rec_size(&self.soa_to) + 8) as u64
             + (recs(&self.removed) + recs(&self.added)) as u64
     }
 }
@@ -98,7 +97,8 @@ impl Journal {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + self.diffs.iter().map(Diff::size).sum::<u64>() as usize);
+        let mut out =
+            Vec::with_capacity(64 + self.diffs.iter().map(Diff::size).sum::<u64>() as usize);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&self.serial.to_be_bytes());
         out.extend_from_slice(&self.fingerprint.to_be_bytes());
@@ -182,7 +182,9 @@ impl Journal {
         use std::io::Write;
         let tmp = path.with_extension(format!(
             "{}.tmp",
-            path.extension().and_then(|e| e.to_str()).unwrap_or("journal")
+            path.extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or("journal")
         ));
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&self.encode())?;

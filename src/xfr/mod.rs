@@ -278,7 +278,12 @@ fn rec_hash(key: &[u8], rtype: u16, ttl: u32, rdata: &[u8]) -> u128 {
 }
 
 /// The records that differ between two versions of a zone, SOA aside: (removed, added).
-pub fn difference(old: &Zone, old_gslb: &Gslb, new: &Zone, new_gslb: &Gslb) -> (Vec<Rec>, Vec<Rec>) {
+pub fn difference(
+    old: &Zone,
+    old_gslb: &Gslb,
+    new: &Zone,
+    new_gslb: &Gslb,
+) -> (Vec<Rec>, Vec<Rec>) {
     let mut removed = Vec::new();
     let mut added = Vec::new();
     for (old_t, new_t) in [(&old.nodes, &new.nodes), (&old.nsec3, &new.nsec3)] {
@@ -347,11 +352,10 @@ fn soa_sans_serial(r: &Rec) -> Vec<u8> {
 /// Sets the zone's serial (a policy's choice) in its SOA record.
 fn set_serial(zone: &mut Zone, serial: u32) {
     let key = zone.origin_key.clone();
-    let apex = zone.nodes.get_or_insert_with(&key, || unreachable!("a built zone has its apex"));
-    if let Some(soa) = apex
-        .rrsets
-        .iter_mut()
-        .find(|s| s.rtype == RecordType::SOA)
+    let apex = zone
+        .nodes
+        .get_or_insert_with(&key, || unreachable!("a built zone has its apex"));
+    if let Some(soa) = apex.rrsets.iter_mut().find(|s| s.rtype == RecordType::SOA)
         && let Some(r) = soa.rdatas.first().and_then(|r| r.with_soa_serial(serial))
     {
         soa.rdatas[0] = r;
@@ -642,9 +646,11 @@ pub fn answer_tcp(
             COUNTERS.out[3].fetch_add(1, Ordering::Relaxed);
             Plan::Records(VecDeque::from([soa_rec(zone)]))
         } else {
-            match x.journal.as_ref().and_then(|j| {
-                (j.serial == zone.serial).then(|| j.since(client)).flatten()
-            }) {
+            match x
+                .journal
+                .as_ref()
+                .and_then(|j| (j.serial == zone.serial).then(|| j.since(client)).flatten())
+            {
                 Some(diffs) => {
                     COUNTERS.out[1].fetch_add(1, Ordering::Relaxed);
                     let mut recs = VecDeque::new();
@@ -785,7 +791,9 @@ impl Outgoing {
             }
         }
         let out = m.finish();
-        COUNTERS.bytes.fetch_add(out.len() as u64, Ordering::Relaxed);
+        COUNTERS
+            .bytes
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
         Some(out)
     }
 }
@@ -806,7 +814,11 @@ fn fill_zone(m: &mut Message, zone: &Zone, gslb: &Gslb, c: &mut Cursor) -> bool 
                 c.stage = 1;
             }
             1 | 2 => {
-                let table: &NodeTable = if c.stage == 1 { &zone.nodes } else { &zone.nsec3 };
+                let table: &NodeTable = if c.stage == 1 {
+                    &zone.nodes
+                } else {
+                    &zone.nsec3
+                };
                 let Some(node) = table.iter().nth(c.node) else {
                     c.stage += 1;
                     c.node = 0;
@@ -876,7 +888,9 @@ impl Message {
     fn register(&mut self, name: &[u8], at: usize) {
         let mut off = 0;
         while off < name.len() && name[off] != 0 && at + off < 0x3fff {
-            self.names.entry(suffix_hash(&name[off..])).or_insert((at + off) as u16);
+            self.names
+                .entry(suffix_hash(&name[off..]))
+                .or_insert((at + off) as u16);
             off += 1 + name[off] as usize;
         }
     }

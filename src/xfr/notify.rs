@@ -32,9 +32,26 @@ pub fn after_swap(old: Option<&Snapshot>, new: &Arc<Snapshot>) {
             continue;
         }
         let message = notify_message(zone);
+        // From an address of a listener serving the zone, as secondaries' ACLs name the
+        // primary's address (BIND's notify-source); the system's choice when there is none.
+        let sources: Vec<std::net::IpAddr> = new
+            .listeners
+            .iter()
+            .zip(&new.views)
+            .filter(|(_, v)| {
+                v.find(&zone.origin_key)
+                    .is_some_and(|z| z.origin_key == zone.origin_key)
+            })
+            .flat_map(|(l, _)| l.addresses.iter().map(|a| a.ip()))
+            .filter(|ip| !ip.is_unspecified())
+            .collect();
         for t in &x.notify {
             let name = zone.origin.to_string();
-            tokio::spawn(send(name, t.clone(), message.clone(), zone.serial));
+            let from = sources
+                .iter()
+                .copied()
+                .find(|ip| ip.is_ipv4() == t.addr.is_ipv4());
+            tokio::spawn(send(name, t.clone(), from, message.clone(), zone.serial));
         }
     }
 }
@@ -55,12 +72,19 @@ fn notify_message(zone: &crate::zone::Zone) -> Vec<u8> {
     m
 }
 
-async fn send(zone: String, target: NotifyTarget, mut message: Vec<u8>, serial: u32) {
-    let local: SocketAddr = if target.addr.is_ipv4() {
-        "0.0.0.0:0".parse().expect("literal")
+async fn send(
+    zone: String,
+    target: NotifyTarget,
+    from: Option<std::net::IpAddr>,
+    mut message: Vec<u8>,
+    serial: u32,
+) {
+    let any: std::net::IpAddr = if target.addr.is_ipv4() {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
     } else {
-        "[::]:0".parse().expect("literal")
+        std::net::Ipv6Addr::UNSPECIFIED.into()
     };
+    let local = SocketAddr::new(from.unwrap_or(any), 0);
     let sock = match tokio::net::UdpSocket::bind(local).await {
         Ok(s) => s,
         Err(e) => {

@@ -65,6 +65,28 @@ pub async fn start_with_clock(
     let server = Server::bind_with_clock(source, clock)
         .await
         .expect("server starts");
+    run(server)
+}
+
+/// Starts the server from `source` with every port replaced by `port` (a test that restarts the
+/// server on the same addresses, or whose peers must know its port before it starts); retries
+/// the bind for 5 s while a previous server of the test lets go of the port.
+pub async fn start_at(mut source: Source, port: u16) -> TestServer {
+    source.port = Some(port);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match Server::bind(source.clone()).await {
+            Ok(server) => return run(server),
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("server does not start on port {port}: {e}"),
+        }
+    }
+}
+
+fn run(server: Server) -> TestServer {
     let addrs = server.addresses();
     let handle = server.handle();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

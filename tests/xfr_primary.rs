@@ -1,0 +1,536 @@
+//! gslbd as a zone's primary, with Knot (`knotd`) and NSD as its secondaries on loopback: they
+//! take the zone by AXFR, follow a change after the NOTIFY a reload sends by IXFR (their logs say
+//! which), keep following across a restart of gslbd (the journal on disk), and then hold exactly
+//! the records gslbd transfers (compared through AXFR from each of them), GSLB names as their
+//! default answer. Also: the transfer ACL, NOTAUTH for other zones, IXFR with no journal, the
+//! serial policy. Both daemons are installed by `.ci/run`.
+//!
+//! Addresses: 127.0.25.0/24, port 53xx, one triple per test (gslbd .1, Knot .2, NSD .3).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use gslbd::config::Source;
+
+const PORT: u16 = 5353;
+
+/// The zone, at `serial`, with `extra` records (and 200 more, so that a whole transfer is ten
+/// times the size of a small incremental one).
+fn zone_text(serial: u32, extra: &str) -> String {
+    let filler: String = (0..200)
+        .map(|i| format!("filler{i} A 127.1.0.{}\n", i % 250))
+        .collect();
+    format!(
+        "$ORIGIN example.com.\n$TTL 300\n\
+         @ SOA ns hostmaster {serial} 3600 900 604800 60\n\
+         @ NS ns\n@ NS ns2.other.net.\nns A 127.0.25.1\n\
+         www A 127.0.0.10\nwww A 127.0.0.11\nwww AAAA ::1\n\
+         mail 600 MX 10 mx.other.net.\ntxt TXT \"hello\" \"world\"\n\
+         *.wild A 127.0.0.12\nsub NS ns.sub\nns.sub A 127.0.0.13\n\
+         srv SRV 0 5 443 www\n{filler}{extra}"
+    )
+}
+
+/// gslbd's config: the zone transferable to 127.0.0.0/8 with NOTIFY to the two secondaries, a
+/// carrier rule and a location rule inside it (geo: the lab's files).
+fn write_config(dir: &Path, ip: &str, secondaries: &[String], extra_zone: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if !dir.join("geo").exists() {
+        std::os::unix::fs::symlink(root.join("geo"), dir.join("geo")).unwrap();
+    }
+    let notify: Vec<String> = secondaries.iter().map(|s| format!("\"{s}\"")).collect();
+    let text = format!(
+        r#"
+[[zone]]
+name = "example.com."
+file = "example.com.zone"
+transfer = ["127.0.0.0/8"]
+notify = [{notify}]
+{extra_zone}
+
+[[zone]]
+name = "other.test."
+file = "other.test.zone"
+
+[[listener]]
+name = "all"
+addresses = ["{ip}:{PORT}"]
+zones = ["*"]
+
+[geo]
+asn_db = "geo/lab.csv"
+city_db = "geo/lab.csv"
+overrides = ["geo/lab-overrides.csv"]
+asn_carriers = ["geo/asn-carriers.csv"]
+
+[geo.carrier.mobile]
+name = "China Mobile"
+org = ["china mobile"]
+
+[geo.carrier.telecom]
+name = "China Telecom"
+org = ["chinanet"]
+
+[geo.carrier.unicom]
+name = "China Unicom"
+org = ["china unicom"]
+
+[gslb.region.bj]
+location = [39.9042, 116.4074]
+
+[gslb.region.sh]
+location = [31.2304, 121.4737]
+
+[[gslb.carrier]]
+name = "vip.example.com."
+ttl = 20
+default = "bgp.example.com."
+lines = {{ mobile = "yd.example.com." }}
+
+[[gslb.location]]
+name = "bgp.example.com."
+ttl = 30
+default = "bj"
+pools.bj = ["127.0.0.41", "127.0.0.42", "::41"]
+pools.sh = ["127.0.0.51"]
+
+[[gslb.location]]
+name = "yd.example.com."
+default = "sh"
+pools.bj = ["127.0.0.61"]
+pools.sh = ["127.0.0.71"]
+"#,
+        notify = notify.join(", ")
+    );
+    std::fs::write(
+        dir.join("other.test.zone"),
+        "$ORIGIN other.test.\n@ 300 SOA ns h 1 3600 900 604800 60\n@ 300 NS ns\nns 300 A 127.0.0.1\n",
+    )
+    .unwrap();
+    let path = dir.join("gslbd.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A secondary daemon, killed on drop.
+struct Secondary {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Secondary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Secondary {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn knot(ip: &str, primary: SocketAddr) -> Secondary {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let conf = dir.path().join("knot.conf");
+    let log = dir.path().join("knot.log");
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n  rundir: \"{d}\"\n  listen: {ip}@{PORT}\n  udp-workers: 1\n  \
+             tcp-workers: 1\n  background-workers: 1\n\
+             log:\n  - target: \"{}\"\n    any: info\n\
+             control:\n  listen: \"{d}/knot.sock\"\n\
+             database:\n  storage: \"{d}\"\n\
+             remote:\n  - id: primary\n    address: {}@{}\n\
+             acl:\n  - id: from_primary\n    address: 127.0.0.0/8\n    action: notify\n  \
+             - id: out\n    address: 127.0.0.0/8\n    action: transfer\n\
+             template:\n  - id: default\n    storage: \"{d}\"\n\
+             zone:\n  - domain: example.com\n    file: \"{d}/example.com.zone\"\n    \
+             master: primary\n    acl: [from_primary, out]\n",
+            log.display(),
+            primary.ip(),
+            primary.port()
+        ),
+    )
+    .unwrap();
+    let child = common::tool("knotd")
+        .arg("-c")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Secondary {
+        child,
+        addr: format!("{ip}:{PORT}").parse().unwrap(),
+        log,
+        _dir: dir,
+    }
+}
+
+fn nsd(ip: &str, primary: SocketAddr) -> Secondary {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let conf = dir.path().join("nsd.conf");
+    let log = dir.path().join("nsd.log");
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n  ip-address: {ip}@{PORT}\n  username: \"\"\n  chroot: \"\"\n  \
+             zonesdir: \"{d}\"\n  pidfile: \"{d}/nsd.pid\"\n  database: \"\"\n  \
+             xfrdfile: \"{d}/xfrd.state\"\n  zonelistfile: \"{d}/zone.list\"\n  \
+             logfile: \"{}\"\n  verbosity: 3\n  server-count: 1\n\
+             remote-control:\n  control-enable: no\n\
+             zone:\n  name: example.com\n  zonefile: \"{d}/example.com.zone\"\n  \
+             request-xfr: {}@{} NOKEY\n  allow-notify: 127.0.0.0/8 NOKEY\n  \
+             provide-xfr: 127.0.0.0/8 NOKEY\n",
+            log.display(),
+            primary.ip(),
+            primary.port()
+        ),
+    )
+    .unwrap();
+    let child = common::tool("nsd")
+        .arg("-d")
+        .arg("-c")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Secondary {
+        child,
+        addr: format!("{ip}:{PORT}").parse().unwrap(),
+        log,
+        _dir: dir,
+    }
+}
+
+/// `kdig` output lines for a question (records only, TTLs kept), sorted.
+fn kdig(server: SocketAddr, args: &[&str]) -> Vec<String> {
+    let out = common::tool("kdig")
+        .arg(format!("@{}", server.ip()))
+        .arg("-p")
+        .arg(server.port().to_string())
+        .args(["+noall", "+answer", "+time=2", "+retry=1"])
+        .args(args)
+        .output()
+        .expect("kdig runs");
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with(';'))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn serial_at(server: SocketAddr) -> Option<u32> {
+    kdig(server, &["example.com", "SOA"])
+        .first()
+        .and_then(|l| l.split(' ').nth(6))
+        .and_then(|s| s.parse().ok())
+}
+
+/// Waits (up to 20 s) for `server` to serve `serial`.
+async fn wait_serial(server: SocketAddr, serial: u32, who: &str, log: &dyn Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if serial_at(server) == Some(serial) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!(
+        "{who} did not reach serial {serial} (has {:?}); its log:\n{}",
+        serial_at(server),
+        log()
+    );
+}
+
+/// The AXFR of example.com from `server`, sorted, the closing SOA dropped (records only).
+fn axfr(server: SocketAddr) -> Vec<String> {
+    let mut v = kdig(server, &["example.com", "AXFR"]);
+    // The SOA comes first and last in a transfer: keep one.
+    if let Some(i) = v.iter().position(|l| l.contains(" SOA ")) {
+        if v.iter().filter(|l| l.contains(" SOA ")).count() == 2 {
+            v.remove(i);
+        }
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn knot_and_nsd_follow_gslbd_by_axfr_then_ixfr_after_notify_across_a_restart() {
+    let (g, k, n) = ("127.0.25.1", "127.0.25.2", "127.0.25.3");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("example.com.zone"), zone_text(1, "")).unwrap();
+    let config = write_config(
+        dir.path(),
+        g,
+        &[format!("{k}:{PORT}"), format!("{n}:{PORT}")],
+        "",
+    );
+    let server = common::start_at(Source::file(&config), PORT).await;
+    let primary: SocketAddr = format!("{g}:{PORT}").parse().unwrap();
+    let (knot, nsd) = (knot(k, primary), nsd(n, primary));
+
+    // The initial transfer (both start by asking for the zone).
+    wait_serial(knot.addr, 1, "knot", &|| knot.log()).await;
+    wait_serial(nsd.addr, 1, "nsd", &|| nsd.log()).await;
+    let ours = axfr(primary);
+    assert!(ours.len() > 10, "gslbd's AXFR: {ours:#?}");
+    assert_eq!(axfr(knot.addr), ours, "knot holds what gslbd transferred");
+    assert_eq!(axfr(nsd.addr), ours, "nsd holds what gslbd transferred");
+    // GSLB names travel as their default answer: the default line's CNAME, the default region's
+    // whole pool, with the rule's TTL.
+    for s in [knot.addr, nsd.addr] {
+        assert_eq!(
+            kdig(s, &["vip.example.com", "CNAME"]),
+            ["vip.example.com. 20 IN CNAME bgp.example.com."]
+        );
+        assert_eq!(
+            kdig(s, &["bgp.example.com", "A"]),
+            [
+                "bgp.example.com. 30 IN A 127.0.0.41",
+                "bgp.example.com. 30 IN A 127.0.0.42"
+            ]
+        );
+        assert_eq!(
+            kdig(s, &["bgp.example.com", "AAAA"]),
+            ["bgp.example.com. 30 IN AAAA ::41"]
+        );
+    }
+    // Static names: the secondaries answer what gslbd answers.
+    for q in [
+        ["www.example.com", "A"],
+        ["mail.example.com", "MX"],
+        ["x.wild.example.com", "A"],
+        ["srv.example.com", "SRV"],
+    ] {
+        let want = kdig(primary, &q);
+        assert!(!want.is_empty(), "{q:?}");
+        assert_eq!(kdig(knot.addr, &q), want, "knot {q:?}");
+        assert_eq!(kdig(nsd.addr, &q), want, "nsd {q:?}");
+    }
+
+    // A change and a reload: NOTIFY brings them to serial 2 (their refresh is an hour away), by
+    // IXFR.
+    std::fs::write(
+        dir.path().join("example.com.zone"),
+        zone_text(2, "new A 127.0.0.20\n").replace("www A 127.0.0.11\n", ""),
+    )
+    .unwrap();
+    server.handle.reload().expect("reload");
+    wait_serial(knot.addr, 2, "knot", &|| knot.log()).await;
+    wait_serial(nsd.addr, 2, "nsd", &|| nsd.log()).await;
+    assert_eq!(axfr(knot.addr), axfr(primary));
+    assert_eq!(axfr(nsd.addr), axfr(primary));
+    assert!(
+        knot.log().contains("IXFR, incoming"),
+        "knot took the change by IXFR:\n{}",
+        knot.log()
+    );
+    // NSD does not name the kind of transfer in its log, but it gives the bytes it received: the
+    // change is a few hundred, the whole zone several thousand.
+    let bytes = |serial: u32| -> usize {
+        let log = nsd.log();
+        let tail = log
+            .split(&format!("received update to serial {serial} at "))
+            .nth(2)
+            .unwrap_or_else(|| panic!("nsd took serial {serial}:\n{log}"));
+        tail.split(" of ")
+            .nth(1)
+            .and_then(|t| t.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("bytes of serial {serial}:\n{log}"))
+    };
+    assert!(
+        bytes(1) > 4000 && bytes(2) < 1000,
+        "nsd took the change by IXFR: {} bytes for the zone, {} for the change",
+        bytes(1),
+        bytes(2)
+    );
+
+    // Restart gslbd: the journal on disk still answers IXFR from serial 1; then a change and a
+    // reload bring the secondaries from 2 to 3 by IXFR again.
+    drop(server);
+    let server = common::start_at(Source::file(&config), PORT).await;
+    let ixfr = kdig(primary, &["example.com", "IXFR=1"]);
+    assert!(
+        ixfr.iter()
+            .any(|l| l == "new.example.com. 300 IN A 127.0.0.20")
+            && ixfr
+                .iter()
+                .any(|l| l == "www.example.com. 300 IN A 127.0.0.11")
+            && ixfr.len() == 6,
+        "an incremental answer from serial 1 after the restart: {ixfr:#?}"
+    );
+    std::fs::write(
+        dir.path().join("example.com.zone"),
+        zone_text(3, "new A 127.0.0.20\nnewer A 127.0.0.21\n").replace("www A 127.0.0.11\n", ""),
+    )
+    .unwrap();
+    server.handle.reload().expect("reload");
+    wait_serial(knot.addr, 3, "knot", &|| knot.log()).await;
+    wait_serial(nsd.addr, 3, "nsd", &|| nsd.log()).await;
+    assert_eq!(axfr(knot.addr), axfr(primary));
+    assert_eq!(axfr(nsd.addr), axfr(primary));
+    let knot_log = knot.log();
+    assert!(
+        knot_log.matches("IXFR, incoming").count() >= 2 && !knot_log.contains("fallback to AXFR"),
+        "knot took serial 2 -> 3 by IXFR from the journal:\n{knot_log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfers_are_refused_outside_the_acl_and_notauth_outside_the_zones() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("example.com.zone"), zone_text(7, "")).unwrap();
+    // Only 127.0.25.99 may transfer: our kdig comes from 127.0.0.1.
+    let config = write_config(dir.path(), "127.0.25.4", &[], "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "transfer = [\"127.0.0.0/8\"]",
+        "transfer = [\"127.0.25.99\"]",
+    );
+    std::fs::write(&config, text).unwrap();
+    let server = common::start(Source::file(&config)).await;
+    let addr = server.addr("all", "tcp");
+    let status = |args: &[&str]| {
+        let out = common::tool("kdig")
+            .arg(format!("@{}", addr.ip()))
+            .arg("-p")
+            .arg(addr.port().to_string())
+            .args(["+time=2", "+retry=0"])
+            .args(args)
+            .output()
+            .unwrap();
+        // kdig reports a transfer's error RCODE on stderr.
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let refused = status(&["example.com", "AXFR"]);
+    assert!(refused.contains("REFUSED"), "{refused}");
+    let refused = status(&["example.com", "IXFR=1"]);
+    assert!(refused.contains("REFUSED"), "{refused}");
+    // A name inside the zone, or a zone this server does not have: not authoritative for it.
+    let notauth = status(&["www.example.com", "AXFR"]);
+    assert!(notauth.contains("NOTAUTH"), "{notauth}");
+    let notauth = status(&["example.org", "AXFR"]);
+    assert!(notauth.contains("NOTAUTH"), "{notauth}");
+    // A zone with no transfer setting at all is refused the same way.
+    let refused = status(&["other.test", "AXFR"]);
+    assert!(refused.contains("REFUSED"), "{refused}");
+    // The ordinary questions still work on the same connection type.
+    let ok = status(&["+tcp", "www.example.com", "A"]);
+    assert!(ok.contains("127.0.0.10"), "{ok}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_zone_with_the_same_serial_is_refused_or_renumbered_by_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("example.com.zone"), zone_text(10, "")).unwrap();
+    let config = write_config(dir.path(), "127.0.25.5", &[], "");
+    let server = common::start(Source::file(&config)).await;
+    let addr = server.addr("all", "tcp");
+    // Changed data, same serial: the reload fails and serial 10 keeps serving.
+    std::fs::write(
+        dir.path().join("example.com.zone"),
+        zone_text(10, "added A 127.0.0.30\n"),
+    )
+    .unwrap();
+    let err = server
+        .handle
+        .reload()
+        .expect_err("the serial did not increase");
+    assert!(
+        err.to_string()
+            .contains("serial did not increase (10 -> 10)"),
+        "{err}"
+    );
+    assert!(kdig(addr, &["added.example.com", "A"]).is_empty());
+    // serial = "increment": served as 11, and IXFR from 10 carries the record.
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "notify = []",
+        "notify = []\nserial = \"increment\"",
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    server.handle.reload().expect("renumbered");
+    assert_eq!(serial_at(addr), Some(11));
+    let ixfr = kdig(addr, &["example.com", "IXFR=10"]);
+    assert!(
+        ixfr.iter()
+            .any(|l| l == "added.example.com. 300 IN A 127.0.0.30"),
+        "{ixfr:#?}"
+    );
+    // A reload of the same file keeps 11 (not 10 from the file, not 12).
+    server.handle.reload().expect("same data");
+    assert_eq!(serial_at(addr), Some(11));
+    // A restart too: the journal remembers the serial it chose.
+    drop(server);
+    let server = common::start(Source::file(&config)).await;
+    assert_eq!(serial_at(server.addr("all", "tcp")), Some(11));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axfr_of_a_large_zone_spans_many_messages_and_matches_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut extra = String::new();
+    for i in 0..20_000 {
+        extra.push_str(&format!(
+            "host{i} A 10.{}.{}.{}\nhost{i} TXT \"record number {i}\"\n",
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255
+        ));
+    }
+    std::fs::write(dir.path().join("example.com.zone"), zone_text(1, &extra)).unwrap();
+    let config = write_config(dir.path(), "127.0.25.6", &[], "");
+    let server = common::start(Source::file(&config)).await;
+    let addr = server.addr("all", "tcp");
+    let out = common::tool("kdig")
+        .arg(format!("@{}", addr.ip()))
+        .arg("-p")
+        .arg(addr.port().to_string())
+        .args(["+time=5", "example.com", "AXFR"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let records = text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with(';'))
+        .count();
+    // 40,000 records + the zone's own + the GSLB defaults + two SOAs.
+    assert!(
+        records > 40_010,
+        "records: {records}\n{}",
+        &text[text.len().saturating_sub(500)..]
+    );
+    let messages: usize = text
+        .split("messages, ")
+        .next()
+        .and_then(|s| s.rsplit('(').next())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(
+        messages > 10,
+        "several 64 KB messages: {messages}\n{}",
+        &text[text.len() - 300..]
+    );
+    assert!(text.contains("host19999.example.com."), "the last host");
+}
