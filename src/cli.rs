@@ -426,7 +426,7 @@ fn geo_lookup(source: Source, ip: IpAddr) -> ExitCode {
 fn check(source: Source) -> ExitCode {
     match Snapshot::build(&source) {
         Ok(s) => {
-            for z in &s.zones {
+            for (i, z) in s.zones.iter().enumerate() {
                 println!(
                     "zone {} serial {}: {} records ({})",
                     z.origin,
@@ -434,6 +434,15 @@ fn check(source: Source) -> ExitCode {
                     z.records,
                     z.file.display()
                 );
+                if let Some(x) = s.xfr.get(i).filter(|x| x.transferable()) {
+                    // What a secondary will serve instead of each GSLB decision.
+                    for (name, default) in crate::xfr::dynamic_names(z, &s.gslb) {
+                        println!("  dynamic: {name} is transferred as {default}");
+                    }
+                    if let Some(j) = &x.journal_path {
+                        println!("  IXFR journal: {}", j.display());
+                    }
+                }
             }
             println!(
                 "{}: ok ({} zones, {} listeners)",

@@ -70,6 +70,9 @@ pub struct Config {
     /// DNS cookies (src/cookie.rs); answered by default.
     #[serde(default)]
     pub cookies: crate::cookie::CookieConfig,
+    /// A catalog zone (RFC 9432) of the zones served here, for secondaries to follow.
+    #[serde(default)]
+    pub catalog: Option<crate::xfr::catalog::CatalogConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -338,6 +338,11 @@ impl Worker {
         }
         let q = match query::parse(snap, packet, out)? {
             Parsed::Done(rcode) => {
+                let client = Client {
+                    addr: peer,
+                    transport: Transport::Udp,
+                };
+                let rcode = query::udp_ixfr(snap, self.listener, packet, &client, rcode, out);
                 metrics::count(Via::Udp, rcode, None);
                 return Some(rcode);
             }

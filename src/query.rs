@@ -96,7 +96,7 @@ pub fn respond_into<'s>(
 ) -> Option<Served<'s>> {
     match parse(snap, packet, out)? {
         Parsed::Done(rcode) => Some(Served {
-            rcode,
+            rcode: udp_ixfr(snap, listener, packet, client, rcode, out),
             region: None,
             cookie: crate::cookie::Outcome::NONE,
         }),
@@ -121,6 +121,29 @@ pub fn respond_into<'s>(
 pub enum Parsed<'p> {
     Query(wire::Query<'p>),
     Done(u16),
+}
+
+/// IXFR over UDP, which `parse` refuses like every transfer: answered instead by
+/// `xfr::answer_udp` (the SOA, or TC) when the zone's ACL lets the client in. Only a REFUSED
+/// reply is looked at again, so ordinary queries pay nothing. Returns the RCODE sent.
+pub fn udp_ixfr(
+    snap: &Snapshot,
+    listener: usize,
+    packet: &[u8],
+    client: &Client,
+    rcode: u16,
+    out: &mut Vec<u8>,
+) -> u16 {
+    if rcode != rcode::REFUSED || client.transport != Transport::Udp {
+        return rcode;
+    }
+    match crate::xfr::answer_udp(snap, listener, packet, client.addr) {
+        Some(r) => {
+            *out = r;
+            u16::from(out[3] & 0xf)
+        }
+        None => rcode,
+    }
 }
 
 /// Parses `packet`; errors (FORMERR, NOTIMP, BADVERS, REFUSED for what is never answered here)

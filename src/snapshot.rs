@@ -159,6 +159,61 @@ impl Snapshot {
             }
         }
 
+        // The catalog zone (RFC 9432) of the zones loaded, built from text like any zone.
+        let catalog_zc = config.catalog.as_ref().map(|c| c.as_zone());
+        let mut catalog_canon = None;
+        if let (Some(cat), Some(czc)) = (&config.catalog, &catalog_zc) {
+            let members: Vec<String> = match &cat.members {
+                Some(m) => m.clone(),
+                None => config
+                    .zones
+                    .iter()
+                    .filter(|zc| !zc.transfer.is_empty())
+                    .map(|zc| zc.name.clone())
+                    .collect(),
+            };
+            for m in &members {
+                let known = config.zones.iter().any(|zc| {
+                    zc.name
+                        .trim_end_matches('.')
+                        .eq_ignore_ascii_case(m.trim_end_matches('.'))
+                });
+                if !known {
+                    config_problems.push(format!(
+                        "catalog {}: member \"{m}\" is not a [[zone]] of this server",
+                        cat.name
+                    ));
+                }
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_secs() as u32);
+            let text = crate::xfr::catalog::zone_text(&cat.name, now, &members);
+            match Name::from_ascii(&cat.name) {
+                Ok(mut origin) => {
+                    origin.set_fqdn(true);
+                    let canon = origin.to_lowercase().to_string();
+                    if loaded.iter().any(|(c, _)| *c == canon) {
+                        config_problems.push(format!(
+                            "catalog {}: a [[zone]] has that name already",
+                            cat.name
+                        ));
+                    } else {
+                        match Zone::load(&origin, &czc.file, &crate::xfr::catalog::Text(text)) {
+                            Ok(z) => {
+                                catalog_canon = Some(canon.clone());
+                                loaded.push((canon, z));
+                            }
+                            Err(errs) => problems.extend(errs.iter().map(ToString::to_string)),
+                        }
+                    }
+                }
+                Err(e) => {
+                    config_problems.push(format!("catalog \"{}\": invalid name: {e}", cat.name))
+                }
+            }
+        }
+
         // Geo data, then the GSLB rules, each attached to the most specific zone holding its name.
         // When the geo data does not load, the rules are still compiled and attached against
         // the configured carriers alone, so their own problems come in the same round.
@@ -220,11 +275,17 @@ impl Snapshot {
         let mut xfr = Vec::with_capacity(loaded.len());
         let mut xfr_pending = Vec::new();
         for (canon, z) in &mut loaded {
-            let Some(zc) = config.zones.iter().find(|zc| {
-                zc.name
-                    .trim_end_matches('.')
-                    .eq_ignore_ascii_case(canon.trim_end_matches('.'))
-            }) else {
+            let catalog = catalog_canon.as_ref() == Some(&*canon);
+            let zc = if catalog {
+                catalog_zc.as_ref()
+            } else {
+                config.zones.iter().find(|zc| {
+                    zc.name
+                        .trim_end_matches('.')
+                        .eq_ignore_ascii_case(canon.trim_end_matches('.'))
+                })
+            };
+            let Some(zc) = zc else {
                 xfr.push(crate::xfr::ZoneXfr::default());
                 continue;
             };
@@ -235,6 +296,7 @@ impl Snapshot {
                     crate::xfr::ZoneXfr::default()
                 }
             };
+            x.synthesized = catalog;
             if x.transferable() {
                 let before = previous.and_then(|p| {
                     let i = p.zones.iter().position(|o| o.origin_key == z.origin_key)?;
@@ -291,6 +353,10 @@ impl Snapshot {
                 }
             }
             let mut set = ZoneSet::default();
+            // The catalog is on every DNS listener: secondaries ask the address they know.
+            if let Some(c) = catalog_canon.as_ref().and_then(|c| zones.get(c)) {
+                set.insert(c.clone());
+            }
             for zname in &l.zones {
                 if zname == "*" {
                     ordered.iter().for_each(|z| set.insert(z.clone()));

@@ -263,10 +263,10 @@ async fn wait_serial(server: SocketAddr, serial: u32, who: &str, log: &dyn Fn() 
 fn axfr(server: SocketAddr) -> Vec<String> {
     let mut v = kdig(server, &["example.com", "AXFR"]);
     // The SOA comes first and last in a transfer: keep one.
-    if let Some(i) = v.iter().position(|l| l.contains(" SOA ")) {
-        if v.iter().filter(|l| l.contains(" SOA ")).count() == 2 {
-            v.remove(i);
-        }
+    if let Some(i) = v.iter().position(|l| l.contains(" SOA "))
+        && v.iter().filter(|l| l.contains(" SOA ")).count() == 2
+    {
+        v.remove(i);
     }
     v
 }
@@ -548,4 +548,150 @@ async fn axfr_of_a_large_zone_spans_many_messages_and_matches_the_file() {
         &text[text.len() - 300..]
     );
     assert!(text.contains("host19999.example.com."), "the last host");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ixfr_over_udp_gives_the_soa_when_current_and_tc_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("example.com.zone"), zone_text(5, "")).unwrap();
+    let config = write_config(dir.path(), "127.0.25.7", &[], "");
+    let server = common::start(Source::file(&config)).await;
+    let addr = server.addr("all", "udp");
+    // An IXFR query carrying the client's SOA (RFC 1995 3), sent as one datagram.
+    let ixfr = |serial: u32| {
+        let mut p = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0];
+        p.extend_from_slice(b"\x07example\x03com\x00\x00\xfb\x00\x01");
+        p.extend_from_slice(&[0xc0, 12, 0, 6, 0, 1, 0, 0, 0, 0, 0, 22, 0, 0]);
+        p.extend_from_slice(&serial.to_be_bytes());
+        p.extend_from_slice(&[0; 16]);
+        p
+    };
+    let current = common::udp_raw(addr, &ixfr(5)).await.expect("an answer");
+    // QR AA, no TC, NOERROR, one answer: the SOA with serial 5.
+    assert_eq!(current[2] & 0x86, 0x84, "{current:?}");
+    assert_eq!(current[3] & 0xf, 0);
+    assert_eq!(&current[6..8], &[0, 1]);
+    let soa = gslbd_message(&current);
+    assert_eq!(soa.answers.len(), 1);
+    assert!(
+        soa.answers[0].to_string().contains(" 5 3600 900"),
+        "{soa:?}"
+    );
+    let behind = common::udp_raw(addr, &ixfr(4)).await.expect("an answer");
+    // TC set and nothing in it: ask again over TCP.
+    assert_eq!(behind[2] & 0x02, 0x02, "{behind:?}");
+    assert_eq!(&behind[6..8], &[0, 0]);
+}
+
+fn gslbd_message(b: &[u8]) -> hickory_proto::op::Message {
+    hickory_proto::op::Message::from_vec(b).expect("a DNS message")
+}
+
+/// A Knot secondary that interprets gslbd's catalog zone (RFC 9432) and takes every member zone
+/// from gslbd by the catalog's template.
+fn knot_catalog(ip: &str, primary: SocketAddr) -> Secondary {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let conf = dir.path().join("knot.conf");
+    let log = dir.path().join("knot.log");
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n  rundir: \"{d}\"\n  listen: {ip}@{PORT}\n  udp-workers: 1\n  \
+             tcp-workers: 1\n  background-workers: 1\n\
+             log:\n  - target: \"{}\"\n    any: info\n\
+             control:\n  listen: \"{d}/knot.sock\"\n\
+             database:\n  storage: \"{d}\"\n\
+             remote:\n  - id: primary\n    address: {}@{}\n\
+             acl:\n  - id: from_primary\n    address: 127.0.0.0/8\n    action: notify\n\
+             template:\n  - id: default\n    storage: \"{d}\"\n  \
+             - id: member\n    storage: \"{d}\"\n    master: primary\n    acl: from_primary\n\
+             zone:\n  - domain: catalog.invalid\n    file: \"{d}/catalog.zone\"\n    \
+             master: primary\n    acl: from_primary\n    catalog-role: interpret\n    \
+             catalog-template: member\n",
+            log.display(),
+            primary.ip(),
+            primary.port()
+        ),
+    )
+    .unwrap();
+    let child = common::tool("knotd")
+        .arg("-c")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Secondary {
+        child,
+        addr: format!("{ip}:{PORT}").parse().unwrap(),
+        log,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_knot_secondary_follows_the_catalog_as_zones_come_and_go() {
+    let (g, k) = ("127.0.25.8", "127.0.25.9");
+    let dir = tempfile::tempdir().unwrap();
+    let zone = |name: &str, serial: u32| {
+        format!(
+            "$ORIGIN {name}.\n$TTL 300\n@ SOA ns hostmaster {serial} 3600 900 604800 60\n\
+             @ NS ns\nns A 127.0.0.1\nwww A 127.0.0.80\n"
+        )
+    };
+    for n in ["example.net", "example.org"] {
+        std::fs::write(dir.path().join(format!("{n}.zone")), zone(n, 1)).unwrap();
+    }
+    let with_zones = |names: &[&str]| {
+        let mut t = String::new();
+        for n in names {
+            t.push_str(&format!(
+                "[[zone]]\nname = \"{n}\"\nfile = \"{n}.zone\"\ntransfer = [\"127.0.0.0/8\"]\nnotify = [\"{k}:{PORT}\"]\n\n"
+            ));
+        }
+        t.push_str(&format!(
+            "[[listener]]\nname = \"all\"\naddresses = [\"{g}:{PORT}\"]\nzones = [\"*\"]\n\n\
+             [catalog]\nname = \"catalog.invalid\"\ntransfer = [\"127.0.0.0/8\"]\nnotify = [\"{k}:{PORT}\"]\n"
+        ));
+        let path = dir.path().join("gslbd.toml");
+        std::fs::write(&path, t).unwrap();
+        path
+    };
+    let config = with_zones(&["example.net"]);
+    let server = common::start_at(Source::file(&config), PORT).await;
+    let primary: SocketAddr = format!("{g}:{PORT}").parse().unwrap();
+    let knot = knot_catalog(k, primary);
+    let www = |zone: &str| kdig(knot.addr, &[&format!("www.{zone}"), "A"]);
+    let wait = |zone: &'static str, present: bool| {
+        let knot = &knot;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if www(zone).is_empty() != present {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            panic!(
+                "knot: {zone} present = {}, wanted {present}:\n{}",
+                !present,
+                knot.log()
+            );
+        }
+    };
+    wait("example.net", true).await;
+    assert_eq!(www("example.net"), ["www.example.net. 300 IN A 127.0.0.80"]);
+    assert!(www("example.org").is_empty());
+    // A zone added to gslbd's config: a reload changes the catalog, NOTIFY tells Knot, Knot
+    // adds the zone and transfers it.
+    with_zones(&["example.net", "example.org"]);
+    server.handle.reload().expect("reload");
+    wait("example.org", true).await;
+    // Removed: Knot drops it.
+    with_zones(&["example.org"]);
+    server.handle.reload().expect("reload");
+    wait("example.net", false).await;
+    assert_eq!(www("example.org"), ["www.example.org. 300 IN A 127.0.0.80"]);
 }

@@ -11,6 +11,7 @@
 //! too), and journals are written by the server (`commit`) only once the snapshot holding them
 //! is the one serving.
 
+pub mod catalog;
 pub mod journal;
 pub mod notify;
 
@@ -76,6 +77,9 @@ pub struct ZoneXfr {
     pub journal_size: u64,
     /// None: the zone is not transferable (no ACL and no NOTIFY), so no journal is kept.
     pub journal: Option<Arc<Journal>>,
+    /// A zone gslbd writes itself (the catalog): its serial is the build time, kept while its
+    /// data stays the same.
+    pub synthesized: bool,
 }
 
 impl ZoneXfr {
@@ -152,6 +156,7 @@ pub fn compile(zc: &crate::config::ZoneConfig, base: &Path) -> Result<ZoneXfr, V
         journal_path,
         journal_size: zc.journal_size,
         journal: None,
+        synthesized: false,
     })
 }
 
@@ -234,6 +239,36 @@ fn rec(owner: &[u8], rtype: u16, ttl: u32, r: &WireRdata) -> Rec {
         ttl,
         rdata: rdata.into(),
     }
+}
+
+/// The GSLB names of a zone and what a transfer carries for each (for `gslbd check`).
+pub fn dynamic_names(zone: &Zone, gslb: &Gslb) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = zone
+        .nodes
+        .iter()
+        .filter_map(|n| {
+            let rule = n.rule? as usize;
+            let (ttl, sets) = gslb.default_rrsets(rule);
+            let what: Vec<String> = sets
+                .iter()
+                .flat_map(|s| {
+                    s.rdatas.iter().map(|r| {
+                        format!(
+                            "{} {}",
+                            s.rtype,
+                            crate::zone::rdata::presentation(s.rtype, r)
+                        )
+                    })
+                })
+                .collect();
+            Some((
+                crate::zone::name::display(&n.key),
+                format!("its default answer (TTL {ttl}): {}", what.join(", ")),
+            ))
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// The zone's SOA record as transferred.
@@ -431,7 +466,7 @@ pub fn reconcile(
                     zone.serial, x.policy
                 ));
                 set_serial(zone, s);
-            } else if !data_changed && newer(last, zone.serial) {
+            } else if !data_changed && (x.synthesized || newer(last, zone.serial)) {
                 // The policy bumped the serial earlier; the file still has the old one.
                 set_serial(zone, last);
             }
@@ -460,7 +495,7 @@ pub fn reconcile(
             let same = fp == j.fingerprint && soa_sans_serial(&soa) == soa_sans_serial(&j.soa);
             if same && zone.serial == j.serial {
                 (j, false)
-            } else if same && newer(j.serial, zone.serial) {
+            } else if same && (x.synthesized || newer(j.serial, zone.serial)) {
                 // Served with a serial the policy chose; the file has the data.
                 set_serial(zone, j.serial);
                 (j, false)
@@ -620,23 +655,11 @@ pub fn answer_tcp(
         );
         TcpAnswer::One(out)
     };
-    // RFC 5936 2.2.1 / Knot, NSD: not a zone of this listener -> NOTAUTH.
-    let Some(zone) = snap.view(listener).find(q.key()) else {
-        COUNTERS.out[5].fetch_add(1, Ordering::Relaxed);
-        return error(rcode::NOTAUTH);
+    let index = match locate(snap, listener, &q, peer) {
+        Ok(i) => i,
+        Err(rc) => return error(rc),
     };
-    if zone.origin_key[..] != *q.key() {
-        COUNTERS.out[5].fetch_add(1, Ordering::Relaxed);
-        return error(rcode::NOTAUTH);
-    }
-    let Some(index) = snap.zones.iter().position(|z| std::ptr::eq(&**z, zone)) else {
-        return error(rcode::SERVFAIL);
-    };
-    let x = &snap.xfr[index];
-    if !x.allows(peer.ip(), None) {
-        COUNTERS.out[4].fetch_add(1, Ordering::Relaxed);
-        return error(rcode::REFUSED);
-    }
+    let (zone, x) = (&snap.zones[index], &snap.xfr[index]);
     let plan = if q.qtype == IXFR {
         let Some(client) = ixfr_serial(packet) else {
             return error(rcode::FORMERR);
@@ -687,6 +710,88 @@ pub fn answer_tcp(
         plan,
         done: false,
     }))
+}
+
+/// The zone a transfer request is for (its index in `snap.zones`), or the RCODE refusing it:
+/// NOTAUTH when the listener has no zone of that name (RFC 5936 2.2.1, as Knot and NSD),
+/// REFUSED when the ACL does not let the client in.
+fn locate(
+    snap: &Snapshot,
+    listener: usize,
+    q: &wire::Query<'_>,
+    peer: SocketAddr,
+) -> Result<usize, u16> {
+    let zone = snap
+        .view(listener)
+        .find(q.key())
+        .filter(|z| z.origin_key[..] == *q.key());
+    let Some(zone) = zone else {
+        COUNTERS.out[5].fetch_add(1, Ordering::Relaxed);
+        return Err(rcode::NOTAUTH);
+    };
+    let index = snap
+        .zones
+        .iter()
+        .position(|z| std::ptr::eq(&**z, zone))
+        .ok_or(rcode::SERVFAIL)?;
+    if !snap.xfr[index].allows(peer.ip(), None) {
+        COUNTERS.out[4].fetch_add(1, Ordering::Relaxed);
+        return Err(rcode::REFUSED);
+    }
+    Ok(index)
+}
+
+/// IXFR over UDP (RFC 1995 2): the current SOA alone when the client is up to date, else an empty
+/// answer with TC set, so the client asks again over TCP. None: not an IXFR request.
+pub fn answer_udp(
+    snap: &Snapshot,
+    listener: usize,
+    packet: &[u8],
+    peer: SocketAddr,
+) -> Option<Vec<u8>> {
+    if !is_transfer(packet) {
+        return None;
+    }
+    let q = wire::parse_query(packet).ok()?;
+    if q.qtype != IXFR {
+        return None;
+    }
+    let payload = snap.limits.udp_payload;
+    let mut out = Vec::new();
+    let mut error = |rc: u16| {
+        wire::encode_error_into(
+            q.id,
+            q.flags,
+            rc,
+            Some(q.question),
+            q.edns.as_ref(),
+            payload,
+            false,
+            &mut out,
+        );
+    };
+    let index = match locate(snap, listener, &q, peer) {
+        Ok(i) => i,
+        Err(rc) => {
+            error(rc);
+            return Some(out);
+        }
+    };
+    let zone = &snap.zones[index];
+    let Some(client) = ixfr_serial(packet) else {
+        error(rcode::FORMERR);
+        return Some(out);
+    };
+    let mut m = Message::new(q.id, q.flags, q.question);
+    if newer(zone.serial, client) {
+        let mut b = m.finish();
+        b[2] |= 0x02; // TC
+        return Some(b);
+    }
+    COUNTERS.out[3].fetch_add(1, Ordering::Relaxed);
+    let soa = soa_rec(zone);
+    m.put(&soa.owner, SOA, soa.ttl, Rdata::Raw(&soa.rdata));
+    Some(m.finish())
 }
 
 /// Whether `packet` is a standard query with one question of type AXFR or IXFR.
