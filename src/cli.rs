@@ -94,6 +94,22 @@ pub enum Command {
         #[command(subcommand)]
         command: GeoCommand,
     },
+    /// Zone tools.
+    Zone {
+        #[command(subcommand)]
+        command: ZoneCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ZoneCommand {
+    /// Each zone's serial, records, transfer ACL, NOTIFY targets and IXFR journal (the serials
+    /// it reaches back to, its size), as the configuration and the journals on disk give them.
+    Status {
+        /// The configuration file (TOML); without it, the built-in lab world.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -150,6 +166,9 @@ pub fn main() -> ExitCode {
         port: None,
     }) {
         Command::Check { config } => check(source(config, None)),
+        Command::Zone {
+            command: ZoneCommand::Status { config },
+        } => zone_status(source(config, None)),
         Command::Serve { config, port } => serve(source(config, port)),
         Command::Explain {
             name,
@@ -460,6 +479,51 @@ fn check(source: Source) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn zone_status(source: Source) -> ExitCode {
+    let snap = match Snapshot::build(&source) {
+        Ok(s) => s,
+        Err(e) => {
+            for p in &e.problems {
+                eprintln!("{p}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    for (z, x) in snap.zones.iter().zip(&snap.xfr) {
+        println!("{} serial {} records {}", z.origin, z.serial, z.records);
+        if !x.transferable() {
+            println!("  transfer: none");
+            continue;
+        }
+        let acl: Vec<String> = x
+            .acl
+            .iter()
+            .map(|e| match (&e.net, &e.key) {
+                (Some(n), Some(k)) => format!("{n} key {k}"),
+                (Some(n), None) => n.to_string(),
+                (None, Some(k)) => format!("key {k}"),
+                (None, None) => "any".into(),
+            })
+            .collect();
+        println!("  transfer: {}", acl.join(", "));
+        let notify: Vec<String> = x.notify.iter().map(|t| t.addr.to_string()).collect();
+        println!("  notify: {}", notify.join(", "));
+        match (&x.journal_path, &x.journal) {
+            (Some(p), Some(j)) => {
+                let size = std::fs::metadata(p).map_or(0, |m| m.len());
+                let from = j.diffs.first().map_or(j.serial, |d| d.from);
+                println!(
+                    "  journal: {} ({size} bytes on disk, {} changes, IXFR from serial {from})",
+                    p.display(),
+                    j.diffs.len()
+                );
+            }
+            _ => println!("  journal: in memory only (no file)"),
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn serve(source: Source) -> ExitCode {

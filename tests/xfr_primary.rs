@@ -500,6 +500,20 @@ async fn a_changed_zone_with_the_same_serial_is_refused_or_renumbered_by_policy(
     drop(server);
     let server = common::start(Source::file(&config)).await;
     assert_eq!(serial_at(server.addr("all", "tcp")), Some(11));
+    // `gslbd zone status` reads the same journal.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gslbd"))
+        .args(["zone", "status", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("example.com. serial 11 ")
+            && text.contains("transfer: 127.0.0.0/8")
+            && text.contains("1 changes, IXFR from serial 10"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
