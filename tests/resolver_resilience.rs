@@ -289,9 +289,9 @@ async fn a_reply_delayed_past_the_rto_is_retried_with_backoff() {
         let m = w.ask(&format!("a{i}.far.com"), 1).await;
         assert_eq!(a_records(&m).len(), 1);
     }
-    // ...congested for a moment: its next two replies come 120 ms late. The third try, with
-    // its timeout doubled twice (50, 100, 200 ms), is answered.
-    w.leaf.burst(2, 120);
+    // ...congested for a moment: its next three replies come 120 ms late. The third try, with
+    // its timeout doubled twice (50, 100, 200 ms), waits long enough for it.
+    w.leaf.burst(3, 120);
     let before = w.leaf.queries();
     let m = w.ask("www.far.com", 1).await;
     assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
