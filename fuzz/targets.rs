@@ -181,6 +181,7 @@ pub fn resolver_reply(data: &[u8]) {
         Arc::new(gslbd::resolver::SystemClock::default()),
         Limits {
             max_entries: 64,
+            max_bytes: 1 << 20,
             min_ttl: 0,
             max_ttl: 86_400,
             negative_max_ttl: 3_600,

@@ -9,7 +9,15 @@
 //!   that is still alive.
 //! - Entries learned with an ECS scope (RFC 7871 7.3.1) are stored per scope network and only
 //!   given to clients inside it.
-//! - Bounded: over `max_entries`, expired entries go first, then those closest to expiry.
+//! - Bounded in entries (`cache_entries`) and in bytes (`cache_memory`, Unbound's
+//!   `rrset-cache-size` + `msg-cache-size`), bytes counted as held: the record structs, their heap
+//!   (names longer than hickory's inline buffer, RDATA), the key and the entry. Over either bound,
+//!   expired entries go first, then by use: first every entry not read lately (never read since
+//!   stored, as every name of a junk burst, or not read within the last 4 x `cache_entries`
+//!   reads and stores), least recently used first, then the entries read lately, least recently
+//!   used first. That is 2Q's idea (a probationary queue for one-hit wonders in front of LRU) on
+//!   one table. Expiry alone ignored use: one burst of long-TTL junk names evicted a whole
+//!   working set and kept it out for a day.
 //!
 //! No I/O; one mutex. The cache lives outside the config snapshot, so reloads keep it.
 
@@ -75,6 +83,8 @@ pub enum Rank {
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_entries: usize,
+    /// Bytes the entries may hold, as `Entry::bytes` counts them.
+    pub max_bytes: usize,
     pub min_ttl: u32,
     pub max_ttl: u32,
     pub negative_max_ttl: u32,
@@ -114,6 +124,12 @@ const NXDOMAIN_TYPE: u16 = 0;
 #[derive(Debug, Clone)]
 struct Entry {
     expires: Duration,
+    /// Read since stored.
+    read: bool,
+    /// `Inner::tick` at the last read (or the store).
+    used: u64,
+    /// What this entry holds, with its share of the key (see `held`).
+    bytes: usize,
     rank: Rank,
     /// None: valid for every client; Some: only for clients inside this network (ECS scope).
     scope: Option<IpNet>,
@@ -141,6 +157,10 @@ struct Inner {
     /// lookup borrows a stack buffer instead of allocating a key).
     map: HashMap<Box<[u8]>, Vec<Entry>>,
     entries: usize,
+    bytes: usize,
+    /// Counts reads and stores: the recency order.
+    tick: u64,
+    evicted: u64,
 }
 
 impl Cache {
@@ -151,6 +171,9 @@ impl Cache {
                 limits,
                 map: HashMap::new(),
                 entries: 0,
+                bytes: 0,
+                tick: 0,
+                evicted: 0,
             }),
         }
     }
@@ -177,6 +200,16 @@ impl Cache {
         self.len() == 0
     }
 
+    /// Bytes held by the entries (what `cache_memory` bounds).
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// Live entries removed to make room, since start.
+    pub fn evicted(&self) -> u64 {
+        self.lock().evicted
+    }
+
     /// Stores an RRset (all records share owner and type). TTL = the smallest record TTL, clamped.
     pub fn insert_rrset(&self, key: Key, records: Vec<Record>, rank: Rank, scope: Option<IpNet>) {
         let Some(first) = records.first() else {
@@ -192,8 +225,12 @@ impl Cache {
         if ttl == 0 {
             return;
         }
+        let bytes = held(&key, &records);
         let entry = Entry {
             expires: self.clock.now() + Duration::from_secs(ttl as u64),
+            read: false,
+            used: 0,
+            bytes,
             rank,
             scope,
             data: Data::Rrset(Rrset {
@@ -220,8 +257,12 @@ impl Cache {
             return;
         }
         let slot = rtype.map_or(NXDOMAIN_TYPE, u16::from);
+        let bytes = held(&key, soa.as_slice());
         let entry = Entry {
             expires: self.clock.now() + Duration::from_secs(ttl as u64),
+            read: false,
+            used: 0,
+            bytes,
             rank: Rank::Answer,
             scope,
             data: Data::Negative {
@@ -241,16 +282,17 @@ impl Cache {
         client: Option<IpAddr>,
     ) -> Option<Hit> {
         let now = self.clock.now();
-        let inner = self.lock();
+        let mut inner = self.lock();
+        let inner = &mut *inner;
         let mut buf = [0u8; 257];
         let n = key.len().min(255);
         buf[..n].copy_from_slice(&key[..n]);
         for slot in [u16::from(rtype), NXDOMAIN_TYPE] {
             buf[n..n + 2].copy_from_slice(&slot.to_be_bytes());
-            let Some(list) = inner.map.get(&buf[..n + 2]) else {
+            let Some(list) = inner.map.get_mut(&buf[..n + 2]) else {
                 continue;
             };
-            let Some(e) = list.iter().find(|e| {
+            let Some(e) = list.iter_mut().find(|e| {
                 e.expires > now
                     && e.rank >= min_rank
                     && match (e.scope, client) {
@@ -261,6 +303,9 @@ impl Cache {
             }) else {
                 continue;
             };
+            inner.tick += 1;
+            e.used = inner.tick;
+            e.read = true;
             let left = remaining(e.expires, now);
             return Some(match &e.data {
                 Data::Rrset(rr) => Hit::Rrset(
@@ -302,6 +347,7 @@ impl Cache {
         let mut inner = self.lock();
         inner.map.clear();
         inner.entries = 0;
+        inner.bytes = 0;
     }
 }
 
@@ -319,63 +365,125 @@ pub fn negative_ttl(soa: &Record) -> Option<u32> {
     }
 }
 
+/// What an entry holds in memory: per record the struct itself (hickory's `Record` carries its
+/// owner name and RDATA inline, a few hundred bytes whatever the type) plus the heap behind it
+/// (names past `Name`'s inline buffer, RDATA bytes), plus the key and the entry. Not exact, but
+/// it grows as the real allocation does: 4,000 A records cost ~1 MB held, not their 64 KB of
+/// wire form, and that is what the bound must see.
+fn held(key: &[u8], records: &[Record]) -> usize {
+    fn name_heap(n: &hickory_proto::rr::Name) -> usize {
+        // Label bytes and label ends live inline up to 32 and 24 bytes (tinyvec), beyond that
+        // on the heap.
+        let len = n.len();
+        if len > 32 {
+            len + n.num_labels() as usize
+        } else {
+            0
+        }
+    }
+    let per_record: usize = records
+        .iter()
+        .map(|r| {
+            let rdata = match &r.data {
+                RData::A(_) | RData::AAAA(_) => 0,
+                RData::NS(n) => name_heap(&n.0),
+                RData::CNAME(n) => name_heap(&n.0),
+                RData::PTR(n) => name_heap(&n.0),
+                RData::SOA(soa) => name_heap(&soa.mname) + name_heap(&soa.rname),
+                // Wire length as a stand-in for the heap of every other type.
+                other => {
+                    use hickory_proto::serialize::binary::BinEncodable;
+                    other.to_bytes().map_or(0, |b| b.len())
+                }
+            };
+            std::mem::size_of::<Record>() + name_heap(&r.name) + rdata
+        })
+        .sum();
+    // The key twice (map key and hash table slot), the entry and the list it sits in.
+    per_record + 2 * (key.len() + 2) + std::mem::size_of::<Entry>() + 64
+}
+
 impl Inner {
-    fn put(&mut self, (name, rtype): (Key, u16), entry: Entry, now: Duration) {
+    fn put(&mut self, (name, rtype): (Key, u16), mut entry: Entry, now: Duration) {
         let mut key = Vec::with_capacity(name.len() + 2);
         key.extend_from_slice(&name);
         key.extend_from_slice(&rtype.to_be_bytes());
+        self.tick += 1;
+        entry.used = self.tick;
         let list = self.map.entry(key.into_boxed_slice()).or_default();
-        let before = list.len();
+        let (before, before_bytes) = (list.len(), list.iter().map(|e| e.bytes).sum::<usize>());
         // Expired variants go; a live one with the same scope is replaced unless it outranks us.
         list.retain(|e| e.expires > now);
         if let Some(i) = list.iter().position(|e| e.scope == entry.scope) {
-            if list[i].rank > entry.rank {
-                self.entries = self.entries + list.len() - before;
-                return;
+            if list[i].rank <= entry.rank {
+                list[i] = entry;
             }
-            list[i] = entry;
         } else {
             list.push(entry);
         }
+        let after_bytes: usize = list.iter().map(|e| e.bytes).sum();
         self.entries = self.entries + list.len() - before;
-        if self.entries > self.limits.max_entries {
+        self.bytes = self.bytes + after_bytes - before_bytes;
+        if self.entries > self.limits.max_entries || self.bytes > self.limits.max_bytes {
             self.evict(now);
         }
     }
 
-    /// Brings the cache down to 90 % of its bound: expired entries first, then the ones that would
-    /// expire soonest. One pass over the map, amortised over the 10 % of inserts it frees room for.
+    /// Brings the cache down to 90 % of both bounds: expired entries first, then by use (not read
+    /// lately before read lately, least recently used first in each). One pass over the map,
+    /// amortised over the 10 % of inserts it frees room for.
     fn evict(&mut self, now: Duration) {
-        let target = self.limits.max_entries - self.limits.max_entries / 10;
+        let target_entries = self.limits.max_entries - self.limits.max_entries / 10;
+        let target_bytes = self.limits.max_bytes - self.limits.max_bytes / 10;
         self.map.retain(|_, list| {
             list.retain(|e| e.expires > now);
             !list.is_empty()
         });
-        self.entries = self.map.values().map(Vec::len).sum();
-        if self.entries <= target {
-            return;
+        self.recount();
+        if self.entries > target_entries || self.bytes > target_bytes {
+            // "Lately": within the last 4 x cache_entries reads and stores, long enough for a
+            // name asked a few times a minute to stay through any burst the bound allows.
+            let lately = self.tick.saturating_sub(4 * self.limits.max_entries as u64);
+            // (read lately, used, bytes) of every entry, least worth keeping first.
+            let mut order: Vec<(bool, u64, usize)> = self
+                .map
+                .values()
+                .flat_map(|l| {
+                    l.iter()
+                        .map(|e| (e.read && e.used > lately, e.used, e.bytes))
+                })
+                .collect();
+            order.sort_unstable();
+            // The key at and below which entries go (`used` ticks are unique).
+            let (mut entries, mut bytes) = (self.entries, self.bytes);
+            let mut cut = None;
+            for &(h, u, b) in &order {
+                if entries <= target_entries && bytes <= target_bytes {
+                    break;
+                }
+                entries -= 1;
+                bytes -= b;
+                cut = Some((h, u));
+            }
+            if let Some(cut) = cut {
+                let before = self.entries;
+                self.map.retain(|_, list| {
+                    list.retain(|e| (e.read && e.used > lately, e.used) > cut);
+                    !list.is_empty()
+                });
+                self.recount();
+                self.evicted += (before - self.entries) as u64;
+            }
         }
-        let mut expiries: Vec<Duration> = self
+    }
+
+    fn recount(&mut self) {
+        self.entries = self.map.values().map(Vec::len).sum();
+        self.bytes = self
             .map
             .values()
-            .flat_map(|l| l.iter().map(|e| e.expires))
-            .collect();
-        let cut = self.entries - target;
-        expiries.select_nth_unstable(cut - 1);
-        let threshold = expiries[cut - 1];
-        let mut to_remove = cut;
-        self.map.retain(|_, list| {
-            list.retain(|e| {
-                if to_remove > 0 && e.expires <= threshold {
-                    to_remove -= 1;
-                    false
-                } else {
-                    true
-                }
-            });
-            !list.is_empty()
-        });
-        self.entries = self.map.values().map(Vec::len).sum();
+            .flat_map(|l| l.iter().map(|e| e.bytes))
+            .sum();
     }
 }
 
@@ -389,6 +497,7 @@ mod tests {
     fn limits() -> Limits {
         Limits {
             max_entries: 100,
+            max_bytes: 1 << 30,
             min_ttl: 0,
             max_ttl: 86400,
             negative_max_ttl: 3600,
@@ -587,7 +696,7 @@ mod tests {
     }
 
     #[test]
-    fn bounded_with_eviction_of_soonest_expiring() {
+    fn bounded_never_read_entries_go_oldest_first() {
         let (_clock, cache) = setup();
         for i in 0..250u32 {
             let name = format!("n{i}.example.");
@@ -609,6 +718,72 @@ mod tests {
             cache
                 .rrset(&key("n0.example."), RecordType::A, Rank::Answer)
                 .is_none()
+        );
+    }
+
+    /// The junk burst of issue 14: a working set read all along survives thousands of long-TTL
+    /// names each stored once; eviction by expiry alone kept the junk (longer TTLs) instead.
+    #[test]
+    fn a_junk_burst_does_not_evict_the_working_set() {
+        let (_clock, cache) = setup();
+        let work: Vec<String> = (0..40).map(|i| format!("w{i}.example.")).collect();
+        for n in &work {
+            cache.insert_rrset(key(n), vec![a(n, 300, [192, 0, 2, 1])], Rank::Answer, None);
+        }
+        let mut missed = 0;
+        for j in 0..450u32 {
+            let n = format!("junk{j}.evil.");
+            cache.insert_rrset(
+                key(&n),
+                vec![a(&n, 86400, [192, 0, 2, 9])],
+                Rank::Answer,
+                None,
+            );
+            // Honest clients keep asking their names meanwhile, one per junk name.
+            let w = &work[j as usize % work.len()];
+            if cache.rrset(&key(w), RecordType::A, Rank::Answer).is_none() {
+                missed += 1;
+            }
+        }
+        assert_eq!(missed, 0, "working-set misses during the burst");
+        let kept = work
+            .iter()
+            .filter(|n| cache.rrset(&key(n), RecordType::A, Rank::Answer).is_some())
+            .count();
+        assert_eq!(kept, work.len(), "the whole working set is still cached");
+        assert!(cache.evicted() > 0 && cache.len() <= 100);
+    }
+
+    #[test]
+    fn bounded_in_bytes_as_held() {
+        let (_clock, cache) = setup();
+        cache.set_limits(Limits {
+            max_bytes: 4 << 20,
+            ..limits()
+        });
+        // 4,000 A records: 64 KB on the wire, ~1 MB as records in memory.
+        let big = |name: &str| -> Vec<Record> {
+            (0..4000u32)
+                .map(|i| a(name, 3600, [10, 0, (i >> 8) as u8, i as u8]))
+                .collect()
+        };
+        let one = super::held(&key("big0.example."), &big("big0.example."));
+        assert!(one > 4000 * 100, "{one} bytes counted for 4,000 records");
+        for i in 0..20 {
+            let n = format!("big{i}.example.");
+            cache.insert_rrset(key(&n), big(&n), Rank::Answer, None);
+            assert!(
+                cache.bytes() <= 4 << 20,
+                "{} bytes after {i}",
+                cache.bytes()
+            );
+        }
+        assert!(cache.len() >= 2, "the bound still leaves room for several");
+        let last = cache.rrset(&key("big19.example."), RecordType::A, Rank::Answer);
+        assert_eq!(
+            last.map(|r| r.len()),
+            Some(4000),
+            "the newest is kept whole"
         );
     }
 }

@@ -6,10 +6,12 @@
 //! upstream_port = 53          # or "listen": the port of our own DNS listeners (the lab)
 //! ecs_zones = ["cdn.com."]    # forward the client's /24 (/56) as ECS to servers of these zones
 //! cache_entries = 100000
+//! cache_memory = "64M"        # bytes the cache may hold (a number, or with k/M/G suffix)
 //! min_ttl = 0
 //! max_ttl = 86400
 //! negative_max_ttl = 3600     # RFC 2308 5 cap
-//! timeout_ms = 1500           # longest wait for one upstream reply
+//! timeout_ms = 1500           # longest wait for one upstream reply (and a TCP retry's budget)
+//! walk_timeout_ms = 8000      # longest a client query may walk before SERVFAIL
 //! upstream_budget = 64        # upstream queries one client query may cause
 //!
 //! [[resolver.listener]]
@@ -44,6 +46,8 @@ pub struct ResolverConfig {
     pub ecs_zones: Vec<String>,
     #[serde(default = "d_cache_entries")]
     pub cache_entries: usize,
+    #[serde(default = "d_cache_memory")]
+    pub cache_memory: Bytes,
     #[serde(default)]
     pub min_ttl: u32,
     #[serde(default = "d_max_ttl")]
@@ -52,6 +56,8 @@ pub struct ResolverConfig {
     pub negative_max_ttl: u32,
     #[serde(default = "d_timeout_ms")]
     pub timeout_ms: u64,
+    #[serde(default = "d_walk_timeout_ms")]
+    pub walk_timeout_ms: u64,
     #[serde(default = "d_budget")]
     pub upstream_budget: u32,
     #[serde(default, rename = "listener")]
@@ -60,6 +66,9 @@ pub struct ResolverConfig {
 
 fn d_cache_entries() -> usize {
     100_000
+}
+fn d_cache_memory() -> Bytes {
+    Bytes::Count(64 << 20)
 }
 fn d_max_ttl() -> u32 {
     86_400 // Unbound's cache-max-ttl
@@ -70,8 +79,43 @@ fn d_negative_max_ttl() -> u32 {
 fn d_timeout_ms() -> u64 {
     1_500
 }
+fn d_walk_timeout_ms() -> u64 {
+    8_000
+}
 fn d_budget() -> u32 {
     64
+}
+
+/// A size: a number of bytes, or text with a k, M or G suffix (powers of 1024, as Unbound's
+/// `rrset-cache-size: 64m`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Bytes {
+    Count(u64),
+    Text(String),
+}
+
+impl Bytes {
+    pub fn get(&self) -> Result<u64, String> {
+        match self {
+            Bytes::Count(n) => Ok(*n),
+            Bytes::Text(t) => {
+                let t = t.trim();
+                let (digits, shift) = match t.chars().last().map(|c| c.to_ascii_lowercase()) {
+                    Some('k') => (&t[..t.len() - 1], 10),
+                    Some('m') => (&t[..t.len() - 1], 20),
+                    Some('g') => (&t[..t.len() - 1], 30),
+                    _ => (t, 0),
+                };
+                digits
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .and_then(|n| n.checked_mul(1 << shift))
+                    .ok_or_else(|| format!("\"{t}\" is not a size (a number, or like 64M)"))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -115,6 +159,7 @@ pub struct ResolverSettings {
     pub ecs_zones: Vec<Key>,
     pub cache: cache::Limits,
     pub timeout: Duration,
+    pub walk_timeout: Duration,
     pub budget: u32,
     pub cname_chain: usize,
     pub listeners: Vec<ResolverListener>,
@@ -199,6 +244,19 @@ impl ResolverSettings {
         if c.cache_entries < 10 {
             problems.push("resolver cache_entries must be at least 10".into());
         }
+        let max_bytes = match c.cache_memory.get() {
+            Ok(n) if n >= 64 << 10 => n.min(usize::MAX as u64) as usize,
+            Ok(n) => {
+                problems.push(format!(
+                    "resolver cache_memory {n} is below 64k: too small to hold a big RRset"
+                ));
+                0
+            }
+            Err(e) => {
+                problems.push(format!("resolver cache_memory {e}"));
+                0
+            }
+        };
         if c.min_ttl > c.max_ttl {
             problems.push(format!(
                 "resolver min_ttl {} is above max_ttl {}",
@@ -209,6 +267,12 @@ impl ResolverSettings {
             problems.push(format!(
                 "resolver timeout_ms {} is outside 10..=60000",
                 c.timeout_ms
+            ));
+        }
+        if !(100..=120_000).contains(&c.walk_timeout_ms) {
+            problems.push(format!(
+                "resolver walk_timeout_ms {} is outside 100..=120000",
+                c.walk_timeout_ms
             ));
         }
         if c.upstream_budget == 0 {
@@ -263,11 +327,13 @@ impl ResolverSettings {
             ecs_zones,
             cache: cache::Limits {
                 max_entries: c.cache_entries,
+                max_bytes,
                 min_ttl: c.min_ttl,
                 max_ttl: c.max_ttl,
                 negative_max_ttl: c.negative_max_ttl,
             },
             timeout: Duration::from_millis(c.timeout_ms),
+            walk_timeout: Duration::from_millis(c.walk_timeout_ms),
             budget: c.upstream_budget,
             cname_chain,
             listeners,

@@ -78,7 +78,7 @@ impl Resolvers {
         }
         let i = Arc::new(Instance {
             cache: cache::Cache::new(self.clock.clone(), settings.cache),
-            infra: walk::Infra::default(),
+            infra: walk::Infra::new(self.clock.clone()),
             inflight: Mutex::new(HashMap::new()),
             stats: Stats::default(),
         });
@@ -98,7 +98,7 @@ impl Resolvers {
         use std::fmt::Write as _;
         let instances = self.instances();
         let mut s = String::new();
-        let series: [Series; 5] = [
+        let series: [Series; 8] = [
             (
                 "gslbd_resolver_cache_answers_total",
                 "counter",
@@ -128,6 +128,24 @@ impl Resolvers {
                 "gauge",
                 "Entries (RRsets and negative answers) in the resolver's cache.",
                 |i| i.cache.len() as u64,
+            ),
+            (
+                "gslbd_resolver_cache_bytes",
+                "gauge",
+                "Bytes the resolver's cache holds (bounded by cache_memory).",
+                |i| i.cache.bytes() as u64,
+            ),
+            (
+                "gslbd_resolver_cache_evictions_total",
+                "counter",
+                "Live cache entries removed to keep within cache_entries and cache_memory.",
+                |i| i.cache.evicted(),
+            ),
+            (
+                "gslbd_resolver_servers_down",
+                "gauge",
+                "Authoritative server addresses skipped as down (timed out three times in a row).",
+                |i| i.infra.snapshot().iter().filter(|s| s.3).count() as u64,
             ),
         ];
         for (name, kind, help, value) in series {
@@ -260,7 +278,7 @@ pub async fn resolve(
             key: key.clone(),
         };
         let mut walk = Walk::new(env, client, false);
-        let res = walk.resolve(name, qtype, false).await;
+        let res = walk.bounded(name, qtype).await;
         let _ = tx.send(Some(Arc::new(res.clone())));
         return res;
     }
@@ -274,7 +292,7 @@ pub async fn resolve_traced(
     client: Option<IpAddr>,
 ) -> (Resolution, Vec<trace::Step>) {
     let mut walk = Walk::new(env, client, true);
-    let res = walk.resolve(name, qtype, false).await;
+    let res = walk.bounded(name, qtype).await;
     (res, walk.trace.take().unwrap_or_default())
 }
 

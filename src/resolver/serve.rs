@@ -228,6 +228,7 @@ mod tests {
         };
         let limits = super::super::cache::Limits {
             max_entries: 10,
+            max_bytes: 1 << 20,
             min_ttl: 0,
             max_ttl: 86400,
             negative_max_ttl: 3600,

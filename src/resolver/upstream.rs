@@ -56,7 +56,12 @@ pub struct Ask<'a> {
     pub source: Option<IpAddr>,
     /// ECS to send: (subnet address already cut to `prefix` bits, prefix).
     pub ecs: Option<(IpAddr, u8)>,
+    /// How long to wait for the UDP reply (the server's retransmission timeout).
     pub timeout: Duration,
+    /// The TCP retry's own budget, connect to whole reply: a truncated reply says the server is
+    /// alive, and TCP needs at least one more round trip (two with the handshake, RFC 7766 5), so
+    /// what is left of the UDP timeout is not enough for any server farther than a few ms.
+    pub tcp_timeout: Duration,
 }
 
 pub async fn exchange(ask: &Ask<'_>) -> Result<Reply, UpstreamError> {
@@ -65,11 +70,7 @@ pub async fn exchange(ask: &Ask<'_>) -> Result<Reply, UpstreamError> {
     let query = encode_query(id, ask);
     let reply = udp(ask, id, &query).await?;
     if reply.metadata.truncation {
-        let remaining = ask
-            .timeout
-            .saturating_sub(start.elapsed())
-            .max(ask.timeout / 2);
-        let message = tcp(ask, id, &query, remaining).await?;
+        let message = tcp(ask, id, &query, ask.tcp_timeout).await?;
         return Ok(Reply {
             message,
             proto: Proto::Tcp,

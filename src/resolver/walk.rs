@@ -7,13 +7,15 @@
 //!   glue only for names inside the referring zone (RFC 2181 5.4.1, the "bailiwick rule");
 //! - a referral must lead strictly down (an upward or sideways referral is a lame server);
 //! - servers without glue are resolved first (glueless delegations), at a bounded depth;
-//! - SERVFAIL, REFUSED, timeouts and lame replies move on to the next server; timed-out servers get
-//!   a second chance after the others (RFC 1035 7.2);
+//! - SERVFAIL, REFUSED, timeouts and lame replies move on to the next server; a timed-out server
+//!   is asked again after the others with its timeout doubled (RFC 6298 5.5), three times in all,
+//!   and then counts as down: skipped by every walk for a minute, then probed by one (`Infra`);
+//!   a zone whose servers are all down fails at once (RFC 1035 7.2);
 //! - every client query has a budget of upstream queries shared by all its sub-walks (against
 //!   loops and NXNSAttack-style amplification, CVE-2020-12662);
 //! - CNAME loops and over-long chains end in SERVFAIL.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -32,7 +34,20 @@ use crate::wire::rcode;
 use crate::zone::name::{Key, is_at_or_below, key_of};
 
 /// Glueless server names resolved inside glueless server names...: deeper is a misconfiguration.
-const MAX_DEPTH: u8 = 4;
+const MAX_DEPTH: u8 = GLUELESS_PER_DELEGATION.len() as u8 - 1;
+/// Glueless server names looked up per delegation, by how deep the walk already is in such
+/// lookups (Unbound's target-fetch-policy "3 2 1 0 0"). A referral naming many servers without
+/// addresses otherwise turns one client query into a lookup per name, all sent to whoever serves
+/// those names (NXNSAttack, CVE-2020-12662; RFC 9520 on bounding the work failures cause).
+const GLUELESS_PER_DELEGATION: [usize; 5] = [3, 2, 1, 0, 0];
+
+fn glueless_cap(depth: u8) -> usize {
+    GLUELESS_PER_DELEGATION
+        .get(depth as usize)
+        .copied()
+        .unwrap_or(0)
+}
+
 /// CNAME records followed inside one reply.
 const MAX_CHAIN_IN_REPLY: usize = 16;
 
@@ -171,6 +186,30 @@ impl<'a> Walk<'a> {
         }
     }
 
+    /// A walk for a client (`resolve` with the network allowed) that gives up after
+    /// `walk_timeout`: a walk through slow or dead servers must not hold a walk slot, and the
+    /// client, far longer than the client waits (stub resolvers retry after 1-5 s; Unbound
+    /// bounds a query's total work the same way).
+    pub async fn bounded(&mut self, name: &Name, qtype: RecordType) -> Resolution {
+        let limit = self.env.settings.walk_timeout;
+        match tokio::time::timeout(limit, self.resolve(name, qtype, false)).await {
+            Ok(r) => r,
+            Err(_) => {
+                let reason = format!("walk took longer than {} ms", limit.as_millis());
+                self.step(|| Step::Fail {
+                    reason: reason.clone(),
+                });
+                Resolution {
+                    rcode: rcode::SERVFAIL,
+                    answer: Vec::new(),
+                    authority: Vec::new(),
+                    reason: Some(reason),
+                    upstream_queries: self.spent,
+                }
+            }
+        }
+    }
+
     /// (rcode, answer, authority), or why it failed.
     #[allow(clippy::type_complexity)]
     fn resolve_name(
@@ -243,20 +282,21 @@ impl<'a> Walk<'a> {
                 } else if cache_only {
                     return Err("not in the cache (recursion not desired)".into());
                 } else {
-                    match self.iterate(&current, qtype, depth).await? {
-                        Got::Answer { records, next } => {
-                            answer.extend(records);
-                            match next {
-                                None => return Ok((rcode::NOERROR, answer, Vec::new())),
-                                Some(n) => n,
-                            }
-                        }
-                        Got::NxDomain { chain, soa } => {
-                            answer.extend(chain);
+                    let got = self.iterate(&current, qtype, depth).await?;
+                    let (Got::Answer { records: c, .. }
+                    | Got::NxDomain { chain: c, .. }
+                    | Got::NoData { chain: c, .. }) = &got;
+                    answer.extend(c.iter().cloned());
+                    self.chain_within_limit(&answer)?;
+                    match got {
+                        Got::Answer { next, .. } => match next {
+                            None => return Ok((rcode::NOERROR, answer, Vec::new())),
+                            Some(n) => n,
+                        },
+                        Got::NxDomain { soa, .. } => {
                             return Ok((rcode::NXDOMAIN, answer, soa.into_iter().collect()));
                         }
-                        Got::NoData { chain, soa } => {
-                            answer.extend(chain);
+                        Got::NoData { soa, .. } => {
                             return Ok((rcode::NOERROR, answer, soa.into_iter().collect()));
                         }
                     }
@@ -265,12 +305,7 @@ impl<'a> Walk<'a> {
                 if seen.contains(&next_key) {
                     return Err(format!("CNAME loop: {next} comes back"));
                 }
-                if seen.len() > self.env.settings.cname_chain {
-                    return Err(format!(
-                        "CNAME chain longer than {} hops",
-                        self.env.settings.cname_chain
-                    ));
-                }
+                self.chain_within_limit(&answer)?;
                 seen.push(next_key);
                 let from = current.to_string();
                 self.step(|| Step::Follow {
@@ -280,6 +315,23 @@ impl<'a> Walk<'a> {
                 current = next;
             }
         })
+    }
+
+    /// `[limits] cname_chain`, counted as CNAME records in the answer so far: a chain that came
+    /// in one reply counts the same as one followed reply by reply or read from the cache (it
+    /// was answered NOERROR once, then SERVFAIL from the cache).
+    fn chain_within_limit(&self, answer: &[Record]) -> Result<(), String> {
+        let hops = answer
+            .iter()
+            .filter(|r| r.record_type() == RecordType::CNAME)
+            .count();
+        if hops > self.env.settings.cname_chain {
+            return Err(format!(
+                "CNAME chain longer than {} hops",
+                self.env.settings.cname_chain
+            ));
+        }
+        Ok(())
     }
 
     /// A cached DNAME above `name` that substitutes it to `target`.
@@ -439,16 +491,24 @@ impl<'a> Walk<'a> {
             let zone_key = key_of(&zone);
             let mut tried: HashSet<IpAddr> = HashSet::new();
             let mut looked_up: HashSet<Key> = HashSet::new();
-            let mut timed_out: Vec<IpAddr> = Vec::new();
-            let mut second_pass = false;
+            // Servers that timed out in this zone, with how many times: each is asked again (its
+            // RTO doubled) after the others, up to DOWN_AFTER times in all (RFC 1035 7.2).
+            let mut timed_out: Vec<(IpAddr, u32)> = Vec::new();
+            // Addresses known down, checked once per zone visit (checking claims the probe).
+            let mut down: HashMap<IpAddr, bool> = HashMap::new();
             loop {
                 // Untried addresses of this zone's servers, fastest first.
                 let mut candidates: Vec<(IpAddr, Name)> = Vec::new();
                 for s in &servers {
                     for ip in self.addresses(s) {
-                        if !tried.contains(&ip) && !candidates.iter().any(|(c, _)| *c == ip) {
-                            candidates.push((ip, s.clone()));
+                        if tried.contains(&ip) || candidates.iter().any(|(c, _)| *c == ip) {
+                            continue;
                         }
+                        let infra = &self.env.instance.infra;
+                        if *down.entry(ip).or_insert_with(|| infra.is_down(ip)) {
+                            continue;
+                        }
+                        candidates.push((ip, s.clone()));
                     }
                 }
                 self.env.instance.infra.order(&mut candidates);
@@ -464,7 +524,7 @@ impl<'a> Walk<'a> {
                         .cloned();
                     if let Some(s) = glueless {
                         looked_up.insert(key_of(&s));
-                        if depth >= MAX_DEPTH {
+                        if depth >= MAX_DEPTH || looked_up.len() > glueless_cap(depth) {
                             continue;
                         }
                         let (z, sn) = (zone.to_string(), s.to_string());
@@ -482,12 +542,24 @@ impl<'a> Walk<'a> {
                         }
                         continue;
                     }
-                    if !second_pass && !timed_out.is_empty() {
-                        second_pass = true;
-                        for t in timed_out.drain(..) {
-                            tried.remove(&t);
+                    let again: Vec<IpAddr> = timed_out
+                        .iter()
+                        .filter(|(ip, n)| {
+                            // A probe that timed out marked its server down again: one try.
+                            *n < DOWN_AFTER && !self.env.instance.infra.marked_down(*ip)
+                        })
+                        .map(|(ip, _)| *ip)
+                        .collect();
+                    if !again.is_empty() {
+                        for ip in again {
+                            tried.remove(&ip);
                         }
                         continue;
+                    }
+                    if !down.is_empty() && down.values().all(|d| *d) {
+                        // Fail fast: nothing was asked, every server is known down (a probe
+                        // will find out when one is back).
+                        return Err(format!("every server of {zone} is down"));
                     }
                     return Err(format!("no server for {zone} gave a usable answer"));
                 };
@@ -512,13 +584,17 @@ impl<'a> Walk<'a> {
                         .instance
                         .infra
                         .timeout(ip, self.env.settings.timeout),
+                    tcp_timeout: self.env.settings.timeout,
                 };
                 let reply = match upstream::exchange(&ask).await {
                     Ok(r) => r,
                     Err(e) => {
                         if matches!(e, UpstreamError::Timeout) {
                             self.env.instance.infra.timed_out(ip, ask.timeout);
-                            timed_out.push(ip);
+                            match timed_out.iter_mut().find(|(t, _)| *t == ip) {
+                                Some((_, n)) => *n += 1,
+                                None => timed_out.push((ip, 1)),
+                            }
                         } else {
                             self.env.instance.infra.failed(ip);
                         }
@@ -966,56 +1042,164 @@ fn classify(m: &Message, zone: &Name, name: &Name, qtype: RecordType) -> Class {
     Class::Lame("neither an answer nor a referral".into())
 }
 
-/// Smoothed round-trip times per server address (RFC 6298's estimator, as Unbound keeps its
-/// infra cache): the fastest known server is asked first; unknown servers are tried early so each
-/// gets measured; a timeout counts as a slow sample.
-#[derive(Debug, Default)]
+/// What the resolver knows of each server address (Unbound's infra cache): smoothed round-trip
+/// times (RFC 6298's estimator) so the fastest known server is asked first and each gets a
+/// retransmission timeout that fits it, and servers that stopped answering, skipped until a
+/// probe (RFC 1035 7.2: "keep track of ... which servers are down").
+#[derive(Debug)]
 pub struct Infra {
-    rtt: std::sync::Mutex<std::collections::HashMap<IpAddr, (f64, f64)>>,
+    clock: std::sync::Arc<dyn super::Clock>,
+    hosts: std::sync::Mutex<std::collections::HashMap<IpAddr, Host>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Host {
+    /// Smoothed RTT and its variation, in ms (RFC 6298 2).
+    srtt: f64,
+    rttvar: f64,
+    /// Timeouts in a row, reset by any reply.
+    timeouts: u32,
+    /// Skipped until then (clock time); a walk that finds it past asks it once (the probe) and
+    /// pushes it on, so only one walk at a time probes a dead server.
+    down_until: Option<Duration>,
+}
+
+/// RFC 6298 2.4 says 1 s; resolvers use less because DNS servers answer in one round trip and a
+/// lost datagram is better retried soon (Unbound's floor is 50 ms, with exponential backoff).
+const RTO_FLOOR_MS: f64 = 50.0;
+/// The first timeout of a server never measured (see `Infra::timeout`).
+const UNKNOWN_RTO_MS: f64 = 376.0;
+/// Timeouts in a row after which a server counts as down (and attempts per server per zone in
+/// one walk: 50, 100, 200 ms for a server 1 ms away, so a reply delayed by 100 ms still lands).
+const DOWN_AFTER: u32 = 3;
+/// How long a down server is skipped before one query probes it again (Unbound keeps such hosts
+/// for infra-host-ttl, 900 s, but probes them sooner; a minute keeps a repaired server's outage
+/// short).
+pub const DOWN_FOR: Duration = Duration::from_secs(60);
+
+impl Host {
+    fn backoff(&self) -> f64 {
+        f64::from(1u32 << self.timeouts.min(16))
+    }
+    fn rto(&self) -> f64 {
+        (self.srtt + 4.0 * self.rttvar).max(RTO_FLOOR_MS) * self.backoff()
+    }
+    /// Servers are asked in this order, smallest first: the SRTT, or after timeouts the RTO they
+    /// earned (a server that just timed out goes behind every one that answers).
+    fn rank(&self) -> f64 {
+        if self.timeouts == 0 {
+            self.srtt
+        } else {
+            self.rto()
+        }
+    }
+}
+
+impl Default for Infra {
+    fn default() -> Self {
+        Infra::new(std::sync::Arc::new(super::SystemClock::default()))
+    }
 }
 
 impl Infra {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<IpAddr, (f64, f64)>> {
-        self.rtt.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn new(clock: std::sync::Arc<dyn super::Clock>) -> Infra {
+        Infra {
+            clock,
+            hosts: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<IpAddr, Host>> {
+        self.hosts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A reply came after `sample`: the server is up.
     pub fn rtt(&self, ip: IpAddr, sample: Duration) {
         let s = sample.as_secs_f64() * 1000.0;
         let mut m = self.lock();
-        let e = m.entry(ip).or_insert((s, s / 2.0));
+        let e = m.entry(ip).or_insert(Host {
+            srtt: s,
+            rttvar: s / 2.0,
+            timeouts: 0,
+            down_until: None,
+        });
         // RFC 6298 2.3: alpha 1/8, beta 1/4.
-        e.1 = 0.75 * e.1 + 0.25 * (e.0 - s).abs();
-        e.0 = 0.875 * e.0 + 0.125 * s;
+        e.rttvar = 0.75 * e.rttvar + 0.25 * (e.srtt - s).abs();
+        e.srtt = 0.875 * e.srtt + 0.125 * s;
+        e.timeouts = 0;
+        e.down_until = None;
     }
 
+    /// No reply within `waited`: back off (RFC 6298 5.5: the timer doubles per timeout until a
+    /// reply), and after `DOWN_AFTER` in a row mark the server down for `DOWN_FOR`.
     pub fn timed_out(&self, ip: IpAddr, waited: Duration) {
         let w = waited.as_secs_f64() * 1000.0;
+        let now = self.clock.now();
         let mut m = self.lock();
-        let e = m.entry(ip).or_insert((w, w / 2.0));
-        e.0 = (e.0 * 2.0).max(w).min(120_000.0);
+        let e = m.entry(ip).or_insert(Host {
+            srtt: w,
+            rttvar: 0.0,
+            timeouts: 0,
+            down_until: None,
+        });
+        e.timeouts = (e.timeouts + 1).min(16);
+        if e.timeouts >= DOWN_AFTER {
+            e.down_until = Some(now + DOWN_FOR);
+        }
     }
 
     pub fn failed(&self, ip: IpAddr) {
         // A refused connection is as bad as a timeout for choosing, but cost no time.
         let mut m = self.lock();
-        let e = m.entry(ip).or_insert((1000.0, 500.0));
-        e.0 = e.0.max(1000.0);
+        let e = m.entry(ip).or_insert(Host {
+            srtt: 1000.0,
+            rttvar: 500.0,
+            timeouts: 0,
+            down_until: None,
+        });
+        e.srtt = e.srtt.max(1000.0);
     }
 
-    /// Smoothed RTT in ms, or None if never measured.
+    /// Smoothed RTT in ms as the ordering sees it (backed off by timeouts), or None if never
+    /// measured.
     pub fn srtt(&self, ip: IpAddr) -> Option<f64> {
-        self.lock().get(&ip).map(|e| e.0)
+        self.lock().get(&ip).map(Host::rank)
     }
 
-    /// How long to wait for this server: RTO = SRTT + 4 RTTVAR (RFC 6298 2.3), at least 50 ms, at
-    /// most `max`; unmeasured servers get `max`.
-    pub fn timeout(&self, ip: IpAddr, max: Duration) -> Duration {
-        match self.lock().get(&ip) {
-            Some(&(srtt, var)) => {
-                Duration::from_secs_f64(((srtt + 4.0 * var).max(50.0)) / 1000.0).min(max)
+    /// Whether the server is down now. A server whose mark has passed is up for this one caller,
+    /// which probes it; the mark is pushed on so concurrent walks keep skipping it meanwhile.
+    pub fn is_down(&self, ip: IpAddr) -> bool {
+        let now = self.clock.now();
+        let mut m = self.lock();
+        match m.get_mut(&ip).and_then(|e| e.down_until.as_mut()) {
+            Some(until) if *until > now => true,
+            Some(until) => {
+                *until = now + DOWN_FOR;
+                false
             }
-            None => max,
+            None => false,
         }
+    }
+
+    /// Whether the server is marked down now (without claiming a probe).
+    pub fn marked_down(&self, ip: IpAddr) -> bool {
+        let now = self.clock.now();
+        self.lock()
+            .get(&ip)
+            .and_then(|e| e.down_until)
+            .is_some_and(|u| u > now)
+    }
+
+    /// How long to wait for this server: RTO = SRTT + 4 RTTVAR (RFC 6298 2.3), at least 50 ms,
+    /// doubled per timeout since its last reply (5.5), at most `max`. An unmeasured server gets
+    /// 376 ms (Unbound's UNKNOWN_SERVER_NICENESS: long enough for any server on Earth, short
+    /// enough that a dead one costs little before the backoff).
+    pub fn timeout(&self, ip: IpAddr, max: Duration) -> Duration {
+        let rto = match self.lock().get(&ip) {
+            Some(e) => e.rto(),
+            None => UNKNOWN_RTO_MS,
+        };
+        Duration::from_secs_f64(rto / 1000.0).min(max)
     }
 
     /// Orders candidates: unmeasured first (in random order, so each gets measured), then by SRTT.
@@ -1023,7 +1207,7 @@ impl Infra {
         let m = self.lock();
         let keyed: Vec<(f64, u32)> = c
             .iter()
-            .map(|(ip, _)| (m.get(ip).map_or(-1.0, |e| e.0), rand::random::<u32>()))
+            .map(|(ip, _)| (m.get(ip).map_or(-1.0, Host::rank), rand::random::<u32>()))
             .collect();
         drop(m);
         let mut idx: Vec<usize> = (0..c.len()).collect();
@@ -1035,6 +1219,25 @@ impl Infra {
         });
         let sorted: Vec<(IpAddr, T)> = idx.iter().map(|&i| c[i].clone()).collect();
         c.clone_from_slice(&sorted);
+    }
+
+    /// (address, SRTT ms, timeouts in a row, down) for every server known, for metrics.
+    pub fn snapshot(&self) -> Vec<(IpAddr, f64, u32, bool)> {
+        let now = self.clock.now();
+        let mut v: Vec<_> = self
+            .lock()
+            .iter()
+            .map(|(ip, e)| {
+                (
+                    *ip,
+                    e.rank(),
+                    e.timeouts,
+                    e.down_until.is_some_and(|u| u > now),
+                )
+            })
+            .collect();
+        v.sort_by_key(|x| x.0);
+        v
     }
 }
 
@@ -1067,7 +1270,43 @@ mod tests {
         assert!(infra.timeout(c, Duration::from_secs(2)) < Duration::from_secs(1));
         assert_eq!(
             infra.timeout("192.0.2.9".parse().unwrap(), Duration::from_millis(700)),
-            Duration::from_millis(700)
+            Duration::from_millis(376),
+            "unmeasured: Unbound's 376 ms"
         );
+        assert_eq!(
+            infra.timeout("192.0.2.9".parse().unwrap(), Duration::from_millis(200)),
+            Duration::from_millis(200),
+            "never more than timeout_ms"
+        );
+    }
+
+    #[test]
+    fn timeouts_back_off_then_mark_down_until_a_probe() {
+        let clock = std::sync::Arc::new(super::super::ManualClock::default());
+        let infra = Infra::new(clock.clone());
+        let ip: IpAddr = "127.0.14.99".parse().unwrap();
+        let max = Duration::from_secs(2);
+        for _ in 0..8 {
+            infra.rtt(ip, Duration::from_millis(1));
+        }
+        // RFC 6298 5.5: the floor, then doubled per timeout.
+        let mut seen = Vec::new();
+        for _ in 0..DOWN_AFTER {
+            assert!(!infra.is_down(ip));
+            let t = infra.timeout(ip, max);
+            seen.push(t.as_millis());
+            infra.timed_out(ip, t);
+        }
+        assert_eq!(seen, vec![50, 100, 200]);
+        assert!(
+            infra.is_down(ip),
+            "down after {DOWN_AFTER} timeouts in a row"
+        );
+        clock.advance(DOWN_FOR + Duration::from_secs(1));
+        assert!(!infra.is_down(ip), "past the mark: this caller probes");
+        assert!(infra.is_down(ip), "and everyone else keeps skipping it");
+        infra.rtt(ip, Duration::from_millis(1));
+        assert!(!infra.is_down(ip), "a reply brings it back");
+        assert_eq!(infra.timeout(ip, max), Duration::from_millis(50));
     }
 }

@@ -1,0 +1,377 @@
+//! The resolver on bad networks (issue 14): a root -> com -> leaf hierarchy served by gslbd
+//! itself (tests/data/resilience/resilience.toml), reached through delaying proxies the test runs
+//! on 127.0.14.11-13 (so round-trip times and bursts of delay are the test's to choose), plus
+//! servers that never answer. Every address is in 127.0.14.0/24; cache and infra time move only
+//! with the hand-moved clock.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::*;
+use gslbd::config::Source;
+use gslbd::resolver::ManualClock;
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{RData, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+const CLIENT: &str = "127.0.14.100";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// A proxy in front of one of our authoritative listeners that holds each reply back: `delay_ms`
+/// on every reply, and `burst_ms` more on the next `burst` replies (congestion for a moment).
+/// Its tasks end when it is dropped.
+struct Proxy {
+    delay_ms: AtomicU64,
+    burst: AtomicU64,
+    burst_ms: AtomicU64,
+    /// Queries received, by transport.
+    udp: AtomicU64,
+    tcp: AtomicU64,
+    tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        for t in self.tasks.lock().unwrap().iter() {
+            t.abort();
+        }
+    }
+}
+
+impl Proxy {
+    async fn start(listen: SocketAddr, target: SocketAddr) -> Arc<Proxy> {
+        let p = Arc::new(Proxy {
+            delay_ms: AtomicU64::new(0),
+            burst: AtomicU64::new(0),
+            burst_ms: AtomicU64::new(0),
+            udp: AtomicU64::new(0),
+            tcp: AtomicU64::new(0),
+            tasks: std::sync::Mutex::new(Vec::new()),
+        });
+        let sock = Arc::new(UdpSocket::bind(listen).await.expect("bind the UDP proxy"));
+        let tcp = TcpListener::bind(listen).await.expect("bind the TCP proxy");
+        // The tasks hold a weak reference, so dropping the test's Arc ends them.
+        let weak = Arc::downgrade(&p);
+        let udp_task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65535];
+            while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+                let Some(p) = weak.upgrade() else { return };
+                p.udp.fetch_add(1, Ordering::SeqCst);
+                let (q, sock) = (buf[..n].to_vec(), sock.clone());
+                tokio::spawn(async move {
+                    let Some(reply) = udp_raw(target, &q).await else {
+                        return;
+                    };
+                    tokio::time::sleep(p.hold()).await;
+                    let _ = sock.send_to(&reply, from).await;
+                });
+            }
+        });
+        let weak = Arc::downgrade(&p);
+        let tcp_task = tokio::spawn(async move {
+            while let Ok((mut conn, _)) = tcp.accept().await {
+                let Some(p) = weak.upgrade() else { return };
+                tokio::spawn(async move {
+                    let Ok(mut up) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    // A new connection's first reply costs one round trip more: the handshake.
+                    let mut handshake = true;
+                    while let Some(q) = tcp_recv(&mut conn).await {
+                        p.tcp.fetch_add(1, Ordering::SeqCst);
+                        tcp_send(&mut up, &q).await;
+                        let Some(reply) = tcp_recv(&mut up).await else {
+                            return;
+                        };
+                        let mut hold = p.hold();
+                        if std::mem::take(&mut handshake) {
+                            hold += Duration::from_millis(p.delay_ms.load(Ordering::SeqCst));
+                        }
+                        tokio::time::sleep(hold).await;
+                        let mut out = (reply.len() as u16).to_be_bytes().to_vec();
+                        out.extend_from_slice(&reply);
+                        if conn.write_all(&out).await.is_err() {
+                            return;
+                        }
+                    }
+                    let _ = conn.read_u8().await;
+                });
+            }
+        });
+        p.tasks
+            .lock()
+            .unwrap()
+            .extend([udp_task.abort_handle(), tcp_task.abort_handle()]);
+        p
+    }
+
+    /// How long this reply is held.
+    fn hold(&self) -> Duration {
+        let burst = self
+            .burst
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        let extra = if burst {
+            self.burst_ms.load(Ordering::SeqCst)
+        } else {
+            0
+        };
+        Duration::from_millis(self.delay_ms.load(Ordering::SeqCst) + extra)
+    }
+
+    fn delay(&self, ms: u64) {
+        self.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    fn burst(&self, replies: u64, ms: u64) {
+        self.burst_ms.store(ms, Ordering::SeqCst);
+        self.burst.store(replies, Ordering::SeqCst);
+    }
+
+    fn queries(&self) -> u64 {
+        self.udp.load(Ordering::SeqCst) + self.tcp.load(Ordering::SeqCst)
+    }
+}
+
+/// A server that never answers: a UDP socket the test holds, counting what it is sent.
+struct Silent {
+    count: Arc<AtomicU64>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Silent {
+    async fn start(addr: SocketAddr) -> Silent {
+        let sock = UdpSocket::bind(addr).await.expect("bind the silent server");
+        let count = Arc::new(AtomicU64::new(0));
+        let c = count.clone();
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            while sock.recv_from(&mut buf).await.is_ok() {
+                c.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        Silent {
+            count,
+            task: task.abort_handle(),
+        }
+    }
+
+    fn asked(&self) -> u64 {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+struct World {
+    server: TestServer,
+    clock: Arc<ManualClock>,
+    root: Arc<Proxy>,
+    tld: Arc<Proxy>,
+    leaf: Arc<Proxy>,
+}
+
+impl World {
+    async fn start() -> World {
+        let clock = Arc::new(ManualClock::default());
+        let server = start_with_clock(
+            Source::file(data("resilience/resilience.toml")),
+            clock.clone(),
+        )
+        .await;
+        let port = server.addr("root", "udp").port();
+        let proxy = |front: &str, listener: &str| {
+            Proxy::start(
+                SocketAddr::new(ip(front), port),
+                server.addr(listener, "udp"),
+            )
+        };
+        let root = proxy("127.0.14.11", "root").await;
+        let tld = proxy("127.0.14.12", "tld").await;
+        let leaf = proxy("127.0.14.13", "leaf").await;
+        World {
+            server,
+            clock,
+            root,
+            tld,
+            leaf,
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.server.addr("root", "udp").port()
+    }
+
+    fn instance(&self) -> Arc<gslbd::resolver::Instance> {
+        let snap = self.server.handle.snapshot();
+        let settings = snap.resolver.clone().unwrap();
+        self.server.handle.resolvers().instance("r", &settings)
+    }
+
+    /// Asks resolver "r" over UDP (4096-byte payload, so big answers fit) and waits.
+    async fn ask(&self, name: &str, qtype: u16) -> Message {
+        let q = Q::new(name, qtype).payload(4096);
+        let bytes = udp_from(ip(CLIENT), self.server.addr("r", "udp"), &q.bytes())
+            .await
+            .unwrap_or_else(|| panic!("no reply to {name} within {TIMEOUT:?}"));
+        Message::from_vec(&bytes).unwrap()
+    }
+
+    /// Asks resolver "r" over TCP (for answers bigger than a UDP reply may carry).
+    async fn ask_tcp(&self, name: &str, qtype: u16) -> Message {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(ip(CLIENT), 0)).unwrap();
+        let mut stream = socket.connect(self.server.addr("r", "tcp")).await.unwrap();
+        tcp_send(&mut stream, &Q::new(name, qtype).bytes()).await;
+        let bytes = tcp_recv(&mut stream)
+            .await
+            .unwrap_or_else(|| panic!("no TCP reply to {name} within {TIMEOUT:?}"));
+        Message::from_vec(&bytes).unwrap()
+    }
+}
+
+fn a_records(m: &Message) -> Vec<IpAddr> {
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_truncated_reply_from_a_far_server_gets_its_own_tcp_budget() {
+    let w = World::start().await;
+    // Every server 150 ms away. Warm-up walks measure the leaf, so its RTO settles near 150 ms
+    // plus its variation: the TCP retry must not inherit what is left of that.
+    for p in [&w.root, &w.tld, &w.leaf] {
+        p.delay(150);
+    }
+    for i in 1..=6 {
+        let m = w.ask(&format!("a{i}.far.com"), 1).await;
+        assert_eq!(a_records(&m), vec![ip(&format!("192.0.2.{}", 90 + i))]);
+    }
+    let tcp_before = w.leaf.tcp.load(Ordering::SeqCst);
+    let m = w.ask_tcp("big.far.com", 16).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
+    assert_eq!(
+        m.answers
+            .iter()
+            .filter(|r| r.record_type() == RecordType::TXT)
+            .count(),
+        30,
+        "the whole RRset, fetched over TCP after TC=1"
+    );
+    assert!(
+        w.leaf.tcp.load(Ordering::SeqCst) > tcp_before,
+        "TCP was used"
+    );
+}
+
+#[tokio::test]
+async fn a_reply_delayed_past_the_rto_is_retried_with_backoff() {
+    let w = World::start().await;
+    // A fast leaf (its RTO at the 50 ms floor)...
+    for i in 1..=8 {
+        let m = w.ask(&format!("a{i}.far.com"), 1).await;
+        assert_eq!(a_records(&m).len(), 1);
+    }
+    // ...congested for a moment: its next three replies come 120 ms late. The third try, with
+    // its timeout doubled twice (50, 100, 200 ms), waits long enough for it.
+    w.leaf.burst(3, 120);
+    let before = w.leaf.queries();
+    let m = w.ask("www.far.com", 1).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
+    assert_eq!(a_records(&m), vec![ip("192.0.2.90")]);
+    assert!(
+        w.leaf.queries() - before >= 3,
+        "asked again after each late reply"
+    );
+}
+
+#[tokio::test]
+async fn servers_that_keep_timing_out_are_skipped_then_probed() {
+    let w = World::start().await;
+    let dead = [
+        Silent::start(SocketAddr::new(ip("127.0.14.20"), w.port())).await,
+        Silent::start(SocketAddr::new(ip("127.0.14.21"), w.port())).await,
+    ];
+    // Measured as fast before they died, so each try costs 50, 100, 200 ms, not 376 ms and up.
+    let inst = w.instance();
+    for d in ["127.0.14.20", "127.0.14.21"] {
+        inst.infra.rtt(ip(d), Duration::from_millis(5));
+    }
+    let m = w.ask("www.dead.com", 1).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    let counts = || dead.iter().map(Silent::asked).collect::<Vec<_>>();
+    assert_eq!(counts(), vec![3, 3], "three tries each, backing off");
+
+    // Now both are known down: the next query fails at once, without sending them anything.
+    let m = w.ask("other.dead.com", 1).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(counts(), vec![3, 3], "down servers are skipped");
+
+    // A minute later one query probes each again, once.
+    w.clock.advance(Duration::from_secs(61));
+    let m = w.ask("third.dead.com", 1).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert_eq!(counts(), vec![4, 4], "one probe each after the down time");
+}
+
+#[tokio::test]
+async fn a_walk_through_a_tarpit_ends_at_walk_timeout() {
+    let w = World::start().await;
+    let mut tarpit = Vec::new();
+    for i in 30..=42 {
+        tarpit.push(Silent::start(SocketAddr::new(ip(&format!("127.0.14.{i}")), w.port())).await);
+    }
+    // 13 servers that never answer, each first tried with a 376 ms timeout: asking them all
+    // would take ~5 s (and the budget of 40 allows three rounds). walk_timeout_ms = 1500 ends the
+    // walk first, and the client gets its SERVFAIL (`ask` waits 2 s at most).
+    let m = w.ask("www.tarpit.com", 1).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    let asked: u64 = tarpit.iter().map(Silent::asked).sum();
+    assert!(
+        (1..13).contains(&asked),
+        "{asked} tarpit queries: the walk should end before asking all 13"
+    );
+    // The walk slot is free again: the next query walks (and answers).
+    let m = w.ask("www.far.com", 1).await;
+    assert_eq!(a_records(&m), vec![ip("192.0.2.90")]);
+}
+
+#[tokio::test]
+async fn cname_chain_limit_holds_for_chains_inside_replies() {
+    let w = World::start().await;
+    // c0 -> c1 -> ... -> c100: the server sends 12 CNAMEs per reply; 100 hops exceed
+    // [limits] cname_chain = 12 whether they come in replies or from the cache.
+    for round in ["walk", "cache"] {
+        let m = w.ask("c0.chain.com", 1).await;
+        assert_eq!(
+            m.metadata.response_code,
+            ResponseCode::ServFail,
+            "{round}: {m:?}"
+        );
+        assert!(m.answers.is_empty(), "{round}");
+    }
+    // A chain within the limit (c90 -> c100: 10 hops) is answered, from a walk and the cache.
+    for round in ["walk", "cache"] {
+        let m = w.ask("c90.chain.com", 1).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{round}");
+        assert_eq!(m.answers.len(), 11, "{round}: 10 CNAMEs and the A");
+        assert_eq!(a_records(&m), vec![ip("192.0.2.100")]);
+    }
+}
