@@ -234,13 +234,6 @@ impl Active {
     }
 }
 
-/// What a change was, for the caller's answer and the audit log.
-#[derive(Debug)]
-pub enum Change {
-    Added(Override, Option<Override>),
-    Removed(Vec<Override>),
-}
-
 /// The overrides of one server.
 #[derive(Debug, Default)]
 pub struct Overrides {
