@@ -82,7 +82,7 @@ fn bench(c: &mut Criterion) {
                     gslb,
                     &q,
                     12,
-                    &mut gslbd::query::env(None),
+                    &mut gslbd::query::env(&gslbd::gslb::LiveHealth::CHECKS, None),
                     None,
                 )
                 .answer

@@ -72,7 +72,7 @@ fn bench(c: &mut Criterion) {
                         &snap.gslb,
                         black_box(&question),
                         12,
-                        &mut gslbd::query::env(None),
+                        &mut gslbd::query::env(&gslbd::gslb::LiveHealth::CHECKS, None),
                         None,
                     )
                     .answer
@@ -85,7 +85,7 @@ fn bench(c: &mut Criterion) {
             &snap.gslb,
             &question,
             12,
-            &mut gslbd::query::env(None),
+            &mut gslbd::query::env(&gslbd::gslb::LiveHealth::CHECKS, None),
             None,
         );
         let max = wire::max_size(q.edns.as_ref(), false, 1232);

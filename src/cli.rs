@@ -89,6 +89,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Control a running server: status, stats, reload, health, drain/undrain, force,
+    /// weight, overrides, audit, explain (through its HTTP admin endpoints).
+    Ctl(crate::ctl::CtlArgs),
     /// Geo data tools.
     Geo {
         #[command(subcommand)]
@@ -202,6 +205,7 @@ pub fn main() -> ExitCode {
             resolver.as_deref(),
             json,
         ),
+        Command::Ctl(args) => crate::ctl::main(args),
         Command::Geo {
             command: GeoCommand::Build { csv, out },
         } => geo_build(&csv, &out),

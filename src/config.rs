@@ -73,6 +73,39 @@ pub struct Config {
     /// A catalog zone (RFC 9432) of the zones served here, for secondaries to follow.
     #[serde(default)]
     pub catalog: Option<crate::xfr::catalog::CatalogConfig>,
+    /// Runtime control: the overrides state file, the audit log, admin token policy.
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`: where runtime control keeps its state (src/overrides.rs, src/audit.rs).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Overrides are saved here after every change and read back at start (relative to the config
+    /// file's folder); None: they last until the process ends.
+    pub overrides_state: Option<PathBuf>,
+    /// The audit trail (JSON lines); None: kept in memory only (`/admin/audit`).
+    pub audit_log: Option<PathBuf>,
+    /// The audit file is rotated before it would pass this many bytes.
+    pub audit_max_bytes: u64,
+    /// Rotated audit files kept (audit.jsonl.1 ... .N).
+    pub audit_keep: u32,
+    /// Accept the admin token over plain HTTP from non-loopback peers (by default it is accepted
+    /// only over TLS or from loopback, where it cannot be sniffed on the way).
+    pub token_over_plain_http: bool,
+}
+
+impl Default for AdminConfig {
+    fn default() -> AdminConfig {
+        AdminConfig {
+            overrides_state: None,
+            audit_log: None,
+            audit_max_bytes: 10 * 1024 * 1024,
+            audit_keep: 3,
+            token_over_plain_http: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -206,6 +206,9 @@ pub struct Worker {
     cookie: cookie::Outcome,
     /// Table bytes last added to the process-wide gauge.
     reported: usize,
+    /// `Overrides::line_epoch` when `prefixes` were last valid: a drained carrier line changes
+    /// what carrier hops answer, and prefixes keep carrier hops.
+    line_epoch: u64,
 }
 
 impl Worker {
@@ -235,6 +238,7 @@ impl Worker {
             limited: 0,
             cookie: cookie::Outcome::NONE,
             reported: 0,
+            line_epoch: 0,
         }
     }
 
@@ -323,6 +327,11 @@ impl Worker {
             self.prefixes.clear();
             self.geo.clear();
         }
+        let epoch = self.snap.gslb.overrides.line_epoch();
+        if epoch != self.line_epoch {
+            self.line_epoch = epoch;
+            self.prefixes.clear();
+        }
     }
 
     fn respond(&mut self, packet: &[u8], peer: SocketAddr, out: &mut Vec<u8>) -> Option<u16> {
@@ -388,12 +397,16 @@ impl Worker {
             // Only the last hop can differ between clients of the network: its preferred pool is
             // geo's (kept), the rest (health, rotation, weights) is decided again.
             let (preferred, pool_scope) = prefix.preferred();
+            let overrides = snap.gslb.overrides.active();
+            let live = LiveHealth {
+                overrides: overrides.as_deref(),
+            };
             if let Some(d) = snap.gslb.decide_preferred(
                 prefix.rule() as usize,
                 q.rtype(),
                 preferred,
                 pool_scope,
-                &LiveHealth,
+                &live,
                 &mut query::chance(),
             ) && let Step::Data(set, select) = d.step
             {

@@ -254,6 +254,8 @@ struct Shared {
     detail: Mutex<Detail>,
     /// Wakes the state-file writer when `state` changes.
     changed: Arc<Notify>,
+    /// Where transitions are recorded.
+    audit: Arc<crate::audit::Audit>,
 }
 
 impl Shared {
@@ -393,6 +395,13 @@ impl Target {
             }
             d.last_change = Instant::now();
             sh.changed.notify_one();
+            sh.audit.record(crate::audit::Event::Health {
+                addr: self.addr,
+                check: self.spec.kind.name(),
+                old: state,
+                new: next,
+                why: reason.clone(),
+            });
             match next {
                 State::Up => tracing::info!(
                     addr = %self.addr,
@@ -445,6 +454,11 @@ pub struct Health {
     persist: Mutex<Persist>,
     /// Notified on every state change (the writer of the state file waits on it).
     changed: Arc<Notify>,
+    /// Runtime overrides (drains, forced states, weights): runtime state like the checks', handed
+    /// to every snapshot build with this registry.
+    overrides: Arc<crate::overrides::Overrides>,
+    /// The audit trail health transitions, overrides and reloads are written to.
+    audit: Arc<crate::audit::Audit>,
 }
 
 #[derive(Debug, Default)]
@@ -462,6 +476,26 @@ struct Persist {
 impl Health {
     pub fn new() -> Arc<Health> {
         Arc::new(Health::default())
+    }
+
+    pub fn overrides(&self) -> &Arc<crate::overrides::Overrides> {
+        &self.overrides
+    }
+
+    pub fn audit(&self) -> &Arc<crate::audit::Audit> {
+        &self.audit
+    }
+
+    /// Every live target's status (`/admin/health`), by address.
+    pub fn statuses(&self) -> Vec<TargetStatus> {
+        let mut v: Vec<TargetStatus> = self
+            .map()
+            .values()
+            .filter_map(Weak::upgrade)
+            .map(|t| t.status())
+            .collect();
+        v.sort_by(|a, b| (a.addr, a.kind).cmp(&(b.addr, b.kind)));
+        v
     }
 
     fn map(&self) -> MutexGuard<'_, HashMap<Key, Weak<Target>>> {
@@ -516,6 +550,7 @@ impl Health {
                 restored: seed.is_some(),
             }),
             changed: self.changed.clone(),
+            audit: self.audit.clone(),
         });
         endpoints.insert(endpoint, Arc::downgrade(&shared));
         shared
@@ -707,7 +742,7 @@ fn parse_saved(bytes: &[u8]) -> Result<HashMap<Endpoint, State>, String> {
 
 /// Replaces `path` in one step: a crash mid-write leaves the old file or the new one, never half
 /// of one (temp file in the same folder, fsync, rename).
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write as _;
     let name = path
         .file_name()

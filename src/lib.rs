@@ -16,10 +16,12 @@
 //! - `lab`: the built-in lab world compiled from `zones/`.
 //! - `cli`: the command line (`serve`, `check`).
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod conns;
 pub mod cookie;
+pub mod ctl;
 pub mod encrypted;
 pub mod engine;
 pub mod fast;
@@ -30,6 +32,7 @@ pub mod http;
 pub mod lab;
 pub mod lookup;
 pub mod metrics;
+pub mod overrides;
 pub mod query;
 pub mod reload;
 pub mod resolver;

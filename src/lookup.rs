@@ -94,6 +94,10 @@ pub fn lookup(
     let key = name::key_of(&n);
     let wire = rdata::wire_name(&n);
     let mut trace = Trace::default();
+    let overrides = snap.gslb.overrides.active();
+    let live = crate::gslb::LiveHealth {
+        overrides: overrides.as_deref(),
+    };
     let answer = engine::answer(
         snap.view(view),
         &snap.gslb,
@@ -104,7 +108,7 @@ pub fn lookup(
             client,
         },
         snap.limits.cname_chain,
-        &mut crate::query::env(None),
+        &mut crate::query::env(&live, None),
         with_explain.then_some(&mut trace),
     );
     let qname = n.to_string();

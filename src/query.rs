@@ -11,7 +11,7 @@ use hickory_proto::rr::RecordType;
 
 use crate::engine::{self, Answer, Env, Question};
 use crate::geo::GeoCache;
-use crate::gslb::{Chance, ClientAddr, LiveHealth, Region, Rng};
+use crate::gslb::{Chance, ClientAddr, HealthView, LiveHealth, Region, Rng};
 use crate::metrics;
 use crate::snapshot::Snapshot;
 use crate::wire::{self, Reject, rcode};
@@ -263,11 +263,11 @@ pub fn refusal(q: &wire::Query<'_>) -> Option<u16> {
     })
 }
 
-/// The engine's inputs for a live answer: health as the checks see it, `chance()`, and the
-/// serving thread's geo cache when it has one.
-pub fn env(geo: Option<&mut GeoCache>) -> Env<'_> {
+/// The engine's inputs for a live answer: health as the checks and overrides say
+/// (`LiveHealth`), `chance()`, and the serving thread's geo cache when it has one.
+pub fn env<'a>(health: &'a dyn HealthView, geo: Option<&'a mut GeoCache>) -> Env<'a> {
     Env {
-        health: &LiveHealth,
+        health,
         chance: chance(),
         geo_cache: geo,
     }
@@ -281,6 +281,11 @@ pub fn answer<'s>(
     client: &Client,
     geo: Option<&mut GeoCache>,
 ) -> Answer<'s> {
+    // One atomic load: the overrides in force for this answer.
+    let overrides = snap.gslb.overrides.active();
+    let live = LiveHealth {
+        overrides: overrides.as_deref(),
+    };
     engine::answer(
         snap.view(listener),
         &snap.gslb,
@@ -294,7 +299,7 @@ pub fn answer<'s>(
             ),
         },
         snap.limits.cname_chain,
-        &mut env(geo),
+        &mut env(&live, geo),
         None,
     )
 }

@@ -104,7 +104,31 @@ impl Handle {
     /// SIGHUP and `POST /admin/reload` cannot leave older files serving than the last one asked
     /// for. Blocking (reads files): call it off the async workers.
     pub fn reload(&self) -> Result<Arc<Snapshot>, BuildError> {
-        self.reloads.run(|| self.build_and_swap())
+        self.reload_as("api")
+    }
+
+    /// `reload` with who asked for it ("signal", "api:127.0.0.1"), for the audit trail.
+    pub fn reload_as(&self, who: &str) -> Result<Arc<Snapshot>, BuildError> {
+        self.reloads.run(|| {
+            let before = self.snapshot_full();
+            let outcome = self.build_and_swap();
+            let (after, changes, result) = match &outcome {
+                Ok(new) => (new.admin.config_hash.clone(), changes(&before, new), Ok(())),
+                Err(e) => (
+                    String::new(),
+                    serde_json::json!({}),
+                    Err(e.problems.clone()),
+                ),
+            };
+            self.health.audit().record(crate::audit::Event::Reload {
+                who: who.to_string(),
+                before: before.admin.config_hash.clone(),
+                after,
+                changes,
+                result,
+            });
+            outcome
+        })
     }
 
     /// What monitoring reports about reloads: generation, last success, failures, last error.
@@ -145,8 +169,14 @@ impl Handle {
         Ok(new)
     }
 
-    /// Starts checks for addresses the current snapshot added (and lets go of those it dropped).
+    /// Starts checks for addresses the current snapshot added (and lets go of those it dropped);
+    /// points the audit trail and the overrides at the files the snapshot names.
     fn start_health(&self) {
+        let snap = self.snapshot.load();
+        self.health.audit().configure(snap.admin.audit.clone());
+        self.health
+            .overrides()
+            .open(snap.admin.overrides_state.as_deref(), self.health.audit());
         if tokio::runtime::Handle::try_current().is_ok() {
             let file = self.snapshot.load().gslb.health_state.clone();
             self.health.start(file.as_deref());
@@ -179,7 +209,7 @@ impl Handle {
     /// `reload` off the query path, with the outcome logged.
     pub async fn reload_logged(&self) -> bool {
         let me = self.clone();
-        match tokio::task::spawn_blocking(move || me.reload()).await {
+        match tokio::task::spawn_blocking(move || me.reload_as("signal")).await {
             Ok(Ok(s)) => {
                 let records: usize = s.zones.iter().map(|z| z.records).sum();
                 info!(zones = s.zones.len(), records, "reloaded");
@@ -195,6 +225,35 @@ impl Handle {
             }
         }
     }
+}
+
+/// What a reload changed, for the audit trail: zones added, removed or changed (serial or
+/// record count), GSLB rules added or removed.
+fn changes(old: &Snapshot, new: &Snapshot) -> serde_json::Value {
+    use std::collections::BTreeMap;
+    let zones = |s: &Snapshot| -> BTreeMap<String, (u32, usize)> {
+        s.zones
+            .iter()
+            .map(|z| (z.origin.to_string(), (z.serial, z.records)))
+            .collect()
+    };
+    let rules = |s: &Snapshot| -> BTreeMap<String, ()> {
+        s.gslb.rules.iter().map(|r| (r.name.clone(), ())).collect()
+    };
+    fn diff<V: PartialEq>(a: &BTreeMap<String, V>, b: &BTreeMap<String, V>) -> serde_json::Value {
+        let added: Vec<&String> = b.keys().filter(|k| !a.contains_key(*k)).collect();
+        let removed: Vec<&String> = a.keys().filter(|k| !b.contains_key(*k)).collect();
+        let changed: Vec<&String> = a
+            .iter()
+            .filter(|(k, v)| b.get(*k).is_some_and(|w| w != *v))
+            .map(|(k, _)| k)
+            .collect();
+        serde_json::json!({ "added": added, "removed": removed, "changed": changed })
+    }
+    serde_json::json!({
+        "zones": diff(&zones(old), &zones(new)),
+        "rules": diff(&rules(old), &rules(new)),
+    })
 }
 
 /// Installs the SIGHUP handler. Call it before the first load: SIGHUP's default action ends the

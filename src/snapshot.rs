@@ -47,6 +47,19 @@ pub struct Snapshot {
     pub xfr: Vec<crate::xfr::ZoneXfr>,
     /// Journals this build changed, to be written (`xfr::commit`) once it serves.
     pub xfr_pending: Vec<crate::xfr::Pending>,
+    /// `[admin]` compiled, and what the audit trail says about this configuration.
+    pub admin: AdminSettings,
+}
+
+/// `[admin]` with paths resolved against the config file's folder.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub overrides_state: Option<std::path::PathBuf>,
+    pub audit: Option<crate::audit::AuditSettings>,
+    pub token_over_plain_http: bool,
+    /// SHA-256 (first 16 hex digits) of the parsed configuration: the audit trail's "config
+    /// before/after" (comments and formatting do not change it).
+    pub config_hash: String,
 }
 
 /// Everything wrong with a configuration, one problem a line (zone errors as `file:line: ...`).
@@ -126,6 +139,34 @@ impl Snapshot {
         let mut problems = Vec::new();
         // Zone problems carry their own file:line; the others name the configuration.
         let mut config_problems = Vec::new();
+        let config_hash = {
+            use sha2::Digest as _;
+            let digest = sha2::Sha256::digest(format!("{config:?}").as_bytes());
+            digest[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        if config.admin.audit_max_bytes < 4096 {
+            config_problems.push(format!(
+                "admin.audit_max_bytes = {}: must be at least 4096",
+                config.admin.audit_max_bytes
+            ));
+        }
+        let admin = AdminSettings {
+            overrides_state: config.admin.overrides_state.as_ref().map(|p| base.join(p)),
+            audit: config
+                .admin
+                .audit_log
+                .as_ref()
+                .map(|p| crate::audit::AuditSettings {
+                    path: base.join(p),
+                    max_bytes: config.admin.audit_max_bytes,
+                    keep: config.admin.audit_keep,
+                }),
+            token_over_plain_http: config.admin.token_over_plain_http,
+            config_hash,
+        };
         let mut loaded: Vec<(String, Zone)> = Vec::new();
         // Origins of the zones that did not load: what they would have held is unknown, so
         // problems that follow from their absence are not reported (their own problems are).
@@ -516,6 +557,7 @@ impl Snapshot {
             certs,
             xfr,
             xfr_pending,
+            admin,
         })
     }
 

@@ -823,6 +823,7 @@ async fn every_route_is_routed() {
             let req = match *method {
                 "GET" => http.get(url(&server, &path)),
                 "POST" => http.post(url(&server, &path)),
+                "DELETE" => http.delete(url(&server, &path)),
                 other => panic!("a {other} route: teach this test its method"),
             };
             let resp = req.send().await.unwrap();

@@ -63,6 +63,9 @@ pub struct MemberView {
     /// None: the rule has no health check (the address counts as up).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub check: Option<TargetStatus>,
+    /// The operator's override that decided this member's state or weight ("drained by ...").
+    #[serde(rename = "override", skip_serializing_if = "Option::is_none")]
+    pub overridden: Option<String>,
     pub picked: bool,
 }
 
@@ -231,6 +234,10 @@ pub fn render(e: &Explain) -> String {
             let state = match &m.check {
                 Some(c) if c.restored => format!("{state} (saved state, not checked yet)"),
                 _ => state,
+            };
+            let state = match &m.overridden {
+                Some(o) => format!("{state}; {o} ({counted})"),
+                None => state,
             };
             let _ = writeln!(
                 s,

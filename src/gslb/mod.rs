@@ -15,6 +15,7 @@
 
 pub mod explain;
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use serde::Deserialize;
 
 use crate::geo::{self, Geo, GeoInfo};
 use crate::health::{CheckConfig, Health, State, Target};
+use crate::overrides::{Action, Active, Override, Overrides};
 use crate::zone::{RRset, WireRdata};
 
 use self::explain::{Hop, MemberView};
@@ -112,6 +114,16 @@ pub enum Unknown {
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
+pub enum Spill {
+    /// The first healthy region of the failover order takes every client of a failed one.
+    #[default]
+    Order,
+    /// A failed region's clients are spread over every healthy region by weight (gdnsd #126).
+    Spread,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AllDown {
     /// Answer the preferred region as if every address were up (a dead answer beats none).
     #[default]
@@ -132,6 +144,20 @@ pub struct LocationRuleConfig {
     /// A region with fewer healthy addresses (of the family asked for) fails over.
     #[serde(default = "one")]
     pub min_healthy: usize,
+    /// The TTL while the answer is degraded (a failover, or members of the answering pool down
+    /// or drained), like gdnsd's DYNA TTL: clients come back sooner once it recovers. At most
+    /// `ttl`; default: `ttl`.
+    #[serde(default)]
+    pub ttl_degraded: Option<u32>,
+    /// Weights between regions: the clients who prefer region K are sent to the regions of
+    /// `split.K` in proportion to their weights (`split.bj = { bj = 80, sh = 20 }`).
+    #[serde(default)]
+    pub split: BTreeMap<String, BTreeMap<String, u32>>,
+    /// When the region chosen fails: `order` (default) takes the first healthy region of its
+    /// failover order; `spread` spreads its clients over every healthy region, by the weights
+    /// of the preferred region's `split` (1 for a region it does not list).
+    #[serde(default)]
+    pub fallback: Spill,
     #[serde(default)]
     pub select: SelectBy,
     /// The region of clients nothing is known about.
@@ -188,6 +214,9 @@ pub struct Gslb {
     pub unknown: Unknown,
     /// `[gslb] health_state`, resolved against the config file's folder (the builder sets it).
     pub health_state: Option<std::path::PathBuf>,
+    /// The server's runtime overrides (outside the snapshot, like health: the builder is given
+    /// them with the health registry); the query path reads them into its `HealthView`.
+    pub overrides: Arc<Overrides>,
 }
 
 #[derive(Debug)]
@@ -236,6 +265,9 @@ struct Line {
 pub struct LocationRule {
     answer: usize,
     min_healthy: usize,
+    /// `ttl_degraded` (equal to the rule's TTL when not configured).
+    ttl_degraded: u32,
+    spill: Spill,
     select: SelectBy,
     default: usize,
     all_down: AllDown,
@@ -247,6 +279,8 @@ struct Pool {
     region: usize,
     /// Other pools of the rule to fail over to, in order.
     order: Vec<usize>,
+    /// `split`: (pool, weight) this pool's clients are sent to; empty: all to this pool.
+    split: Vec<(usize, u32)>,
     a: Family,
     aaaa: Family,
 }
@@ -397,14 +431,94 @@ pub trait HealthView {
     /// `target` is the member's health check, None for a member that is not checked (`Up`).
     /// `Unknown` counts as the rule set's `unknown` policy says.
     fn state(&self, addr: IpAddr, target: Option<&Target>) -> State;
+
+    /// The operators' overrides in force (drains, forced states, weights), above the checks;
+    /// None: there are none.
+    fn overrides(&self) -> Option<&Active> {
+        None
+    }
 }
 
-/// Health as the checks see it now.
-pub struct LiveHealth;
+/// Health as the checks see it now, with the overrides in force.
+pub struct LiveHealth<'a> {
+    pub overrides: Option<&'a Active>,
+}
 
-impl HealthView for LiveHealth {
+impl LiveHealth<'_> {
+    /// The checks alone.
+    pub const CHECKS: LiveHealth<'static> = LiveHealth { overrides: None };
+}
+
+impl HealthView for LiveHealth<'_> {
     fn state(&self, _addr: IpAddr, target: Option<&Target>) -> State {
         target.map_or(State::Up, Target::state)
+    }
+
+    fn overrides(&self) -> Option<&Active> {
+        self.overrides
+    }
+}
+
+/// A member as one decision sees it: checks and overrides together.
+struct Eff<'o> {
+    healthy: bool,
+    weight: u32,
+    /// The override that decided, for explain.
+    note: Option<&'o Override>,
+    /// An operator took it out (drain, forced down, weight 0, its region drained): kept out even
+    /// when `all_down` answers regardless of the checks.
+    removed: bool,
+}
+
+impl Member {
+    fn eff<'o>(
+        &self,
+        health: &'o dyn HealthView,
+        unknown: Unknown,
+        rule: &str,
+        region: &str,
+        region_ov: Option<&'o Override>,
+    ) -> Eff<'o> {
+        let checked = self.healthy(health, unknown);
+        let mut e = Eff {
+            healthy: checked,
+            weight: self.weight,
+            note: None,
+            removed: false,
+        };
+        if let Some(r) = region_ov {
+            e.note = Some(r);
+            match r.action {
+                Action::Up => e.healthy = true,
+                _ => {
+                    e.healthy = false;
+                    e.removed = true;
+                }
+            }
+        }
+        if let Some(o) = health
+            .overrides()
+            .and_then(|a| a.member(rule, region, self.addr))
+        {
+            e.note = Some(o);
+            match o.action {
+                Action::Drain | Action::Down => {
+                    e.healthy = false;
+                    e.removed = true;
+                }
+                Action::Up => {
+                    e.healthy = !e.removed;
+                }
+                Action::Weight => {
+                    e.weight = o.weight.unwrap_or(self.weight);
+                    if e.weight == 0 {
+                        e.healthy = false;
+                        e.removed = true;
+                    }
+                }
+            }
+        }
+        e
     }
 }
 
@@ -476,6 +590,7 @@ impl Gslb {
             rules: Vec::new(),
             unknown: Unknown::default(),
             health_state: None,
+            overrides: Arc::default(),
         }
     }
 
@@ -520,15 +635,19 @@ impl Gslb {
     ) -> Decision<'g> {
         let r = &self.rules[rule];
         match &r.kind {
-            RuleKind::Carrier(c) => self.decide_carrier(r, c, qtype, client, info, trace),
+            RuleKind::Carrier(c) => self.decide_carrier(r, c, qtype, client, info, health, trace),
             RuleKind::Location(l) => {
                 let (preferred, why, scope) = self.prefer(l, client, info);
-                let on = Inputs { health, chance };
+                let on = Inputs {
+                    health,
+                    chance: Cell::from_mut(chance),
+                };
                 self.decide_from(r, l, qtype, preferred, scope, Some(why), on, trace)
             }
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn decide_carrier<'g>(
         &'g self,
         rule: &Rule,
@@ -536,11 +655,21 @@ impl Gslb {
         qtype: RecordType,
         client: &ClientAddr,
         info: &GeoInfo<'_>,
+        health: &dyn HealthView,
         trace: Option<&mut Hop>,
     ) -> Decision<'g> {
-        let line = info
+        let mut line = info
             .carrier
             .and_then(|id| c.by_carrier.get(id.0 as usize).copied().flatten());
+        // A drained line sends its carrier's clients to the default line.
+        let drained = line.and_then(|i| {
+            health
+                .overrides()
+                .and_then(|a| a.line(&rule.name, &c.lines[i].label))
+        });
+        if drained.is_some() {
+            line = None;
+        }
         // The scope is the widest network over which the carrier is the same (found or not), so a
         // resolver may reuse the answer there (RFC 7871 7.2.1).
         let (idx, scope) = match line {
@@ -569,6 +698,11 @@ impl Gslb {
                         self.geo.carrier(id).name
                     )
                 }
+                (Some(id), None) if drained.is_some() => format!(
+                    "carrier {}: its line is {}: default line",
+                    self.geo.carrier(id).id,
+                    drained.map(Override::note).unwrap_or_default()
+                ),
                 (Some(id), None) => format!(
                     "carrier {} has no line here: default line",
                     self.geo.carrier(id).id
@@ -683,7 +817,10 @@ impl Gslb {
         let r = &self.rules[rule];
         match &r.kind {
             RuleKind::Location(l) if preferred < l.pools.len() => {
-                let on = Inputs { health, chance };
+                let on = Inputs {
+                    health,
+                    chance: Cell::from_mut(chance),
+                };
                 Some(self.decide_from(r, l, qtype, preferred, scope, None, on, None))
             }
             _ => None,
@@ -725,38 +862,112 @@ impl Gslb {
             }
             return nodata;
         }
-        let order = std::iter::once(preferred).chain(l.pools[preferred].order.iter().copied());
+        let ov = on.health.overrides();
+        let region_id = |p: usize| self.regions[l.pools[p].region].id.as_str();
+        let region_ov = |p: usize| ov.and_then(|a| a.region(&rule.name, region_id(p)));
+        let effs = |p: usize, fam: &'g Family| {
+            let rov = region_ov(p);
+            fam.members
+                .iter()
+                .map(move |m| m.eff(on.health, self.unknown, &rule.name, region_id(p), rov))
+        };
+        // Weights between regions (`split`): which region this answer of the preferred region's
+        // clients goes to.
+        let split = &l.pools[preferred].split;
+        let draw = |weights: &mut dyn Iterator<Item = (usize, u32)>, total: u64| {
+            let mut c = on.chance.get();
+            let mut r = c.rng.next_u64() % total.max(1);
+            on.chance.set(c);
+            let mut last = None;
+            for (p, w) in weights {
+                if r < u64::from(w) {
+                    return Some(p);
+                }
+                r -= u64::from(w);
+                last = Some(p);
+            }
+            last
+        };
+        let first = if split.is_empty() {
+            preferred
+        } else {
+            let total = split.iter().map(|&(_, w)| u64::from(w)).sum();
+            let to = draw(&mut split.iter().copied(), total).unwrap_or(preferred);
+            if let Some(h) = trace.as_deref_mut()
+                && to != preferred
+            {
+                h.failover.push(format!(
+                    "split: region {}'s clients go to region {} for this answer",
+                    region_id(preferred),
+                    region_id(to)
+                ));
+            }
+            to
+        };
+        let weight_of = |p: usize| split.iter().find(|&&(q, _)| q == p).map_or(1, |&(_, w)| w);
+        let order = std::iter::once(first).chain(l.pools[first].order.iter().copied());
         let mut chosen = None;
+        // `spread`: the healthy regions after the first, with their weights.
+        let mut spread = [(0usize, 0u32); 32];
+        let mut spread_n = 0;
         for p in order {
             let fam = family(&l.pools[p]);
             if fam.members.is_empty() {
                 continue;
             }
-            let healthy = fam
-                .members
-                .iter()
-                .filter(|m| m.healthy(on.health, self.unknown))
-                .count();
+            let healthy = effs(p, fam).filter(|e| e.healthy && e.weight > 0).count();
             let need = l.min_healthy.min(fam.members.len()).max(1);
             if healthy >= need {
-                chosen = Some((p, true));
-                break;
+                if p == first || l.spill == Spill::Order {
+                    chosen = Some((p, true));
+                    break;
+                }
+                if spread_n < spread.len() && weight_of(p) > 0 {
+                    spread[spread_n] = (p, weight_of(p));
+                    spread_n += 1;
+                }
+                continue;
             }
             if let Some(h) = trace.as_deref_mut() {
+                h.failover.push(match region_ov(p).filter(|o| o.removes()) {
+                    Some(o) => format!("region {}: {}", region_id(p), o.note()),
+                    None => format!(
+                        "region {}: {healthy} of {} addresses healthy, {need} needed",
+                        region_id(p),
+                        fam.members.len()
+                    ),
+                });
+            }
+        }
+        if chosen.is_none() && spread_n > 0 {
+            let total = spread[..spread_n].iter().map(|&(_, w)| u64::from(w)).sum();
+            let p = draw(&mut spread[..spread_n].iter().copied(), total).unwrap_or(spread[0].0);
+            if let Some(h) = trace.as_deref_mut() {
                 h.failover.push(format!(
-                    "region {}: {healthy} of {} addresses healthy, {need} needed",
-                    self.regions[l.pools[p].region].id,
-                    fam.members.len()
+                    "fallback = spread: over {spread_n} healthy region(s), region {} for this answer",
+                    region_id(p)
                 ));
             }
+            chosen = Some((p, true));
         }
         let (p, health_aware) = match chosen {
             Some(c) => c,
             None => {
+                // Regardless of the checks, but not of the operator: a region (or every member)
+                // taken out by an override stays out while another can answer.
+                let usable = |p: usize| {
+                    let fam = family(&l.pools[p]);
+                    !fam.members.is_empty() && effs(p, fam).any(|e| !e.removed)
+                };
                 let fallback = match l.all_down {
-                    AllDown::All => std::iter::once(preferred)
-                        .chain(l.pools[preferred].order.iter().copied())
-                        .find(|&p| !family(&l.pools[p]).members.is_empty()),
+                    AllDown::All => {
+                        let mut order = std::iter::once(preferred)
+                            .chain(l.pools[preferred].order.iter().copied());
+                        order
+                            .clone()
+                            .find(|&p| usable(p))
+                            .or_else(|| order.find(|&p| !family(&l.pools[p]).members.is_empty()))
+                    }
                     AllDown::Default => {
                         Some(l.default).filter(|&p| !family(&l.pools[p]).members.is_empty())
                     }
@@ -780,14 +991,46 @@ impl Gslb {
             }
         };
         let fam = family(&l.pools[p]);
+        // Eligibility and weight of each member, on the stack.
+        let mut weights = [0u32; MAX_POOL];
+        let mut reweighted = false;
+        let mut any_kept = false;
+        // Degraded: not the region the split chose, or not every member of it answerable.
+        let mut degraded = p != first || !health_aware;
+        for (i, e) in effs(p, fam).enumerate() {
+            let m = &fam.members[i];
+            reweighted |= e.weight != m.weight;
+            any_kept |= !e.removed;
+            degraded |= !e.healthy || e.weight == 0;
+            weights[i] = if health_aware {
+                if e.healthy { e.weight } else { 0 }
+            } else if e.removed {
+                0
+            } else {
+                e.weight.max(1)
+            };
+        }
+        if !health_aware && !any_kept {
+            // Everything here was taken out by hand and nothing else can answer: all of it.
+            for (w, m) in weights.iter_mut().zip(&fam.members) {
+                *w = m.weight.max(1);
+            }
+        }
         let select = pick(
-            &fam.members,
-            fam.equal_weights,
-            health_aware.then_some((on.health, self.unknown)),
+            &weights[..fam.members.len()],
+            fam.equal_weights && !reweighted,
             l.answer,
             on.chance,
         );
+        let ttl = if degraded { l.ttl_degraded } else { rule.ttl };
         if let Some(h) = trace {
+            h.ttl = ttl;
+            if degraded && ttl < rule.ttl {
+                h.failover.push(format!(
+                    "degraded: ttl_degraded {ttl} instead of {}",
+                    rule.ttl
+                ));
+            }
             let region = &self.regions[l.pools[p].region];
             h.region = Some(region.id.clone());
             h.decision = format!(
@@ -799,16 +1042,16 @@ impl Gslb {
                 fam.rrset.rtype
             );
             let picked: Vec<usize> = select.indices(fam.members.len()).collect();
-            h.pool = fam
-                .members
-                .iter()
+            h.pool = effs(p, fam)
+                .zip(&fam.members)
                 .enumerate()
-                .map(|(i, m)| MemberView {
+                .map(|(i, (e, m))| MemberView {
                     address: m.addr,
-                    weight: m.weight,
-                    healthy: m.healthy(on.health, self.unknown),
+                    weight: e.weight,
+                    healthy: e.healthy && e.weight > 0,
                     state: m.target.as_ref().map(|_| m.state(on.health)),
                     check: m.target.as_ref().map(|t| t.status()),
+                    overridden: e.note.map(Override::note),
                     picked: picked.contains(&i),
                 })
                 .collect();
@@ -816,53 +1059,46 @@ impl Gslb {
         Decision {
             step: Step::Data(&fam.rrset, select),
             scope,
-            ttl: rule.ttl,
+            ttl,
             label: Label::Region(&self.regions[l.pools[p].region]),
         }
     }
 }
 
 /// The health view and the chance of one decision.
+#[derive(Clone, Copy)]
 struct Inputs<'a> {
     health: &'a dyn HealthView,
-    chance: &'a mut Chance,
+    chance: &'a Cell<Chance>,
 }
 
-/// Up to `n` members: the healthy ones when `health` is given (else all); equal weights rotate
-/// round robin from `chance.round`, unequal weights are sampled without replacement in proportion
-/// to their weight with `chance.rng`.
-fn pick(
-    members: &[Member],
-    equal: bool,
-    health: Option<(&dyn HealthView, Unknown)>,
-    n: usize,
-    chance: &mut Chance,
-) -> Select {
+/// Up to `n` of the members with a weight above 0 (`weights`, one per member: 0 = not
+/// eligible); equal weights rotate round robin from `chance.round`, unequal weights are sampled
+/// without replacement in proportion to their weight with `chance.rng`.
+fn pick(weights: &[u32], equal: bool, n: usize, chance: &Cell<Chance>) -> Select {
     let mut elig = [0u16; MAX_POOL];
     let mut k = 0;
-    for (i, m) in members.iter().enumerate() {
-        if health.is_none_or(|(h, unknown)| m.healthy(h, unknown)) {
+    for (i, &w) in weights.iter().enumerate() {
+        if w > 0 {
             elig[k] = i as u16;
             k += 1;
         }
     }
     let want = n.min(k).min(MAX_PICK);
     let mut idx = [0u16; MAX_PICK];
+    let mut c = chance.get();
     if equal {
-        let start = chance.round as usize % k.max(1);
+        let start = c.round as usize % k.max(1);
         for (j, slot) in idx.iter_mut().take(want).enumerate() {
             *slot = elig[(start + j) % k];
         }
     } else {
-        let mut total: u64 = elig[..k]
-            .iter()
-            .map(|&i| members[i as usize].weight as u64)
-            .sum();
+        let mut total: u64 = elig[..k].iter().map(|&i| weights[i as usize] as u64).sum();
         for slot in idx.iter_mut().take(want) {
-            let mut r = chance.rng.next_u64() % total.max(1);
+            let mut r = c.rng.next_u64() % total.max(1);
             let mut j = 0;
             while j + 1 < k {
-                let w = members[elig[j] as usize].weight as u64;
+                let w = weights[elig[j] as usize] as u64;
                 if r < w {
                     break;
                 }
@@ -870,14 +1106,111 @@ fn pick(
                 j += 1;
             }
             *slot = elig[j];
-            total -= members[elig[j] as usize].weight as u64;
+            total -= weights[elig[j] as usize] as u64;
             k -= 1;
             elig[j] = elig[k];
         }
     }
+    chance.set(c);
     Select::Pick {
         idx,
         len: want as u8,
+    }
+}
+
+/// One pool member as the admin API lists it.
+pub struct MemberInfo<'g> {
+    pub rule: &'g str,
+    pub region: &'g str,
+    pub address: IpAddr,
+    pub weight: u32,
+    pub target: Option<&'g Arc<Target>>,
+}
+
+impl Gslb {
+    /// Every member of every location rule's pools (A, then AAAA), in rule and region order.
+    pub fn members(&self) -> impl Iterator<Item = MemberInfo<'_>> {
+        self.rules.iter().flat_map(move |r| {
+            let pools = match &r.kind {
+                RuleKind::Location(l) => &l.pools[..],
+                RuleKind::Carrier(_) => &[],
+            };
+            pools.iter().flat_map(move |p| {
+                let region = self.regions[p.region].id.as_str();
+                p.a.members
+                    .iter()
+                    .chain(&p.aaaa.members)
+                    .map(move |m| MemberInfo {
+                        rule: &r.name,
+                        region,
+                        address: m.addr,
+                        weight: m.weight,
+                        target: m.target.as_ref(),
+                    })
+            })
+        })
+    }
+
+    /// The regions with a pool in each location rule: (rule, region ids).
+    pub fn pools(&self) -> impl Iterator<Item = (&str, Vec<&str>)> {
+        self.rules.iter().filter_map(move |r| match &r.kind {
+            RuleKind::Location(l) => Some((
+                r.name.as_str(),
+                l.pools
+                    .iter()
+                    .map(|p| self.regions[p.region].id.as_str())
+                    .collect(),
+            )),
+            RuleKind::Carrier(_) => None,
+        })
+    }
+
+    /// The carrier lines of each carrier rule (carrier ids; "default" is not one).
+    pub fn lines(&self) -> impl Iterator<Item = (&str, Vec<&str>)> {
+        self.rules.iter().filter_map(|r| match &r.kind {
+            RuleKind::Carrier(c) => Some((
+                r.name.as_str(),
+                c.lines
+                    .iter()
+                    .filter(|l| l.label != "default")
+                    .map(|l| l.label.as_str())
+                    .collect(),
+            )),
+            RuleKind::Location(_) => None,
+        })
+    }
+}
+
+fn same_rule(name: &str, want: Option<&str>) -> bool {
+    want.is_none_or(|w| crate::overrides::norm_rule(name) == w)
+}
+
+/// What an override may name: the serving configuration's rules, regions, members and lines.
+impl crate::overrides::Catalog for Gslb {
+    fn rule_kind(&self, rule: &str) -> Option<&'static str> {
+        self.rules
+            .iter()
+            .find(|r| same_rule(&r.name, Some(rule)))
+            .map(|r| match r.kind {
+                RuleKind::Location(_) => "location",
+                RuleKind::Carrier(_) => "carrier",
+            })
+    }
+
+    fn has_region(&self, rule: Option<&str>, region: &str) -> bool {
+        self.pools()
+            .any(|(r, regions)| same_rule(r, rule) && regions.contains(&region))
+    }
+
+    fn has_member(&self, rule: Option<&str>, region: Option<&str>, addr: IpAddr) -> bool {
+        self.members().any(|m| {
+            m.address == addr && same_rule(m.rule, rule) && region.is_none_or(|g| g == m.region)
+        })
+    }
+
+    fn has_line(&self, rule: Option<&str>, line: &str) -> bool {
+        self.lines()
+            .any(|(r, lines)| same_rule(r, rule) && lines.contains(&line))
     }
 }
 
@@ -1044,6 +1377,14 @@ impl Gslb {
             if rc.pools.is_empty() {
                 problems.push(format!("{what}: no pools"));
             }
+            if let Some(t) = rc.ttl_degraded
+                && t > rc.ttl
+            {
+                problems.push(format!(
+                    "{what}: ttl_degraded = {t} is longer than ttl = {}",
+                    rc.ttl
+                ));
+            }
             let check = match &rc.health {
                 None => None,
                 Some(h) => match checks.get(h) {
@@ -1112,6 +1453,7 @@ impl Gslb {
                 pools.push(Pool {
                     region,
                     order: Vec::new(),
+                    split: Vec::new(),
                     a: family(RecordType::A, rc.ttl, a),
                     aaaa: family(RecordType::AAAA, rc.ttl, aaaa),
                 });
@@ -1129,6 +1471,28 @@ impl Gslb {
                     0
                 }
             };
+            for (from, to) in &rc.split {
+                let pool_of = |id: &str| pools.iter().position(|p| regions[p.region].id == id);
+                let Some(i) = pool_of(from) else {
+                    problems.push(format!(
+                        "{what}: split.{from}: \"{from}\" is not one of its pools"
+                    ));
+                    continue;
+                };
+                let mut split = Vec::new();
+                for (id, &w) in to {
+                    match pool_of(id) {
+                        Some(j) => split.push((j, w)),
+                        None => problems.push(format!(
+                            "{what}: split.{from}.{id}: \"{id}\" is not one of its pools"
+                        )),
+                    }
+                }
+                if split.iter().map(|&(_, w)| u64::from(w)).sum::<u64>() == 0 {
+                    problems.push(format!("{what}: split.{from}: the weights add up to 0"));
+                }
+                pools[i].split = split;
+            }
             // Failover order: the region's own fallback list, then the rest by distance from it.
             for i in 0..pools.len() {
                 let here = &regions[pools[i].region];
@@ -1163,6 +1527,8 @@ impl Gslb {
                 kind: RuleKind::Location(LocationRule {
                     answer: rc.answer,
                     min_healthy: rc.min_healthy,
+                    ttl_degraded: rc.ttl_degraded.unwrap_or(rc.ttl).min(rc.ttl),
+                    spill: rc.fallback,
                     select: rc.select,
                     default,
                     all_down: rc.all_down,
@@ -1180,6 +1546,7 @@ impl Gslb {
                 rules,
                 unknown: cfg.unknown,
                 health_state: None,
+                overrides: health.overrides().clone(),
             },
             attachments,
         ))
@@ -1209,16 +1576,9 @@ fn family(rtype: RecordType, ttl: u32, members: Vec<Member>) -> Family {
 mod tests {
     use super::*;
 
-    fn members(weights: &[u32]) -> Vec<Member> {
-        weights
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| Member {
-                addr: IpAddr::from([192, 0, 2, i as u8]),
-                weight: w,
-                target: None,
-            })
-            .collect()
+    /// Eligible members' weights, as `decide_from` hands them to `pick`.
+    fn members(weights: &[u32]) -> Vec<u32> {
+        weights.to_vec()
     }
 
     #[test]
@@ -1226,13 +1586,7 @@ mod tests {
         let m = members(&[1; 8]);
         let mut firsts = std::collections::HashSet::new();
         for round in 0..64 {
-            let s = pick(
-                &m,
-                true,
-                Some((&LiveHealth, Unknown::Down)),
-                3,
-                &mut Chance::new(round, 1),
-            );
+            let s = pick(&m, true, 3, &Cell::new(Chance::new(round, 1)));
             let v: Vec<usize> = s.indices(8).collect();
             assert_eq!(v.len(), 3);
             // A window of consecutive members, wrapping.
@@ -1247,27 +1601,11 @@ mod tests {
     fn weighted_picks_are_distinct_and_proportional() {
         let m = members(&[1, 3]);
         let mut first = [0usize; 2];
-        let mut chance = Chance::new(0, 42);
+        let chance = Cell::new(Chance::new(0, 42));
         for _ in 0..20_000 {
-            let v: Vec<usize> = pick(
-                &m,
-                false,
-                Some((&LiveHealth, Unknown::Down)),
-                1,
-                &mut chance,
-            )
-            .indices(2)
-            .collect();
+            let v: Vec<usize> = pick(&m, false, 1, &chance).indices(2).collect();
             first[v[0]] += 1;
-            let both: Vec<usize> = pick(
-                &m,
-                false,
-                Some((&LiveHealth, Unknown::Down)),
-                2,
-                &mut chance,
-            )
-            .indices(2)
-            .collect();
+            let both: Vec<usize> = pick(&m, false, 2, &chance).indices(2).collect();
             assert!(both == vec![0, 1] || both == vec![1, 0]);
         }
         let share = first[1] as f64 / 20_000.0;
@@ -1277,28 +1615,10 @@ mod tests {
     #[test]
     fn the_same_chance_gives_the_same_pick() {
         let m = members(&[1, 2, 3, 4, 5]);
-        let a = pick(
-            &m,
-            false,
-            Some((&LiveHealth, Unknown::Down)),
-            3,
-            &mut Chance::new(7, 99),
-        );
-        let b = pick(
-            &m,
-            false,
-            Some((&LiveHealth, Unknown::Down)),
-            3,
-            &mut Chance::new(7, 99),
-        );
+        let a = pick(&m, false, 3, &Cell::new(Chance::new(7, 99)));
+        let b = pick(&m, false, 3, &Cell::new(Chance::new(7, 99)));
         assert_eq!(a, b, "a decision is a function of its inputs");
-        let e = pick(
-            &m[..4],
-            true,
-            Some((&LiveHealth, Unknown::Down)),
-            2,
-            &mut Chance::new(5, 1),
-        );
+        let e = pick(&m[..4], true, 2, &Cell::new(Chance::new(5, 1)));
         assert_eq!(
             e.indices(4).collect::<Vec<_>>(),
             vec![1, 2],
@@ -1306,36 +1626,16 @@ mod tests {
         );
     }
 
-    /// A view that takes some addresses down, as a test or a drain would.
-    struct Down(Vec<IpAddr>);
-    impl HealthView for Down {
-        fn state(&self, addr: IpAddr, _target: Option<&Target>) -> State {
-            if self.0.contains(&addr) {
-                State::Down
-            } else {
-                State::Up
-            }
-        }
-    }
-
     #[test]
-    fn the_health_view_decides_who_is_eligible() {
-        let m = members(&[1; 4]);
-        let down = Down(vec![m[0].addr, m[2].addr]);
+    fn only_members_with_weight_are_eligible() {
+        // Weight 0 is how `decide_from` marks a member down, drained or weighted to nothing.
         for round in 0..8 {
-            let s = pick(
-                &m,
-                true,
-                Some((&down, Unknown::Down)),
-                4,
-                &mut Chance::new(round, 1),
-            );
+            let s = pick(&[0, 1, 0, 1], true, 4, &Cell::new(Chance::new(round, 1)));
             let mut v: Vec<usize> = s.indices(4).collect();
             v.sort();
-            assert_eq!(v, vec![1, 3], "only the members the view calls up");
+            assert_eq!(v, vec![1, 3], "only the members with a weight");
         }
-        // Without health awareness (every region below its minimum) all are answered.
-        let s = pick(&m, true, None, 4, &mut Chance::new(0, 1));
+        let s = pick(&[1, 1, 1, 1], true, 4, &Cell::new(Chance::new(0, 1)));
         assert_eq!(s.count(4), 4);
     }
 

@@ -90,7 +90,7 @@ fn forwarded_addr(s: &str) -> Option<IpAddr> {
 }
 
 /// IPv4-mapped IPv6 (a dual-stack socket's view of an IPv4 peer) as IPv4.
-fn unmap(ip: IpAddr) -> IpAddr {
+pub(crate) fn unmap(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,

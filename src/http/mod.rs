@@ -7,8 +7,10 @@
 //! bytes), `client` (which address the answer is for), `limit` (rate limits), `alibaba` (v1:
 //! `/d`, `/resolve`, signed forms), `alibaba_v2` (`/ss`, `/v2/d`), `dnspod` (Tencent D+ `/d`,
 //! `/conf`), `crypto` (their ciphers), `google`, `doh`, `trace` (a resolver walk step by step),
-//! `ops` (`/healthz`, `/metrics`, `/admin/reload`, `/openapi.json`).
+//! `ops` (`/healthz`, `/metrics`, `/admin/reload`, `/openapi.json`), `admin` (runtime control:
+//! `/admin/health`, `/admin/overrides`, `/admin/traffic`, `/admin/audit`, `/admin/explain`).
 
+pub mod admin;
 pub mod alibaba;
 pub mod alibaba_v2;
 pub mod check;
@@ -70,6 +72,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/metrics"),
     ("POST", "/admin/reload"),
+    ("GET", "/admin/health"),
+    ("GET", "/admin/overrides"),
+    ("POST", "/admin/overrides"),
+    ("DELETE", "/admin/overrides"),
+    ("GET", "/admin/traffic"),
+    ("GET", "/admin/audit"),
+    ("GET", "/admin/explain"),
     ("GET", "/openapi.json"),
 ];
 
@@ -89,6 +98,16 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/admin/reload", post(ops::reload))
+        .route("/admin/health", get(admin::health))
+        .route(
+            "/admin/overrides",
+            get(admin::overrides)
+                .post(admin::add_override)
+                .delete(admin::remove_override),
+        )
+        .route("/admin/traffic", get(admin::traffic))
+        .route("/admin/audit", get(admin::audit))
+        .route("/admin/explain", get(admin::explain))
         .route("/openapi.json", get(ops::openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

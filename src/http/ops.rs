@@ -8,12 +8,12 @@ use std::sync::OnceLock;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use crate::http::{ApiError, AppState, ROUTES};
+use crate::http::{ApiError, AppState, Peer, ROUTES};
 use crate::snapshot::Snapshot;
 
 /// Operational answers describe this instant: nothing in between may keep them.
@@ -89,7 +89,7 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
 
 /// Whether `given` equals `expected`, taking the same time wherever they first differ: the loop
 /// runs over `expected` (the server's secret, which a client cannot vary) whatever `given` is.
-fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+pub(crate) fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     let mut diff = given.len() ^ expected.len();
     for (i, e) in expected.iter().enumerate() {
         let g = given.get(i).copied().unwrap_or(!e);
@@ -101,7 +101,7 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
 
 /// The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive,
 /// RFC 9110 11.1).
-fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
     let value = headers.get(header::AUTHORIZATION)?.as_bytes();
     let (scheme, rest) = value.split_at_checked(7)?;
     if !scheme.eq_ignore_ascii_case(b"bearer ") {
@@ -113,24 +113,20 @@ fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
 
 /// `POST /admin/reload`: rebuilds the snapshot from the configuration source (the same as
 /// SIGHUP) and reports the outcome; a refused build leaves the previous data serving.
-pub async fn reload(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    let token = st
-        .handle
-        .snapshot()
-        .http
-        .as_ref()
-        .and_then(|h| h.admin_token.clone());
-    let Some(token) = token else {
-        return ApiError::forbidden("no admin_token configured").into_response();
+pub async fn reload(
+    State(st): State<AppState>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Response {
+    let who = match crate::http::admin::authorize(&st, peer, &headers) {
+        Ok(who) => who,
+        Err(e) => return e.into_response(),
     };
-    if !bearer(&headers).is_some_and(|given| same_secret(given, token.as_bytes())) {
-        return ApiError::unauthorized().into_response();
-    }
     // `Handle::reload` serializes this with SIGHUP reloads and answers with a build that began
     // after this request arrived.
     let handle = st.handle.clone();
     // Building reads files and compiles zones: off the async workers, like SIGHUP.
-    let outcome = match tokio::task::spawn_blocking(move || handle.reload()).await {
+    let outcome = match tokio::task::spawn_blocking(move || handle.reload_as(&who)).await {
         Ok(outcome) => outcome,
         Err(e) => return ApiError::internal(format!("reload task failed: {e}")).into_response(),
     };
@@ -203,6 +199,13 @@ const OPERATIONS: &[(&str, &str, Describe)] = &[
     ("GET", "/healthz", healthz_op),
     ("GET", "/metrics", metrics_op),
     ("POST", "/admin/reload", reload_op),
+    ("GET", "/admin/health", admin_health_op),
+    ("GET", "/admin/overrides", admin_overrides_op),
+    ("POST", "/admin/overrides", admin_add_op),
+    ("DELETE", "/admin/overrides", admin_remove_op),
+    ("GET", "/admin/traffic", admin_traffic_op),
+    ("GET", "/admin/audit", admin_audit_op),
+    ("GET", "/admin/explain", admin_explain_op),
     ("GET", "/openapi.json", openapi_op),
 ];
 
@@ -254,6 +257,8 @@ pub fn document() -> Result<Value, String> {
             { "name": "doh", "description": "DNS over HTTPS, RFC 8484" },
             { "name": "resolver", "description": "The iterative resolver, step by step" },
             { "name": "ops", "description": "Health, metrics, reload, this document" },
+            { "name": "admin", "description": "Runtime control: overrides, pool health, \
+                traffic, the audit trail (gslbd ctl)" },
         ],
         "paths": paths,
         "components": components(),
@@ -659,6 +664,125 @@ fn reload_op() -> Value {
                      "content": json_content(schema_ref("ReloadFailed")) },
         },
     })
+}
+
+/// An admin operation: bearer token, JSON answer, the usual refusals.
+fn admin_op(id: &str, summary: &str, params: &[(&str, &str, bool)], extra: Value) -> Value {
+    let mut op = json!({
+        "tags": ["admin"],
+        "operationId": id,
+        "summary": summary,
+        "security": [{ "adminToken": [] }],
+        "parameters": params.iter().map(|(name, description, required)| json!({
+            "name": name, "in": "query", "required": required, "description": description,
+            "schema": { "type": "string" },
+        })).collect::<Vec<_>>(),
+        "responses": {
+            "200": { "description": "OK", "content": json_content(json!({ "type": "object" })) },
+            "400": error_response("InvalidArgument / MissingArgument / InvalidIP"),
+            "401": error_response("Unauthorized: missing or wrong bearer token"),
+            "403": error_response(
+                "Forbidden: no [http] admin_token configured, or the token came over plain \
+                 HTTP from a non-loopback peer"
+            ),
+        },
+    });
+    if let (Some(o), Some(e)) = (op.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    op
+}
+
+fn admin_health_op() -> Value {
+    admin_op(
+        "adminHealth",
+        "Every pool member: check state, last error, flaps, since, override",
+        &[("rule", "only this location rule", false)],
+        json!({}),
+    )
+}
+
+fn admin_overrides_op() -> Value {
+    admin_op("adminOverrides", "The overrides in force", &[], json!({}))
+}
+
+fn admin_add_op() -> Value {
+    admin_op(
+        "adminAddOverride",
+        "Drain, force up/down or weigh an address, a region or a carrier line",
+        &[],
+        json!({
+            "description": "Takes effect for the next query, is saved to [admin] \
+                overrides_state and written to the audit trail. An override with the same \
+                target (address/region/line/rule) is replaced.",
+            "requestBody": { "required": true, "content": json_content(json!({
+                "type": "object",
+                "required": ["action"],
+                "properties": {
+                    "address": { "type": "string" },
+                    "region": { "type": "string" },
+                    "line": { "type": "string" },
+                    "rule": { "type": "string" },
+                    "action": { "enum": ["drain", "up", "down", "weight"] },
+                    "weight": { "type": "integer", "minimum": 0 },
+                    "reason": { "type": "string" },
+                    "who": { "type": "string" },
+                    "expires_in": { "type": "integer", "minimum": 1,
+                                    "description": "seconds from now" },
+                },
+            })) },
+        }),
+    )
+}
+
+fn admin_remove_op() -> Value {
+    let mut op = admin_op(
+        "adminRemoveOverride",
+        "Remove overrides by id or by target",
+        &[
+            ("id", "the override's id", false),
+            ("address", "target address", false),
+            ("region", "target region", false),
+            ("line", "target carrier line", false),
+            ("rule", "target rule", false),
+        ],
+        json!({}),
+    );
+    op["responses"]["404"] = error_response("NoSuchOverride: nothing matched");
+    op
+}
+
+fn admin_traffic_op() -> Value {
+    admin_op(
+        "adminTraffic",
+        "GSLB answers by region and queries served",
+        &[],
+        json!({}),
+    )
+}
+
+fn admin_audit_op() -> Value {
+    admin_op(
+        "adminAudit",
+        "The newest audit events (reloads, overrides, health transitions)",
+        &[("limit", "events, 1-1000 (default 100)", false)],
+        json!({}),
+    )
+}
+
+fn admin_explain_op() -> Value {
+    admin_op(
+        "adminExplain",
+        "A GSLB decision hop by hop for a client address, overrides included",
+        &[
+            ("name", "the name asked", true),
+            ("client", "the client address", true),
+            ("type", "the record type (default A)", false),
+        ],
+        json!({}),
+    )
 }
 
 fn openapi_op() -> Value {

@@ -1,0 +1,296 @@
+//! The runtime-control endpoints (`gslbd ctl` talks to these): `/admin/health` (every pool
+//! member's state), `/admin/overrides` (GET lists, POST adds, DELETE removes), `/admin/traffic`
+//! (answers by region and transport), `/admin/audit` (the newest audit events) and
+//! `/admin/explain` (a GSLB decision hop by hop, overrides included).
+//!
+//! Every one needs `Authorization: Bearer <[http] admin_token>`, and the token is accepted only
+//! over TLS or from a loopback peer unless `[admin] token_over_plain_http = true`: a bearer token
+//! sent in clear over a network can be replayed by anyone on the path (RFC 6750 5.3).
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use hickory_proto::rr::RecordType;
+use serde_json::{Value, json};
+
+use crate::gslb::ClientAddr;
+use crate::gslb::explain::ClientSource;
+use crate::http::client::Params;
+use crate::http::{ApiError, AppState, Peer};
+use crate::overrides::{Override, Request, norm_rule};
+
+/// Operational answers describe this instant: nothing in between may keep them.
+const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+
+fn answer(v: Value) -> Response {
+    let mut resp = Json(v).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, NO_STORE);
+    resp
+}
+
+fn done(r: Result<Value, ApiError>) -> Response {
+    match r {
+        Ok(v) => answer(v),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Checks the admin token and where it came from; the requester's name for the audit trail.
+pub fn authorize(st: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Result<String, ApiError> {
+    let snap = st.handle.snapshot();
+    let http = snap.http.as_ref();
+    let Some(token) = http.and_then(|h| h.admin_token.as_deref()) else {
+        return Err(ApiError::forbidden("no admin_token configured"));
+    };
+    let ip = crate::http::client::unmap(peer.ip());
+    let tls = http.is_some_and(|h| h.tls.is_some());
+    if !tls && !ip.is_loopback() && !snap.admin.token_over_plain_http {
+        return Err(ApiError::forbidden(
+            "the admin token is accepted over TLS or from loopback only \
+             ([admin] token_over_plain_http allows it)",
+        ));
+    }
+    if !super::ops::bearer(headers)
+        .is_some_and(|given| super::ops::same_secret(given, token.as_bytes()))
+    {
+        return Err(ApiError::unauthorized());
+    }
+    Ok(format!("api:{ip}"))
+}
+
+/// `GET /admin/health[?rule=NAME]`: every pool member with its check and override.
+pub async fn health(
+    State(st): State<AppState>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    done((|| {
+        authorize(&st, peer, &headers)?;
+        let p = Params::parse(query.as_deref());
+        let rule = text(&p, "rule")?.map(norm_rule);
+        let snap = st.handle.snapshot();
+        let active = snap.gslb.overrides.active();
+        let mut members = Vec::new();
+        for m in snap.gslb.members() {
+            if rule.as_deref().is_some_and(|r| norm_rule(m.rule) != r) {
+                continue;
+            }
+            let ov = active.as_ref().and_then(|a| {
+                a.member(m.rule, m.region, m.address)
+                    .or_else(|| a.region(m.rule, m.region))
+            });
+            let mut v = json!({
+                "rule": m.rule, "region": m.region, "address": m.address, "weight": m.weight,
+                "checked": m.target.is_some(),
+            });
+            if let Some(t) = m.target {
+                let s = t.status();
+                v["state"] = json!(s.state);
+                v["check"] = json!(s.kind);
+                v["checks"] = json!(s.checks);
+                v["last_error"] = json!(s.last_error);
+                v["flaps"] = json!(s.changes);
+                v["since_secs"] = json!(s.secs_since_change);
+                v["restored"] = json!(s.restored);
+            } else {
+                v["state"] = json!("up");
+            }
+            if let Some(o) = ov {
+                v["override"] = json!({ "id": o.id, "action": o.action, "note": o.note() });
+            }
+            members.push(v);
+        }
+        if let Some(r) = &rule
+            && members.is_empty()
+            && !snap.gslb.pools().any(|(name, _)| norm_rule(name) == *r)
+        {
+            return Err(ApiError::invalid_argument(format!(
+                "rule {r} is not a location rule of the serving configuration"
+            )));
+        }
+        Ok(json!({ "members": members }))
+    })())
+}
+
+fn text<'p>(p: &'p Params, key: &str) -> Result<Option<&'p str>, ApiError> {
+    p.text(key)
+        .map_err(|_| ApiError::invalid_argument(format!("{key} is not UTF-8")))
+}
+
+/// `GET /admin/overrides`: the overrides in force.
+pub async fn overrides(
+    State(st): State<AppState>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Response {
+    done(authorize(&st, peer, &headers).map(|_| {
+        let list = st.handle.health().overrides().list();
+        json!({ "overrides": list.iter().map(view).collect::<Vec<_>>() })
+    }))
+}
+
+fn view(o: &Override) -> Value {
+    let mut v = json!(o);
+    v["target"] = json!(o.target_text());
+    v["note"] = json!(o.note());
+    v
+}
+
+/// `POST /admin/overrides` with a JSON `Request`: adds one (replacing one with the same target).
+pub async fn add_override(
+    State(st): State<AppState>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    done((|| {
+        let who = authorize(&st, peer, &headers)?;
+        let req: Request = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::invalid_argument(format!("body: {e}")))?;
+        let snap = st.handle.snapshot();
+        let (o, replaced) = st
+            .handle
+            .health()
+            .overrides()
+            .add(req, &who, &snap.gslb)
+            .map_err(ApiError::invalid_argument)?;
+        tracing::info!(id = o.id, who = %o.who, "override: {} {}", o.target_text(), o.note());
+        Ok(json!({ "override": view(&o), "replaced": replaced.map(|r| r.id) }))
+    })())
+}
+
+/// `DELETE /admin/overrides?id=N` or `?address=&region=&line=&rule=` (every override with
+/// exactly that target): removes them; 404 when none matched.
+pub async fn remove_override(
+    State(st): State<AppState>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    done((|| {
+        let who = authorize(&st, peer, &headers)?;
+        let p = Params::parse(query.as_deref());
+        let id = text(&p, "id")?
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| ApiError::invalid_argument(format!("id {v:?} is not a number")))
+            })
+            .transpose()?;
+        let address = text(&p, "address")?
+            .map(|v| {
+                v.parse::<IpAddr>()
+                    .map_err(|_| ApiError::invalid_ip(format!("address {v:?} is not an IP")))
+            })
+            .transpose()?;
+        let region = text(&p, "region")?.map(str::to_string);
+        let line = text(&p, "line")?.map(str::to_string);
+        let rule = text(&p, "rule")?.map(norm_rule);
+        if id.is_none() && address.is_none() && region.is_none() && line.is_none() {
+            return Err(ApiError::missing("id, or address / region / line"));
+        }
+        let gone = st.handle.health().overrides().remove(&who, |o| match id {
+            Some(id) => o.id == id,
+            None => o.address == address && o.region == region && o.line == line && o.rule == rule,
+        });
+        if gone.is_empty() {
+            return Err(ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "NoSuchOverride",
+                "no override matches",
+            ));
+        }
+        for o in &gone {
+            tracing::info!(id = o.id, %who, "override removed: {}", o.target_text());
+        }
+        Ok(json!({ "removed": gone.iter().map(view).collect::<Vec<_>>() }))
+    })())
+}
+
+/// `GET /admin/traffic`: GSLB answers by region (the counters that exist; process-wide).
+pub async fn traffic(
+    State(st): State<AppState>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Response {
+    done(authorize(&st, peer, &headers).map(|_| {
+        let snap = st.handle.snapshot();
+        let regions: serde_json::Map<String, Value> = snap
+            .gslb
+            .regions
+            .iter()
+            .map(|r| {
+                (
+                    r.id.clone(),
+                    json!(r.hits.load(std::sync::atomic::Ordering::Relaxed)),
+                )
+            })
+            .collect();
+        json!({ "regions": regions, "served": st.handle.served() })
+    }))
+}
+
+/// `GET /admin/audit[?limit=N]`: the newest events (default 100, at most 1000), oldest first.
+pub async fn audit(
+    State(st): State<AppState>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    done((|| {
+        authorize(&st, peer, &headers)?;
+        let p = Params::parse(query.as_deref());
+        let limit = match text(&p, "limit")? {
+            None => 100,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    ApiError::invalid_argument(format!("limit {v:?} is not between 1 and 1000"))
+                })?,
+        };
+        Ok(json!({ "events": st.handle.health().audit().recent(limit) }))
+    })())
+}
+
+/// `GET /admin/explain?name=&client=[&type=]`: the decision for a client address, hop by hop,
+/// with the overrides in force.
+pub async fn explain(
+    State(st): State<AppState>,
+    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    done((|| {
+        authorize(&st, peer, &headers)?;
+        let p = Params::parse(query.as_deref());
+        let name = text(&p, "name")?.ok_or_else(|| ApiError::missing("name"))?;
+        let client = text(&p, "client")?.ok_or_else(|| ApiError::missing("client"))?;
+        let ip: IpAddr = client
+            .parse()
+            .map_err(|_| ApiError::invalid_ip(format!("client {client:?} is not an IP")))?;
+        let qtype = match text(&p, "type")? {
+            None => RecordType::A,
+            Some(t) => crate::zone::rtypes::type_code(&t.to_ascii_uppercase())
+                .map(RecordType::from)
+                .ok_or_else(|| ApiError::invalid_argument(format!("type {t:?} is unknown")))?,
+        };
+        let snap = st.handle.snapshot();
+        let http = crate::http::client::settings(&snap)?;
+        let addr = ClientAddr {
+            ip: Some(ip),
+            prefix: if ip.is_ipv4() { 32 } else { 128 },
+        };
+        let e = crate::lookup::explain(&snap, http.view, name, qtype, addr, ClientSource::Given)
+            .map_err(ApiError::invalid_host)?;
+        let text = crate::gslb::explain::render(&e);
+        let mut v = json!(e);
+        v["text"] = json!(text);
+        Ok(v)
+    })())
+}
