@@ -70,6 +70,9 @@ pub struct Config {
     /// DNS cookies (src/cookie.rs); answered by default.
     #[serde(default)]
     pub cookies: crate::cookie::CookieConfig,
+    /// TSIG keys (src/tsig.rs), `[[key]]` (`[[keys]]` accepted).
+    #[serde(default, rename = "key", alias = "keys")]
+    pub keys: Vec<crate::tsig::KeyConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -318,7 +321,7 @@ impl Source {
 
 /// Parses config text; an error is one line, `path:LINE: message`, like zone errors.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    toml::from_str(text).map_err(|e| {
+    let config: Config = toml::from_str(text).map_err(|e| {
         let line = e
             .span()
             .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
@@ -330,5 +333,22 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                 None => format!(" {message}"),
             },
         }
-    })
+    })?;
+    // Two [[key]]s with one name: the second is an error at its own line (a peer knows a key
+    // by name only, so which secret would be meant is unknowable).
+    let mut seen = std::collections::HashSet::new();
+    for k in &config.keys {
+        let canon = k.name.get_ref().trim_end_matches('.').to_ascii_lowercase();
+        if !seen.insert(canon) {
+            let line = text[..k.name.span().start.min(text.len())]
+                .matches('\n')
+                .count()
+                + 1;
+            return Err(ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: format!("{line}: key {:?} is configured twice", k.name.get_ref()),
+            });
+        }
+    }
+    Ok(config)
 }

@@ -14,6 +14,7 @@
 //! - `udp`: the batched (recvmmsg/sendmmsg) UDP loop, one thread per socket.
 //! - `resolver`: the iterative resolver (the carrier LDNS): walk, cache, upstream, trace.
 //! - `lab`: the built-in lab world compiled from `zones/`.
+//! - `tsig`: TSIG keys (RFC 8945), request/reply signing and verification.
 //! - `cli`: the command line (`serve`, `check`).
 
 pub mod cli;
@@ -36,6 +37,7 @@ pub mod resolver;
 pub mod rrl;
 pub mod server;
 pub mod snapshot;
+pub mod tsig;
 pub mod udp;
 pub mod wire;
 pub mod zone;

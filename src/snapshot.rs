@@ -42,6 +42,8 @@ pub struct Snapshot {
     /// Per listener, the certificate its DoT/DoQ addresses present (None: it has none). Read at
     /// every handshake (`encrypted::CertFromSnapshot`), so a reload renews it for new connections.
     pub certs: Vec<Option<Arc<rustls::sign::CertifiedKey>>>,
+    /// `[[key]]` compiled: the TSIG keys (RFC 8945) requests and transfers are verified with.
+    pub keys: crate::tsig::Keyring,
 }
 
 /// Everything wrong with a configuration, one problem a line (zone errors as `file:line: ...`).
@@ -356,6 +358,13 @@ impl Snapshot {
                 crate::cookie::CookieSettings::compile(&Default::default())
                     .expect("defaults compile")
             });
+        // Key files name themselves (file:line); the other key problems name the configuration.
+        let read = |p: &Path| fs.read(p).map_err(|e| format!("{}: {e}", p.display()));
+        let keys =
+            crate::tsig::Keyring::build(&config.keys, &read, base, label).unwrap_or_else(|errs| {
+                problems.extend(errs);
+                crate::tsig::Keyring::default()
+            });
         problems.extend(config_problems.into_iter().map(|p| format!("{label}: {p}")));
         if !problems.is_empty() {
             return Err(BuildError { problems });
@@ -372,6 +381,7 @@ impl Snapshot {
             rrl,
             cookies,
             certs,
+            keys,
         })
     }
 
