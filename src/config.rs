@@ -149,6 +149,31 @@ pub struct ZoneConfig {
     /// Rotate multi-address RRsets round robin in answers (like BIND's `rrset-order cyclic`).
     #[serde(default)]
     pub rotate: bool,
+    // Secondary zones (src/secondary): the data comes by transfer and is kept in `file`.
+    /// "primary" (the default: `file` is the zone) or "secondary".
+    #[serde(default)]
+    pub kind: ZoneKind,
+    /// Where a secondary transfers from, in order of preference.
+    #[serde(default)]
+    pub primaries: Vec<crate::secondary::PrimaryConfig>,
+    /// Sources a NOTIFY is accepted from (default: the primaries' addresses, RFC 1996 3.10).
+    #[serde(default)]
+    pub allow_notify: Option<Vec<ipnet::IpNet>>,
+    /// Overrides of the SOA's REFRESH, RETRY and EXPIRE (RFC 1035 3.3.13), seconds.
+    #[serde(default)]
+    pub refresh: Option<u32>,
+    #[serde(default)]
+    pub retry: Option<u32>,
+    #[serde(default)]
+    pub expire: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZoneKind {
+    #[default]
+    Primary,
+    Secondary,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

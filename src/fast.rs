@@ -342,7 +342,7 @@ impl Worker {
                 return Some(rcode);
             }
             // Signed queries are rare (transfers, tools): the general path answers and signs.
-            Parsed::Signed(_) => {
+            Parsed::Signed(_) | Parsed::Notify(_) => {
                 let served = query::respond_into(snap, self.listener, packet, &client, out, None)?;
                 self.cookie = served.cookie;
                 return Some(count(served));

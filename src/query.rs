@@ -103,6 +103,24 @@ pub fn respond_into<'s>(
             crate::tsig::sign_reply(out, &v, crate::tsig::now());
             Some(served)
         }
+        Parsed::Notify(q) => {
+            let rc = crate::secondary::notify(snap, q.key(), q.qtype, client.addr.ip());
+            wire::encode_error_into(
+                q.id,
+                q.flags,
+                rc,
+                Some(q.question),
+                q.edns.as_ref(),
+                snap.limits.udp_payload,
+                false,
+                out,
+            );
+            Some(Served {
+                rcode: rc,
+                region: None,
+                cookie: crate::cookie::Outcome::NONE,
+            })
+        }
         Parsed::Done(rcode) => Some(Served {
             rcode,
             region: None,
@@ -129,6 +147,8 @@ pub fn respond_into<'s>(
 pub enum Parsed<'p> {
     Query(wire::Query<'p>),
     Done(u16),
+    /// RFC 1996 NOTIFY: answered by `respond_into` (which knows the source address).
+    Notify(wire::Query<'p>),
     /// Signed with a key of ours and verified (RFC 8945 5.2): answer `Verified::stripped` and
     /// sign the reply (`respond_into` does both).
     Signed(crate::tsig::Verified),
@@ -181,6 +201,9 @@ pub fn parse<'p>(snap: &Snapshot, packet: &'p [u8], out: &mut Vec<u8>) -> Option
             return Some(Parsed::Done(rcode));
         }
     };
+    if (q.flags >> 11) & 0xf == wire::OPCODE_NOTIFY {
+        return Some(Parsed::Notify(q));
+    }
     let rc = if q.qclass == CLASS_CH {
         if let Some(text) = chaos_text(snap, &q) {
             wire::encode_chaos_txt(&q, text.as_bytes(), payload, out);

@@ -34,6 +34,8 @@ pub mod rcode {
 }
 
 const OPT: u16 = 41;
+/// RFC 1996 3: the NOTIFY opcode.
+pub const OPCODE_NOTIFY: u16 = 4;
 const TSIG: u16 = 250;
 const IXFR: u16 = 251;
 const CLASS_IN: u16 = 1;
@@ -52,6 +54,7 @@ pub fn rcode_name(outcome: Outcome) -> &'static str {
         rcode::NOERROR => "NOERROR",
         rcode::NXDOMAIN => "NXDOMAIN",
         rcode::YXDOMAIN => "YXDOMAIN",
+        rcode::SERVFAIL => "SERVFAIL",
         _ => "REFUSED",
     }
 }
@@ -63,6 +66,7 @@ pub fn rcode_of(outcome: Outcome) -> u16 {
         Outcome::NxDomain => rcode::NXDOMAIN,
         Outcome::Refused => rcode::REFUSED,
         Outcome::YxDomain => rcode::YXDOMAIN,
+        Outcome::ServFail => rcode::SERVFAIL,
     }
 }
 
@@ -385,7 +389,8 @@ pub fn parse_query(buf: &[u8]) -> Result<Query<'_>, Reject<'_>> {
             tsig,
         });
     }
-    if opcode != 0 {
+    // QUERY, and NOTIFY (RFC 1996), which `query` answers for secondary zones.
+    if opcode != 0 && opcode != OPCODE_NOTIFY {
         return err(rcode::NOTIMP, Some(question), edns);
     }
     Ok(Query {
