@@ -76,6 +76,9 @@ pub struct Config {
     /// Runtime control: the overrides state file, the audit log, admin token policy.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// TSIG keys (src/tsig.rs), `[[key]]` (`[[keys]]` accepted).
+    #[serde(default, rename = "key", alias = "keys")]
+    pub keys: Vec<crate::tsig::KeyConfig>,
 }
 
 /// `[admin]`: where runtime control keeps its state (src/overrides.rs, src/audit.rs).
@@ -201,6 +204,31 @@ pub struct ZoneConfig {
     /// Largest journal in bytes: the oldest changes are dropped past it.
     #[serde(default = "default_journal_size")]
     pub journal_size: u64,
+    // Secondary zones (src/secondary): the data comes by transfer and is kept in `file`.
+    /// "primary" (the default: `file` is the zone) or "secondary".
+    #[serde(default)]
+    pub kind: ZoneKind,
+    /// Where a secondary transfers from, in order of preference.
+    #[serde(default)]
+    pub primaries: Vec<crate::secondary::PrimaryConfig>,
+    /// Sources a NOTIFY is accepted from (default: the primaries' addresses, RFC 1996 3.10).
+    #[serde(default)]
+    pub allow_notify: Option<Vec<ipnet::IpNet>>,
+    /// Overrides of the SOA's REFRESH, RETRY and EXPIRE (RFC 1035 3.3.13), seconds.
+    #[serde(default)]
+    pub refresh: Option<u32>,
+    #[serde(default)]
+    pub retry: Option<u32>,
+    #[serde(default)]
+    pub expire: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZoneKind {
+    #[default]
+    Primary,
+    Secondary,
 }
 
 fn default_journal_size() -> u64 {
@@ -377,7 +405,7 @@ impl Source {
 
 /// Parses config text; an error is one line, `path:LINE: message`, like zone errors.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    toml::from_str(text).map_err(|e| {
+    let config: Config = toml::from_str(text).map_err(|e| {
         let line = e
             .span()
             .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
@@ -389,5 +417,22 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                 None => format!(" {message}"),
             },
         }
-    })
+    })?;
+    // Two [[key]]s with one name: the second is an error at its own line (a peer knows a key
+    // by name only, so which secret would be meant is unknowable).
+    let mut seen = std::collections::HashSet::new();
+    for k in &config.keys {
+        let canon = k.name.get_ref().trim_end_matches('.').to_ascii_lowercase();
+        if !seen.insert(canon) {
+            let line = text[..k.name.span().start.min(text.len())]
+                .matches('\n')
+                .count()
+                + 1;
+            return Err(ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: format!("{line}: key {:?} is configured twice", k.name.get_ref()),
+            });
+        }
+    }
+    Ok(config)
 }

@@ -30,6 +30,8 @@ pub enum Outcome {
     Refused,
     /// RFC 6672 2.2: a DNAME substitution made a name longer than 255 octets.
     YxDomain,
+    /// A secondary zone without data (not yet transferred, or expired: RFC 1035 4.3.5).
+    ServFail,
 }
 
 /// The owner name of an RRset in a response.
@@ -200,6 +202,9 @@ pub fn answer<'z>(
     let Some(mut zone) = zones.find(q.key) else {
         return Answer::new(Outcome::Refused);
     };
+    if zone.expired {
+        return Answer::new(Outcome::ServFail);
+    }
     // RFC 4035 3.1.4.1: DS lives in the parent; answer from it when we serve it too.
     if q.qtype == RecordType::DS
         && q.key == &*zone.origin_key

@@ -355,6 +355,12 @@ impl Worker {
                 metrics::count(Via::Udp, rcode, None);
                 return Some(rcode);
             }
+            // Signed queries are rare (transfers, tools): the general path answers and signs.
+            Parsed::Signed(_) | Parsed::Notify(_) => {
+                let served = query::respond_into(snap, self.listener, packet, &client, out, None)?;
+                self.cookie = served.cookie;
+                return Some(count(served));
+            }
             Parsed::Query(q) => q,
         };
         self.cookie = query::cookie(snap, &q, peer.ip());

@@ -14,6 +14,8 @@
 //! - `udp`: the batched (recvmmsg/sendmmsg) UDP loop, one thread per socket.
 //! - `resolver`: the iterative resolver (the carrier LDNS): walk, cache, upstream, trace.
 //! - `lab`: the built-in lab world compiled from `zones/`.
+//! - `secondary`: secondary zones: SOA checks, IXFR/AXFR in, NOTIFY, expiry.
+//! - `tsig`: TSIG keys (RFC 8945), request/reply signing and verification.
 //! - `cli`: the command line (`serve`, `check`).
 
 pub mod audit;
@@ -37,8 +39,10 @@ pub mod query;
 pub mod reload;
 pub mod resolver;
 pub mod rrl;
+pub mod secondary;
 pub mod server;
 pub mod snapshot;
+pub mod tsig;
 pub mod udp;
 pub mod wire;
 pub mod xfr;

@@ -95,6 +95,32 @@ pub fn respond_into<'s>(
     geo: Option<&mut GeoCache>,
 ) -> Option<Served<'s>> {
     match parse(snap, packet, out)? {
+        Parsed::Signed(v) => {
+            // RFC 8945 5.3: the request without its TSIG is answered as any other, then the
+            // reply is signed chained on the request's MAC.
+            let stripped = v.stripped(packet);
+            let served = respond_into(snap, listener, &stripped, client, out, geo)?;
+            crate::tsig::sign_reply(out, &v, crate::tsig::now());
+            Some(served)
+        }
+        Parsed::Notify(q) => {
+            let rc = crate::secondary::notify(snap, q.key(), q.qtype, client.addr.ip());
+            wire::encode_error_into(
+                q.id,
+                q.flags,
+                rc,
+                Some(q.question),
+                q.edns.as_ref(),
+                snap.limits.udp_payload,
+                false,
+                out,
+            );
+            Some(Served {
+                rcode: rc,
+                region: None,
+                cookie: crate::cookie::Outcome::NONE,
+            })
+        }
         Parsed::Done(rcode) => Some(Served {
             rcode: udp_ixfr(snap, listener, packet, client, rcode, out),
             region: None,
@@ -121,6 +147,11 @@ pub fn respond_into<'s>(
 pub enum Parsed<'p> {
     Query(wire::Query<'p>),
     Done(u16),
+    /// RFC 1996 NOTIFY: answered by `respond_into` (which knows the source address).
+    Notify(wire::Query<'p>),
+    /// Signed with a key of ours and verified (RFC 8945 5.2): answer `Verified::stripped` and
+    /// sign the reply (`respond_into` does both).
+    Signed(crate::tsig::Verified),
 }
 
 /// IXFR over UDP, which `parse` refuses like every transfer: answered instead by
@@ -174,11 +205,28 @@ pub fn parse<'p>(snap: &Snapshot, packet: &'p [u8], out: &mut Vec<u8>) -> Option
                 out,
             );
             if let Some(t) = tsig {
-                wire::append_tsig_error(out, &t);
+                // No keys: every key is unknown (BADKEY, unsigned, RFC 8945 5.2.1). With keys,
+                // the TSIG is verified: key, MAC, time, each with its own error (5.2).
+                let now = crate::tsig::now();
+                let verdict = match snap.keys.is_empty() {
+                    true => None,
+                    false => crate::tsig::verify_request(&snap.keys, packet, now),
+                };
+                match verdict {
+                    None => wire::append_tsig_error(out, &t),
+                    Some(Ok(v)) => {
+                        out.clear();
+                        return Some(Parsed::Signed(v));
+                    }
+                    Some(Err(refused)) => refused.finish(out, now),
+                }
             }
             return Some(Parsed::Done(rcode));
         }
     };
+    if (q.flags >> 11) & 0xf == wire::OPCODE_NOTIFY {
+        return Some(Parsed::Notify(q));
+    }
     let rc = if q.qclass == CLASS_CH {
         if let Some(text) = chaos_text(snap, &q) {
             wire::encode_chaos_txt(&q, text.as_bytes(), payload, out);

@@ -116,6 +116,12 @@ impl Reloads {
         outcome
     }
 
+    /// Runs `f` while no build runs (a secondary zone's swap), without counting it as one.
+    pub fn exclusive<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _serial = self.serial();
+        f()
+    }
+
     fn record(&self, outcome: &Outcome) {
         let mut s = self.status.lock().unwrap_or_else(PoisonError::into_inner);
         match outcome {

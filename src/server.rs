@@ -85,6 +85,8 @@ pub struct Handle {
     reloads: Arc<Reloads>,
     /// The HTTP listen addresses as bound (ports chosen), for Alibaba's `/{account}/ss`.
     http_bound: Arc<Vec<SocketAddr>>,
+    /// The secondary zones' refresh/transfer tasks (`secondary`).
+    secondaries: Arc<crate::secondary::Secondaries>,
 }
 
 impl Handle {
@@ -166,7 +168,19 @@ impl Handle {
         }
         drop(old);
         self.start_health();
+        self.secondaries.sync(self);
         Ok(new)
+    }
+
+    /// Serves `zone` (a secondary's newly transferred data, or its SERVFAIL placeholder) in
+    /// place of the zone with its origin: a copy of the serving snapshot sharing everything
+    /// else, swapped in under the reload lock, so a reload that read the older file cannot
+    /// store its snapshot after this one (the file is written before this is called).
+    pub fn swap_zone(&self, zone: Arc<crate::zone::Zone>) {
+        self.reloads.exclusive(|| {
+            let cur = self.snapshot.load_full();
+            self.snapshot.store(Arc::new(cur.with_zone(zone)));
+        });
     }
 
     /// Starts checks for addresses the current snapshot added (and lets go of those it dropped);
@@ -383,8 +397,10 @@ impl Server {
             fast: Arc::new(AtomicU64::new(0)),
             reloads: Arc::new(Reloads::default()),
             http_bound: Arc::new(http_bound),
+            secondaries: Arc::default(),
         };
         handle.start_health();
+        handle.secondaries.sync(&handle);
         Ok(Server { handle, bound })
     }
 

@@ -20,7 +20,8 @@ use crate::resolver::ResolverSettings;
 use crate::zone::reader::ZoneFs;
 use crate::zone::{Zone, ZoneSet};
 
-#[derive(Debug)]
+// Clone: a transfer swaps in a copy sharing everything but its zone (`with_zone`).
+#[derive(Debug, Clone)]
 pub struct Snapshot {
     pub limits: Limits,
     /// `[server]`: the identity and version the CHAOS names and NSID give.
@@ -30,7 +31,7 @@ pub struct Snapshot {
     pub views: Vec<ZoneSet>,
     pub zones: Vec<Arc<Zone>>,
     /// Geo data and GSLB rules; rules are attached to zone nodes by index.
-    pub gslb: Gslb,
+    pub gslb: Arc<Gslb>,
     /// The `[http]` section compiled (None: no HTTP listener).
     pub http: Option<HttpSettings>,
     /// The `[resolver]` section compiled (None: no resolver).
@@ -49,6 +50,10 @@ pub struct Snapshot {
     pub xfr_pending: Vec<crate::xfr::Pending>,
     /// `[admin]` compiled, and what the audit trail says about this configuration.
     pub admin: AdminSettings,
+    /// `[[key]]` compiled: the TSIG keys (RFC 8945) requests and transfers are verified with.
+    pub keys: crate::tsig::Keyring,
+    /// The secondary zones (`kind = "secondary"`): primaries, timers, and their `Control`.
+    pub secondaries: Vec<crate::secondary::SecondaryZone>,
 }
 
 /// `[admin]` with paths resolved against the config file's folder.
@@ -171,6 +176,14 @@ impl Snapshot {
         // Origins of the zones that did not load: what they would have held is unknown, so
         // problems that follow from their absence are not reported (their own problems are).
         let mut failed: Vec<crate::zone::name::Key> = Vec::new();
+        // Key files name themselves (file:line); the other key problems name the configuration.
+        let read = |p: &Path| fs.read(p).map_err(|e| format!("{}: {e}", p.display()));
+        let keys =
+            crate::tsig::Keyring::build(&config.keys, &read, base, label).unwrap_or_else(|errs| {
+                problems.extend(errs);
+                crate::tsig::Keyring::default()
+            });
+        let mut secondaries: Vec<crate::secondary::SecondaryZone> = Vec::new();
         for zc in &config.zones {
             let origin = match Name::from_ascii(&zc.name) {
                 Ok(mut n) => {
@@ -188,6 +201,31 @@ impl Snapshot {
                 continue;
             }
             let path = base.join(&zc.file);
+            if zc.kind == crate::config::ZoneKind::Primary {
+                if !zc.primaries.is_empty() || zc.allow_notify.is_some() {
+                    config_problems.push(format!(
+                        "zone {canon}: primaries and allow_notify are for kind = \"secondary\""
+                    ));
+                }
+            } else {
+                match crate::secondary::SecondaryZone::compile(zc, &origin, path.clone(), &keys) {
+                    Ok(sz) => {
+                        // No file before the first transfer, or past EXPIRE: SERVFAIL until
+                        // a transfer brings data (not a build error).
+                        if sz.control.expired() || !fs.exists(&path) {
+                            loaded.push((canon, sz.placeholder()));
+                            secondaries.push(sz);
+                            continue;
+                        }
+                        secondaries.push(sz);
+                    }
+                    Err(errs) => {
+                        config_problems.extend(errs);
+                        failed.push(crate::zone::name::key_of(&origin));
+                        continue;
+                    }
+                }
+            }
             match Zone::load(&origin, &path, fs) {
                 Ok(mut z) => {
                     z.rotate = zc.rotate;
@@ -290,6 +328,12 @@ impl Snapshot {
                         Some((_, z)) => {
                             if let Err(e) = z.attach_rule(&at.name, at.rule as u32) {
                                 config_problems.push(format!("GSLB rule {rule}: {e}"));
+                            } else if let Some(sz) = secondaries
+                                .iter_mut()
+                                .find(|s| *s.origin_key == *z.origin_key)
+                            {
+                                // Attached again to every transferred version of the zone.
+                                sz.rules.push((at.name.clone(), at.rule as u32));
                             }
                         }
                         None => config_problems
@@ -337,6 +381,19 @@ impl Snapshot {
                     crate::xfr::ZoneXfr::default()
                 }
             };
+            // Key names in `transfer` and `notify` must be keys of `[[key]]`.
+            let named = x
+                .acl
+                .iter()
+                .filter_map(|e| e.key.as_deref())
+                .chain(x.notify.iter().filter_map(|t| t.key.as_deref()));
+            for k in named {
+                if keys.get(k).is_none() {
+                    config_problems.push(format!(
+                        "zone {canon}: TSIG key \"{k}\" is not defined by a [[key]]"
+                    ));
+                }
+            }
             x.synthesized = catalog;
             if x.transferable() {
                 let before = previous.and_then(|p| {
@@ -549,7 +606,7 @@ impl Snapshot {
             listeners: config.listeners,
             views,
             zones: ordered,
-            gslb,
+            gslb: Arc::new(gslb),
             http,
             resolver,
             rrl,
@@ -558,7 +615,23 @@ impl Snapshot {
             xfr,
             xfr_pending,
             admin,
+            keys,
+            secondaries,
         })
+    }
+
+    /// A copy serving `zone` in place of the zone with the same origin (a transfer's new data):
+    /// everything else is shared (`Arc`s) or small.
+    pub fn with_zone(&self, zone: Arc<Zone>) -> Snapshot {
+        let mut s = self.clone();
+        let key = zone.origin_key.clone();
+        for z in s.zones.iter_mut().filter(|z| z.origin_key == key) {
+            *z = zone.clone();
+        }
+        for v in s.views.iter_mut().filter(|v| v.contains(&key)) {
+            v.insert(zone.clone());
+        }
+        s
     }
 
     pub fn view(&self, listener: usize) -> &ZoneSet {

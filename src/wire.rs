@@ -34,6 +34,8 @@ pub mod rcode {
 }
 
 const OPT: u16 = 41;
+/// RFC 1996 3: the NOTIFY opcode.
+pub const OPCODE_NOTIFY: u16 = 4;
 const TSIG: u16 = 250;
 const IXFR: u16 = 251;
 const CLASS_IN: u16 = 1;
@@ -52,6 +54,7 @@ pub fn rcode_name(outcome: Outcome) -> &'static str {
         rcode::NOERROR => "NOERROR",
         rcode::NXDOMAIN => "NXDOMAIN",
         rcode::YXDOMAIN => "YXDOMAIN",
+        rcode::SERVFAIL => "SERVFAIL",
         _ => "REFUSED",
     }
 }
@@ -63,6 +66,7 @@ pub fn rcode_of(outcome: Outcome) -> u16 {
         Outcome::NxDomain => rcode::NXDOMAIN,
         Outcome::Refused => rcode::REFUSED,
         Outcome::YxDomain => rcode::YXDOMAIN,
+        Outcome::ServFail => rcode::SERVFAIL,
     }
 }
 
@@ -373,8 +377,9 @@ pub fn parse_query(buf: &[u8]) -> Result<Query<'_>, Reject<'_>> {
         return err(rcode::BADVERS, Some(question), Some(e));
     }
     if tsig.is_some() {
-        // RFC 8945 5.2: no key is configured here, so every key is unknown: NOTAUTH with TSIG
-        // error BADKEY, unsigned (5.3.2), rather than an unsigned answer the client would discard.
+        // RFC 8945 5.2: the parser knows no keys, so a signed query is a NOTAUTH here (BADKEY,
+        // unsigned, 5.3.2) unless `query::parse` finds its key in the keyring and verifies it
+        // (`tsig::verify_request`), rather than an unsigned answer the client would discard.
         return Err(Reject::Error {
             id,
             flags,
@@ -384,7 +389,8 @@ pub fn parse_query(buf: &[u8]) -> Result<Query<'_>, Reject<'_>> {
             tsig,
         });
     }
-    if opcode != 0 {
+    // QUERY, and NOTIFY (RFC 1996), which `query` answers for secondary zones.
+    if opcode != 0 && opcode != OPCODE_NOTIFY {
         return err(rcode::NOTIMP, Some(question), edns);
     }
     Ok(Query {
@@ -450,6 +456,30 @@ fn opt_without_question(buf: &[u8], ancount: u16, nscount: u16, arcount: u16) ->
         }
     }
     edns
+}
+
+/// Where the last record of a message starts (the TSIG's place, RFC 8945 5.1), when every section
+/// reads to the end of the message. None: no records, or the counts do not match the bytes.
+pub fn last_record_start(msg: &[u8]) -> Option<usize> {
+    let count = |i: usize| u16::from_be_bytes([msg[4 + 2 * i], msg[5 + 2 * i]]) as usize;
+    if msg.len() < HEADER_LEN {
+        return None;
+    }
+    let mut r = Reader {
+        buf: msg,
+        pos: HEADER_LEN,
+    };
+    for _ in 0..count(0) {
+        r.skip_name()?;
+        r.take(4)?;
+    }
+    let records = count(1) + count(2) + count(3);
+    let mut last = None;
+    for _ in 0..records {
+        last = Some(r.pos);
+        skip_record(&mut r)?;
+    }
+    (r.pos == msg.len()).then_some(last).flatten()
 }
 
 fn skip_record(r: &mut Reader<'_>) -> Option<()> {

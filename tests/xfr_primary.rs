@@ -709,3 +709,71 @@ async fn a_knot_secondary_follows_the_catalog_as_zones_come_and_go() {
     wait("example.net", false).await;
     assert_eq!(www("example.org"), ["www.example.org. 300 IN A 127.0.0.80"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_acl_of_a_tsig_key_wants_a_signed_request_and_signs_every_message() {
+    const SECRET: &str = "c2VjcmV0IGtleSBmb3IgdGhlIHRyYW5zZmVyIHRlc3Q=";
+    let dir = tempfile::tempdir().unwrap();
+    let mut extra = String::new();
+    for i in 0..3000 {
+        extra.push_str(&format!(
+            "t{i} TXT \"a record long enough to fill several messages {i}\"\n"
+        ));
+    }
+    std::fs::write(dir.path().join("example.com.zone"), zone_text(3, &extra)).unwrap();
+    let config = write_config(dir.path(), "127.0.25.10", &[], "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "transfer = [\"127.0.0.0/8\"]",
+        "transfer = [\"127.0.0.1 key xfr-key\"]",
+    ) + &format!(
+        "\n[[key]]\nname = \"xfr-key\"\nalgorithm = \"hmac-sha256\"\nsecret = \"{SECRET}\"\n"
+    );
+    std::fs::write(&config, text).unwrap();
+    let server = common::start(Source::file(&config)).await;
+    let addr = server.addr("all", "tcp");
+    let axfr = |key: Option<&str>| {
+        let mut c = common::tool("kdig");
+        c.arg(format!("@{}", addr.ip()))
+            .arg("-p")
+            .arg(addr.port().to_string())
+            .args(["+time=5", "+retry=0", "example.com", "AXFR"]);
+        if let Some(k) = key {
+            c.arg("-y").arg(k);
+        }
+        let out = c.output().unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    // Signed with the key: the whole zone, every message signed (kdig checks each TSIG and
+    // stops at the first that does not verify).
+    let ok = axfr(Some(&format!("hmac-sha256:xfr-key:{SECRET}")));
+    assert!(
+        ok.contains("t2999.example.com.") && !ok.contains(";; ERROR") && !ok.contains(";; WARNING"),
+        "{}",
+        &ok[ok.len().saturating_sub(600)..]
+    );
+    let messages: usize = ok
+        .split("messages, ")
+        .next()
+        .and_then(|s| s.rsplit('(').next())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(messages > 1, "{}", &ok[ok.len().saturating_sub(300)..]);
+    // Unsigned: the address alone is not enough.
+    let refused = axfr(None);
+    assert!(refused.contains("REFUSED"), "{refused}");
+    // The right key name with another secret: BADSIG.
+    let bad = axfr(Some(
+        "hmac-sha256:xfr-key:d3Jvbmcgc2VjcmV0IGZvciB0aGUga2V5IDAwMDA=",
+    ));
+    assert!(bad.contains("NOTAUTH") || bad.contains("BADSIG"), "{bad}");
+    // A key name this server does not know: BADKEY.
+    let unknown = axfr(Some(&format!("hmac-sha256:other-key:{SECRET}")));
+    assert!(
+        unknown.contains("NOTAUTH") || unknown.contains("BADKEY"),
+        "{unknown}"
+    );
+}

@@ -157,7 +157,7 @@ pub async fn add_override(
             .handle
             .health()
             .overrides()
-            .add(req, &who, &snap.gslb)
+            .add(req, &who, &*snap.gslb)
             .map_err(ApiError::invalid_argument)?;
         tracing::info!(id = o.id, who = %o.who, "override: {} {}", o.target_text(), o.note());
         Ok(json!({ "override": view(&o), "replaced": replaced.map(|r| r.id) }))

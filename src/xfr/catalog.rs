@@ -42,6 +42,12 @@ impl CatalogConfig {
             serial: super::SerialPolicy::Unixtime,
             journal: self.journal.clone(),
             journal_size: 1 << 20,
+            kind: crate::config::ZoneKind::Primary,
+            primaries: Vec::new(),
+            allow_notify: None,
+            refresh: None,
+            retry: None,
+            expire: None,
         }
     }
 }

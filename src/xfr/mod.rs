@@ -637,6 +637,27 @@ pub fn answer_tcp(
     if !is_transfer(packet) {
         return TcpAnswer::NotTransfer;
     }
+    // A signed request (RFC 8945): verified first; its key is what the ACL's "key NAME"
+    // entries match, and every message of the answer is signed (5.3.1).
+    let now = crate::tsig::now();
+    let stripped;
+    let (packet, verified) = match crate::tsig::verify_request(&snap.keys, packet, now) {
+        None => (packet, None),
+        Some(Ok(v)) => {
+            stripped = v.stripped(packet);
+            (&stripped[..], Some(v))
+        }
+        Some(Err(refused)) => {
+            // BADKEY / BADSIG / BADTIME: NOTAUTH with the TSIG error (5.2), as for any query.
+            return match query_error(snap, packet) {
+                Some(mut out) => {
+                    refused.finish(&mut out, now);
+                    TcpAnswer::One(out)
+                }
+                None => TcpAnswer::NotTransfer,
+            };
+        }
+    };
     let Ok(q) = wire::parse_query(packet) else {
         return TcpAnswer::NotTransfer;
     };
@@ -653,9 +674,13 @@ pub fn answer_tcp(
             false,
             &mut out,
         );
+        if let Some(v) = &verified {
+            crate::tsig::sign_reply(&mut out, v, now);
+        }
         TcpAnswer::One(out)
     };
-    let index = match locate(snap, listener, &q, peer) {
+    let key = verified.as_ref().map(|v| v.key.name.to_string());
+    let index = match locate(snap, listener, &q, peer, key.as_deref()) {
         Ok(i) => i,
         Err(rc) => return error(rc),
     };
@@ -709,7 +734,35 @@ pub fn answer_tcp(
         question: q.question.to_vec(),
         plan,
         done: false,
+        signer: verified.as_ref().map(crate::tsig::ReplySigner::new),
     }))
+}
+
+/// An error reply to `packet` with its header and question (for a TSIG refusal to finish).
+fn query_error(snap: &Snapshot, packet: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    match wire::parse_query(packet) {
+        Err(wire::Reject::Error {
+            id,
+            flags,
+            question,
+            edns,
+            ..
+        }) => {
+            wire::encode_error_into(
+                id,
+                flags,
+                rcode::NOTAUTH,
+                question,
+                edns.as_ref(),
+                snap.limits.udp_payload,
+                false,
+                &mut out,
+            );
+            Some(out)
+        }
+        _ => None,
+    }
 }
 
 /// The zone a transfer request is for (its index in `snap.zones`), or the RCODE refusing it:
@@ -720,6 +773,7 @@ fn locate(
     listener: usize,
     q: &wire::Query<'_>,
     peer: SocketAddr,
+    key: Option<&str>,
 ) -> Result<usize, u16> {
     let zone = snap
         .view(listener)
@@ -734,7 +788,7 @@ fn locate(
         .iter()
         .position(|z| std::ptr::eq(&**z, zone))
         .ok_or(rcode::SERVFAIL)?;
-    if !snap.xfr[index].allows(peer.ip(), None) {
+    if !snap.xfr[index].allows(peer.ip(), key) {
         COUNTERS.out[4].fetch_add(1, Ordering::Relaxed);
         return Err(rcode::REFUSED);
     }
@@ -770,7 +824,7 @@ pub fn answer_udp(
             &mut out,
         );
     };
-    let index = match locate(snap, listener, &q, peer) {
+    let index = match locate(snap, listener, &q, peer, None) {
         Ok(i) => i,
         Err(rc) => {
             error(rc);
@@ -870,6 +924,8 @@ pub struct Outgoing {
     question: Vec<u8>,
     plan: Plan,
     done: bool,
+    /// Signs each message when the request was signed.
+    signer: Option<crate::tsig::ReplySigner>,
 }
 
 impl Outgoing {
@@ -895,7 +951,10 @@ impl Outgoing {
                 self.done = fill_zone(&mut m, zone, gslb, c);
             }
         }
-        let out = m.finish();
+        let mut out = m.finish();
+        if let Some(signer) = &mut self.signer {
+            signer.sign(&mut out, crate::tsig::now());
+        }
         COUNTERS
             .bytes
             .fetch_add(out.len() as u64, Ordering::Relaxed);

@@ -51,7 +51,15 @@ pub fn after_swap(old: Option<&Snapshot>, new: &Arc<Snapshot>) {
                 .iter()
                 .copied()
                 .find(|ip| ip.is_ipv4() == t.addr.is_ipv4());
-            tokio::spawn(send(name, t.clone(), from, message.clone(), zone.serial));
+            let key = t.key.as_deref().and_then(|k| new.keys.get(k)).cloned();
+            tokio::spawn(send(
+                name,
+                t.clone(),
+                from,
+                key,
+                message.clone(),
+                zone.serial,
+            ));
         }
     }
 }
@@ -76,7 +84,8 @@ async fn send(
     zone: String,
     target: NotifyTarget,
     from: Option<std::net::IpAddr>,
-    mut message: Vec<u8>,
+    key: Option<std::sync::Arc<crate::tsig::Key>>,
+    message: Vec<u8>,
     serial: u32,
 ) {
     let any: std::net::IpAddr = if target.addr.is_ipv4() {
@@ -96,7 +105,12 @@ async fn send(
     let mut buf = vec![0u8; 4096];
     for attempt in 1..=TRIES {
         let id: u16 = rand::random();
+        let mut message = message.clone();
         message[0..2].copy_from_slice(&id.to_be_bytes());
+        if let Some(k) = &key {
+            // RFC 8945: a signed NOTIFY, for secondaries whose ACL names the key.
+            crate::tsig::sign_request(&mut message, k, crate::tsig::now());
+        }
         COUNTERS.notify[0].fetch_add(1, Ordering::Relaxed);
         if let Err(e) = sock.send_to(&message, target.addr).await {
             debug!(%zone, target = %target.addr, attempt, "NOTIFY send failed: {e}");

@@ -97,6 +97,9 @@ pub struct Zone {
     pub rotate: bool,
     /// Whether any name holds a DNAME: the engine looks for one on the way down only then.
     pub dname: bool,
+    /// A secondary zone with no data yet or past EXPIRE (RFC 1035 4.3.5): every name in it is
+    /// answered SERVFAIL (`secondary`).
+    pub expired: bool,
 }
 
 /// A zone's nodes: a vector, and a hash table of indices into it keyed by each node's own `key`
@@ -575,6 +578,7 @@ impl Builder {
             records: count,
             rotate: false,
             dname: !dnames.is_empty(),
+            expired: false,
         })
     }
 }
@@ -670,6 +674,11 @@ impl ZoneSet {
     }
 
     /// The most specific zone at or above `key` (RFC 1034 4.3.2 step 2).
+    /// Whether the zone with this origin key is in the set.
+    pub fn contains(&self, origin_key: &[u8]) -> bool {
+        self.zones.contains_key(origin_key)
+    }
+
     pub fn find(&self, key: &[u8]) -> Option<&Zone> {
         let mut k = key;
         loop {

@@ -54,6 +54,10 @@ impl ZoneFs for TextFs {
 /// Where zone text comes from: the disk, or files compiled into the binary (the lab world).
 pub trait ZoneFs: Send + Sync {
     fn read(&self, path: &Path) -> io::Result<String>;
+    /// Whether the file exists (a secondary zone's file is absent until its first transfer).
+    fn exists(&self, _path: &Path) -> bool {
+        true
+    }
     /// Binary files (mmdb databases).
     fn read_bytes(&self, path: &Path) -> io::Result<Vec<u8>> {
         self.read(path).map(String::into_bytes)
@@ -68,6 +72,9 @@ pub trait ZoneFs: Send + Sync {
 pub struct DiskFs;
 
 impl ZoneFs for DiskFs {
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
     fn read(&self, path: &Path) -> io::Result<String> {
         String::from_utf8(read_file(path)?).map_err(|_| {
             io::Error::new(
