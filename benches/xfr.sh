@@ -86,7 +86,7 @@ EOT
 cpu() { # total ticks of a process and its children
   local t=0
   for p in "$@" $(pgrep -P "$1" 2>/dev/null || true); do
-    [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    if [ -r "/proc/$p/stat" ]; then t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); fi
   done
   echo "$t"
 }
