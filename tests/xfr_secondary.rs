@@ -238,6 +238,13 @@ async fn axfr_then_restart_without_primary() {
         (Some(1), 1, 0),
         "{st:?}"
     );
+    // What /metrics adds for secondary zones.
+    let mut metrics = String::new();
+    gslbd::secondary::render_metrics(&server.handle.snapshot_full(), &mut metrics);
+    assert!(
+        metrics.contains("gslbd_xfr_in_total{zone=\"example.net.\",kind=\"axfr\"} 1"),
+        "{metrics}"
+    );
 
     let written = std::fs::read_to_string(dir.path().join("example.net.zone")).unwrap();
 
@@ -443,4 +450,40 @@ async fn a_transferred_zone_answers_like_the_same_zone_from_its_file() {
             assert_eq!(view(&a), view(&b), "{name} type {qtype} over {via:?}");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notify_from_the_primary_brings_the_change_by_ixfr() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let primary = SocketAddr::from(([127, 0, 15, 1], port));
+    // Knot sends NOTIFY from the address the system picks (127.0.0.1), not its listening
+    // address: allow the loopback network. Refresh is an hour away: only NOTIFY can bring the
+    // change within the test's wait.
+    let path = config(
+        dir.path(),
+        &secondary(
+            primary,
+            false,
+            "refresh = 3600\nretry = 1\nallow_notify = [\"127.0.0.0/8\"]",
+        ),
+    );
+    let server = start(&path).await;
+    let knot = Knot::start_on(port, &zone(1, "127.0.15.2", ""), None, Some(dns(&server))).await;
+    until(dns(&server), "www.example.net", "A", "AXFR served", |a| {
+        a.contains("127.0.15.2")
+    })
+    .await;
+    knot.change(&zone(2, "127.0.15.3", ""));
+    until(dns(&server), "www.example.net", "A", "the change", |a| {
+        a.contains("127.0.15.3")
+    })
+    .await;
+    let st = status(&server);
+    assert_eq!(
+        (st.serial, st.transfers_axfr, st.transfers_ixfr),
+        (Some(2), 1, 1),
+        "{st:?}\n{}",
+        knot.log()
+    );
 }

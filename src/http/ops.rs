@@ -82,6 +82,9 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
         reload_failures: reload.failures,
         reload_degraded: reload.degraded(),
     }) + &st.handle.resolvers().render_metrics();
+    let mut text = text;
+    // Incoming transfers per secondary zone (counters kept by each zone's `Control`).
+    crate::secondary::render_metrics(&snap, &mut text);
     let mut resp = no_store(text.into_response());
     resp.headers_mut().insert(header::CONTENT_TYPE, EXPOSITION);
     resp

@@ -321,6 +321,10 @@ pub fn render_metrics(snap: &crate::snapshot::Snapshot, out: &mut String) {
     if snap.secondaries.is_empty() {
         return;
     }
+    let _ = writeln!(
+        out,
+        "# HELP gslbd_xfr_in_total Incoming zone transfers by zone and kind."
+    );
     let _ = writeln!(out, "# TYPE gslbd_xfr_in_total counter");
     for z in &snap.secondaries {
         for (kind, n) in [("axfr", &z.control.axfr), ("ixfr", &z.control.ixfr)] {
@@ -332,11 +336,27 @@ pub fn render_metrics(snap: &crate::snapshot::Snapshot, out: &mut String) {
             );
         }
     }
-    for (name, kind, f) in [
-        ("gslbd_xfr_in_failures_total", "counter", 0),
-        ("gslbd_xfr_in_bytes_total", "counter", 1),
-        ("gslbd_xfr_in_last_success_timestamp_seconds", "gauge", 2),
+    for (name, kind, f, help) in [
+        (
+            "gslbd_xfr_in_failures_total",
+            "counter",
+            0,
+            "Failed incoming transfers (old data kept).",
+        ),
+        (
+            "gslbd_xfr_in_bytes_total",
+            "counter",
+            1,
+            "Bytes of incoming transfers.",
+        ),
+        (
+            "gslbd_xfr_in_last_success_timestamp_seconds",
+            "gauge",
+            2,
+            "When the zone last transferred successfully.",
+        ),
     ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} {kind}");
         for z in &snap.secondaries {
             let c = &z.control;
