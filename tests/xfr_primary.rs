@@ -137,9 +137,12 @@ impl Secondary {
     }
 }
 
-fn knot(ip: &str, primary: SocketAddr) -> Secondary {
+/// A Knot secondary of gslbd at `primary`, with `zones` (its `zone:` section, which may use the
+/// remote `primary`, the ACL `from_primary` (NOTIFY) and `out` (transfers), and the template
+/// `member`).
+fn knot_with(ip: &str, primary: SocketAddr, zones: &str) -> Secondary {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
+    let d = dir.path().display().to_string();
     let conf = dir.path().join("knot.conf");
     let log = dir.path().join("knot.log");
     std::fs::write(
@@ -153,12 +156,13 @@ fn knot(ip: &str, primary: SocketAddr) -> Secondary {
              remote:\n  - id: primary\n    address: {}@{}\n\
              acl:\n  - id: from_primary\n    address: 127.0.0.0/8\n    action: notify\n  \
              - id: out\n    address: 127.0.0.0/8\n    action: transfer\n\
-             template:\n  - id: default\n    storage: \"{d}\"\n\
-             zone:\n  - domain: example.com\n    file: \"{d}/example.com.zone\"\n    \
-             master: primary\n    acl: [from_primary, out]\n",
+             template:\n  - id: default\n    storage: \"{d}\"\n  \
+             - id: member\n    storage: \"{d}\"\n    master: primary\n    acl: from_primary\n\
+             zone:\n{}",
             log.display(),
             primary.ip(),
-            primary.port()
+            primary.port(),
+            zones.replace("{d}", &d)
         ),
     )
     .unwrap();
@@ -176,6 +180,15 @@ fn knot(ip: &str, primary: SocketAddr) -> Secondary {
         log,
         _dir: dir,
     }
+}
+
+fn knot(ip: &str, primary: SocketAddr) -> Secondary {
+    knot_with(
+        ip,
+        primary,
+        "  - domain: example.com\n    file: \"{d}/example.com.zone\"\n    \
+         master: primary\n    acl: [from_primary, out]\n",
+    )
 }
 
 fn nsd(ip: &str, primary: SocketAddr) -> Secondary {
@@ -604,45 +617,13 @@ fn gslbd_message(b: &[u8]) -> hickory_proto::op::Message {
 /// A Knot secondary that interprets gslbd's catalog zone (RFC 9432) and takes every member zone
 /// from gslbd by the catalog's template.
 fn knot_catalog(ip: &str, primary: SocketAddr) -> Secondary {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let conf = dir.path().join("knot.conf");
-    let log = dir.path().join("knot.log");
-    std::fs::write(
-        &conf,
-        format!(
-            "server:\n  rundir: \"{d}\"\n  listen: {ip}@{PORT}\n  udp-workers: 1\n  \
-             tcp-workers: 1\n  background-workers: 1\n\
-             log:\n  - target: \"{}\"\n    any: info\n\
-             control:\n  listen: \"{d}/knot.sock\"\n\
-             database:\n  storage: \"{d}\"\n\
-             remote:\n  - id: primary\n    address: {}@{}\n\
-             acl:\n  - id: from_primary\n    address: 127.0.0.0/8\n    action: notify\n\
-             template:\n  - id: default\n    storage: \"{d}\"\n  \
-             - id: member\n    storage: \"{d}\"\n    master: primary\n    acl: from_primary\n\
-             zone:\n  - domain: catalog.invalid\n    file: \"{d}/catalog.zone\"\n    \
-             master: primary\n    acl: from_primary\n    catalog-role: interpret\n    \
-             catalog-template: member\n",
-            log.display(),
-            primary.ip(),
-            primary.port()
-        ),
+    knot_with(
+        ip,
+        primary,
+        "  - domain: catalog.invalid\n    file: \"{d}/catalog.zone\"\n    \
+         master: primary\n    acl: from_primary\n    catalog-role: interpret\n    \
+         catalog-template: member\n",
     )
-    .unwrap();
-    let child = common::tool("knotd")
-        .arg("-c")
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Secondary {
-        child,
-        addr: format!("{ip}:{PORT}").parse().unwrap(),
-        log,
-        _dir: dir,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -327,50 +327,42 @@ pub fn difference(
             let new_sets = node_sets(n, new_gslb);
             let old_node = old_t.get(&n.key);
             let old_sets = old_node.map(|o| node_sets(o, old_gslb)).unwrap_or_default();
-            for &(rtype, ttl, rdatas) in &new_sets {
-                if apex && rtype == SOA {
-                    continue;
-                }
-                let before = old_sets.iter().find(|s| s.0 == rtype);
-                for r in rdatas {
-                    let t = ttl_of(ttl, r);
-                    let kept = before.is_some_and(|&(_, ot, ord)| {
-                        ord.iter().any(|o| o.same_data(r) && ttl_of(ot, o) == t)
-                    });
-                    if !kept {
-                        added.push(rec(n.owner(), rtype, t, r));
-                    }
-                }
-            }
+            missing_from(n.owner(), apex, &new_sets, &old_sets, &mut added);
             if let Some(o) = old_node {
-                for &(rtype, ttl, rdatas) in &old_sets {
-                    if apex && rtype == SOA {
-                        continue;
-                    }
-                    let after = new_sets.iter().find(|s| s.0 == rtype);
-                    for r in rdatas {
-                        let t = ttl_of(ttl, r);
-                        let kept = after.is_some_and(|&(_, nt, nrd)| {
-                            nrd.iter().any(|x| x.same_data(r) && ttl_of(nt, x) == t)
-                        });
-                        if !kept {
-                            removed.push(rec(o.owner(), rtype, t, r));
-                        }
-                    }
-                }
+                missing_from(o.owner(), apex, &old_sets, &new_sets, &mut removed);
             }
         }
-        for o in old_t.iter() {
-            if new_t.get(&o.key).is_none() {
-                for (rtype, ttl, rdatas) in node_sets(o, old_gslb) {
-                    for r in rdatas {
-                        removed.push(rec(o.owner(), rtype, ttl_of(ttl, r), r));
-                    }
-                }
-            }
+        for o in old_t.iter().filter(|o| new_t.get(&o.key).is_none()) {
+            missing_from(o.owner(), false, &node_sets(o, old_gslb), &[], &mut removed);
         }
     }
     (removed, added)
+}
+
+/// Appends to `out` the records of `sets` (at `owner`) that `others` does not hold with the same
+/// TTL; the SOA is left out at the apex (IXFR carries it apart, RFC 1995 4).
+fn missing_from(
+    owner: &[u8],
+    apex: bool,
+    sets: &[(u16, u32, &[WireRdata])],
+    others: &[(u16, u32, &[WireRdata])],
+    out: &mut Vec<Rec>,
+) {
+    for &(rtype, ttl, rdatas) in sets {
+        if apex && rtype == SOA {
+            continue;
+        }
+        let other = others.iter().find(|s| s.0 == rtype);
+        for r in rdatas {
+            let t = ttl_of(ttl, r);
+            let kept = other.is_some_and(|&(_, ot, ord)| {
+                ord.iter().any(|o| o.same_data(r) && ttl_of(ot, o) == t)
+            });
+            if !kept {
+                out.push(rec(owner, rtype, t, r));
+            }
+        }
+    }
 }
 
 /// The SOA's RDATA with the serial zeroed: whether anything but the serial changed.
