@@ -69,6 +69,8 @@ pub struct Audit {
 #[derive(Debug, Default)]
 struct Inner {
     settings: Option<AuditSettings>,
+    /// In a fleet: each line is also sent here (to etcd); dropped when the queue is full.
+    mirror: Option<tokio::sync::mpsc::Sender<String>>,
     recent: VecDeque<Value>,
 }
 
@@ -88,6 +90,11 @@ impl Audit {
     /// The file events go to from now on (None: memory only).
     pub fn configure(&self, settings: Option<AuditSettings>) {
         self.inner().settings = settings;
+    }
+
+    /// From now on every line is also sent to `tx` (a fleet's agent).
+    pub fn set_mirror(&self, tx: tokio::sync::mpsc::Sender<String>) {
+        self.inner().mirror = Some(tx);
     }
 
     pub fn record(&self, event: Event) {
@@ -141,6 +148,9 @@ impl Audit {
         let time = crate::overrides::now_secs();
         let line = serde_json::to_string(&Line { time, body: &body }).expect("events serialize");
         let mut inner = self.inner();
+        if let Some(m) = &inner.mirror {
+            let _ = m.try_send(line.clone());
+        }
         if let Some(s) = inner.settings.clone()
             && let Err(e) = append(&s, &line)
         {

@@ -102,6 +102,46 @@ pub enum Command {
         #[command(subcommand)]
         command: ZoneCommand,
     },
+    /// A fleet sharing configuration through etcd (`[cluster]`; built with --features cluster).
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct EtcdArgs {
+    /// etcd endpoints, comma-separated (default: the `[cluster]` section of --config).
+    #[arg(long, value_delimiter = ',')]
+    endpoints: Vec<String>,
+    /// The key prefix (default: `[cluster] prefix`, else /gslbd/).
+    #[arg(long)]
+    prefix: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Check a configuration as `gslbd check` does, then write it and the files it names (zones,
+    /// CSVs; not geo databases) to etcd as the next revision, which every node then serves.
+    Push {
+        /// The configuration to push.
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(flatten)]
+        etcd: EtcdArgs,
+    },
+    /// The revision in etcd and every live node: the revision it serves, its state, its geo data;
+    /// flags nodes that diverge (exit status 1 when any does).
+    Status {
+        /// A config with `[cluster]` (a node's file) for the endpoints.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        etcd: EtcdArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -135,6 +175,8 @@ pub enum GeoCommand {
 
 fn source(config: Option<PathBuf>, port: Option<u16>) -> Source {
     let origin = match config {
+        // A file with `[cluster]` is a fleet node's own file: it serves the cluster's revision.
+        Some(p) if is_cluster_node(&p) => Origin::Cluster(p),
         Some(p) => Origin::File(p),
         None => Origin::Lab,
     };
@@ -144,6 +186,13 @@ fn source(config: Option<PathBuf>, port: Option<u16>) -> Source {
         udp_fast_path: None,
         udp_workers: None,
     }
+}
+
+fn is_cluster_node(p: &std::path::Path) -> bool {
+    std::fs::read_to_string(p)
+        .ok()
+        .and_then(|t| crate::config::parse(&t, p).ok())
+        .is_some_and(|c| c.cluster.is_some())
 }
 
 pub fn main() -> ExitCode {
@@ -206,6 +255,7 @@ pub fn main() -> ExitCode {
             json,
         ),
         Command::Ctl(args) => crate::ctl::main(args),
+        Command::Cluster { command } => cluster(command),
         Command::Geo {
             command: GeoCommand::Build { csv, out },
         } => geo_build(&csv, &out),
@@ -446,6 +496,191 @@ fn geo_lookup(source: Source, ip: IpAddr) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The `[cluster]` settings a cluster command uses: the file's, with the flags over them.
+fn cluster_settings(
+    config: Option<&std::path::Path>,
+    etcd: &EtcdArgs,
+) -> Result<crate::cluster::ClusterConfig, String> {
+    let from_file = match config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            crate::config::parse(&text, p)
+                .map_err(|e| e.to_string())?
+                .cluster
+        }
+        None => None,
+    };
+    let mut c = match (from_file, etcd.endpoints.is_empty()) {
+        (Some(c), _) => c,
+        (None, false) => toml::from_str::<crate::cluster::ClusterConfig>("endpoints = []")
+            .map_err(|e| e.to_string())?,
+        (None, true) => {
+            return Err(
+                "no etcd endpoints: give --endpoints, or a --config with [cluster]".to_string(),
+            );
+        }
+    };
+    if !etcd.endpoints.is_empty() {
+        c.endpoints = etcd.endpoints.clone();
+    }
+    if let Some(p) = &etcd.prefix {
+        c.prefix = p.clone();
+    }
+    let problems = c.problems();
+    if !problems.is_empty() {
+        return Err(problems.join("\n"));
+    }
+    Ok(c)
+}
+
+#[cfg(not(feature = "cluster"))]
+fn cluster(_: ClusterCommand) -> ExitCode {
+    eprintln!(
+        "gslbd cluster: this gslbd was built without the cluster feature \
+         (cargo build --release --features cluster; it needs protoc)"
+    );
+    ExitCode::FAILURE
+}
+
+#[cfg(feature = "cluster")]
+fn cluster(command: ClusterCommand) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match command {
+        ClusterCommand::Push { config, etcd } => {
+            let settings = match cluster_settings(Some(&config), &etcd) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("gslbd cluster push: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let who = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+            match rt.block_on(crate::cluster::etcd::push(&settings, &config, &who)) {
+                Ok(n) => {
+                    println!("{}: pushed as revision {n}", config.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("gslbd cluster push: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        ClusterCommand::Status { config, etcd, json } => {
+            let settings = match cluster_settings(config.as_deref(), &etcd) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("gslbd cluster status: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let v = match rt.block_on(crate::cluster::etcd::status(&settings)) {
+                Ok(v) => v,
+                Err(e) => {
+                    eprintln!("gslbd cluster status: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if json {
+                println!("{v:#}");
+            } else {
+                print_cluster_status(&v);
+            }
+            if v["problems"].as_array().is_some_and(|p| !p.is_empty()) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+    }
+}
+
+#[cfg(feature = "cluster")]
+fn print_cluster_status(v: &serde_json::Value) {
+    match v["revision"].as_u64() {
+        Some(n) => println!(
+            "revision {n}, pushed by {} at {}",
+            v["pushed_by"].as_str().unwrap_or("?"),
+            v["pushed_at"].as_str().unwrap_or("?")
+        ),
+        None => println!("no revision pushed yet"),
+    }
+    let members = v["members"].as_array().cloned().unwrap_or_default();
+    println!("{} node(s):", members.len());
+    for m in &members {
+        println!(
+            "  {:<16} {:<13} revision {:<6} {}  geo {}",
+            m["node"].as_str().unwrap_or("?"),
+            m["state"].as_str().unwrap_or("?"),
+            m["revision"],
+            {
+                // The first few addresses (a node with many listeners would fill the line).
+                let a: Vec<&str> = m["addresses"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                    .unwrap_or_default();
+                let more = a.len().saturating_sub(3);
+                let mut s = a.iter().take(3).copied().collect::<Vec<_>>().join(", ");
+                if more > 0 {
+                    s.push_str(&format!(" (+{more})"));
+                }
+                s
+            },
+            m["geo"]
+        );
+    }
+    for p in v["problems"].as_array().into_iter().flatten() {
+        println!("DIVERGES: {}", p.as_str().unwrap_or("?"));
+    }
+}
+
+/// Tells systemd the service is ready when it started us with `Type=notify` (sd_notify(3): one
+/// datagram "READY=1" to the socket in $NOTIFY_SOCKET; an abstract socket when it starts with @).
+fn sd_notify_ready() {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt as _;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|a| sock.send_to_addr(b"READY=1", &a))
+    } else {
+        sock.send_to(b"READY=1", std::path::Path::new(&path))
+    };
+    if let Err(e) = sent {
+        tracing::warn!("sd_notify: {e}");
+    }
+}
+
+#[cfg(feature = "cluster")]
+fn start_cluster(server: &Server, node_file: &std::path::Path, addrs: &[crate::server::BoundAddr]) {
+    let handle = server.handle();
+    let Some(cfg) = handle.snapshot().cluster.clone() else {
+        return;
+    };
+    let addresses = addrs
+        .iter()
+        .map(|a| format!("{} {}", a.proto, a.addr))
+        .collect();
+    crate::cluster::etcd::spawn(handle, node_file, cfg, addresses);
+}
+
+#[cfg(not(feature = "cluster"))]
+fn start_cluster(_: &Server, _: &std::path::Path, _: &[crate::server::BoundAddr]) {}
+
 fn check(source: Source) -> ExitCode {
     match Snapshot::build(&source) {
         Ok(s) => {
@@ -543,6 +778,10 @@ fn serve(source: Source) -> ExitCode {
     };
     let code = rt.block_on(async move {
         let lab = matches!(source.origin, Origin::Lab);
+        let node_file = match &source.origin {
+            Origin::Cluster(p) => Some(p.clone()),
+            _ => None,
+        };
         let what = source.describe();
         // Before the first load, which can take seconds: a SIGHUP meanwhile is queued, not fatal.
         let hup = match crate::server::sighup() {
@@ -576,6 +815,11 @@ fn serve(source: Source) -> ExitCode {
         if lab {
             print_lab_help(&addrs);
         }
+        if let Some(p) = node_file {
+            start_cluster(&server, &p, &addrs);
+        }
+        // systemd `Type=notify`: serving now (deploy/gslbd.service).
+        sd_notify_ready();
         let shutdown = async {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -79,6 +79,9 @@ pub struct Config {
     /// TSIG keys (src/tsig.rs), `[[key]]` (`[[keys]]` accepted).
     #[serde(default, rename = "key", alias = "keys")]
     pub keys: Vec<crate::tsig::KeyConfig>,
+    /// A fleet sharing configuration, overrides and audit through etcd (src/cluster).
+    #[serde(default)]
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// `[admin]`: where runtime control keeps its state (src/overrides.rs, src/audit.rs).
@@ -305,6 +308,9 @@ pub enum Origin {
     File(PathBuf),
     /// The lab world compiled into the binary.
     Lab,
+    /// A fleet node's own file (with `[cluster]`): serves the cached revision the cluster pushed,
+    /// with the file's node-local sections over it (src/cluster).
+    Cluster(PathBuf),
 }
 
 impl Source {
@@ -383,6 +389,7 @@ impl Source {
                 let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
                 Ok((config, Box::new(crate::zone::reader::DiskFs), base))
             }
+            Origin::Cluster(path) => crate::cluster::load(path),
             Origin::Lab => {
                 let path = PathBuf::from(crate::lab::CONFIG_NAME);
                 let config = parse(crate::lab::CONFIG, &path)?;
@@ -399,8 +406,19 @@ impl Source {
         match &self.origin {
             Origin::File(p) => p.display().to_string(),
             Origin::Lab => "the built-in lab world".to_string(),
+            Origin::Cluster(p) => match crate::config::parse_cluster_current(p) {
+                Some(n) => format!("{} (cluster revision {n})", p.display()),
+                None => format!("{} (no cluster revision yet)", p.display()),
+            },
         }
     }
+}
+
+/// The cluster revision a node's file currently points at (for messages).
+pub fn parse_cluster_current(bootstrap: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(bootstrap).ok()?;
+    let c = parse(&text, bootstrap).ok()?.cluster?;
+    crate::cluster::current(&crate::cluster::cache_dir(&c, bootstrap))
 }
 
 /// Parses config text; an error is one line, `path:LINE: message`, like zone errors.

@@ -240,6 +240,22 @@ impl State {
     }
 }
 
+/// A fleet's share of the probing (src/cluster): each endpoint is probed by a few nodes, and the
+/// others take the fleet's verdict from their observations. `key` names an endpoint the same way
+/// on every node of a version.
+pub trait ProbeShare: Send + Sync + std::fmt::Debug {
+    /// Whether this node probes the endpoint now (false: other nodes do, and `verdict` counts).
+    fn probes(&self, key: &str) -> bool;
+    /// This node's result for the endpoint, to be shared.
+    fn observed(&self, key: &str, outcome: &Result<(), String>);
+    /// The fleet's verdict from the current probers' observations; None when there is none to go
+    /// by (the caller probes itself then).
+    fn verdict(&self, key: &str) -> Option<Result<(), String>>;
+}
+
+/// Where a fleet's [`ProbeShare`] plugs in; empty on a single server.
+pub type ShareSlot = Mutex<Option<Arc<dyn ProbeShare>>>;
+
 /// What is checked where: the identity of a health state. Two checks that differ only in timing
 /// (interval, timeout, up/down thresholds) share it, so a reload that retunes a check keeps what
 /// it knew.
@@ -256,6 +272,8 @@ struct Shared {
     changed: Arc<Notify>,
     /// Where transitions are recorded.
     audit: Arc<crate::audit::Audit>,
+    /// The fleet's probe sharing, if any.
+    share: Arc<ShareSlot>,
 }
 
 impl Shared {
@@ -459,6 +477,8 @@ pub struct Health {
     overrides: Arc<crate::overrides::Overrides>,
     /// The audit trail health transitions, overrides and reloads are written to.
     audit: Arc<crate::audit::Audit>,
+    /// A fleet's probe sharing (src/cluster); None on a single server.
+    share: Arc<ShareSlot>,
 }
 
 #[derive(Debug, Default)]
@@ -484,6 +504,11 @@ impl Health {
 
     pub fn audit(&self) -> &Arc<crate::audit::Audit> {
         &self.audit
+    }
+
+    /// Shares probing with a fleet from now on (every target's next round asks `share`).
+    pub fn set_share(&self, share: Arc<dyn ProbeShare>) {
+        *self.share.lock().unwrap_or_else(PoisonError::into_inner) = Some(share);
     }
 
     /// Every live target's status (`/admin/health`), by address.
@@ -551,6 +576,7 @@ impl Health {
             }),
             changed: self.changed.clone(),
             audit: self.audit.clone(),
+            share: self.share.clone(),
         });
         endpoints.insert(endpoint, Arc::downgrade(&shared));
         shared
@@ -824,7 +850,32 @@ async fn check_loop(guard: TaskGuard) {
         }
         // The probe runs without a strong reference, so a dropped snapshot frees its targets
         // without waiting for slow probes.
-        let outcome = probe(&spec, addr).await;
+        let share = match guard.target.upgrade() {
+            Some(t) => t
+                .shared
+                .share
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            None => return,
+        };
+        let outcome = match share {
+            None => probe(&spec, addr).await,
+            Some(share) => {
+                let key = format!("{:?} {addr}", spec.kind);
+                if share.probes(&key) {
+                    let mine = probe(&spec, addr).await;
+                    share.observed(&key, &mine);
+                    share.verdict(&key).unwrap_or(mine)
+                } else {
+                    match share.verdict(&key) {
+                        Some(v) => v,
+                        // Nobody's observation to go by (the probers have not reported yet).
+                        None => probe(&spec, addr).await,
+                    }
+                }
+            }
+        };
         let Some(target) = guard.target.upgrade() else {
             return;
         };
@@ -893,7 +944,16 @@ fn http_request(path: &str, host: Option<&str>, addr: SocketAddr) -> String {
         Some(host) => request.push_str(host),
         None => push_host_of(&mut request, addr),
     }
-    request.push_str("\r\nUser-Agent: gslbd-health\r\nConnection: close\r\n\r\n");
+    // In a fleet the node is named, so a backend's log shows who probes it.
+    match crate::cluster::NODE.get() {
+        Some(node) => {
+            request.push_str("\r\nUser-Agent: gslbd-health (");
+            request.push_str(node);
+            request.push(')');
+        }
+        None => request.push_str("\r\nUser-Agent: gslbd-health"),
+    }
+    request.push_str("\r\nConnection: close\r\n\r\n");
     request
 }
 

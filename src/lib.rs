@@ -20,6 +20,7 @@
 
 pub mod audit;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod conns;
 pub mod cookie;

@@ -380,6 +380,7 @@ pub fn render() -> String {
         }
     }
     crate::xfr::render_metrics(&mut s);
+    crate::cluster::render_metrics(&mut s);
     s.push_str("# HELP gslbd_query_duration_seconds Time from a query's arrival to its answer.\n");
     s.push_str("# TYPE gslbd_query_duration_seconds histogram\n");
     for (v, name) in VIAS.iter().enumerate() {

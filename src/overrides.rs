@@ -134,7 +134,7 @@ pub fn norm_rule(name: &str) -> String {
 
 impl Override {
     /// Same target (what it applies to), whatever the action.
-    fn same_target(&self, o: &Override) -> bool {
+    pub fn same_target(&self, o: &Override) -> bool {
         self.address == o.address
             && self.region == o.region
             && self.line == o.line
@@ -234,6 +234,15 @@ impl Active {
     }
 }
 
+/// A local change, as a fleet shares it (src/cluster/etcd.rs applies it to etcd's list).
+#[derive(Clone, Debug)]
+pub enum SharedOp {
+    Add(Override),
+    Remove(Vec<Override>),
+    /// The whole list and the next id (seeding an empty etcd).
+    Replace(Vec<Override>, u64),
+}
+
 /// The overrides of one server.
 #[derive(Debug, Default)]
 pub struct Overrides {
@@ -255,6 +264,8 @@ struct Store {
     read_from: Option<PathBuf>,
     expiry_task: bool,
     audit: Option<Arc<Audit>>,
+    /// In a fleet: where local changes go to be shared.
+    mirror: Option<tokio::sync::mpsc::UnboundedSender<SharedOp>>,
 }
 
 /// The state file.
@@ -289,6 +300,32 @@ impl Overrides {
 
     pub fn list(&self) -> Vec<Override> {
         self.store().list.clone()
+    }
+
+    /// The list with the next id, as a fleet seeds etcd with it.
+    pub fn snapshot_list(&self) -> (Vec<Override>, u64) {
+        let s = self.store();
+        (s.list.clone(), s.next_id)
+    }
+
+    /// From now on local changes are also sent to `tx` (a fleet's agent).
+    pub fn set_mirror(&self, tx: tokio::sync::mpsc::UnboundedSender<SharedOp>) {
+        self.store().mirror = Some(tx);
+    }
+
+    /// Makes the list the fleet's (etcd's), without sharing it back or auditing it again (the
+    /// node where the change was made audited it); saved to the state file, so a node started
+    /// with etcd down keeps the fleet's last overrides.
+    pub fn replace_all(&self, list: Vec<Override>, next_id: u64) {
+        let mut s = self.store();
+        if s.list == list {
+            return;
+        }
+        s.list = list;
+        s.list.truncate(MAX_OVERRIDES);
+        s.next_id = s.next_id.max(next_id);
+        self.publish(&s);
+        self.save(&s);
     }
 
     fn publish(&self, s: &Store) {
@@ -372,6 +409,9 @@ impl Overrides {
         s.list.push(o.clone());
         self.publish(&s);
         self.save(&s);
+        if let Some(m) = &s.mirror {
+            let _ = m.send(SharedOp::Add(o.clone()));
+        }
         if let Some(a) = &s.audit {
             a.record(crate::audit::Event::Override {
                 op: "add",
@@ -391,6 +431,9 @@ impl Overrides {
         if !gone.is_empty() {
             self.publish(&s);
             self.save(&s);
+            if let Some(m) = &s.mirror {
+                let _ = m.send(SharedOp::Remove(gone.clone()));
+            }
             if let Some(a) = &s.audit {
                 for o in &gone {
                     a.record(crate::audit::Event::Override {

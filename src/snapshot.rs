@@ -54,6 +54,8 @@ pub struct Snapshot {
     pub keys: crate::tsig::Keyring,
     /// The secondary zones (`kind = "secondary"`): primaries, timers, and their `Control`.
     pub secondaries: Vec<crate::secondary::SecondaryZone>,
+    /// `[cluster]`: the fleet this node belongs to (src/cluster); None: a single server.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// `[admin]` with paths resolved against the config file's folder.
@@ -152,6 +154,16 @@ impl Snapshot {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         };
+        if let Some(c) = &config.cluster {
+            config_problems.extend(c.problems());
+            if !cfg!(feature = "cluster") {
+                config_problems.push(
+                    "[cluster]: this gslbd was built without the cluster feature \
+                     (cargo build --release --features cluster; it needs protoc)"
+                        .to_string(),
+                );
+            }
+        }
         if config.admin.audit_max_bytes < 4096 {
             config_problems.push(format!(
                 "admin.audit_max_bytes = {}: must be at least 4096",
@@ -617,6 +629,7 @@ impl Snapshot {
             admin,
             keys,
             secondaries,
+            cluster: config.cluster,
         })
     }
 

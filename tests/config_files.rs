@@ -55,6 +55,10 @@ fn deploy_configs_check_as_installed() {
         if p.extension().is_none_or(|x| x != "toml") {
             continue;
         }
+        // A fleet node's file needs the cluster feature (etcd-client, built with protoc).
+        if !cfg!(feature = "cluster") && p.ends_with("cluster-node.toml") {
+            continue;
+        }
         let text = std::fs::read_to_string(&p).unwrap();
         // The comment says how to install it, naming the unit's path or another place.
         assert!(
@@ -84,5 +88,41 @@ fn deploy_configs_check_as_installed() {
         checked.push(e.file_name().to_string_lossy().into_owned());
     }
     checked.sort();
-    assert_eq!(checked, ["gslb.toml", "gslbd.toml", "resolver.toml"]);
+    let mut want = vec!["gslb.toml", "gslbd.toml", "resolver.toml"];
+    if cfg!(feature = "cluster") {
+        want.insert(0, "cluster-node.toml");
+    }
+    assert_eq!(checked, want);
+}
+
+/// The node file inside deploy/kubernetes/gslbd.yaml's ConfigMap (a YAML block scalar) passes
+/// `gslbd check` as the pod would load it.
+#[cfg(feature = "cluster")]
+#[test]
+fn the_kubernetes_configmap_checks() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let yaml = std::fs::read_to_string(root.join("deploy/kubernetes/gslbd.yaml")).unwrap();
+    let start = yaml
+        .find("  gslbd.toml: |\n")
+        .expect("the ConfigMap's gslbd.toml")
+        + 16;
+    let toml: String = yaml[start..]
+        .lines()
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
+        .collect();
+    assert!(toml.contains("[cluster]"), "{toml}");
+    let etc = tempfile::tempdir().unwrap();
+    std::fs::write(etc.path().join("gslbd.toml"), &toml).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gslbd"))
+        .args(["check", "--config"])
+        .arg(etc.path().join("gslbd.toml"))
+        .output()
+        .expect("run gslbd check");
+    assert!(
+        out.status.success(),
+        "{toml}\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -475,6 +475,8 @@ const TOOL_PACKAGES: &[(&str, &str)] = &[
     ("curl", "curl"),
     ("openssl", "openssl"),
     ("kill", "procps"),
+    ("etcd", "etcd-server"),
+    ("etcdctl", "etcd-client"),
     ("setpriv", "util-linux"),
     // tests/data/httpdns_sdk.py needs the `cryptography` package (python3-cryptography).
     ("python3", "python3-cryptography"),
