@@ -1795,3 +1795,27 @@ fn explain_into_a_closed_pipe_ends_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}: {stderr}");
 }
+
+/// systemd's `Type=notify` (deploy/gslbd.service): once its sockets are bound and it serves,
+/// gslbd sends "READY=1" to the datagram socket `$NOTIFY_SOCKET` names (sd_notify(3)).
+#[test]
+fn tells_systemd_when_it_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(STARTUP)).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--port", "0"])
+        .env("NOTIFY_SOCKET", &path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let got = sock.recv(&mut buf);
+    let _ = child.kill();
+    let _ = child.wait();
+    let n = got.expect("READY=1 within the start-up time");
+    assert_eq!(&buf[..n], b"READY=1");
+}

@@ -441,11 +441,17 @@ fn pushes_reach_every_node_and_a_bad_revision_reaches_none() {
     // A good push after it: every node follows again, and status is clean.
     let (ok, out) = push(&lab);
     assert!(ok && out.contains("revision 4"), "{out}");
-    until(
-        "status clean on revision 4",
-        Duration::from_secs(20),
-        || status().0,
-    );
+    let mut last = String::new();
+    let clean = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < clean {
+        let (ok, out) = status();
+        last = out;
+        if ok {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(status().0, "status clean on revision 4:\n{last}");
 }
 
 /// Adds 1 to the SOA serial of a zone file written as the lab writes it (the number before the

@@ -327,6 +327,9 @@ pub fn local_files() -> BTreeMap<String, String> {
 struct RevisionFs {
     tree: PathBuf,
     local: PathBuf,
+    /// The node file's folder: local files are named relative to it in the member key, so nodes
+    /// laid out alike compare equal.
+    boot: PathBuf,
 }
 
 impl RevisionFs {
@@ -342,10 +345,11 @@ impl RevisionFs {
 
     fn note_local(&self, asked: &Path, used: &Path, bytes: &[u8]) {
         if asked != used || !used.starts_with(&self.tree) {
+            let name = used.strip_prefix(&self.boot).unwrap_or(used);
             LOCAL_FILES
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(used.display().to_string(), sha256_hex(bytes));
+                .insert(name.display().to_string(), sha256_hex(bytes));
         }
     }
 }
@@ -428,6 +432,7 @@ pub fn load(bootstrap: &Path) -> Result<(Config, Box<dyn ZoneFs>, PathBuf), Conf
         Box::new(RevisionFs {
             tree: base.clone(),
             local,
+            boot: boot_dir,
         }),
         base,
     ))
