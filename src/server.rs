@@ -162,6 +162,13 @@ impl Handle {
                 ],
             });
         }
+        if new.admin.socket != old.admin.socket {
+            return Err(BuildError {
+                problems: vec![
+                    "[admin] socket (path or mode) changed: restart gslbd to apply that".into(),
+                ],
+            });
+        }
         crate::xfr::commit(&std::mem::take(&mut new.xfr_pending));
         let new = Arc::new(new);
         if let Some(r) = &new.resolver {

@@ -641,6 +641,19 @@ async fn ctl_over_the_admin_socket_drains_and_undrains_without_a_token() {
     let (ok, _, err) = ctl(http, None, &["overrides"]);
     assert!(!ok && err.contains("401 Unauthorized"), "{err}");
 
+    // The socket is bound at start: a reload that changes its mode is refused, and it keeps
+    // serving as it was.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}socket_mode = 0o660\n")).unwrap();
+    let (ok, _, err) = ctl_socket(&["reload"]);
+    assert!(
+        !ok && err.contains("[admin] socket (path or mode) changed: restart"),
+        "{err}"
+    );
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    std::fs::write(&config, text).unwrap();
+
     // A second server cannot take a socket that answers.
     let mut again = source(&config);
     again.port = Some(0);
