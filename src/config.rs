@@ -100,6 +100,12 @@ pub struct AdminConfig {
     /// Accept the admin token over plain HTTP from non-loopback peers (by default it is accepted
     /// only over TLS or from loopback, where it cannot be sniffed on the way).
     pub token_over_plain_http: bool,
+    /// A Unix socket serving the same routes as `[http]`, admin ones without the token: the
+    /// file's mode and owner are the check (relative to the config file's folder). Bound at
+    /// start; a change needs a restart.
+    pub socket: Option<PathBuf>,
+    /// The socket file's mode (TOML octal, e.g. `0o660` to let a group in).
+    pub socket_mode: u32,
 }
 
 impl Default for AdminConfig {
@@ -110,6 +116,8 @@ impl Default for AdminConfig {
             audit_max_bytes: 10 * 1024 * 1024,
             audit_keep: 3,
             token_over_plain_http: false,
+            socket: None,
+            socket_mode: 0o600,
         }
     }
 }

@@ -1,8 +1,10 @@
 //! `gslbd ctl`: the control client, in the style of knotc / nsd-control / gdnsdctl, talking to a
 //! running server's admin endpoints (`http::admin`, `POST /admin/reload`, `/healthz`).
 //!
-//! Where to: `--url http://HOST:PORT`, else `$GSLBD_URL`, else the first `[http] listen` address
-//! of `--config` (an unspecified address means this host: 127.0.0.1 or ::1). The token:
+//! Where to: `--socket PATH` (the server's `[admin] socket`: no token, the file's permissions
+//! are the check), else `--url http://HOST:PORT`, else `$GSLBD_URL`, else `--config`'s
+//! `[admin] socket`, else its first `[http] listen` address (an unspecified address means this
+//! host: 127.0.0.1 or ::1). The token:
 //! `--token`, else `$GSLBD_ADMIN_TOKEN`, else `--config`'s `[http] admin_token`. Plain HTTP only:
 //! the server accepts the token in clear from loopback (or with `[admin] token_over_plain_http`).
 //! One HTTP/1.0 request per command (no keep-alive to manage, no chunked bodies).
@@ -20,8 +22,11 @@ use serde_json::{Value, json};
 #[derive(Args, Debug)]
 pub struct CtlArgs {
     /// The server's HTTP address, http://HOST:PORT (default: $GSLBD_URL, else from --config).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "url")]
     pub url: Option<String>,
+    /// The server's admin socket ([admin] socket): no token needed.
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
     /// The server's configuration: its [http] listen address and admin_token.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
@@ -66,9 +71,11 @@ pub enum CtlCommand {
         #[command(flatten)]
         target: TargetArgs,
     },
-    /// Set a pool member's weight (0 = drained but checked).
+    /// Set a pool member's weight (0 = drained but checked), or a region's weight between the
+    /// regions of a rule (its `split` and `fallback = "spread"`; 0 = drained).
     Weight {
-        address: IpAddr,
+        /// An address, or a region id.
+        target: String,
         weight: u32,
         #[command(flatten)]
         opts: Opts,
@@ -177,8 +184,23 @@ fn escape(v: &str) -> String {
         .collect()
 }
 
+/// Where requests go.
+enum Dest {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Dest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dest::Tcp(a) => write!(f, "{a}"),
+            Dest::Unix(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
 struct Endpoint {
-    addr: SocketAddr,
+    addr: Dest,
     host: String,
     token: Option<String>,
 }
@@ -203,7 +225,30 @@ fn endpoint(args: &CtlArgs) -> Result<Endpoint, String> {
         .clone()
         .or_else(|| std::env::var("GSLBD_ADMIN_TOKEN").ok())
         .or_else(|| http.and_then(|h| h.admin_token.clone()));
+    if let Some(path) = &args.socket {
+        return Ok(Endpoint {
+            addr: Dest::Unix(path.clone()),
+            host: "localhost".into(),
+            token: None,
+        });
+    }
     let url = args.url.clone().or_else(|| std::env::var("GSLBD_URL").ok());
+    if url.is_none()
+        && let Some(c) = &config
+        && let Some(sock) = &c.admin.socket
+    {
+        // Relative to the configuration's folder, as the server reads it.
+        let base = args
+            .config
+            .as_deref()
+            .and_then(std::path::Path::parent)
+            .unwrap_or(std::path::Path::new("."));
+        return Ok(Endpoint {
+            addr: Dest::Unix(base.join(sock)),
+            host: "localhost".into(),
+            token: None,
+        });
+    }
     let addr = match url {
         Some(u) => {
             let rest = u.strip_prefix("http://").ok_or_else(|| {
@@ -237,11 +282,15 @@ fn endpoint(args: &CtlArgs) -> Result<Endpoint, String> {
         }
     };
     Ok(Endpoint {
-        addr,
+        addr: Dest::Tcp(addr),
         host: addr.to_string(),
         token,
     })
 }
+
+/// A connection to the server, whichever kind.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
 
 /// One request; the status and the body parsed as JSON (text when it is not JSON). HTTP/1.0
 /// (RFC 1945): one request per connection, the body ends where the connection does, so there is
@@ -255,9 +304,18 @@ async fn request(
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const LIMIT: u64 = 16 * 1024 * 1024;
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(ep.addr)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut stream: Box<dyn Stream> = match &ep.addr {
+            Dest::Tcp(a) => Box::new(
+                tokio::net::TcpStream::connect(a)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ),
+            Dest::Unix(p) => Box::new(
+                tokio::net::UnixStream::connect(p)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ),
+        };
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let mut head = format!("{method} {target} HTTP/1.0\r\nHost: {}\r\n", ep.host);
         if let Some(t) = &ep.token {
@@ -347,11 +405,17 @@ async fn run(args: &CtlArgs) -> Result<(), String> {
             )
         }
         CtlCommand::Weight {
-            address,
+            target,
             weight,
             opts,
         } => {
-            let mut b = body("weight", Kind::Address, &address.to_string(), opts)?;
+            // An address, else a region id (region ids are never addresses).
+            let kind = if target.parse::<IpAddr>().is_ok() {
+                Kind::Address
+            } else {
+                Kind::Region
+            };
+            let mut b = body("weight", kind, target, opts)?;
             b["weight"] = json!(weight);
             ("POST", "/admin/overrides".into(), Some(b))
         }

@@ -97,6 +97,8 @@ pub struct Answer<'z> {
     /// The last carrier line and region GSLB hops chose (labels for HTTPDNS and metrics).
     pub line: Option<&'z str>,
     pub region: Option<&'z gslb::Region>,
+    /// The answer counter of the pool and family the last location hop chose (`Decision::hits`).
+    pub hits: Option<&'z std::sync::atomic::AtomicU64>,
     /// Set when the last ANSWER RRset is a GSLB rule's data: that rule, and the scope and TTL cap
     /// of the hops before it. With the geo answer unchanged, only that hop can differ for another
     /// client of the network (health, rotation), so the UDP fast path re-decides just that hop.
@@ -125,6 +127,7 @@ impl<'z> Answer<'z> {
             scope: None,
             line: None,
             region: None,
+            hits: None,
             last_hop: None,
             names: Vec::new(),
         }
@@ -336,6 +339,9 @@ pub fn answer<'z>(
                     Label::Line(l) => out.line = Some(l),
                     Label::Region(r) => out.region = Some(r),
                     Label::None => {}
+                }
+                if d.hits.is_some() {
+                    out.hits = d.hits;
                 }
                 match d.step {
                     Step::Cname(set) => set,

@@ -40,7 +40,7 @@ use arc_swap::ArcSwap;
 use crate::cookie;
 use crate::engine::{Answer, Outcome};
 use crate::geo::{GeoCache, heap_size};
-use crate::gslb::{Label, LiveHealth, Select, Step};
+use crate::gslb::{LiveHealth, Select, Step};
 use crate::metrics::{self, Fast, Via};
 use crate::query::{self, Client, Parsed, Served, Transport};
 use crate::rrl::{self, Kind, Limiter, Verdict};
@@ -420,11 +420,7 @@ impl Worker {
                 let ttl = set.ttl.min(prefix.ttl_cap().min(d.ttl));
                 let scope = prefix.scope().unwrap_or(0).max(d.scope);
                 if prefix.write(q, set, select, ttl, scope, max, payload, out) {
-                    let region = match d.label {
-                        Label::Region(r) => Some(&*r.hits),
-                        _ => None,
-                    };
-                    metrics::count(Via::Udp, wire::rcode::NOERROR, region);
+                    metrics::count(Via::Udp, wire::rcode::NOERROR, d.hits);
                     metrics::count_fast(Fast::Gslb);
                     self.fast.fetch_add(1, Ordering::Relaxed);
                     return Some(wire::rcode::NOERROR);
@@ -459,7 +455,7 @@ impl Worker {
         }
         Some(count(Served {
             rcode: wire::rcode_of(answer.outcome),
-            region: answer.region,
+            hits: answer.hits,
             cookie: cookie::Outcome::NONE,
         }))
     }

@@ -54,10 +54,17 @@ struct Histogram {
     sum_ns: AtomicU64,
 }
 
+/// A pool's answers, [A, AAAA].
+type PoolCounter = Arc<[AtomicU64; 2]>;
+
 pub struct Metrics {
     queries: [[AtomicU64; RCODES + 1]; VIAS.len()],
     latency: [Histogram; VIAS.len()],
+    /// HTTPDNS JSON lookups by GSLB region (they know the region by name).
     regions: RwLock<HashMap<String, Arc<AtomicU64>>>,
+    /// DNS answers (UDP, TCP, DoH, DoT, DoQ) by location rule and region, per family (A, AAAA):
+    /// each pool holds its counter (`pool_counter`), so an answer is one relaxed add.
+    pools: RwLock<HashMap<(String, String), PoolCounter>>,
     http_errors: RwLock<HashMap<(u16, String), Arc<AtomicU64>>>,
     /// `POST /admin/reload` outcomes: [succeeded, refused].
     admin_reloads: [AtomicU64; 2],
@@ -119,6 +126,7 @@ fn metrics() -> &'static Metrics {
             sum_ns: AtomicU64::new(0),
         }),
         regions: RwLock::new(HashMap::new()),
+        pools: RwLock::new(HashMap::new()),
         http_errors: RwLock::new(HashMap::new()),
         admin_reloads: std::array::from_fn(|_| AtomicU64::new(0)),
         fast: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -153,9 +161,12 @@ pub struct Gauges {
     pub reload_degraded: bool,
 }
 
-/// The whole `/metrics` page: every counter (`render`), then `gauges`.
+/// The whole `/metrics` page: every counter (`render`), the build and the process (`process`),
+/// then `gauges`.
 pub fn render_with(gauges: &Gauges) -> String {
     let mut s = render();
+    build_info(&mut s);
+    process(&mut s, &ProcessStats::read());
     let mut gauge = |name: &str, help: &str, samples: &[(&str, usize)]| {
         let _ = writeln!(s, "# HELP {name} {help}");
         let _ = writeln!(s, "# TYPE {name} gauge");
@@ -227,7 +238,7 @@ pub fn record(via: Via, rcode: u16, region: Option<&str>, elapsed: Duration) {
 }
 
 /// Counts one answered query; `region` is the counter of the GSLB region that answered it
-/// (`region_counter`, resolved when the snapshot was built, so no lookup by name here).
+/// (`pool_counter`, resolved when the snapshot was built, so no lookup by name here).
 pub fn count(via: Via, rcode: u16, region: Option<&AtomicU64>) {
     let rc = (rcode as usize).min(RCODES);
     metrics().queries[via as usize][rc].fetch_add(1, Ordering::Relaxed);
@@ -254,18 +265,54 @@ pub fn observe(via: Via, elapsed: Duration, n: u64) {
         .fetch_add(elapsed.as_nanos() as u64 * n, Ordering::Relaxed);
 }
 
-/// The answer counter of GSLB region `name` (the same one `record` counts by name).
-pub fn region_counter(name: &str) -> Arc<AtomicU64> {
+/// The answer counters (A, AAAA) of the pool of `region` in location rule `rule`, kept across
+/// reloads (the same rule and region get the same counters).
+pub fn pool_counter(rule: &str, region: &str) -> Arc<[AtomicU64; 2]> {
     let m = metrics();
-    if let Some(c) = m.regions.read().expect("metrics lock").get(name) {
+    let key = (rule.to_string(), region.to_string());
+    if let Some(c) = m.pools.read().expect("metrics lock").get(&key) {
         return c.clone();
     }
-    m.regions
+    m.pools
         .write()
         .expect("metrics lock")
-        .entry(name.to_string())
-        .or_default()
+        .entry(key)
+        .or_insert_with(|| Arc::new([AtomicU64::new(0), AtomicU64::new(0)]))
         .clone()
+}
+
+/// DNS answers per (rule, region) as [A, AAAA] (NODATA of other types counts with A), sorted.
+pub fn pool_answers() -> Vec<(String, String, [u64; 2])> {
+    let mut v: Vec<_> = metrics()
+        .pools
+        .read()
+        .expect("metrics lock")
+        .iter()
+        .map(|((rule, region), c)| {
+            (
+                rule.clone(),
+                region.clone(),
+                [c[0].load(Ordering::Relaxed), c[1].load(Ordering::Relaxed)],
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// GSLB answers by region: HTTPDNS JSON lookups plus DNS answers of every rule's pool there.
+pub fn region_answers() -> Vec<(String, u64)> {
+    let mut by: std::collections::BTreeMap<String, u64> = metrics()
+        .regions
+        .read()
+        .expect("metrics lock")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
+        .collect();
+    for (_, region, n) in pool_answers() {
+        *by.entry(region).or_default() += n[0] + n[1];
+    }
+    by.into_iter().collect()
 }
 
 /// Counts an HTTP error response by status and error code (e.g. 403 InvalidSignature).
@@ -328,20 +375,27 @@ pub fn render() -> String {
         "# HELP gslbd_gslb_answers_total Answers a GSLB location rule decided, by region.\n",
     );
     s.push_str("# TYPE gslbd_gslb_answers_total counter\n");
-    let mut regions: Vec<(String, u64)> = m
-        .regions
-        .read()
-        .expect("metrics lock")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
-        .collect();
-    regions.sort();
-    for (r, n) in regions {
+    for (r, n) in region_answers() {
         let _ = writeln!(
             s,
             "gslbd_gslb_answers_total{{region=\"{}\"}} {n}",
             escape(&r)
         );
+    }
+    s.push_str(
+        "# HELP gslbd_gslb_pool_answers_total DNS answers a GSLB location rule gave from a \
+         region's pool, by rule, region and address family (HTTPDNS JSON lookups not included).\n",
+    );
+    s.push_str("# TYPE gslbd_gslb_pool_answers_total counter\n");
+    for (rule, region, n) in pool_answers() {
+        for (fam, v) in ["ipv4", "ipv6"].iter().zip(n) {
+            let _ = writeln!(
+                s,
+                "gslbd_gslb_pool_answers_total{{rule=\"{}\",region=\"{}\",family=\"{fam}\"}} {v}",
+                escape(&rule),
+                escape(&region)
+            );
+        }
     }
     s.push_str(
         "# HELP gslbd_udp_fast_path_answers_total UDP answers written from a thread's prebuilt \
@@ -452,4 +506,258 @@ fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// `gslbd_build_info`: always 1; the labels say what is running (the usual Prometheus idiom, so a
+/// dashboard can show the version and a rollout can be followed across a fleet).
+fn build_info(s: &mut String) {
+    let _ = writeln!(
+        s,
+        "# HELP gslbd_build_info The running gslbd's version and target (always 1).\n\
+         # TYPE gslbd_build_info gauge\n\
+         gslbd_build_info{{version=\"{}\",os=\"{}\",arch=\"{}\",profile=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::env::consts::ARCH,
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+    );
+}
+
+/// What `/proc/self` says about this process (Linux; all None elsewhere or when unreadable).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ProcessStats {
+    /// User + system CPU time, seconds.
+    pub cpu_seconds: Option<f64>,
+    pub resident_bytes: Option<u64>,
+    pub virtual_bytes: Option<u64>,
+    pub open_fds: Option<u64>,
+    pub max_fds: Option<u64>,
+    pub threads: Option<u64>,
+    /// Unix time the process started.
+    pub start_time: Option<f64>,
+}
+
+impl ProcessStats {
+    /// Reads /proc/self/stat (CPU ticks, threads, start), /proc/self/statm (memory), the entries
+    /// of /proc/self/fd and the soft RLIMIT_NOFILE. A few small procfs reads per scrape: no
+    /// crate, nothing kept between scrapes.
+    pub fn read() -> ProcessStats {
+        let mut p = ProcessStats::default();
+        // SAFETY: sysconf only reads a constant of the C library.
+        let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+            // proc(5): "pid (comm) state ppid ..."; comm may hold spaces and parentheses, so the
+            // fields are counted from the last ')'. After it, field 3 (state) is index 0:
+            // utime (14) = 11, stime (15) = 12, num_threads (20) = 17, starttime (22) = 19.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+            let num = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+            if tick > 0 {
+                if let (Some(u), Some(s)) = (num(11), num(12)) {
+                    p.cpu_seconds = Some((u + s) as f64 / tick as f64);
+                }
+                if let (Some(start), Some(boot)) = (num(19), boot_time()) {
+                    p.start_time = Some(boot as f64 + start as f64 / tick as f64);
+                }
+            }
+            p.threads = num(17);
+        }
+        if let Ok(statm) = std::fs::read_to_string("/proc/self/statm")
+            && page > 0
+        {
+            let mut it = statm.split_whitespace().map(|f| f.parse::<u64>().ok());
+            p.virtual_bytes = it.next().flatten().map(|n| n * page as u64);
+            p.resident_bytes = it.next().flatten().map(|n| n * page as u64);
+        }
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            // The directory handle itself is one of the entries while it is read.
+            p.open_fds = Some((dir.count() as u64).saturating_sub(1));
+        }
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct it is given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+            p.max_fds = Some(lim.rlim_cur);
+        }
+        p
+    }
+}
+
+/// The boot time, Unix seconds (/proc/stat's btime).
+fn boot_time() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    stat.lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The process metrics under the names Prometheus' client libraries use (`process_*`), so the
+/// usual dashboards and alerts work unchanged; `process_threads` is the one addition.
+fn process(s: &mut String, p: &ProcessStats) {
+    let mut one = |name: &str, kind: &str, help: &str, v: Option<String>| {
+        if let Some(v) = v {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        }
+    };
+    one(
+        "process_cpu_seconds_total",
+        "counter",
+        "User and system CPU time spent, seconds.",
+        p.cpu_seconds.map(|v| format!("{v:.2}")),
+    );
+    one(
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory size, bytes.",
+        p.resident_bytes.map(|v| v.to_string()),
+    );
+    one(
+        "process_virtual_memory_bytes",
+        "gauge",
+        "Virtual memory size, bytes.",
+        p.virtual_bytes.map(|v| v.to_string()),
+    );
+    one(
+        "process_open_fds",
+        "gauge",
+        "Open file descriptors (sockets included).",
+        p.open_fds.map(|v| v.to_string()),
+    );
+    one(
+        "process_max_fds",
+        "gauge",
+        "The soft limit on open file descriptors.",
+        p.max_fds.map(|v| v.to_string()),
+    );
+    one(
+        "process_threads",
+        "gauge",
+        "Threads of the process (tokio workers, UDP threads, blocking pool).",
+        p.threads.map(|v| v.to_string()),
+    );
+    one(
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process, Unix seconds.",
+        p.start_time.map(|v| format!("{v:.2}")),
+    );
+}
+
+/// One pool member for `gslbd_member_state` / `gslbd_member_weight`.
+pub struct MemberGauge<'a> {
+    pub rule: &'a str,
+    pub region: &'a str,
+    pub address: std::net::IpAddr,
+    /// "up", "down" or "unknown" (an unchecked member is "up").
+    pub state: &'a str,
+    /// The weight answers use: the configured one, or an override's.
+    pub weight: u32,
+    /// The action of the override in force on it (its own or its region's), if any.
+    pub overridden: Option<&'a str>,
+}
+
+/// Per pool member: its check state as a state set (one series per state, 1 for the current
+/// one, the idiom that lets `sum by (state)` count them), the weight answers use, and whether
+/// an override is in force on it; then the overrides in force by kind of target and action.
+pub fn render_members(s: &mut String, members: &[MemberGauge], overrides: &[(&str, &str)]) {
+    s.push_str(
+        "# HELP gslbd_member_state A pool member's health-check state (1 for the current \
+         state; unchecked members are up).\n# TYPE gslbd_member_state gauge\n",
+    );
+    for m in members {
+        for state in ["up", "down", "unknown"] {
+            let _ = writeln!(
+                s,
+                "gslbd_member_state{{rule=\"{}\",region=\"{}\",address=\"{}\",state=\"{state}\"}} {}",
+                escape(m.rule),
+                escape(m.region),
+                m.address,
+                u8::from(m.state == state)
+            );
+        }
+    }
+    s.push_str(
+        "# HELP gslbd_member_weight A pool member's weight as answers use it (an override's when \
+         one is in force; 0 = drained).\n# TYPE gslbd_member_weight gauge\n",
+    );
+    for m in members {
+        let _ = writeln!(
+            s,
+            "gslbd_member_weight{{rule=\"{}\",region=\"{}\",address=\"{}\"}} {}",
+            escape(m.rule),
+            escape(m.region),
+            m.address,
+            m.weight
+        );
+    }
+    s.push_str(
+        "# HELP gslbd_member_overridden 1 when an operator's override (the member's own or its \
+         region's) is in force on a pool member, by action.\n\
+         # TYPE gslbd_member_overridden gauge\n",
+    );
+    for m in members {
+        if let Some(action) = m.overridden {
+            let _ = writeln!(
+                s,
+                "gslbd_member_overridden{{rule=\"{}\",region=\"{}\",address=\"{}\",action=\"{action}\"}} 1",
+                escape(m.rule),
+                escape(m.region),
+                m.address,
+            );
+        }
+    }
+    s.push_str(
+        "# HELP gslbd_overrides Operators' overrides in force, by target (address, region, line) \
+         and action.\n# TYPE gslbd_overrides gauge\n",
+    );
+    let mut counts: std::collections::BTreeMap<(&str, &str), usize> = Default::default();
+    for kind in ["address", "region", "line"] {
+        for action in ["drain", "up", "down", "weight"] {
+            counts.insert((kind, action), 0);
+        }
+    }
+    for &(kind, action) in overrides {
+        *counts.entry((kind, action)).or_default() += 1;
+    }
+    for ((kind, action), n) in counts {
+        let _ = writeln!(
+            s,
+            "gslbd_overrides{{target=\"{kind}\",action=\"{action}\"}} {n}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_stats_come_from_proc() {
+        let p = ProcessStats::read();
+        if cfg!(target_os = "linux") {
+            // This test's own process: some CPU spent, a few MB resident, stdin/out/err open,
+            // the test harness's threads, started before now.
+            assert!(p.cpu_seconds.is_some_and(|c| c >= 0.0), "{p:?}");
+            assert!(p.resident_bytes.is_some_and(|r| r > 1 << 20), "{p:?}");
+            assert!(p.open_fds.is_some_and(|n| n >= 3), "{p:?}");
+            assert!(p.threads.is_some_and(|n| n >= 1), "{p:?}");
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64();
+            assert!(
+                p.start_time
+                    .is_some_and(|t| t <= now + 1.0 && t > now - 86_400.0 * 365.0),
+                "{p:?}"
+            );
+        }
+    }
 }

@@ -14,7 +14,9 @@
 //!   answered, still checked), `up` / `down` (forced, whatever the checks say), `weight` (replaces
 //!   the configured weight; 0 = drained but checked);
 //! - a **region** (for every location rule, or one): `drain` / `down` (the region fails over as if
-//!   none of its members were healthy), `up` (its members count as healthy);
+//!   none of its members were healthy), `up` (its members count as healthy), `weight` (replaces
+//!   the region's weight where regions are weighed against each other: the rule's `split` and
+//!   `fallback = "spread"`; 0 = drained);
 //! - a **carrier line** (for every carrier rule, or one): `drain` (that carrier's clients get the
 //!   rule's default line).
 //!
@@ -55,6 +57,16 @@ pub enum Action {
 }
 
 impl Action {
+    /// The name the API and the metrics use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Drain => "drain",
+            Action::Up => "up",
+            Action::Down => "down",
+            Action::Weight => "weight",
+        }
+    }
+
     fn verb(self) -> &'static str {
         match self {
             Action::Drain => "drained",
@@ -173,6 +185,17 @@ impl Override {
             None => s.push_str(", until removed"),
         }
         s
+    }
+
+    /// What it applies to: "address", "line" or "region".
+    pub fn kind(&self) -> &'static str {
+        if self.address.is_some() {
+            "address"
+        } else if self.line.is_some() {
+            "line"
+        } else {
+            "region"
+        }
     }
 
     /// Whether this override takes the member out of the answers.
@@ -543,9 +566,6 @@ fn validate(req: Request, origin: &str, catalog: &dyn Catalog) -> Result<Overrid
                     "region {g} has no pool in the serving configuration"
                 ));
             }
-            if req.action == Action::Weight {
-                return Err("a region takes drain, up or down".into());
-            }
         }
         (None, None, Some(l)) => {
             if rule_kind == Some("location") {
@@ -694,8 +714,12 @@ mod tests {
                 "region xx has no pool",
             ),
             (
-                r#"{"region":"bj","action":"weight","weight":3}"#,
-                "a region takes",
+                r#"{"region":"bj","action":"weight","weight":2000000}"#,
+                "between 0 and 1000000",
+            ),
+            (
+                r#"{"line":"telecom","action":"weight","weight":3}"#,
+                "drain only",
             ),
             (
                 r#"{"line":"mobile","action":"drain"}"#,

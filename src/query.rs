@@ -11,7 +11,7 @@ use hickory_proto::rr::RecordType;
 
 use crate::engine::{self, Answer, Env, Question};
 use crate::geo::GeoCache;
-use crate::gslb::{Chance, ClientAddr, HealthView, LiveHealth, Region, Rng};
+use crate::gslb::{Chance, ClientAddr, HealthView, LiveHealth, Rng};
 use crate::metrics;
 use crate::snapshot::Snapshot;
 use crate::wire::{self, Reject, rcode};
@@ -43,8 +43,8 @@ const CLASS_ANY: u16 = 255;
 #[derive(Debug, Clone, Copy)]
 pub struct Served<'s> {
     pub rcode: u16,
-    /// The GSLB region that answered, if one did.
-    pub region: Option<&'s Region>,
+    /// The answer counter of the GSLB pool (and family) that answered, if one did.
+    pub hits: Option<&'s std::sync::atomic::AtomicU64>,
     /// The verdict on the query's COOKIE option.
     pub cookie: crate::cookie::Outcome,
 }
@@ -52,7 +52,7 @@ pub struct Served<'s> {
 impl Served<'_> {
     /// Counts the response (the latency is recorded by the caller, which knows what to time).
     pub fn count(&self, via: metrics::Via) {
-        metrics::count(via, self.rcode, self.region.map(|r| &*r.hits));
+        metrics::count(via, self.rcode, self.hits);
     }
 }
 
@@ -117,13 +117,13 @@ pub fn respond_into<'s>(
             );
             Some(Served {
                 rcode: rc,
-                region: None,
+                hits: None,
                 cookie: crate::cookie::Outcome::NONE,
             })
         }
         Parsed::Done(rcode) => Some(Served {
             rcode: udp_ixfr(snap, listener, packet, client, rcode, out),
-            region: None,
+            hits: None,
             cookie: crate::cookie::Outcome::NONE,
         }),
         Parsed::Query(q) => {
@@ -133,7 +133,7 @@ pub fn respond_into<'s>(
             add_cookie(snap, &q, &c, client.transport, out);
             Some(Served {
                 rcode: wire::rcode_of(answer.outcome),
-                region: answer.region,
+                hits: answer.hits,
                 cookie: c,
             })
         }

@@ -41,6 +41,11 @@ pub enum StartError {
         proto: &'static str,
         source: io::Error,
     },
+    #[error("[admin] socket {}: {source}", path.display())]
+    Socket {
+        path: std::path::PathBuf,
+        source: io::Error,
+    },
 }
 
 /// What to do about a bind error an operator meets: ports below 1024 are privileged on Linux
@@ -154,6 +159,13 @@ impl Handle {
             return Err(BuildError {
                 problems: vec![
                     "listeners (names or addresses) changed: restart gslbd to apply that".into(),
+                ],
+            });
+        }
+        if new.admin.socket != old.admin.socket {
+            return Err(BuildError {
+                problems: vec![
+                    "[admin] socket (path or mode) changed: restart gslbd to apply that".into(),
                 ],
             });
         }
@@ -332,6 +344,8 @@ enum Bound {
 pub struct Server {
     handle: Handle,
     bound: Vec<Bound>,
+    /// `[admin] socket`, bound at start.
+    admin_socket: Option<tokio::net::UnixListener>,
 }
 
 /// A bound address, as reported to the caller.
@@ -388,6 +402,15 @@ impl Server {
                 bound.push(Bound::Doq { listener, socket });
             }
         }
+        let admin_socket = match &snapshot.admin.socket {
+            Some((path, mode)) => {
+                Some(bind_unix(path, *mode).map_err(|source| StartError::Socket {
+                    path: path.clone(),
+                    source,
+                })?)
+            }
+            None => None,
+        };
         let handle = Handle {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
             source: Arc::new(source),
@@ -401,7 +424,11 @@ impl Server {
         };
         handle.start_health();
         handle.secondaries.sync(&handle);
-        Ok(Server { handle, bound })
+        Ok(Server {
+            handle,
+            bound,
+            admin_socket,
+        })
     }
 
     pub fn handle(&self) -> Handle {
@@ -461,6 +488,9 @@ impl Server {
     /// Serves until `shutdown` resolves.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let mut tasks = JoinSet::new();
+        if let Some(socket) = self.admin_socket {
+            tasks.spawn(crate::http::serve_socket(self.handle.clone(), socket));
+        }
         let limits = self.handle.snapshot().limits.clone();
         // One fast-path budget for the process, shared evenly by the authoritative UDP threads;
         // one rate limiter for all of them (a flood spread over threads is still one flood).
@@ -554,6 +584,43 @@ impl Server {
         }
         // Dropping the JoinSet aborts every listener task.
     }
+}
+
+/// Binds the admin socket at `path` with `mode`. The socket is made under a temporary name, given
+/// its mode, then renamed into place, so it is never reachable at `path` with the umask's looser
+/// mode. A socket file left by an earlier process is replaced when nothing answers on it; one
+/// that answers belongs to a running server and is an error, as is any other kind of file.
+fn bind_unix(path: &std::path::Path, mode: u32) -> io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "exists and is not a socket",
+            ));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "another server answers on it",
+            ));
+        }
+    }
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let mut tmp_name = name.to_os_string();
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let _ = std::fs::remove_file(&tmp);
+    let listener = tokio::net::UnixListener::bind(&tmp)?;
+    let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(listener)
 }
 
 /// Binds every DNS address (authoritative and resolver); returns the sockets and the port of the

@@ -64,6 +64,8 @@ pub struct AdminSettings {
     pub overrides_state: Option<std::path::PathBuf>,
     pub audit: Option<crate::audit::AuditSettings>,
     pub token_over_plain_http: bool,
+    /// `[admin] socket` (resolved) and its mode.
+    pub socket: Option<(std::path::PathBuf, u32)>,
     /// SHA-256 (first 16 hex digits) of the parsed configuration: the audit trail's "config
     /// before/after" (comments and formatting do not change it).
     pub config_hash: String,
@@ -170,7 +172,19 @@ impl Snapshot {
                 config.admin.audit_max_bytes
             ));
         }
+        if config.admin.socket_mode & !0o777 != 0 || config.admin.socket_mode & 0o200 == 0 {
+            config_problems.push(format!(
+                "admin.socket_mode = 0o{:o}: permission bits only (0o600, 0o660, ...), and the \
+                 owner must be able to write",
+                config.admin.socket_mode
+            ));
+        }
         let admin = AdminSettings {
+            socket: config
+                .admin
+                .socket
+                .as_ref()
+                .map(|p| (base.join(p), config.admin.socket_mode)),
             overrides_state: config.admin.overrides_state.as_ref().map(|p| base.join(p)),
             audit: config
                 .admin

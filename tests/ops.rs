@@ -525,13 +525,45 @@ async fn region_weights_and_spread_over_many_answers() {
     );
     assert!((sh - 0.20).abs() < 0.05, "sh share {sh}: {s:?}");
 
+    let http = server.addr("http", "http");
+    let client = reqwest::Client::new();
+    let yd = "object.yd.yourcompany.com";
+
+    // A region's weight set at run time replaces its split weight: bj 20 against sh 20 is even.
+    let (ok, out, err) = ctl(http, Some(TOKEN), &["weight", "bj", "20", "--rule", yd]);
+    assert!(ok, "ctl weight: {out}{err}");
+    let s = shares(dns, yd_name, N).await;
+    let sh = s.get(&51).copied().unwrap_or(0) as f64 / N as f64;
+    assert!(
+        (sh - 0.5).abs() < 0.07,
+        "sh share {sh} with bj weighted 20: {s:?}"
+    );
+    let (ok, text, err) = ctl(
+        http,
+        Some(TOKEN),
+        &["explain", OBJECT, "--client", "127.0.10.1"],
+    );
+    assert!(
+        ok && text.contains("weight 20 set by ops-test@api:127.0.0.1"),
+        "{text}{err}"
+    );
+    // Weight 0 takes the region out: every answer from sh.
+    let (ok, out, err) = ctl(http, Some(TOKEN), &["weight", "bj", "0", "--rule", yd]);
+    assert!(ok, "ctl weight: {out}{err}");
+    assert_eq!(shares(dns, yd_name, 50).await.get(&51), Some(&50));
+    let (ok, out, err) = ctl(
+        http,
+        Some(TOKEN),
+        &["undrain", "region", "bj", "--rule", yd],
+    );
+    assert!(ok, "ctl undrain: {out}{err}");
+
     // bgp, bj drained: with fallback = "spread" its clients go to sh and gz alike (order would
     // send all of them to sh, the nearest).
-    let client = reqwest::Client::new();
     let (status, v) = api(
         &client,
         reqwest::Method::POST,
-        format!("http://{}/admin/overrides", server.addr("http", "http")),
+        format!("http://{http}/admin/overrides"),
         Some(TOKEN),
         Some(json!({"region": "bj", "rule": bgp_name, "action": "drain"})),
     )
@@ -544,4 +576,97 @@ async fn region_weights_and_spread_over_many_answers() {
     assert!((sh - 0.5).abs() < 0.07 && (gz - 0.5).abs() < 0.07, "{s:?}");
     // The yd rule (fallback = "order") is not drained and unaffected.
     assert!(shares(dns, yd_name, 50).await.contains_key(&41));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_over_the_admin_socket_drains_and_undrains_without_a_token() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let config = lab_on_disk(dir.path(), "", "[admin]\nsocket = \"admin.sock\"\n");
+    let socket = config.parent().unwrap().join("admin.sock");
+    // A socket file left by a process that is gone is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    let server = start(source(&config)).await;
+    let dns = server.addr("all", "udp");
+    let meta = std::fs::metadata(&socket).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "the default mode");
+
+    let ctl_socket = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_gslbd"))
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .env("USER", "ops-test")
+            .env_remove("GSLBD_ADMIN_TOKEN")
+            .env_remove("GSLBD_URL")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run gslbd ctl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(dig_a(dns, OBJECT, MOBILE_BJ), pool(41));
+    let (ok, out, err) = ctl_socket(&[
+        "drain",
+        "region",
+        "bj",
+        "--rule",
+        "object.yd.yourcompany.com",
+    ]);
+    assert!(ok, "ctl --socket drain: {out}{err}");
+    assert_eq!(dig_a(dns, OBJECT, MOBILE_BJ), pool(51), "bj drained: sh");
+    // The audit trail names the socket and the peer's uid (SO_PEERCRED).
+    let uid = meta_uid(&socket);
+    let (ok, out, err) = ctl_socket(&["overrides"]);
+    assert!(
+        ok && out.contains(&format!("ops-test@socket:uid={uid}")),
+        "{out}{err}"
+    );
+    let (ok, out, err) = ctl_socket(&[
+        "undrain",
+        "region",
+        "bj",
+        "--rule",
+        "object.yd.yourcompany.com",
+    ]);
+    assert!(ok, "ctl --socket undrain: {out}{err}");
+    assert_eq!(dig_a(dns, OBJECT, MOBILE_BJ), pool(41), "undrained");
+    // The TCP listener still wants the token.
+    let http = server.addr("http", "http");
+    let (ok, _, err) = ctl(http, None, &["overrides"]);
+    assert!(!ok && err.contains("401 Unauthorized"), "{err}");
+
+    // The socket is bound at start: a reload that changes its mode is refused, and it keeps
+    // serving as it was.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}socket_mode = 0o660\n")).unwrap();
+    let (ok, _, err) = ctl_socket(&["reload"]);
+    assert!(
+        !ok && err.contains("[admin] socket (path or mode) changed: restart"),
+        "{err}"
+    );
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    std::fs::write(&config, text).unwrap();
+
+    // A second server cannot take a socket that answers.
+    let mut again = source(&config);
+    again.port = Some(0);
+    let second = gslbd::server::Server::bind(again).await;
+    let e = second.err().expect("the socket is in use").to_string();
+    assert!(
+        e.contains("admin.sock") && e.contains("another server answers"),
+        "{e}"
+    );
+}
+
+/// The owner of `path` (this test's uid, who made the socket).
+fn meta_uid(path: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().uid()
 }

@@ -227,9 +227,6 @@ pub struct Region {
     provinces: Vec<String>,
     countries: Vec<String>,
     fallback: Vec<usize>,
-    /// `gslbd_region_answers_total` for this region, resolved once here so a query counts it
-    /// with one atomic add.
-    pub hits: Arc<AtomicU64>,
 }
 
 #[derive(Debug)]
@@ -259,6 +256,8 @@ struct Line {
     /// Carrier id, or "default".
     label: String,
     cname: RRset,
+    /// The CNAME's target as rules are compared (`overrides::norm_rule`).
+    target: String,
 }
 
 #[derive(Debug)]
@@ -283,6 +282,9 @@ struct Pool {
     split: Vec<(usize, u32)>,
     a: Family,
     aaaa: Family,
+    /// This pool's answers by family (A, AAAA): the counter of `metrics::pool_counter`, resolved
+    /// once here so an answer counts it with one atomic add.
+    hits: Arc<[AtomicU64; 2]>,
 }
 
 #[derive(Debug)]
@@ -389,6 +391,14 @@ pub struct Decision<'g> {
     pub ttl: u32,
     /// The carrier line (carrier rules) or region id (location rules) chosen, for labels/metrics.
     pub label: Label<'g>,
+    /// The answer counter of the pool that answered and the family asked (location rules).
+    pub hits: Option<&'g AtomicU64>,
+}
+
+/// The index of a pool's answer counter for `qtype`: AAAA answers, and the rest (A, and the
+/// NODATA of other types, counted with A as they were before families were counted).
+fn family_ix(qtype: RecordType) -> usize {
+    usize::from(qtype == RecordType::AAAA)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -490,6 +500,8 @@ impl Member {
             e.note = Some(r);
             match r.action {
                 Action::Up => e.healthy = true,
+                // A region's weight acts between regions (`decide_from`); only 0 takes it out.
+                Action::Weight if r.weight.unwrap_or(0) > 0 => {}
                 _ => {
                     e.healthy = false;
                     e.removed = true;
@@ -725,6 +737,7 @@ impl Gslb {
             scope,
             ttl: rule.ttl,
             label: Label::Line(&line_ref.label),
+            hits: None,
         }
     }
 
@@ -844,6 +857,7 @@ impl Gslb {
             scope,
             ttl: rule.ttl,
             label: Label::Region(&self.regions[l.pools[preferred].region]),
+            hits: Some(&l.pools[preferred].hits[family_ix(qtype)]),
         };
         let family = |p: &'g Pool| match qtype {
             RecordType::AAAA => &p.aaaa,
@@ -888,11 +902,28 @@ impl Gslb {
             }
             last
         };
-        let first = if split.is_empty() {
+        // An operator's region weight replaces the configured one wherever regions are weighed
+        // against each other: in `split` and in `spread`.
+        let region_weight = |p: usize, configured: u32| {
+            region_ov(p)
+                .filter(|o| o.action == Action::Weight)
+                .map_or(configured, |o| o.weight.unwrap_or(configured))
+        };
+        let weighed = || split.iter().map(|&(q, w)| (q, region_weight(q, w)));
+        let total: u64 = weighed().map(|(_, w)| u64::from(w)).sum();
+        let first = if split.is_empty() || total == 0 {
             preferred
         } else {
-            let total = split.iter().map(|&(_, w)| u64::from(w)).sum();
-            let to = draw(&mut split.iter().copied(), total).unwrap_or(preferred);
+            let to = draw(&mut weighed(), total).unwrap_or(preferred);
+            if let Some(h) = trace.as_deref_mut() {
+                // The operators' weights the draw used, whichever region it chose.
+                for &(q, _) in split {
+                    if let Some(o) = region_ov(q).filter(|o| o.action == Action::Weight) {
+                        h.failover
+                            .push(format!("split: region {}: {}", region_id(q), o.note()));
+                    }
+                }
+            }
             if let Some(h) = trace.as_deref_mut()
                 && to != preferred
             {
@@ -904,7 +935,12 @@ impl Gslb {
             }
             to
         };
-        let weight_of = |p: usize| split.iter().find(|&&(q, _)| q == p).map_or(1, |&(_, w)| w);
+        let weight_of = |p: usize| {
+            region_weight(
+                p,
+                split.iter().find(|&&(q, _)| q == p).map_or(1, |&(_, w)| w),
+            )
+        };
         let order = std::iter::once(first).chain(l.pools[first].order.iter().copied());
         let mut chosen = None;
         // `spread`: the healthy regions after the first, with their weights.
@@ -1061,6 +1097,7 @@ impl Gslb {
             scope,
             ttl,
             label: Label::Region(&self.regions[l.pools[p].region]),
+            hits: Some(&l.pools[p].hits[family_ix(qtype)]),
         }
     }
 }
@@ -1181,6 +1218,31 @@ impl Gslb {
     }
 }
 
+/// One carrier line for `/admin/traffic`: its rule, label, and where its CNAME leads.
+pub struct LineInfo<'g> {
+    pub rule: &'g str,
+    pub line: &'g str,
+    /// The target name as `overrides::norm_rule` writes it (a location rule's name, usually).
+    pub target: &'g str,
+}
+
+impl Gslb {
+    /// Every line of every carrier rule, the default line included.
+    pub fn line_targets(&self) -> impl Iterator<Item = LineInfo<'_>> {
+        self.rules.iter().flat_map(|r| {
+            let lines = match &r.kind {
+                RuleKind::Carrier(c) => &c.lines[..],
+                RuleKind::Location(_) => &[],
+            };
+            lines.iter().map(move |l| LineInfo {
+                rule: &r.name,
+                line: &l.label,
+                target: &l.target,
+            })
+        })
+    }
+}
+
 fn same_rule(name: &str, want: Option<&str>) -> bool {
     want.is_none_or(|w| crate::overrides::norm_rule(name) == w)
 }
@@ -1266,7 +1328,6 @@ impl Gslb {
                 provinces: rc.provinces.clone(),
                 countries: rc.countries.clone(),
                 fallback: Vec::new(),
-                hits: crate::metrics::region_counter(id),
             });
         }
         for (id, rc) in &cfg.region {
@@ -1327,6 +1388,7 @@ impl Gslb {
                         lines.push(Line {
                             label: carrier.clone(),
                             cname: cname_rrset(&t, rc.ttl),
+                            target: crate::overrides::norm_rule(target),
                         });
                     }
                     Err(e) => {
@@ -1340,6 +1402,7 @@ impl Gslb {
                 Ok(t) => lines.push(Line {
                     label: "default".into(),
                     cname: cname_rrset(&t, rc.ttl),
+                    target: crate::overrides::norm_rule(&rc.default),
                 }),
                 Err(e) => {
                     problems.push(format!("{what}: default: {e}"));
@@ -1456,6 +1519,7 @@ impl Gslb {
                     split: Vec::new(),
                     a: family(RecordType::A, rc.ttl, a),
                     aaaa: family(RecordType::AAAA, rc.ttl, aaaa),
+                    hits: crate::metrics::pool_counter(&crate::overrides::norm_rule(&rc.name), rid),
                 });
             }
             let default = match pools

@@ -8,7 +8,8 @@
 //! `/d`, `/resolve`, signed forms), `alibaba_v2` (`/ss`, `/v2/d`), `dnspod` (Tencent D+ `/d`,
 //! `/conf`), `crypto` (their ciphers), `google`, `doh`, `trace` (a resolver walk step by step),
 //! `ops` (`/healthz`, `/metrics`, `/admin/reload`, `/openapi.json`), `admin` (runtime control:
-//! `/admin/health`, `/admin/overrides`, `/admin/traffic`, `/admin/audit`, `/admin/explain`).
+//! `/admin/health`, `/admin/overrides`, `/admin/traffic`, `/admin/audit`, `/admin/explain`,
+//! `/admin/status`), `ui` (the status page `/ui`, compiled in).
 
 pub mod admin;
 pub mod alibaba;
@@ -24,6 +25,7 @@ pub mod google;
 pub mod limit;
 pub mod ops;
 pub mod trace;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +81,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/traffic"),
     ("GET", "/admin/audit"),
     ("GET", "/admin/explain"),
+    ("GET", "/admin/status"),
+    ("GET", "/ui"),
+    ("GET", "/ui/app.js"),
+    ("GET", "/ui/app.css"),
     ("GET", "/openapi.json"),
 ];
 
@@ -108,6 +114,10 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/traffic", get(admin::traffic))
         .route("/admin/audit", get(admin::audit))
         .route("/admin/explain", get(admin::explain))
+        .route("/admin/status", get(admin::status))
+        .route("/ui", get(ui::index))
+        .route("/ui/app.js", get(ui::app_js))
+        .route("/ui/app.css", get(ui::app_css))
         .route("/openapi.json", get(ops::openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -377,6 +387,62 @@ async fn serve_conn(
                 }
             }
         }
+    }
+}
+
+/// Connections the admin socket serves at once; more wait in the kernel's backlog. An operator's
+/// `gslbd ctl` and a status page need a handful.
+const SOCKET_CONNECTIONS: usize = 64;
+
+/// Serves the whole router on `[admin] socket` (HTTP/1.1) until the task is dropped. Admin
+/// requests need no token here (`admin::ViaSocket`): the socket file's mode and owner, set at
+/// bind, are the check. Each connection gets the idle and header timeouts of `[http]` (or their
+/// defaults) and the requests the `bounds` middleware's limits.
+pub async fn serve_socket(handle: Handle, socket: tokio::net::UnixListener) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+    let app = router(AppState::new(handle.clone()));
+    let slots = Arc::new(tokio::sync::Semaphore::new(SOCKET_CONNECTIONS));
+    loop {
+        let permit = slots.clone().acquire_owned().await.expect("never closed");
+        let stream = match socket.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::debug!("admin socket accept: {e}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+        };
+        // Who connected, for the audit trail (SO_PEERCRED).
+        let who = match stream.peer_cred() {
+            Ok(c) => format!("socket:uid={}", c.uid()),
+            Err(_) => "socket".to_string(),
+        };
+        let limits = ConnLimits::of(&handle);
+        let app = app.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let svc = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    // Handlers that log a peer see loopback: the request came from this host.
+                    req.extensions_mut().insert(axum::extract::ConnectInfo(Peer(
+                        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                    )));
+                    req.extensions_mut().insert(admin::ViaSocket(who.clone()));
+                    app.clone().oneshot(req.map(axum::body::Body::new))
+                },
+            );
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read)
+                .serve_connection(TokioIo::new(stream), svc);
+            // Bounded: a connection that lingers past the idle timeout after its last request
+            // started is closed (ctl sends one request per connection).
+            let bound = limits.idle + limits.request_timeout;
+            if let Ok(Err(e)) = tokio::time::timeout(bound, conn).await {
+                tracing::debug!("admin socket connection: {e}");
+            }
+        });
     }
 }
 

@@ -8,12 +8,12 @@ use std::sync::OnceLock;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use crate::http::{ApiError, AppState, Peer, ROUTES};
+use crate::http::{ApiError, AppState, ROUTES};
 use crate::snapshot::Snapshot;
 
 /// Operational answers describe this instant: nothing in between may keep them.
@@ -83,11 +83,58 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
         reload_degraded: reload.degraded(),
     }) + &st.handle.resolvers().render_metrics();
     let mut text = text;
+    members(&snap, &st.handle, &mut text);
     // Incoming transfers per secondary zone (counters kept by each zone's `Control`).
     crate::secondary::render_metrics(&snap, &mut text);
     let mut resp = no_store(text.into_response());
     resp.headers_mut().insert(header::CONTENT_TYPE, EXPOSITION);
     resp
+}
+
+/// Per pool member its state, weight and override; the overrides in force by kind.
+fn members(snap: &Snapshot, handle: &crate::server::Handle, text: &mut String) {
+    let active = snap.gslb.overrides.active();
+    let states: Vec<_> = snap
+        .gslb
+        .members()
+        .map(|m| {
+            let ov = active.as_ref().and_then(|a| {
+                a.member(m.rule, m.region, m.address)
+                    .or_else(|| a.region(m.rule, m.region))
+            });
+            let state = m
+                .target
+                .map_or(crate::health::State::Up, |t| t.status().state);
+            let weight = match ov {
+                Some(o) if o.removes() => 0,
+                Some(o) if o.address.is_some() && o.action == crate::overrides::Action::Weight => {
+                    o.weight.unwrap_or(m.weight)
+                }
+                _ => m.weight,
+            };
+            (m, state, weight, ov.map(|o| o.action.name()))
+        })
+        .collect();
+    let gauges: Vec<crate::metrics::MemberGauge> = states
+        .iter()
+        .map(
+            |(m, state, weight, overridden)| crate::metrics::MemberGauge {
+                rule: m.rule,
+                region: m.region,
+                address: m.address,
+                state: match state {
+                    crate::health::State::Up => "up",
+                    crate::health::State::Down => "down",
+                    crate::health::State::Unknown => "unknown",
+                },
+                weight: *weight,
+                overridden: *overridden,
+            },
+        )
+        .collect();
+    let list = handle.health().overrides().list();
+    let kinds: Vec<(&str, &str)> = list.iter().map(|o| (o.kind(), o.action.name())).collect();
+    crate::metrics::render_members(text, &gauges, &kinds);
 }
 
 /// Whether `given` equals `expected`, taking the same time wherever they first differ: the loop
@@ -118,13 +165,8 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
 /// SIGHUP) and reports the outcome; a refused build leaves the previous data serving.
 pub async fn reload(
     State(st): State<AppState>,
-    ConnectInfo(Peer(peer)): ConnectInfo<Peer>,
-    headers: HeaderMap,
+    crate::http::admin::Caller(who): crate::http::admin::Caller,
 ) -> Response {
-    let who = match crate::http::admin::authorize(&st, peer, &headers) {
-        Ok(who) => who,
-        Err(e) => return e.into_response(),
-    };
     // `Handle::reload` serializes this with SIGHUP reloads and answers with a build that began
     // after this request arrived.
     let handle = st.handle.clone();
@@ -209,6 +251,10 @@ const OPERATIONS: &[(&str, &str, Describe)] = &[
     ("GET", "/admin/traffic", admin_traffic_op),
     ("GET", "/admin/audit", admin_audit_op),
     ("GET", "/admin/explain", admin_explain_op),
+    ("GET", "/admin/status", admin_status_op),
+    ("GET", "/ui", ui_op),
+    ("GET", "/ui/app.js", ui_js_op),
+    ("GET", "/ui/app.css", ui_css_op),
     ("GET", "/openapi.json", openapi_op),
 ];
 
@@ -760,7 +806,8 @@ fn admin_remove_op() -> Value {
 fn admin_traffic_op() -> Value {
     admin_op(
         "adminTraffic",
-        "GSLB answers by region and queries served",
+        "GSLB answers by region, by rule/region/family, by family and by carrier line; queries \
+         served",
         &[],
         json!({}),
     )
@@ -786,6 +833,46 @@ fn admin_explain_op() -> Value {
         ],
         json!({}),
     )
+}
+
+fn admin_status_op() -> Value {
+    admin_op(
+        "adminStatus",
+        "What the status page draws: regions (coordinates, answers, state), rules with their \
+         pools and members or lines, the overrides in force",
+        &[],
+        json!({}),
+    )
+}
+
+/// A static part of the status page.
+fn ui_asset(id: &str, summary: &str, media: &str) -> Value {
+    json!({
+        "tags": ["ops"],
+        "operationId": id,
+        "summary": summary,
+        "responses": {
+            "200": { "description": "Compiled into the binary; Content-Security-Policy: this \
+                origin only, nothing inline",
+                     "content": { media: { "schema": { "type": "string" } } } },
+        },
+    })
+}
+
+fn ui_op() -> Value {
+    ui_asset(
+        "ui",
+        "The status page (reads the admin endpoints with the token typed in)",
+        "text/html",
+    )
+}
+
+fn ui_js_op() -> Value {
+    ui_asset("uiScript", "The status page's script", "text/javascript")
+}
+
+fn ui_css_op() -> Value {
+    ui_asset("uiStyle", "The status page's style sheet", "text/css")
 }
 
 fn openapi_op() -> Value {

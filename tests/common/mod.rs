@@ -480,6 +480,7 @@ const TOOL_PACKAGES: &[(&str, &str)] = &[
     ("setpriv", "util-linux"),
     // tests/data/httpdns_sdk.py needs the `cryptography` package (python3-cryptography).
     ("python3", "python3-cryptography"),
+    ("chromium", "chromium"),
 ];
 
 /// Where `name` is: the first directory of `path` (a PATH value) that holds it, then the sbin
