@@ -1552,6 +1552,9 @@ impl Scripted {
     }
 }
 
+/// A resource record in wire form.
+type WireRr = Vec<u8>;
+
 /// One resource record in wire form (owner uncompressed).
 fn rr(owner: &str, rtype: u16, class: u16, rdata: &[u8]) -> Vec<u8> {
     let mut out = common::wire_name(owner);
@@ -1588,7 +1591,7 @@ fn scripted_reply(q: &[u8]) -> Option<Vec<u8>> {
     .concat();
     let soa = rr("hostile.", 6, 1, &soa_rdata);
     // (opcode, RCODE, answer, authority, additional); AA is set on every reply.
-    let (opcode, rcode, an, ns, ar): (u8, u8, Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>) =
+    let (opcode, rcode, an, ns, ar): (u8, u8, Vec<WireRr>, Vec<WireRr>, Vec<WireRr>) =
         if qname == "sub.hostile." || qname.ends_with(".sub.hostile.") {
             // A referral with AA set (old BIND did this): follow it.
             (
