@@ -185,6 +185,7 @@ pub fn resolver_reply(data: &[u8]) {
             min_ttl: 0,
             max_ttl: 86_400,
             negative_max_ttl: 3_600,
+            serve_expired_ttl: 0,
         },
     );
     let zone = Name::from_ascii("yourcompany.com.").unwrap();

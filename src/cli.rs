@@ -417,6 +417,7 @@ fn resolve(
             addresses: Vec::new(),
             source: Vec::new(),
             allow: Vec::new(),
+            allow_snoop: Vec::new(),
             udp: false,
             tcp: false,
         };

@@ -368,15 +368,29 @@ async fn clients_outside_the_allowed_networks_are_refused() {
 }
 
 #[tokio::test]
-async fn recursion_not_desired_gets_the_cache_only() {
+async fn recursion_not_desired_is_refused_unless_the_client_may_snoop() {
     let (server, _clock) = hierarchy().await;
     let mut q = Q::new("www.example.com", 1);
     q.flags = 0; // RD clear
-    let (m, n) = upstream(&server, ask_r(&server, "r", &q)).await;
+    let snooper = ip("127.0.50.99"); // in allow_snoop
+    let ask_from = |src: IpAddr, q: Q| {
+        let addr = server.addr("r", "udp");
+        async move {
+            let bytes = udp_from(src, addr, &q.bytes()).await.expect("a reply");
+            Message::from_vec(&bytes).unwrap()
+        }
+    };
+    let (m, n) = upstream(&server, ask_from(snooper, q.clone())).await;
     assert_eq!(m.metadata.response_code, ResponseCode::Refused);
     assert_eq!(n, 0, "RD=0 never starts a walk");
     ask_r(&server, "r", &Q::new("www.example.com", 1)).await;
+    // Cached now. An ordinary allowed client still cannot read the cache without recursion
+    // (cache snooping, Unbound's `allow`)...
     let m = ask_r(&server, "r", &q).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    assert!(m.answers.is_empty());
+    // ...a client in allow_snoop can.
+    let m = ask_from(snooper, q.clone()).await;
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert_eq!(a_records(&m).len(), 2);
     assert!(!m.metadata.recursion_desired);

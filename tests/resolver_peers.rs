@@ -17,6 +17,13 @@
 //!   section as a set must agree. Where a GSLB rule picks a random subset of a pool (the CDN's
 //!   weighted edge), addresses are compared as "one of pool X", not one by one.
 //!
+//! - `odd_reply_shapes_read_as_unbound_reads_them` (test C, issue 14 items 4 and 5): a root and a
+//!   leaf served by gslbd (tests/data/resolver-hostile/) and a scripted server for `hostile.` that
+//!   sends shapes real servers send: a referral with AA set, NXDOMAIN with a CNAME into another
+//!   zone, a reply with opcode UPDATE and a zero-length A record, a CH-class record; plus a DNAME
+//!   and RD=0 queries for cached names. gslbd's resolver and Unbound answer each the same, and
+//!   nothing malformed reaches a client or the cache. Port 53 as test B.
+//!
 //! NSD, Knot and Unbound (Debian packages `nsd`, `knot`, `unbound`) are installed by `.ci/run`;
 //! without them these tests fail, they never skip. Test B needs to bind port 53 (root or
 //! CAP_NET_BIND_SERVICE) and is the only test in the suite that does. Every peer is a child process
@@ -1236,19 +1243,24 @@ struct Unbound {
 
 impl Unbound {
     async fn start(hints: &str) -> Unbound {
+        Unbound::start_at(hints, UNBOUND_ADDR, LDNS).await
+    }
+
+    /// Unbound listening on `at`, querying from `outgoing`.
+    async fn start_at(hints: &str, at: Ipv4Addr, outgoing: Ipv4Addr) -> Unbound {
         let bin = common::tool_path("unbound");
         let mut failures = String::new();
         for attempt in 1..=5 {
             let dir = tempfile::tempdir().expect("tempdir");
             let d = dir.path().display();
-            let port = free_port(&[UNBOUND_ADDR]);
+            let port = free_port(&[at]);
             std::fs::write(dir.path().join("root.hints"), hints).unwrap();
             let conf = dir.path().join("unbound.conf");
             std::fs::write(
                 &conf,
                 format!(
-                    "server:\n    interface: {UNBOUND_ADDR}@{port}\n    port: {port}\n    \
-                     outgoing-interface: {LDNS}\n    do-ip6: no\n    \
+                    "server:\n    interface: {at}@{port}\n    port: {port}\n    \
+                     outgoing-interface: {outgoing}\n    do-ip6: no\n    \
                      do-not-query-localhost: no\n    module-config: \"iterator\"\n    \
                      root-hints: \"{d}/root.hints\"\n    access-control: 127.0.0.0/8 allow\n    \
                      chroot: \"\"\n    username: \"\"\n    directory: \"{d}\"\n    \
@@ -1267,7 +1279,7 @@ impl Unbound {
                 &out,
                 vec![],
             );
-            let addr = SocketAddr::from((UNBOUND_ADDR, port));
+            let addr = SocketAddr::from((at, port));
             // Ready when it answers `localhost. A` (a built-in local zone: no upstream traffic).
             let deadline = Instant::now() + STARTUP;
             let mut ready = false;
@@ -1496,4 +1508,278 @@ async fn unbound_and_gslbd_agree_over_the_lab() {
         );
     }
     drop(lab);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test C: reply shapes Unbound reads right (issue 14 items 4 and 5).
+
+/// gslbd's resolver, Unbound and the source Unbound queries from in test C.
+const RESOLVER_C: Ipv4Addr = Ipv4Addr::new(127, 0, 14, 70);
+const UNBOUND_C_OUT: Ipv4Addr = Ipv4Addr::new(127, 0, 14, 71);
+const UNBOUND_C: Ipv4Addr = Ipv4Addr::new(127, 0, 14, 72);
+/// The scripted server of `hostile.` (the root's glue says so).
+const HOSTILE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 14, 64)), 53);
+
+/// The `hostile.` zone's server: answers by QNAME with shapes an iterator must read right or
+/// refuse, built byte by byte (a library would not encode the malformed ones). UDP only: its
+/// replies are small. Stops when dropped.
+struct Scripted {
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Scripted {
+    async fn start() -> Scripted {
+        let sock = UdpSocket::bind(HOSTILE)
+            .await
+            .expect("bind the scripted server on port 53 (run as root, as CI does)");
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+                if let Some(reply) = scripted_reply(&buf[..n]) {
+                    let _ = sock.send_to(&reply, from).await;
+                }
+            }
+        });
+        Scripted {
+            task: task.abort_handle(),
+        }
+    }
+}
+
+/// A resource record in wire form.
+type WireRr = Vec<u8>;
+
+/// One resource record in wire form (owner uncompressed).
+fn rr(owner: &str, rtype: u16, class: u16, rdata: &[u8]) -> Vec<u8> {
+    let mut out = common::wire_name(owner);
+    out.extend_from_slice(&rtype.to_be_bytes());
+    out.extend_from_slice(&class.to_be_bytes());
+    out.extend_from_slice(&300u32.to_be_bytes());
+    out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    out.extend_from_slice(rdata);
+    out
+}
+
+fn scripted_reply(q: &[u8]) -> Option<Vec<u8>> {
+    let qlen = q.get(12..)?.iter().position(|&b| b == 0)? + 1 + 4;
+    let question = q.get(12..12 + qlen)?;
+    let mut qname = String::new();
+    let mut at = 0;
+    while question[at] != 0 {
+        let len = question[at] as usize;
+        qname.push_str(&String::from_utf8_lossy(
+            question.get(at + 1..at + 1 + len)?,
+        ));
+        qname.push('.');
+        at += 1 + len;
+    }
+    let qname = qname.to_ascii_lowercase();
+    let soa_rdata = [
+        common::wire_name("ns.hostile."),
+        common::wire_name("hostmaster.hostile."),
+        [1u32, 3600, 900, 1_209_600, 60]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect(),
+    ]
+    .concat();
+    let soa = rr("hostile.", 6, 1, &soa_rdata);
+    // (opcode, RCODE, answer, authority, additional); AA is set on every reply.
+    let (opcode, rcode, an, ns, ar): (u8, u8, Vec<WireRr>, Vec<WireRr>, Vec<WireRr>) =
+        if qname == "sub.hostile." || qname.ends_with(".sub.hostile.") {
+            // A referral with AA set (old BIND did this): follow it.
+            (
+                0,
+                0,
+                vec![],
+                vec![rr(
+                    "sub.hostile.",
+                    2,
+                    1,
+                    &common::wire_name("ns.sub.hostile."),
+                )],
+                vec![rr("ns.sub.hostile.", 1, 1, &[127, 0, 14, 63])],
+            )
+        } else {
+            match qname.as_str() {
+                // NXDOMAIN for a CNAME whose target is in another zone: the RCODE is the target's
+                // to give, and www.good. exists.
+                "alias.hostile." => (
+                    0,
+                    3,
+                    vec![rr("alias.hostile.", 5, 1, &common::wire_name("www.good."))],
+                    vec![soa],
+                    vec![],
+                ),
+                // Opcode UPDATE and an A record with no RDATA (found by fuzzing).
+                "op5.hostile." => (5, 0, vec![rr("op5.hostile.", 1, 1, &[])], vec![], vec![]),
+                // An A record of class CH (3) in an IN answer.
+                "chaos.hostile." => (
+                    0,
+                    0,
+                    vec![rr("chaos.hostile.", 1, 3, &[192, 0, 2, 66])],
+                    vec![],
+                    vec![],
+                ),
+                "hostile." => (0, 0, vec![], vec![soa], vec![]),
+                _ => (0, 3, vec![], vec![soa], vec![]),
+            }
+        };
+    let mut out = q[..2].to_vec();
+    out.push(0x80 | (opcode << 3) | 0x04 | (q[2] & 0x01));
+    out.push(rcode);
+    for n in [1, an.len(), ns.len(), ar.len()] {
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+    }
+    out.extend_from_slice(question);
+    for r in an.iter().chain(&ns).chain(&ar) {
+        out.extend_from_slice(r);
+    }
+    Some(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn odd_reply_shapes_read_as_unbound_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::data("resolver-hostile");
+    let auth = start_gslbd(&data.join("hostile.toml"), 53)
+        .await
+        .unwrap_or_else(|e| panic!("{e} (binding port 53 needs root, as CI runs it)"));
+    let _hostile = Scripted::start().await;
+    let hints = std::fs::read_to_string(data.join("root.hints")).unwrap();
+    std::fs::write(dir.path().join("root.hints"), &hints).unwrap();
+    let config = dir.path().join("resolver.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[resolver]\nhints = \"root.hints\"\nupstream_port = 53\n\n\
+             [[resolver.listener]]\nname = \"r\"\naddresses = [\"{RESOLVER_C}:0\"]\n\
+             source = [\"{RESOLVER_C}\"]\nallow = [\"127.0.0.0/8\"]\n"
+        ),
+    )
+    .unwrap();
+    let gslbd = start_gslbd(&config, 0)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ours = Target {
+        udp: gslbd.addr("r", "udp"),
+        tcp: gslbd.addr("r", "tcp"),
+    };
+    let unbound = Unbound::start_at(&hints, UNBOUND_C, UNBOUND_C_OUT).await;
+    let theirs = Target {
+        udp: unbound.addr,
+        tcp: unbound.addr,
+    };
+
+    // (name, the RCODE and ANSWER section's keys gslbd must give). In this order: www.good. after
+    // alias.hostile. shows the NXDOMAIN was not cached for the alias's target. Unbound must agree
+    // on each but the CH-class record: Unbound 1.17 passes that on to the client, which is the
+    // finding of issue 14 item 4 (a record of another class served as an IN answer), so there
+    // gslbd's SERVFAIL (a bogus reply, no answer) is the rule.
+    let cname = |from: &str, to: &str| format!("{from} CNAME {to}");
+    let cases: Vec<(&str, ResponseCode, Vec<String>)> = vec![
+        (
+            "www.sub.hostile.",
+            ResponseCode::NoError,
+            vec!["www.sub.hostile. A 192.0.2.20".into()],
+        ),
+        (
+            "alias.hostile.",
+            ResponseCode::NoError,
+            vec![
+                cname("alias.hostile.", "www.good."),
+                "www.good. A 192.0.2.10".into(),
+            ],
+        ),
+        (
+            "www.good.",
+            ResponseCode::NoError,
+            vec!["www.good. A 192.0.2.10".into()],
+        ),
+        (
+            "www.old.good.",
+            ResponseCode::NoError,
+            vec![
+                // hickory shows a DNAME's RDATA as base64 of its wire form (new.good.)
+                "old.good. DNAME a25ldwrnb29kaa==".into(),
+                cname("www.old.good.", "www.new.good."),
+                "www.new.good. A 192.0.2.11".into(),
+            ],
+        ),
+        ("op5.hostile.", ResponseCode::ServFail, vec![]),
+        ("chaos.hostile.", ResponseCode::ServFail, vec![]),
+    ];
+    let mut failures = Vec::new();
+    for (i, (name, rcode, want)) in cases.iter().enumerate() {
+        let case = Case::new(name, RecordType::A);
+        let mut seen = Vec::new();
+        for (who, target) in [("gslbd", ours), ("Unbound", theirs)] {
+            match ask_resolver(target, Via::Udp, i as u16, &case)
+                .await
+                .and_then(|r| parse(&r).map(|m| (r, m)))
+            {
+                Ok((r, m)) => {
+                    let a = Answer::of(&m);
+                    if who == "gslbd" {
+                        for p in header_problems(&r, &m) {
+                            failures.push(format!("{name}: gslbd: {p}"));
+                        }
+                        let mut keys = want.clone();
+                        keys.sort();
+                        if a.rcode != *rcode || a.keys() != keys {
+                            failures.push(format!(
+                                "{name}: gslbd answered {}\n    wanted {rcode} {keys:?}",
+                                a.show()
+                            ));
+                        }
+                    }
+                    seen.push(Some(a));
+                }
+                Err(e) => {
+                    failures.push(format!("{name}: {who}: {e}"));
+                    seen.push(None);
+                }
+            }
+        }
+        if let [Some(g), Some(u)] = &seen[..]
+            && *name != "chaos.hostile."
+            && (g.rcode != u.rcode || g.keys() != u.keys())
+        {
+            failures.push(format!(
+                "{name}: gslbd and Unbound differ\n    gslbd: {}\n    Unbound: {}",
+                g.show(),
+                u.show()
+            ));
+        }
+    }
+    // RD=0 for a cached name from a client allowed to recurse: REFUSED by both (cache snooping;
+    // gslbd's allow_snoop, Unbound's allow_snoop, is not given).
+    for (who, target) in [("gslbd", ours.udp), ("Unbound", theirs.udp)] {
+        let q = query(99, "www.good.", RecordType::A, false);
+        match udp_exchange(IpAddr::V4(Ipv4Addr::LOCALHOST), target, &q)
+            .await
+            .and_then(|b| Message::from_vec(&b).map_err(|e| e.to_string()))
+        {
+            Ok(m) if m.metadata.response_code == ResponseCode::Refused && m.answers.is_empty() => {}
+            Ok(m) => failures.push(format!(
+                "RD=0 www.good.: {who} answered {}",
+                Answer::of(&m).show()
+            )),
+            Err(e) => failures.push(format!("RD=0 www.good.: {who}: {e}")),
+        }
+    }
+    if !failures.is_empty() {
+        panic!(
+            "{}\n(Unbound's log:\n{})",
+            failures.join("\n"),
+            unbound.daemon.log_text()
+        );
+    }
+    drop(auth);
 }

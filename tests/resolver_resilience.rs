@@ -375,3 +375,53 @@ async fn cname_chain_limit_holds_for_chains_inside_replies() {
         assert_eq!(a_records(&m), vec![ip("192.0.2.100")]);
     }
 }
+
+#[tokio::test]
+async fn expired_answers_are_served_stale_while_the_servers_fail() {
+    let w = World::start().await;
+    let m = w.ask("www.far.com", 1).await;
+    assert_eq!(a_records(&m), vec![ip("192.0.2.90")]);
+    // Five minutes on (TTL 300: expired) and the leaf's replies come too late to be used.
+    w.clock.advance(Duration::from_secs(301));
+    w.leaf.delay(5_000);
+    let before = w.leaf.queries();
+    let m = w.ask("www.far.com", 1).await;
+    assert!(w.leaf.queries() > before, "a walk was tried first");
+    // RFC 8767 4: the expired answer, with TTL 30, rather than SERVFAIL.
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
+    assert_eq!(a_records(&m), vec![ip("192.0.2.90")]);
+    assert_eq!(m.answers[0].ttl, 30);
+    assert_eq!(gslbd::resolver::Stats::get(&w.instance().stats.stale), 1);
+    // A name never cached has nothing stale to give.
+    let m = w.ask("a1.far.com", 1).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    // Past serve_expired_ttl (3600 s after expiry) the data is too old to serve.
+    w.clock.advance(Duration::from_secs(3600));
+    let m = w.ask("www.far.com", 1).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail, "{m:?}");
+    assert!(m.answers.is_empty());
+}
+
+#[tokio::test]
+async fn names_below_a_cached_nxdomain_are_nxdomain_without_asking() {
+    let w = World::start().await;
+    let m = w.ask("nothere.far.com", 1).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    let before = w.leaf.queries();
+    // RFC 8020: nothing exists below a name that does not exist.
+    for name in ["a.nothere.far.com", "b.c.NotHere.far.com"] {
+        let m = w.ask(name, 28).await;
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{name}");
+        assert!(
+            m.authorities
+                .iter()
+                .any(|r| r.record_type() == RecordType::SOA),
+            "{name}: the SOA of the cached NXDOMAIN"
+        );
+    }
+    assert_eq!(w.leaf.queries(), before, "answered from the cache");
+    // A sibling is still asked.
+    let m = w.ask("a.other.far.com", 1).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert!(w.leaf.queries() > before);
+}

@@ -1,7 +1,10 @@
 //! The resolver's cache: RRsets and negative answers by (name, type), with an injectable clock.
 //!
 //! - TTLs are clamped to [min_ttl, max_ttl] when stored; answers read the remaining time, so TTLs
-//!   count down in what clients see (RFC 1035 3.2.1, RFC 8767 is not implemented: expired = gone).
+//!   count down in what clients see (RFC 1035 3.2.1). An expired entry is no answer, except as a
+//!   stale answer (RFC 8767, `get_stale`): when a walk for it fails, an entry expired less than
+//!   `serve_expired_ttl` ago is served with TTL 30. Stale entries are the first to go when the
+//!   cache is over a bound; past the window they are dropped at the next eviction.
 //! - Negative answers (RFC 2308 5) live for min(SOA TTL, SOA MINIMUM), capped by `negative_max_ttl`;
 //!   without an SOA they are not cached (RFC 2308 5: "SHOULD NOT").
 //! - Every entry carries a rank (RFC 2181 5.4.1): glue and referral NS records steer the walk but are
@@ -88,7 +91,14 @@ pub struct Limits {
     pub min_ttl: u32,
     pub max_ttl: u32,
     pub negative_max_ttl: u32,
+    /// Seconds past expiry an entry may still be served stale (RFC 8767 4: "max stale timer";
+    /// 0: never).
+    pub serve_expired_ttl: u32,
 }
+
+/// The TTL of a stale answer (RFC 8767 4: "30 seconds ... is RECOMMENDED"), so clients come back
+/// soon for fresh data.
+pub const STALE_TTL: u32 = 30;
 
 /// One RRset as stored: records as received (TTLs are rewritten when read).
 #[derive(Debug, Clone)]
@@ -281,9 +291,52 @@ impl Cache {
         min_rank: Rank,
         client: Option<IpAddr>,
     ) -> Option<Hit> {
+        self.lookup(key, rtype, min_rank, client, false)
+    }
+
+    /// As `get`, but an entry expired less than `serve_expired_ttl` ago is found too, with TTL
+    /// `STALE_TTL` (RFC 8767 4): only for answering when a walk failed.
+    pub fn get_stale(
+        &self,
+        key: &[u8],
+        rtype: RecordType,
+        min_rank: Rank,
+        client: Option<IpAddr>,
+    ) -> Option<Hit> {
+        self.lookup(key, rtype, min_rank, client, true)
+    }
+
+    /// A cached NXDOMAIN for the name itself (any type), live or, with `stale`, stale: RFC 8020
+    /// lets it answer every name below (nothing exists under a name that does not exist).
+    pub fn nxdomain(&self, key: &[u8], client: Option<IpAddr>, stale: bool) -> Option<Hit> {
+        match self.lookup(
+            key,
+            RecordType::from(NXDOMAIN_TYPE),
+            Rank::Answer,
+            client,
+            stale,
+        ) {
+            Some(h @ Hit::NxDomain(_)) => Some(h),
+            _ => None,
+        }
+    }
+
+    fn lookup(
+        &self,
+        key: &[u8],
+        rtype: RecordType,
+        min_rank: Rank,
+        client: Option<IpAddr>,
+        stale: bool,
+    ) -> Option<Hit> {
         let now = self.clock.now();
         let mut inner = self.lock();
         let inner = &mut *inner;
+        let window = if stale {
+            Duration::from_secs(u64::from(inner.limits.serve_expired_ttl))
+        } else {
+            Duration::ZERO
+        };
         let mut buf = [0u8; 257];
         let n = key.len().min(255);
         buf[..n].copy_from_slice(&key[..n]);
@@ -293,7 +346,7 @@ impl Cache {
                 continue;
             };
             let Some(e) = list.iter_mut().find(|e| {
-                e.expires > now
+                e.expires + window > now
                     && e.rank >= min_rank
                     && match (e.scope, client) {
                         (None, _) => true,
@@ -306,7 +359,11 @@ impl Cache {
             inner.tick += 1;
             e.used = inner.tick;
             e.read = true;
-            let left = remaining(e.expires, now);
+            let left = if e.expires > now {
+                remaining(e.expires, now)
+            } else {
+                STALE_TTL
+            };
             return Some(match &e.data {
                 Data::Rrset(rr) => Hit::Rrset(
                     rr.records
@@ -429,14 +486,16 @@ impl Inner {
         }
     }
 
-    /// Brings the cache down to 90 % of both bounds: expired entries first, then by use (not read
-    /// lately before read lately, least recently used first in each). One pass over the map,
-    /// amortised over the 10 % of inserts it frees room for.
+    /// Brings the cache down to 90 % of both bounds: entries past the stale window first, then
+    /// by worth: expired (stale) entries, entries not read lately, entries read lately, least
+    /// recently used first in each. One pass over the map, amortised over the 10 % of inserts it
+    /// frees room for.
     fn evict(&mut self, now: Duration) {
         let target_entries = self.limits.max_entries - self.limits.max_entries / 10;
         let target_bytes = self.limits.max_bytes - self.limits.max_bytes / 10;
+        let window = Duration::from_secs(u64::from(self.limits.serve_expired_ttl));
         self.map.retain(|_, list| {
-            list.retain(|e| e.expires > now);
+            list.retain(|e| e.expires + window > now);
             !list.is_empty()
         });
         self.recount();
@@ -444,14 +503,20 @@ impl Inner {
             // "Lately": within the last 4 x cache_entries reads and stores, long enough for a
             // name asked a few times a minute to stay through any burst the bound allows.
             let lately = self.tick.saturating_sub(4 * self.limits.max_entries as u64);
-            // (read lately, used, bytes) of every entry, least worth keeping first.
-            let mut order: Vec<(bool, u64, usize)> = self
+            let worth = |e: &Entry| -> u8 {
+                if e.expires <= now {
+                    0
+                } else if e.read && e.used > lately {
+                    2
+                } else {
+                    1
+                }
+            };
+            // (worth, used, bytes) of every entry, least worth keeping first.
+            let mut order: Vec<(u8, u64, usize)> = self
                 .map
                 .values()
-                .flat_map(|l| {
-                    l.iter()
-                        .map(|e| (e.read && e.used > lately, e.used, e.bytes))
-                })
+                .flat_map(|l| l.iter().map(|e| (worth(e), e.used, e.bytes)))
                 .collect();
             order.sort_unstable();
             // The key at and below which entries go (`used` ticks are unique).
@@ -468,7 +533,7 @@ impl Inner {
             if let Some(cut) = cut {
                 let before = self.entries;
                 self.map.retain(|_, list| {
-                    list.retain(|e| (e.read && e.used > lately, e.used) > cut);
+                    list.retain(|e| (worth(e), e.used) > cut);
                     !list.is_empty()
                 });
                 self.recount();
@@ -501,6 +566,7 @@ mod tests {
             min_ttl: 0,
             max_ttl: 86400,
             negative_max_ttl: 3600,
+            serve_expired_ttl: 0,
         }
     }
 

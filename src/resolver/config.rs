@@ -10,6 +10,7 @@
 //! min_ttl = 0
 //! max_ttl = 86400
 //! negative_max_ttl = 3600     # RFC 2308 5 cap
+//! serve_expired_ttl = 86400   # RFC 8767: serve data expired up to this long when a walk fails (0: never)
 //! timeout_ms = 1500           # longest wait for one upstream reply (and a TCP retry's budget)
 //! walk_timeout_ms = 8000      # longest a client query may walk before SERVFAIL
 //! upstream_budget = 64        # upstream queries one client query may cause
@@ -19,6 +20,7 @@
 //! addresses = ["127.0.10.1:1053"]
 //! source = ["127.0.10.1"]     # upstream queries leave from here (one per address family)
 //! allow = ["127.0.0.0/8", "::1/128"]   # the default: loopback only
+//! allow_snoop = []            # clients also answered with RD=0 from the cache (Unbound's allow_snoop)
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
@@ -54,6 +56,8 @@ pub struct ResolverConfig {
     pub max_ttl: u32,
     #[serde(default = "d_negative_max_ttl")]
     pub negative_max_ttl: u32,
+    #[serde(default = "d_serve_expired_ttl")]
+    pub serve_expired_ttl: u32,
     #[serde(default = "d_timeout_ms")]
     pub timeout_ms: u64,
     #[serde(default = "d_walk_timeout_ms")]
@@ -75,6 +79,9 @@ fn d_max_ttl() -> u32 {
 }
 fn d_negative_max_ttl() -> u32 {
     3_600 // Unbound's cache-max-negative-ttl
+}
+fn d_serve_expired_ttl() -> u32 {
+    86_400 // RFC 8767 5: "1 to 3 days" is suggested; Unbound's serve-expired-ttl is similar
 }
 fn d_timeout_ms() -> u64 {
     1_500
@@ -140,6 +147,8 @@ pub struct ResolverListenerConfig {
     pub source: Vec<IpAddr>,
     #[serde(default)]
     pub allow: Option<Vec<String>>,
+    #[serde(default)]
+    pub allow_snoop: Vec<String>,
     #[serde(default = "yes")]
     pub udp: bool,
     #[serde(default = "yes")]
@@ -171,17 +180,26 @@ pub struct ResolverListener {
     pub addresses: Vec<SocketAddr>,
     pub source: Vec<IpAddr>,
     pub allow: Vec<IpNet>,
+    /// Clients whose RD=0 queries are answered from the cache; everyone else's are REFUSED, so
+    /// the cache cannot be probed for who asked what (cache snooping). Also allowed to recurse.
+    pub allow_snoop: Vec<IpNet>,
     pub udp: bool,
     pub tcp: bool,
 }
 
 impl ResolverListener {
     pub fn allows(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        self.allow.iter().any(|n| n.contains(&ip))
+        let ip = unmapped(ip);
+        self.allow
+            .iter()
+            .chain(&self.allow_snoop)
+            .any(|n| n.contains(&ip))
+    }
+
+    /// Whether the client may read the cache without recursion (RD=0).
+    pub fn allows_snoop(&self, ip: IpAddr) -> bool {
+        let ip = unmapped(ip);
+        self.allow_snoop.iter().any(|n| n.contains(&ip))
     }
 
     /// The source address for a server of this family (None: let the system choose).
@@ -191,6 +209,28 @@ impl ResolverListener {
             .copied()
             .find(|s| s.is_ipv4() == server.is_ipv4())
     }
+}
+
+fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Networks as written in `allow` and `allow_snoop`: a CIDR or a single address.
+fn networks(what: &str, key: &str, text: &[String], problems: &mut Vec<String>) -> Vec<IpNet> {
+    let mut out = Vec::new();
+    for a in text {
+        match a.parse::<IpNet>() {
+            Ok(n) => out.push(n.trunc()),
+            Err(_) => match a.parse::<IpAddr>() {
+                Ok(ip) => out.push(IpNet::from(ip)),
+                Err(_) => problems.push(format!("{what}: {key} \"{a}\" is not a network")),
+            },
+        }
+    }
+    out
 }
 
 impl ResolverSettings {
@@ -263,6 +303,14 @@ impl ResolverSettings {
                 c.min_ttl, c.max_ttl
             ));
         }
+        if c.serve_expired_ttl > 7 * 86_400 {
+            // RFC 8767 5: a week at most ("1 to 3 days" suggested); older data is more likely
+            // wrong than an error is unhelpful.
+            problems.push(format!(
+                "resolver serve_expired_ttl {} is above 604800 (a week)",
+                c.serve_expired_ttl
+            ));
+        }
         if !(10..=60_000).contains(&c.timeout_ms) {
             problems.push(format!(
                 "resolver timeout_ms {} is outside 10..=60000",
@@ -299,21 +347,14 @@ impl ResolverSettings {
                 .allow
                 .clone()
                 .unwrap_or_else(|| vec!["127.0.0.0/8".into(), "::1/128".into()]);
-            let mut allow = Vec::new();
-            for a in &allow_text {
-                match a.parse::<IpNet>() {
-                    Ok(n) => allow.push(n.trunc()),
-                    Err(_) => match a.parse::<IpAddr>() {
-                        Ok(ip) => allow.push(IpNet::from(ip)),
-                        Err(_) => problems.push(format!("{what}: allow \"{a}\" is not a network")),
-                    },
-                }
-            }
+            let allow = networks(&what, "allow", &allow_text, &mut problems);
+            let allow_snoop = networks(&what, "allow_snoop", &l.allow_snoop, &mut problems);
             listeners.push(ResolverListener {
                 name: l.name.clone(),
                 addresses: l.addresses.clone(),
                 source: l.source.clone(),
                 allow,
+                allow_snoop,
                 udp: l.udp,
                 tcp: l.tcp,
             });
@@ -331,6 +372,7 @@ impl ResolverSettings {
                 min_ttl: c.min_ttl,
                 max_ttl: c.max_ttl,
                 negative_max_ttl: c.negative_max_ttl,
+                serve_expired_ttl: c.serve_expired_ttl,
             },
             timeout: Duration::from_millis(c.timeout_ms),
             walk_timeout: Duration::from_millis(c.walk_timeout_ms),

@@ -98,7 +98,7 @@ impl Resolvers {
         use std::fmt::Write as _;
         let instances = self.instances();
         let mut s = String::new();
-        let series: [Series; 8] = [
+        let series: [Series; 10] = [
             (
                 "gslbd_resolver_cache_answers_total",
                 "counter",
@@ -122,6 +122,18 @@ impl Resolvers {
                 "counter",
                 "Queries the resolver sent to authoritative servers.",
                 |i| Stats::get(&i.stats.upstream),
+            ),
+            (
+                "gslbd_resolver_stale_answers_total",
+                "counter",
+                "Client queries answered with expired data because the walk failed (RFC 8767).",
+                |i| Stats::get(&i.stats.stale),
+            ),
+            (
+                "gslbd_resolver_walks_in_flight",
+                "gauge",
+                "Walks running now (identical queries share one).",
+                |i| i.inflight.lock().unwrap_or_else(|e| e.into_inner()).len() as u64,
             ),
             (
                 "gslbd_resolver_cache_entries",
@@ -153,6 +165,19 @@ impl Resolvers {
             let _ = writeln!(s, "# TYPE {name} {kind}");
             for (listener, inst) in &instances {
                 let _ = writeln!(s, "{name}{{resolver=\"{listener}\"}} {}", value(inst));
+            }
+        }
+        // Per server: only those that ever timed out (a busy resolver knows thousands of servers;
+        // the ones that time out are what an operator looks for).
+        let name = "gslbd_resolver_server_timeouts_total";
+        let _ = writeln!(
+            s,
+            "# HELP {name} Upstream queries to this server address that got no reply in time."
+        );
+        let _ = writeln!(s, "# TYPE {name} counter");
+        for (listener, inst) in &instances {
+            for (ip, n) in inst.infra.timeouts() {
+                let _ = writeln!(s, "{name}{{resolver=\"{listener}\",server=\"{ip}\"}} {n}");
             }
         }
         s
@@ -197,6 +222,8 @@ pub struct Stats {
     pub coalesced: AtomicU64,
     /// Queries sent upstream.
     pub upstream: AtomicU64,
+    /// Client queries answered with expired data after a failed walk (RFC 8767).
+    pub stale: AtomicU64,
 }
 
 impl Stats {
@@ -278,7 +305,19 @@ pub async fn resolve(
             key: key.clone(),
         };
         let mut walk = Walk::new(env, client, false);
-        let res = walk.bounded(name, qtype).await;
+        let mut res = walk.bounded(name, qtype).await;
+        // RFC 8767 4: the walk failed (servers down, timed out, lame): data that expired less
+        // than serve_expired_ttl ago beats a SERVFAIL. The followers get it too.
+        if res.rcode == crate::wire::rcode::SERVFAIL
+            && env.settings.cache.serve_expired_ttl > 0
+            && let Some(mut stale) = cache_only(env, name, qtype, client, true)
+        {
+            tracing::debug!(name = %name, qtype = %qtype, "stale answer: {}",
+                res.reason.as_deref().unwrap_or("walk failed"));
+            inst.stats.stale.fetch_add(1, Ordering::Relaxed);
+            stale.upstream_queries = res.upstream_queries;
+            res = stale;
+        }
         let _ = tx.send(Some(Arc::new(res.clone())));
         return res;
     }
@@ -303,20 +342,31 @@ pub fn from_cache(
     qtype: RecordType,
     client: Option<IpAddr>,
 ) -> Option<Resolution> {
+    let r = cache_only(env, name, qtype, client, false)?;
+    env.instance
+        .stats
+        .cache_answers
+        .fetch_add(1, Ordering::Relaxed);
+    Some(r)
+}
+
+/// The cache's whole answer, stale entries allowed or not.
+fn cache_only(
+    env: &Env<'_>,
+    name: &Name,
+    qtype: RecordType,
+    client: Option<IpAddr>,
+    stale: bool,
+) -> Option<Resolution> {
     let mut walk = Walk::new(env, client, false);
+    walk.stale = stale;
     // With cache_only the walk never awaits real I/O, so one poll finishes it; a Pending here would
     // mean a bug, and is treated as "not cached".
     let fut = walk.resolve(name, qtype, true);
     let mut fut = std::pin::pin!(fut);
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     match fut.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(r) if r.reason.is_none() => {
-            env.instance
-                .stats
-                .cache_answers
-                .fetch_add(1, Ordering::Relaxed);
-            Some(r)
-        }
+        std::task::Poll::Ready(r) if r.reason.is_none() => Some(r),
         _ => None,
     }
 }

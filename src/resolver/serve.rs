@@ -63,12 +63,18 @@ pub fn answer_now(
         return Step::Done(counted(Some(error(&ctx, &q, rcode::FORMERR)), start));
     };
     let client = Some(client_ip(&q, peer));
+    // RD clear (RFC 1034 4.3.1): REFUSED unless the client is in `allow_snoop`, as Unbound's
+    // `allow` does. Answering it from the cache would tell anyone allowed which names other
+    // clients asked for, and when (cache snooping); those in `allow_snoop` (monitoring) get the
+    // cache only. Never a walk: the cache cannot be used to make us query on someone's behalf.
+    let rd = q.flags & 0x0100 != 0;
+    if !rd && !l.allows_snoop(peer.ip()) {
+        return Step::Done(counted(Some(error(&ctx, &q, rcode::REFUSED)), start));
+    }
     if let Some(res) = super::from_cache(&env, &name, q.rtype(), client) {
         return Step::Done(counted(Some(encode(&ctx, &q, res)), start));
     }
-    // RD clear: answer from the cache only (RFC 1034 4.3.1); what is not cached is refused rather
-    // than walked, so the cache cannot be used to make us query on someone's behalf.
-    if q.flags & 0x0100 == 0 {
+    if !rd {
         return Step::Done(counted(Some(error(&ctx, &q, rcode::REFUSED)), start));
     }
     Step::Walk
@@ -232,6 +238,7 @@ mod tests {
             min_ttl: 0,
             max_ttl: 86400,
             negative_max_ttl: 3600,
+            serve_expired_ttl: 0,
         };
         let mut res = Resolution {
             rcode: rcode::NOERROR,

@@ -79,6 +79,9 @@ pub struct Walk<'a> {
     ecs: Option<(IpAddr, u8)>,
     /// For scoped cache entries.
     client: Option<IpAddr>,
+    /// Answers from the cache may be stale (RFC 8767): set only for a cache-only walk after a
+    /// real one failed.
+    pub stale: bool,
 }
 
 /// What one name's iteration produced.
@@ -145,6 +148,17 @@ impl<'a> Walk<'a> {
             trace: trace.then(Vec::new),
             ecs,
             client,
+            stale: false,
+        }
+    }
+
+    /// The cache's answer-rank entry for (key, rtype), stale ones included when `stale` is set.
+    fn cached(&self, key: &[u8], rtype: RecordType) -> Option<Hit> {
+        let cache = &self.env.instance.cache;
+        if self.stale {
+            cache.get_stale(key, rtype, Rank::Answer, self.client)
+        } else {
+            cache.get(key, rtype, Rank::Answer, self.client)
         }
     }
 
@@ -226,12 +240,7 @@ impl<'a> Walk<'a> {
             loop {
                 // The cache first: a whole answer, a negative one, or a CNAME to continue from.
                 let key = key_of(&current);
-                match self
-                    .env
-                    .instance
-                    .cache
-                    .get(&key, qtype, Rank::Answer, self.client)
-                {
+                match self.cached(&key, qtype) {
                     Some(Hit::Rrset(rs)) => {
                         self.cache_step(&current, qtype, "answer", &rs);
                         answer.extend(rs);
@@ -249,16 +258,19 @@ impl<'a> Walk<'a> {
                     }
                     None => {}
                 }
+                // RFC 8020: an ancestor known not to exist has no names below it either
+                // (Unbound's harden-below-nxdomain): answered without asking anyone, which also
+                // blunts random-subdomain floods under a name already found missing.
+                if let Some(soa) = self.nxdomain_above(&current) {
+                    let soa: Vec<Record> = soa.into_iter().collect();
+                    self.cache_step(&current, qtype, "NXDOMAIN above (RFC 8020)", &soa);
+                    return Ok((rcode::NXDOMAIN, answer, soa));
+                }
                 // With the client: a CNAME learned under an ECS scope is that scope's.
                 let cached_cname = if qtype == RecordType::CNAME {
                     None
                 } else {
-                    match self.env.instance.cache.get(
-                        &key,
-                        RecordType::CNAME,
-                        Rank::Answer,
-                        self.client,
-                    ) {
+                    match self.cached(&key, RecordType::CNAME) {
                         Some(Hit::Rrset(c)) => Some(c),
                         _ => None,
                     }
@@ -334,16 +346,29 @@ impl<'a> Walk<'a> {
         Ok(())
     }
 
+    /// The SOA of a cached NXDOMAIN for a name strictly above `name` (RFC 8020 2), if any.
+    fn nxdomain_above(&self, name: &Name) -> Option<Option<Record>> {
+        let mut above = name.base_name();
+        while above.num_labels() > 0 {
+            if let Some(Hit::NxDomain(soa)) =
+                self.env
+                    .instance
+                    .cache
+                    .nxdomain(&key_of(&above), self.client, self.stale)
+            {
+                return Some(soa);
+            }
+            above = above.base_name();
+        }
+        None
+    }
+
     /// A cached DNAME above `name` that substitutes it to `target`.
     fn cached_dname(&self, name: &Name, target: &Name) -> Option<Record> {
         let mut above = name.base_name();
         while above.num_labels() > 0 {
-            if let Some(Hit::Rrset(d)) = self.env.instance.cache.get(
-                &key_of(&above),
-                RecordType::DNAME,
-                Rank::Answer,
-                self.client,
-            ) && let Some(r) = d.into_iter().next()
+            if let Some(Hit::Rrset(d)) = self.cached(&key_of(&above), RecordType::DNAME)
+                && let Some(r) = d.into_iter().next()
                 && dname_target(&r)
                     .and_then(|t| substitute(name, &r.name, &t))
                     .is_some_and(|s| key_of(&s) == key_of(target))
@@ -946,6 +971,16 @@ fn classify(m: &Message, zone: &Name, name: &Name, qtype: RecordType) -> Class {
                 && is_at_or_below(&key_of(&cur), &key_of(&r.name))
         })
         .cloned();
+    // RFC 6604 3: the RCODE speaks for the last name of the chain. When the chain leaves this
+    // server's zone, the server cannot know that name, so its NXDOMAIN says nothing about it
+    // (and must not be cached for it): the walk follows the alias and the target's own servers
+    // decide, as Unbound does.
+    if rc == ResponseCode::NXDomain && next.is_some() && !is_at_or_below(&key_of(&cur), &zone_key) {
+        return Class::Answer {
+            records: chain,
+            next,
+        };
+    }
     if rc == ResponseCode::NXDomain {
         return Class::NxDomain {
             chain,
@@ -987,13 +1022,26 @@ fn classify(m: &Message, zone: &Name, name: &Name, qtype: RecordType) -> Class {
     if !m.answers.is_empty() && m.answers.iter().any(inside) {
         return Class::Lame("answer section does not answer the question".into());
     }
-    // No answer: a referral strictly down toward the name, or NODATA.
-    if !m.metadata.authoritative
-        && let Some(first) = m
-            .authorities
-            .iter()
-            .find(|r| r.record_type() == RecordType::NS)
-    {
+    // No answer: a referral strictly down toward the name, or NODATA. Some servers set AA on
+    // referrals (old BIND, some load balancers); an AA reply with no answer, no SOA and the NS
+    // of a zone below is still a referral, and following it is what Unbound does (taking it for
+    // NODATA would answer an empty NOERROR for a name that exists). An AA reply whose NS are not
+    // such a cut is an ordinary NODATA (servers add the apex NS to it).
+    let referral_ns = m
+        .authorities
+        .iter()
+        .find(|r| r.record_type() == RecordType::NS)
+        .filter(|first| {
+            if !m.metadata.authoritative {
+                return true;
+            }
+            let k = key_of(&first.name);
+            soa.is_none()
+                && k != zone_key
+                && is_at_or_below(&k, &zone_key)
+                && is_at_or_below(&key_of(name), &k)
+        });
+    if let Some(first) = referral_ns {
         let child = first.name.clone();
         let child_key = key_of(&child);
         let below_zone = child_key != zone_key && is_at_or_below(&child_key, &zone_key);
@@ -1059,6 +1107,8 @@ struct Host {
     rttvar: f64,
     /// Timeouts in a row, reset by any reply.
     timeouts: u32,
+    /// Timeouts since first seen (for metrics).
+    timeouts_total: u64,
     /// Skipped until then (clock time); a walk that finds it past asks it once (the probe) and
     /// pushes it on, so only one walk at a time probes a dead server.
     down_until: Option<Duration>,
@@ -1121,6 +1171,7 @@ impl Infra {
             srtt: s,
             rttvar: s / 2.0,
             timeouts: 0,
+            timeouts_total: 0,
             down_until: None,
         });
         // RFC 6298 2.3: alpha 1/8, beta 1/4.
@@ -1140,9 +1191,11 @@ impl Infra {
             srtt: w,
             rttvar: 0.0,
             timeouts: 0,
+            timeouts_total: 0,
             down_until: None,
         });
         e.timeouts = (e.timeouts + 1).min(16);
+        e.timeouts_total += 1;
         if e.timeouts >= DOWN_AFTER {
             e.down_until = Some(now + DOWN_FOR);
         }
@@ -1155,6 +1208,7 @@ impl Infra {
             srtt: 1000.0,
             rttvar: 500.0,
             timeouts: 0,
+            timeouts_total: 0,
             down_until: None,
         });
         e.srtt = e.srtt.max(1000.0);
@@ -1219,6 +1273,18 @@ impl Infra {
         });
         let sorted: Vec<(IpAddr, T)> = idx.iter().map(|&i| c[i].clone()).collect();
         c.clone_from_slice(&sorted);
+    }
+
+    /// (address, timeouts since first seen) of every server that ever timed out, for metrics.
+    pub fn timeouts(&self) -> Vec<(IpAddr, u64)> {
+        let mut v: Vec<_> = self
+            .lock()
+            .iter()
+            .filter(|(_, e)| e.timeouts_total > 0)
+            .map(|(ip, e)| (*ip, e.timeouts_total))
+            .collect();
+        v.sort();
+        v
     }
 
     /// (address, SRTT ms, timeouts in a row, down) for every server known, for metrics.
