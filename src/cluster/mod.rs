@@ -452,12 +452,15 @@ pub struct FleetProbes {
     pub connected: AtomicBool,
     /// Live members (their lease-bound keys), sorted.
     pub members: Mutex<Vec<String>>,
-    /// Endpoint key -> node -> (ok, error).
-    pub observations: Mutex<BTreeMap<String, BTreeMap<String, (bool, Option<String>)>>>,
+    /// Endpoint id -> node -> its observation.
+    pub observations: Mutex<BTreeMap<String, BTreeMap<String, Observed>>>,
     /// What this node last sent per endpoint (an observation is written when it changes).
     sent: Mutex<BTreeMap<String, bool>>,
     tx: tokio::sync::mpsc::UnboundedSender<(String, bool, Option<String>)>,
 }
+
+/// One prober's observation of an endpoint: up, and the error when not.
+pub type Observed = (bool, Option<String>);
 
 /// The etcd key part for an endpoint key (keys hold addresses and paths).
 pub fn endpoint_id(key: &str) -> String {
