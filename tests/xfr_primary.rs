@@ -814,7 +814,7 @@ async fn bind_follows_gslbd_by_signed_axfr_then_ixfr_after_a_signed_notify() {
     let server = common::start_at(Source::file(&config), PORT).await;
     let primary: SocketAddr = format!("{g}:{PORT}").parse().unwrap();
     // BIND signs its SOA queries and transfers with the key (`primaries ... key`) and takes
-    // NOTIFY only when signed with it (`allow-notify { key ...; }`).
+    // NOTIFY from elsewhere only when signed with it (`allow-notify { key ...; }`).
     let named = common::Named::start_on(
         bind_port,
         &format!(
@@ -849,11 +849,78 @@ async fn bind_follows_gslbd_by_signed_axfr_then_ixfr_after_a_signed_notify() {
     wait_serial(named.addr, 2, "named", &|| named.log()).await;
     assert_eq!(axfr(named.addr), ours(primary));
     // The whole zone (over 200 records) once, then the change alone (IXFR: its two SOA pairs
-    // and the records removed and added).
+    // and the records removed and added). BIND takes NOTIFY from a primary's address signed or
+    // not, so its log says whether ours was signed.
     let log = named.log();
+    assert!(
+        log.contains("received notify for zone 'example.com': TSIG 'xfr-key'"),
+        "a signed NOTIFY:\n{log}"
+    );
     let transfers = bind_transfer_records(&log);
     assert!(
         matches!(transfers[..], [(1, whole), (2, change)] if whole > 200 && change < 10),
         "named took serial 2 by IXFR ({transfers:?}):\n{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_notify_is_acknowledged_only_by_a_signed_answer() {
+    use base64::Engine as _;
+    const SECRET: &str = "bm90aWZ5IGFuc3dlcnMgbXVzdCBiZSBzaWduZWQgdG9v";
+    // A stand-in secondary on a socket of this test: it answers the first NOTIFY unsigned (as a
+    // forger would: anyone can send an unsigned answer) and the next one signed with the key.
+    // gslbd must not take the first for an acknowledgement, so a retry comes.
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let fake = sock.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("example.com.zone"), zone_text(1, "")).unwrap();
+    let config = write_config(
+        dir.path(),
+        "127.0.25.101",
+        &[format!("{fake} key xfr-key")],
+        "",
+    );
+    let text = std::fs::read_to_string(&config).unwrap()
+        + &format!(
+            "\n[[key]]\nname = \"xfr-key\"\nalgorithm = \"hmac-sha256\"\nsecret = \"{SECRET}\"\n"
+        );
+    std::fs::write(&config, text).unwrap();
+    let ring = gslbd::tsig::Keyring::from_keys([gslbd::tsig::Key::new(
+        "xfr-key",
+        gslbd::tsig::Algorithm::HmacSha256,
+        base64::engine::general_purpose::STANDARD
+            .decode(SECRET)
+            .unwrap(),
+    )
+    .unwrap()]);
+    // A new serial and a reload send NOTIFY.
+    let server = common::start_at(Source::file(&config), PORT).await;
+    std::fs::write(dir.path().join("example.com.zone"), zone_text(2, "")).unwrap();
+    server.handle.reload().expect("reload");
+    let mut buf = [0u8; 1024];
+    let mut answers = 0;
+    while answers < 2 {
+        let (n, from) = tokio::time::timeout(Duration::from_secs(10), sock.recv_from(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no NOTIFY after {answers} answer(s)"))
+            .unwrap();
+        let msg = &buf[..n];
+        assert_eq!((msg[2] >> 3) & 0xf, 4, "a NOTIFY");
+        let v = gslbd::tsig::verify_request(&ring, msg, gslbd::tsig::now())
+            .expect("signed")
+            .expect("with our key");
+        // The answer: the request's header with QR set, its question, no records.
+        let mut end = 12;
+        while msg[end] != 0 {
+            end += 1 + msg[end] as usize;
+        }
+        let mut reply = msg[..end + 5].to_vec();
+        reply[2] |= 0x80;
+        reply[6..12].fill(0);
+        if answers == 1 {
+            gslbd::tsig::sign_reply(&mut reply, &v, gslbd::tsig::now());
+        }
+        sock.send_to(&reply, from).await.unwrap();
+        answers += 1;
+    }
 }

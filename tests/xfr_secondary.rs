@@ -325,21 +325,37 @@ async fn a_transfer_failing_the_zone_checks_keeps_the_old_data() {
 async fn the_zone_expires_when_the_primary_stays_down() {
     let dir = tempfile::tempdir().unwrap();
     let knot = Knot::start(&zone(1, "127.0.15.2", ""), None, None).await;
+    // alias.test (a file zone) leads into the secondary zone by a CNAME.
+    std::fs::write(
+        dir.path().join("alias.test.zone"),
+        "$ORIGIN alias.test.\n$TTL 300\n@ SOA ns h 1 3600 600 86400 60\n@ NS ns\n\
+         ns A 127.0.15.1\nwww CNAME www.example.net.\n",
+    )
+    .unwrap();
     let path = config(
         dir.path(),
-        &secondary(knot.addr, false, "refresh = 1\nretry = 1\nexpire = 3"),
+        &(secondary(knot.addr, false, "refresh = 1\nretry = 1\nexpire = 3")
+            + "[[zone]]\nname = \"alias.test\"\nfile = \"alias.test.zone\"\n"),
     );
     let server = start(&path).await;
     until(dns(&server), "www.example.net", "A", "AXFR", |a| {
         a.contains("127.0.15.2")
     })
     .await;
+    let chain = kdig(dns(&server), "www.alias.test", "A", &[]);
+    assert!(
+        chain.contains("status: NOERROR") && chain.contains("127.0.15.2"),
+        "{chain}"
+    );
     drop(knot);
     until(dns(&server), "www.example.net", "A", "expiry", |a| {
         a.contains("status: SERVFAIL")
     })
     .await;
     assert!(status(&server).expired);
+    // The chain ends in data nobody vouches for any more: SERVFAIL, not NXDOMAIN.
+    let chain = kdig(dns(&server), "www.alias.test", "A", &[]);
+    assert!(chain.contains("status: SERVFAIL"), "{chain}");
     // A reload keeps it expired (the file is still there, but its data is past EXPIRE).
     server.handle.reload().expect("reload");
     assert!(kdig(dns(&server), "www.example.net", "A", &[]).contains("status: SERVFAIL"));
@@ -691,4 +707,49 @@ async fn a_catalog_from_knot_adds_and_removes_member_zones() {
         a.contains("127.0.15.5") && a.contains("status: NOERROR"),
         "{a}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_udp_reply_keeps_room_for_its_tsig() {
+    use base64::Engine as _;
+    // Four 100-byte TXT records: 482 bytes unsigned, within the 512 of a query without EDNS;
+    // with the reply's TSIG (about 80 bytes) they no longer fit (RFC 8945 5.3).
+    let dir = tempfile::tempdir().unwrap();
+    let txt: String = (0..4)
+        .map(|i| format!("big TXT \"{}\"\n", i.to_string().repeat(99) + "x"))
+        .collect();
+    std::fs::write(
+        dir.path().join("big.test.zone"),
+        format!("$ORIGIN big.test.\n$TTL 300\n@ SOA ns h 1 3600 600 86400 60\n@ NS ns\nns A 127.0.15.1\n{txt}"),
+    )
+    .unwrap();
+    let path = config(
+        dir.path(),
+        "[[zone]]\nname = \"big.test\"\nfile = \"big.test.zone\"\n",
+    );
+    let server = start(&path).await;
+    let addr = server.addr("dns", "udp");
+    let q = common::Q::new("big.big.test", 16).no_edns().bytes();
+    let plain = common::udp_raw(addr, &q).await.expect("an answer");
+    assert!(plain.len() > 450 && plain.len() <= 512, "{}", plain.len());
+    assert_eq!(plain[2] & 0x02, 0, "unsigned, it fits whole");
+
+    let secret = base64::engine::general_purpose::STANDARD
+        .decode(SECRET)
+        .unwrap();
+    let key = std::sync::Arc::new(
+        gslbd::tsig::Key::new("xfr-key", gslbd::tsig::Algorithm::HmacSha256, secret).unwrap(),
+    );
+    let mut signed = q.clone();
+    let mut verifier = gslbd::tsig::sign_request(&mut signed, &key, gslbd::tsig::now());
+    let reply = common::udp_raw(addr, &signed).await.expect("an answer");
+    assert!(
+        reply.len() <= 512,
+        "the signed reply is {} bytes",
+        reply.len()
+    );
+    assert_eq!(reply[2] & 0x02, 0x02, "truncated to make room: TC set");
+    verifier
+        .verify(&reply, gslbd::tsig::now())
+        .expect("the reply's TSIG verifies");
 }
