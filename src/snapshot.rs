@@ -273,7 +273,10 @@ impl Snapshot {
                                                 ));
                                             }
                                         }
-                                        Err(e) => tracing::warn!("{e}"),
+                                        // Only a hand-edited file gets here (transfers
+                                        // of such a catalog are refused): an error, so a
+                                        // reload keeps the members being served.
+                                        Err(e) => problems.push(format!("{}: {e}", path.display())),
                                     }
                                     sz.members_from = Some(cat.serial);
                                     catalog_zone = Some(cat);

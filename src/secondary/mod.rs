@@ -720,6 +720,15 @@ fn install(
             return Err(format!("rejected {kind}: {}", list.join("; ")));
         }
     };
+    // A catalog whose members cannot be read would drop every member at the rebuild: refused
+    // like a broken zone, the old catalog keeps its members (RFC 9432 4.2).
+    if let Some(dir) = &z.members_dir
+        && let Err(e) = catalog::members(&zone, dir)
+    {
+        c.failures.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(zone = %z.origin, kind, "transfer rejected, old data kept: {e}");
+        return Err(format!("rejected {kind}: {e}"));
+    }
     zone.rotate = z.rotate;
     for (name, rule) in &z.rules {
         if let Err(e) = zone.attach_rule(name, *rule) {
