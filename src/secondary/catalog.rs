@@ -241,7 +241,7 @@ mod tests {
     fn members_of_a_version_2_catalog() {
         let z = catalog(
             "version TXT \"2\"\nb.zones PTR Example.NET.\na.zones PTR example.org.\n\
-             group.a.zones TXT \"g\"\nc.zones PTR example.org.\nd.zones PTR ../etc.\n\
+             group.a.zones TXT \"g\"\nc.zones PTR example.org.\nd.zones PTR a\\047b.test.\n\
              e.zones PTR x.cat.invalid.\nf.zones PTR one.test.\nf.zones PTR two.test.\n",
         );
         let (m, notes) = members(&z, Path::new("/m")).unwrap();
