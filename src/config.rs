@@ -216,9 +216,13 @@ pub struct ZoneConfig {
     #[serde(default = "default_journal_size")]
     pub journal_size: u64,
     // Secondary zones (src/secondary): the data comes by transfer and is kept in `file`.
-    /// "primary" (the default: `file` is the zone) or "secondary".
+    /// "primary" (the default: `file` is the zone), "secondary", or "catalog" (a secondary
+    /// zone that is a catalog, RFC 9432: its members become secondary zones).
     #[serde(default)]
     pub kind: ZoneKind,
+    /// A catalog's member zone files go here, one `<zone>.zone` each (kind = "catalog").
+    #[serde(default)]
+    pub members_dir: Option<PathBuf>,
     /// Where a secondary transfers from, in order of preference.
     #[serde(default)]
     pub primaries: Vec<crate::secondary::PrimaryConfig>,
@@ -240,6 +244,8 @@ pub enum ZoneKind {
     #[default]
     Primary,
     Secondary,
+    /// A catalog zone consumed (`secondary::catalog`).
+    Catalog,
 }
 
 fn default_journal_size() -> u64 {

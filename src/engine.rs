@@ -297,6 +297,9 @@ pub fn answer<'z>(
                     // The new name is elsewhere; the client's resolver follows it.
                     break;
                 };
+                if next_zone.expired {
+                    return Answer::new(Outcome::ServFail);
+                }
                 zone = next_zone;
                 owner = Owner::Synth(i);
                 continue;
@@ -398,6 +401,11 @@ pub fn answer<'z>(
             // The target is elsewhere; the client's resolver follows it (RFC 1034 4.3.2).
             break;
         };
+        // A chain into a secondary zone without data: what the target holds is unknown, so
+        // the answer is SERVFAIL (RFC 1035 4.3.5), not the placeholder's NXDOMAIN.
+        if next_zone.expired {
+            return Answer::new(Outcome::ServFail);
+        }
         zone = next_zone;
         owner = Owner::Wire(target);
     }

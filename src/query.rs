@@ -94,12 +94,34 @@ pub fn respond_into<'s>(
     out: &mut Vec<u8>,
     geo: Option<&mut GeoCache>,
 ) -> Option<Served<'s>> {
+    respond_reserving(snap, listener, packet, client, out, geo, 0)
+}
+
+/// `respond_into` with `reserve` bytes of the size limit kept free (for a TSIG record).
+fn respond_reserving<'s>(
+    snap: &'s Snapshot,
+    listener: usize,
+    packet: &[u8],
+    client: &Client,
+    out: &mut Vec<u8>,
+    geo: Option<&mut GeoCache>,
+    reserve: usize,
+) -> Option<Served<'s>> {
     match parse(snap, packet, out)? {
         Parsed::Signed(v) => {
             // RFC 8945 5.3: the request without its TSIG is answered as any other, then the
-            // reply is signed chained on the request's MAC.
+            // reply is signed chained on the request's MAC; the answer leaves room for the
+            // TSIG record within the client's limit (truncated earlier when needed).
             let stripped = v.stripped(packet);
-            let served = respond_into(snap, listener, &stripped, client, out, geo)?;
+            let served = respond_reserving(
+                snap,
+                listener,
+                &stripped,
+                client,
+                out,
+                geo,
+                v.reply_overhead(),
+            )?;
             crate::tsig::sign_reply(out, &v, crate::tsig::now());
             Some(served)
         }
@@ -128,9 +150,9 @@ pub fn respond_into<'s>(
         }),
         Parsed::Query(q) => {
             let answer = answer(snap, listener, &q, client, geo);
-            encode(snap, &q, &answer, client.transport, out);
+            encode_reserving(snap, &q, &answer, client.transport, reserve, out);
             let c = cookie(snap, &q, client.addr.ip());
-            add_cookie(snap, &q, &c, client.transport, out);
+            add_cookie_reserving(snap, &q, &c, client.transport, reserve, out);
             Some(Served {
                 rcode: wire::rcode_of(answer.outcome),
                 hits: answer.hits,
@@ -360,8 +382,20 @@ pub fn encode(
     transport: Transport,
     out: &mut Vec<u8>,
 ) {
+    encode_reserving(snap, q, answer, transport, 0, out);
+}
+
+fn encode_reserving(
+    snap: &Snapshot,
+    q: &wire::Query<'_>,
+    answer: &Answer<'_>,
+    transport: Transport,
+    reserve: usize,
+    out: &mut Vec<u8>,
+) {
     let payload = snap.limits.udp_payload;
-    let max = wire::max_size(q.edns.as_ref(), transport != Transport::Udp, payload);
+    let max = wire::max_size(q.edns.as_ref(), transport != Transport::Udp, payload)
+        .saturating_sub(reserve);
     wire::encode_answer_into(q, answer, max, payload, out);
     if let Some(id) = &snap.server.identity {
         wire::append_nsid(out, q, id.as_bytes(), max);
@@ -386,12 +420,24 @@ pub fn add_cookie(
     transport: Transport,
     out: &mut Vec<u8>,
 ) {
+    add_cookie_reserving(snap, q, c, transport, 0, out);
+}
+
+fn add_cookie_reserving(
+    snap: &Snapshot,
+    q: &wire::Query<'_>,
+    c: &crate::cookie::Outcome,
+    transport: Transport,
+    reserve: usize,
+    out: &mut Vec<u8>,
+) {
     if let Some(reply) = &c.reply {
         let max = wire::max_size(
             q.edns.as_ref(),
             transport != Transport::Udp,
             snap.limits.udp_payload,
-        );
+        )
+        .saturating_sub(reserve);
         wire::append_cookie(out, q, reply, max);
     }
 }

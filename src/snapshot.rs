@@ -98,6 +98,24 @@ fn release_free_memory() {
 }
 
 /// `[gslb] health_state`, relative to the config file's folder.
+/// The `[[zone]]` a catalog's member is compiled from: a secondary zone with the catalog's
+/// primaries, NOTIFY sources and timers, its data in the member's file.
+fn member_config(
+    catalog: &crate::config::ZoneConfig,
+    m: &crate::secondary::catalog::Member,
+) -> crate::config::ZoneConfig {
+    crate::config::ZoneConfig {
+        name: m.name.to_string(),
+        file: m.file.clone(),
+        kind: crate::config::ZoneKind::Secondary,
+        members_dir: None,
+        transfer: Vec::new(),
+        notify: Vec::new(),
+        journal: None,
+        ..catalog.clone()
+    }
+}
+
 fn health_state_path(config: &Config, base: &Path) -> Option<std::path::PathBuf> {
     config.gslb.health_state.as_ref().map(|p| base.join(p))
 }
@@ -210,7 +228,17 @@ impl Snapshot {
                 crate::tsig::Keyring::default()
             });
         let mut secondaries: Vec<crate::secondary::SecondaryZone> = Vec::new();
-        for zc in &config.zones {
+        // The configured zones, then the members of catalog zones (appended as each catalog
+        // loads; the catalog's name with each).
+        let mut queue: Vec<(crate::config::ZoneConfig, Option<Name>)> =
+            config.zones.iter().map(|zc| (zc.clone(), None)).collect();
+        // Member zones' canonical names by catalog, for listeners that name the catalog.
+        let mut members_of: HashMap<String, Vec<String>> = HashMap::new();
+        let mut next = 0;
+        while next < queue.len() {
+            let (zc, member_of) = queue[next].clone();
+            next += 1;
+            let zc = &zc;
             let origin = match Name::from_ascii(&zc.name) {
                 Ok(mut n) => {
                     n.set_fqdn(true);
@@ -223,27 +251,82 @@ impl Snapshot {
             };
             let canon = origin.to_lowercase().to_string();
             if loaded.iter().any(|(c, _)| *c == canon) {
-                config_problems.push(format!("zone {canon} is configured twice"));
+                match &member_of {
+                    // RFC 9432 5: a zone the consumer already serves is not taken over.
+                    Some(cat) => tracing::warn!(
+                        "catalog {cat}: member {canon} is a configured zone here: the configured one is served"
+                    ),
+                    None => config_problems.push(format!("zone {canon} is configured twice")),
+                }
                 continue;
             }
             let path = base.join(&zc.file);
             if zc.kind == crate::config::ZoneKind::Primary {
-                if !zc.primaries.is_empty() || zc.allow_notify.is_some() {
+                if !zc.primaries.is_empty() || zc.allow_notify.is_some() || zc.members_dir.is_some()
+                {
                     config_problems.push(format!(
-                        "zone {canon}: primaries and allow_notify are for kind = \"secondary\""
+                        "zone {canon}: primaries, allow_notify and members_dir are for kind = \"secondary\" or \"catalog\""
                     ));
                 }
             } else {
-                match crate::secondary::SecondaryZone::compile(zc, &origin, path.clone(), &keys) {
-                    Ok(sz) => {
+                match crate::secondary::SecondaryZone::compile(
+                    zc,
+                    &origin,
+                    path.clone(),
+                    base,
+                    &keys,
+                ) {
+                    Ok(mut sz) => {
+                        sz.member_of = member_of.clone();
+                        let exists = fs.exists(&path);
+                        let mut catalog_zone = None;
+                        // A catalog's members come from its file, also past EXPIRE (they
+                        // have their own timers).
+                        if let (Some(dir), true) = (&sz.members_dir, exists) {
+                            match Zone::load(&origin, &path, fs) {
+                                Ok(cat) => {
+                                    match crate::secondary::catalog::members(&cat, dir) {
+                                        Ok((members, notes)) => {
+                                            for n in notes {
+                                                tracing::info!("{n}");
+                                            }
+                                            let list = members_of.entry(canon.clone()).or_default();
+                                            for m in members {
+                                                list.push(m.name.to_lowercase().to_string());
+                                                queue.push((
+                                                    member_config(zc, &m),
+                                                    Some(origin.clone()),
+                                                ));
+                                            }
+                                        }
+                                        // Only a hand-edited file gets here (transfers
+                                        // of such a catalog are refused): an error, so a
+                                        // reload keeps the members being served.
+                                        Err(e) => problems.push(format!("{}: {e}", path.display())),
+                                    }
+                                    sz.members_from = Some(cat.serial);
+                                    catalog_zone = Some(cat);
+                                }
+                                Err(errs) => {
+                                    problems.extend(errs.iter().map(ToString::to_string));
+                                    failed.push(crate::zone::name::key_of(&origin));
+                                    continue;
+                                }
+                            }
+                        }
                         // No file before the first transfer, or past EXPIRE: SERVFAIL until
                         // a transfer brings data (not a build error).
-                        if sz.control.expired() || !fs.exists(&path) {
+                        if sz.control.expired() || !exists {
                             loaded.push((canon, sz.placeholder()));
                             secondaries.push(sz);
                             continue;
                         }
                         secondaries.push(sz);
+                        if let Some(mut z) = catalog_zone {
+                            z.rotate = zc.rotate;
+                            loaded.push((canon, z));
+                            continue;
+                        }
                     }
                     Err(errs) => {
                         config_problems.extend(errs);
@@ -494,7 +577,15 @@ impl Snapshot {
                     Err(_) => zname.clone(),
                 };
                 match zones.get(&canon) {
-                    Some(z) => set.insert(z.clone()),
+                    Some(z) => {
+                        set.insert(z.clone());
+                        // A catalog's members are served where the catalog is.
+                        for m in members_of.get(&canon).into_iter().flatten() {
+                            if let Some(mz) = zones.get(m) {
+                                set.insert(mz.clone());
+                            }
+                        }
+                    }
                     // A zone that failed to load was reported above already.
                     None if config
                         .zones

@@ -492,6 +492,23 @@ pub struct Verified {
 }
 
 impl Verified {
+    /// The bytes the reply's TSIG record takes (RFC 8945 5.3: a UDP reply must fit the
+    /// client's limit with it, so the answer is truncated that much earlier): measured by
+    /// signing an empty message, as the length depends on the key name, algorithm and MAC.
+    pub fn reply_overhead(&self) -> usize {
+        let mut m = vec![0u8; 12];
+        sign_with(
+            &mut m,
+            &self.key,
+            Some(&self.mac),
+            false,
+            0,
+            None,
+            Vec::new(),
+        );
+        m.len() - 12
+    }
+
     /// The request without its TSIG (ARCOUNT one less), to answer as an unsigned one.
     pub fn stripped(&self, request: &[u8]) -> Vec<u8> {
         let mut m = request[..self.tsig_start].to_vec();

@@ -3,9 +3,11 @@
 //! which), keep following across a restart of gslbd (the journal on disk), and then hold exactly
 //! the records gslbd transfers (compared through AXFR from each of them), GSLB names as their
 //! default answer. Also: the transfer ACL, NOTAUTH for other zones, IXFR with no journal, the
-//! serial policy. Both daemons are installed by `.ci/run`.
+//! serial policy. BIND (`named`) follows a signed AXFR, a signed NOTIFY and IXFR. The daemons are
+//! installed by `.ci/run`.
 //!
-//! Addresses: 127.0.25.0/24, port 53xx, one triple per test (gslbd .1, Knot .2, NSD .3).
+//! Addresses: 127.0.25.0/24, port 53xx, one triple per test (gslbd .1, Knot .2, NSD .3); BIND
+//! listens on 127.0.0.1 only (see `common::Named`), with gslbd on 127.0.25.100.
 
 mod common;
 
@@ -274,7 +276,12 @@ async fn wait_serial(server: SocketAddr, serial: u32, who: &str, log: &dyn Fn() 
 
 /// The AXFR of example.com from `server`, sorted, the closing SOA dropped (records only).
 fn axfr(server: SocketAddr) -> Vec<String> {
-    let mut v = kdig(server, &["example.com", "AXFR"]);
+    axfr_with(server, &[])
+}
+
+/// `axfr` with more kdig arguments (`-y KEY`).
+fn axfr_with(server: SocketAddr, extra: &[&str]) -> Vec<String> {
+    let mut v = kdig(server, &[extra, &["example.com", "AXFR"]].concat());
     // The SOA comes first and last in a transfer: keep one.
     if let Some(i) = v.iter().position(|l| l.contains(" SOA "))
         && v.iter().filter(|l| l.contains(" SOA ")).count() == 2
@@ -757,4 +764,163 @@ async fn a_transfer_acl_of_a_tsig_key_wants_a_signed_request_and_signs_every_mes
         unknown.contains("NOTAUTH") || unknown.contains("BADKEY"),
         "{unknown}"
     );
+}
+
+/// The records of each transfer BIND took in, by serial, from its log ("Transfer completed:
+/// 1 messages, 219 records, ... (serial 1)"): an incremental one carries only the change.
+fn bind_transfer_records(log: &str) -> Vec<(u32, usize)> {
+    log.lines()
+        .filter(|l| l.contains("xfer-in") && l.contains("Transfer completed"))
+        .filter_map(|l| {
+            let records = l
+                .split(" records")
+                .next()?
+                .rsplit(' ')
+                .next()?
+                .parse()
+                .ok()?;
+            let serial = l
+                .rsplit("(serial ")
+                .next()?
+                .trim_end_matches(')')
+                .parse()
+                .ok()?;
+            Some((serial, records))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bind_follows_gslbd_by_signed_axfr_then_ixfr_after_a_signed_notify() {
+    const SECRET: &str = "YmluZCBzZWNvbmRhcnkgb2YgZ3NsYmQsIHNpZ25lZCE=";
+    let g = "127.0.25.100";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("example.com.zone"), zone_text(1, "")).unwrap();
+    // BIND's port first: gslbd's NOTIFY names it. Transfers need the key; NOTIFY is signed.
+    let bind_port = common::free_port_on([127, 0, 0, 1].into());
+    let config = write_config(
+        dir.path(),
+        g,
+        &[format!("127.0.0.1:{bind_port} key xfr-key")],
+        "",
+    );
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "transfer = [\"127.0.0.0/8\"]",
+        "transfer = [\"127.0.0.0/8 key xfr-key\"]",
+    ) + &format!(
+        "\n[[key]]\nname = \"xfr-key\"\nalgorithm = \"hmac-sha256\"\nsecret = \"{SECRET}\"\n"
+    );
+    std::fs::write(&config, text).unwrap();
+    let server = common::start_at(Source::file(&config), PORT).await;
+    let primary: SocketAddr = format!("{g}:{PORT}").parse().unwrap();
+    // BIND signs its SOA queries and transfers with the key (`primaries ... key`) and takes
+    // NOTIFY from elsewhere only when signed with it (`allow-notify { key ...; }`).
+    let named = common::Named::start_on(
+        bind_port,
+        &format!(
+            "key \"xfr-key\" {{ algorithm hmac-sha256; secret \"{SECRET}\"; }};\n\
+             zone \"example.com\" {{ type secondary; file \"{{d}}/example.com.zone\";\n  \
+             primaries port {PORT} {{ {g} key xfr-key; }};\n  \
+             allow-notify {{ key xfr-key; }};\n  allow-transfer {{ 127.0.0.0/8; }};\n}};\n"
+        ),
+        &[],
+    )
+    .await;
+    wait_serial(named.addr, 1, "named", &|| named.log()).await;
+    let key = format!("hmac-sha256:xfr-key:{SECRET}");
+    let ours = |server| {
+        let mut v = axfr_with(server, &["-y", &key]);
+        v.retain(|l| !l.contains(" TSIG "));
+        v
+    };
+    let want = ours(primary);
+    assert!(want.len() > 200, "gslbd's signed AXFR: {want:#?}");
+    assert_eq!(axfr(named.addr), want, "named holds what gslbd transferred");
+    // Unsigned, the address alone does not transfer.
+    assert!(axfr(primary).is_empty());
+
+    std::fs::write(
+        dir.path().join("example.com.zone"),
+        zone_text(2, "new A 127.0.0.20\n").replace("www A 127.0.0.11\n", ""),
+    )
+    .unwrap();
+    server.handle.reload().expect("reload");
+    // Its refresh is an hour away: the signed NOTIFY brings serial 2.
+    wait_serial(named.addr, 2, "named", &|| named.log()).await;
+    assert_eq!(axfr(named.addr), ours(primary));
+    // The whole zone (over 200 records) once, then the change alone (IXFR: its two SOA pairs
+    // and the records removed and added). BIND takes NOTIFY from a primary's address signed or
+    // not, so its log says whether ours was signed.
+    let log = named.log();
+    assert!(
+        log.contains("received notify for zone 'example.com': TSIG 'xfr-key'"),
+        "a signed NOTIFY:\n{log}"
+    );
+    let transfers = bind_transfer_records(&log);
+    assert!(
+        matches!(transfers[..], [(1, whole), (2, change)] if whole > 200 && change < 10),
+        "named took serial 2 by IXFR ({transfers:?}):\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_notify_is_acknowledged_only_by_a_signed_answer() {
+    use base64::Engine as _;
+    const SECRET: &str = "bm90aWZ5IGFuc3dlcnMgbXVzdCBiZSBzaWduZWQgdG9v";
+    // A stand-in secondary on a socket of this test: it answers the first NOTIFY unsigned (as a
+    // forger would: anyone can send an unsigned answer) and the next one signed with the key.
+    // gslbd must not take the first for an acknowledgement, so a retry comes.
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let fake = sock.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("example.com.zone"), zone_text(1, "")).unwrap();
+    let config = write_config(
+        dir.path(),
+        "127.0.25.101",
+        &[format!("{fake} key xfr-key")],
+        "",
+    );
+    let text = std::fs::read_to_string(&config).unwrap()
+        + &format!(
+            "\n[[key]]\nname = \"xfr-key\"\nalgorithm = \"hmac-sha256\"\nsecret = \"{SECRET}\"\n"
+        );
+    std::fs::write(&config, text).unwrap();
+    let ring = gslbd::tsig::Keyring::from_keys([gslbd::tsig::Key::new(
+        "xfr-key",
+        gslbd::tsig::Algorithm::HmacSha256,
+        base64::engine::general_purpose::STANDARD
+            .decode(SECRET)
+            .unwrap(),
+    )
+    .unwrap()]);
+    // A new serial and a reload send NOTIFY.
+    let server = common::start_at(Source::file(&config), PORT).await;
+    std::fs::write(dir.path().join("example.com.zone"), zone_text(2, "")).unwrap();
+    server.handle.reload().expect("reload");
+    let mut buf = [0u8; 1024];
+    let mut answers = 0;
+    while answers < 2 {
+        let (n, from) = tokio::time::timeout(Duration::from_secs(10), sock.recv_from(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no NOTIFY after {answers} answer(s)"))
+            .unwrap();
+        let msg = &buf[..n];
+        assert_eq!((msg[2] >> 3) & 0xf, 4, "a NOTIFY");
+        let v = gslbd::tsig::verify_request(&ring, msg, gslbd::tsig::now())
+            .expect("signed")
+            .expect("with our key");
+        // The answer: the request's header with QR set, its question, no records.
+        let mut end = 12;
+        while msg[end] != 0 {
+            end += 1 + msg[end] as usize;
+        }
+        let mut reply = msg[..end + 5].to_vec();
+        reply[2] |= 0x80;
+        reply[6..12].fill(0);
+        if answers == 1 {
+            gslbd::tsig::sign_reply(&mut reply, &v, gslbd::tsig::now());
+        }
+        sock.send_to(&reply, from).await.unwrap();
+        answers += 1;
+    }
 }

@@ -3,7 +3,10 @@
 //! serving; expiry when the primary stays down; TSIG mismatches refused both ways; the data served
 //! from a transferred zone equals the same zone loaded from its file; a restart serves the file.
 //!
-//! Knot listens on 127.0.15.1 (this test's loopback range) on a free port; gslbd on 127.0.0.1:0.
+//! The same with BIND (`named`) as the primary: a signed AXFR, then NOTIFY and a signed IXFR.
+//!
+//! Knot listens on 127.0.15.1 (this test's loopback range) on a free port; gslbd on 127.0.0.1:0;
+//! BIND on 127.0.0.1 (it listens only on addresses its interface scan finds) on a free port.
 
 mod common;
 
@@ -100,6 +103,12 @@ impl Knot {
         if notify.is_some() {
             conf.push_str("    notify: gslbd\n");
         }
+        Knot::spawn(port, dir, &conf, "example.net").await
+    }
+
+    /// Runs knotd with `conf` (in `dir`) on 127.0.15.1@`port`; returns once `zone`'s SOA
+    /// answers.
+    async fn spawn(port: u16, dir: tempfile::TempDir, conf: &str, zone: &str) -> Knot {
         std::fs::write(dir.path().join("knot.conf"), conf).unwrap();
         let log = std::fs::File::create(dir.path().join("knot.log")).unwrap();
         let child = common::tool("knotd")
@@ -117,7 +126,7 @@ impl Knot {
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if kdig(knot.addr, "example.net", "SOA", &[]).contains("status: NOERROR") {
+            if kdig(knot.addr, zone, "SOA", &[]).contains("status: NOERROR") {
                 return knot;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -133,6 +142,16 @@ impl Knot {
     /// the change goes to its journal (IXFR) and NOTIFY goes out.
     fn change(&self, zone_text: &str) {
         std::fs::write(self.dir.path().join("zone"), zone_text).unwrap();
+        self.hup();
+    }
+
+    /// A new knot.conf, read at SIGHUP (zones added or removed).
+    fn reconfigure(&self, conf: &str) {
+        std::fs::write(self.dir.path().join("knot.conf"), conf).unwrap();
+        self.hup();
+    }
+
+    fn hup(&self) {
         let ok = common::tool("kill")
             .args(["-HUP", &self.child.id().to_string()])
             .status()
@@ -306,21 +325,37 @@ async fn a_transfer_failing_the_zone_checks_keeps_the_old_data() {
 async fn the_zone_expires_when_the_primary_stays_down() {
     let dir = tempfile::tempdir().unwrap();
     let knot = Knot::start(&zone(1, "127.0.15.2", ""), None, None).await;
+    // alias.test (a file zone) leads into the secondary zone by a CNAME.
+    std::fs::write(
+        dir.path().join("alias.test.zone"),
+        "$ORIGIN alias.test.\n$TTL 300\n@ SOA ns h 1 3600 600 86400 60\n@ NS ns\n\
+         ns A 127.0.15.1\nwww CNAME www.example.net.\n",
+    )
+    .unwrap();
     let path = config(
         dir.path(),
-        &secondary(knot.addr, false, "refresh = 1\nretry = 1\nexpire = 3"),
+        &(secondary(knot.addr, false, "refresh = 1\nretry = 1\nexpire = 3")
+            + "[[zone]]\nname = \"alias.test\"\nfile = \"alias.test.zone\"\n"),
     );
     let server = start(&path).await;
     until(dns(&server), "www.example.net", "A", "AXFR", |a| {
         a.contains("127.0.15.2")
     })
     .await;
+    let chain = kdig(dns(&server), "www.alias.test", "A", &[]);
+    assert!(
+        chain.contains("status: NOERROR") && chain.contains("127.0.15.2"),
+        "{chain}"
+    );
     drop(knot);
     until(dns(&server), "www.example.net", "A", "expiry", |a| {
         a.contains("status: SERVFAIL")
     })
     .await;
     assert!(status(&server).expired);
+    // The chain ends in data nobody vouches for any more: SERVFAIL, not NXDOMAIN.
+    let chain = kdig(dns(&server), "www.alias.test", "A", &[]);
+    assert!(chain.contains("status: SERVFAIL"), "{chain}");
     // A reload keeps it expired (the file is still there, but its data is past EXPIRE).
     server.handle.reload().expect("reload");
     assert!(kdig(dns(&server), "www.example.net", "A", &[]).contains("status: SERVFAIL"));
@@ -486,4 +521,235 @@ async fn a_notify_from_the_primary_brings_the_change_by_ixfr() {
         "{st:?}\n{}",
         knot.log()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gslbd_follows_a_bind_primary_by_signed_axfr_then_ixfr_after_notify() {
+    let dir = tempfile::tempdir().unwrap();
+    // gslbd first (BIND's also-notify names it), retrying every second until BIND answers; BIND's
+    // port is chosen before, for gslbd's primaries. NOTIFY comes from 127.0.0.1, the primary's
+    // address: the default allow_notify takes it.
+    let port = common::free_port_on([127, 0, 0, 1].into());
+    let primary = SocketAddr::from(([127, 0, 0, 1], port));
+    let path = config(
+        dir.path(),
+        &secondary(primary, true, "refresh = 3600\nretry = 1"),
+    );
+    let server = start(&path).await;
+    let text = zone(1, "127.0.15.2", "");
+    let named = common::Named::start_on(
+        port,
+        &format!(
+            "key \"xfr-key\" {{ algorithm hmac-sha256; secret \"{SECRET}\"; }};\n\
+             zone \"example.net\" {{ type primary; file \"{{d}}/example.net.zone\";\n  \
+             ixfr-from-differences yes;\n  allow-transfer {{ key xfr-key; }};\n  \
+             also-notify {{ 127.0.0.1 port {}; }};\n  notify-delay 0;\n}};\n",
+            dns(&server).port()
+        ),
+        &[("example.net.zone", &text)],
+    )
+    .await;
+    until(
+        dns(&server),
+        "www.example.net",
+        "A",
+        "signed AXFR from named",
+        |a| a.contains("127.0.15.2"),
+    )
+    .await;
+    let st = status(&server);
+    assert_eq!(
+        (st.serial, st.transfers_axfr, st.transfers_ixfr),
+        (Some(1), 1, 0),
+        "{st:?}"
+    );
+    // A change, SIGHUP: named journals the difference and sends NOTIFY; gslbd asks for IXFR.
+    named.write(
+        "example.net.zone",
+        &zone(2, "127.0.15.3", "new A 127.0.15.4\n"),
+    );
+    named.reload();
+    until(dns(&server), "new.example.net", "A", "the change", |a| {
+        a.contains("127.0.15.4")
+    })
+    .await;
+    let st = status(&server);
+    assert_eq!(
+        (st.serial, st.transfers_axfr, st.transfers_ixfr),
+        (Some(2), 1, 1),
+        "{st:?}\n{}",
+        named.log()
+    );
+    let log = named.log();
+    assert!(
+        log.contains("IXFR started: TSIG xfr-key (serial 1 -> 2)"),
+        "named answered a signed incremental IXFR:\n{log}"
+    );
+    assert!(kdig(dns(&server), "www.example.net", "A", &[]).contains("127.0.15.3"));
+}
+
+/// Knot's config for a catalog it generates (RFC 9432, `catalog-role: generate`) of `members`
+/// (zones with a `www` A record of 127.0.15.5), everything transferable to loopback and NOTIFY
+/// to gslbd.
+fn knot_catalog_conf(dir: &Path, port: u16, gslbd: SocketAddr, members: &[&str]) -> String {
+    let d = dir.display();
+    let mut conf = format!(
+        "server:\n    rundir: \"{d}\"\n    listen: 127.0.15.1@{port}\n    udp-workers: 1\n    \
+         tcp-workers: 1\n    background-workers: 1\n\
+         log:\n  - target: stderr\n    any: info\n\
+         database:\n    storage: \"{d}\"\n\
+         acl:\n  - id: xfr\n    action: transfer\n    address: 127.0.0.0/8\n\
+         remote:\n  - id: gslbd\n    address: {}@{}\n\
+         template:\n  - id: default\n    storage: \"{d}\"\n    acl: xfr\n    notify: gslbd\n\
+         zone:\n  - domain: catalog.invalid\n    catalog-role: generate\n",
+        gslbd.ip(),
+        gslbd.port()
+    );
+    for m in members {
+        let file = dir.join(format!("{m}.zone"));
+        if !file.exists() {
+            std::fs::write(
+                &file,
+                format!(
+                    "$ORIGIN {m}.\n$TTL 300\n@ SOA ns1 hostmaster 1 3600 600 86400 60\n\
+                     @ NS ns1\nns1 A 127.0.15.1\nwww A 127.0.15.5\n"
+                ),
+            )
+            .unwrap();
+        }
+        conf.push_str(&format!(
+            "  - domain: {m}\n    file: \"{}\"\n    catalog-role: member\n    \
+             catalog-zone: catalog.invalid\n",
+            file.display()
+        ));
+    }
+    conf
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_from_knot_adds_and_removes_member_zones() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let primary = SocketAddr::from(([127, 0, 15, 1], port));
+    // Knot sends NOTIFY from 127.0.0.1, not its listening address: allow the loopback network.
+    // Refresh is an hour away: only NOTIFY brings the catalog's changes within the test.
+    let path = config(
+        dir.path(),
+        &format!(
+            "[[zone]]\nname = \"catalog.invalid\"\nkind = \"catalog\"\nfile = \"catalog.zone\"\n\
+             members_dir = \"members\"\nprimaries = [{{ address = \"{primary}\" }}]\n\
+             refresh = 3600\nretry = 1\nallow_notify = [\"127.0.0.0/8\"]\n"
+        ),
+    );
+    let server = start(&path).await;
+    let kdir = tempfile::tempdir().unwrap();
+    let conf = |members: &[&str]| knot_catalog_conf(kdir.path(), port, dns(&server), members);
+    let knot = Knot::spawn(
+        port,
+        tempfile::tempdir().unwrap(),
+        &conf(&["example.org"]),
+        "example.org",
+    )
+    .await;
+    let served = |zone: &'static str| {
+        let (server, knot) = (&server, &knot);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let a = kdig(dns(server), &format!("www.{zone}"), "A", &[]);
+                if a.contains("status: NOERROR") && a.contains("127.0.15.5") {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{zone} not served: {a}\n{:#?}\n{}",
+                    gslbd::secondary::status(&server.handle.snapshot_full()),
+                    knot.log()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    served("example.org").await;
+    let member_file = dir.path().join("members/example.org.zone");
+    assert!(member_file.exists());
+    // A member added on the producer: NOTIFY, the catalog's IXFR, the new member transferred.
+    knot.reconfigure(&conf(&["example.org", "example.com"]));
+    served("example.com").await;
+    // Removed: REFUSED (no longer a zone here), its file gone, the other member still served.
+    knot.reconfigure(&conf(&["example.com"]));
+    until(
+        dns(&server),
+        "www.example.org",
+        "A",
+        "example.org removed",
+        |a| a.contains("status: REFUSED"),
+    )
+    .await;
+    assert!(!member_file.exists());
+    served("example.com").await;
+    let zones: Vec<String> = gslbd::secondary::status(&server.handle.snapshot_full())
+        .into_iter()
+        .map(|s| s.zone)
+        .collect();
+    assert_eq!(
+        zones,
+        ["catalog.invalid.", "example.com."],
+        "{}",
+        knot.log()
+    );
+    // A restart serves the members of the catalog file without the primary.
+    drop(knot);
+    drop(server);
+    let server = start(&path).await;
+    let a = kdig(dns(&server), "www.example.com", "A", &[]);
+    assert!(
+        a.contains("127.0.15.5") && a.contains("status: NOERROR"),
+        "{a}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_udp_reply_keeps_room_for_its_tsig() {
+    use base64::Engine as _;
+    // Four 100-byte TXT records: 482 bytes unsigned, within the 512 of a query without EDNS;
+    // with the reply's TSIG (about 80 bytes) they no longer fit (RFC 8945 5.3).
+    let dir = tempfile::tempdir().unwrap();
+    let txt: String = (0..4)
+        .map(|i| format!("big TXT \"{}\"\n", i.to_string().repeat(99) + "x"))
+        .collect();
+    std::fs::write(
+        dir.path().join("big.test.zone"),
+        format!("$ORIGIN big.test.\n$TTL 300\n@ SOA ns h 1 3600 600 86400 60\n@ NS ns\nns A 127.0.15.1\n{txt}"),
+    )
+    .unwrap();
+    let path = config(
+        dir.path(),
+        "[[zone]]\nname = \"big.test\"\nfile = \"big.test.zone\"\n",
+    );
+    let server = start(&path).await;
+    let addr = server.addr("dns", "udp");
+    let q = common::Q::new("big.big.test", 16).no_edns().bytes();
+    let plain = common::udp_raw(addr, &q).await.expect("an answer");
+    assert!(plain.len() > 450 && plain.len() <= 512, "{}", plain.len());
+    assert_eq!(plain[2] & 0x02, 0, "unsigned, it fits whole");
+
+    let secret = base64::engine::general_purpose::STANDARD
+        .decode(SECRET)
+        .unwrap();
+    let key = std::sync::Arc::new(
+        gslbd::tsig::Key::new("xfr-key", gslbd::tsig::Algorithm::HmacSha256, secret).unwrap(),
+    );
+    let mut signed = q.clone();
+    let mut verifier = gslbd::tsig::sign_request(&mut signed, &key, gslbd::tsig::now());
+    let reply = common::udp_raw(addr, &signed).await.expect("an answer");
+    assert!(
+        reply.len() <= 512,
+        "the signed reply is {} bytes",
+        reply.len()
+    );
+    assert_eq!(reply[2] & 0x02, 0x02, "truncated to make room: TC set");
+    verifier
+        .verify(&reply, gslbd::tsig::now())
+        .expect("the reply's TSIG verifies");
 }

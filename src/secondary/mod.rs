@@ -29,6 +29,7 @@
 //! per (zone, file), outside the snapshot; the snapshot holds an `Arc` to it, which the query
 //! path uses to wake the task on NOTIFY.
 
+pub mod catalog;
 pub mod xfr;
 
 use std::collections::HashMap;
@@ -86,6 +87,12 @@ pub struct SecondaryZone {
     /// transferred version.
     pub rules: Vec<(Name, u32)>,
     pub control: Arc<Control>,
+    /// A catalog zone (`kind = "catalog"`): where its members' files go.
+    pub members_dir: Option<PathBuf>,
+    /// A catalog's serial its members in this snapshot were read from (None: none read).
+    pub members_from: Option<u32>,
+    /// The catalog this zone is a member of.
+    pub member_of: Option<Name>,
 }
 
 /// What lives across reloads for one secondary zone.
@@ -155,13 +162,28 @@ impl SecondaryZone {
         zc: &crate::config::ZoneConfig,
         origin: &Name,
         file: PathBuf,
+        base: &Path,
         keys: &tsig::Keyring,
     ) -> Result<SecondaryZone, Vec<String>> {
         let mut problems = Vec::new();
+        let kind = match zc.kind {
+            crate::config::ZoneKind::Catalog => "catalog",
+            _ => "secondary",
+        };
         if zc.primaries.is_empty() {
             problems.push(format!(
-                "zone {origin}: kind = \"secondary\" needs primaries = [{{ address = \"IP:PORT\" }}]"
+                "zone {origin}: kind = \"{kind}\" needs primaries = [{{ address = \"IP:PORT\" }}]"
             ));
+        }
+        let members_dir = zc.members_dir.as_ref().map(|d| base.join(d));
+        match (zc.kind, &members_dir) {
+            (crate::config::ZoneKind::Catalog, None) => problems.push(format!(
+                "zone {origin}: kind = \"catalog\" needs members_dir (where member zones' files go)"
+            )),
+            (crate::config::ZoneKind::Secondary, Some(_)) => problems.push(format!(
+                "zone {origin}: members_dir is for kind = \"catalog\""
+            )),
+            _ => {}
         }
         let mut primaries = Vec::new();
         for p in &zc.primaries {
@@ -218,6 +240,9 @@ impl SecondaryZone {
             },
             rotate: zc.rotate,
             rules: Vec::new(),
+            members_dir,
+            members_from: None,
+            member_of: None,
         })
     }
 
@@ -458,6 +483,9 @@ async fn run_zone(handle: crate::server::Handle, key: (Vec<u8>, PathBuf)) {
             return;
         };
         let result = refresh(&handle, &z).await;
+        if result.is_ok() && z.members_dir.is_some() {
+            catalog::sync(&handle, &z).await;
+        }
         let now = SystemTime::now();
         let mut s = control.state();
         let soa = s.soa.clone();
@@ -692,6 +720,15 @@ fn install(
             return Err(format!("rejected {kind}: {}", list.join("; ")));
         }
     };
+    // A catalog whose members cannot be read would drop every member at the rebuild: refused
+    // like a broken zone, the old catalog keeps its members (RFC 9432 4.2).
+    if let Some(dir) = &z.members_dir
+        && let Err(e) = catalog::members(&zone, dir)
+    {
+        c.failures.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(zone = %z.origin, kind, "transfer rejected, old data kept: {e}");
+        return Err(format!("rejected {kind}: {e}"));
+    }
     zone.rotate = z.rotate;
     for (name, rule) in &z.rules {
         if let Err(e) = zone.attach_rule(name, *rule) {
@@ -725,6 +762,10 @@ fn install(
 /// Temp file in the same folder, fsync, rename: a crash leaves the old file or the new one.
 fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
+    // A catalog's members_dir is made with its first member.
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let tmp = path.with_extension("tmp-gslbd");
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(data)?;

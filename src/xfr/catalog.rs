@@ -43,6 +43,7 @@ impl CatalogConfig {
             journal: self.journal.clone(),
             journal_size: 1 << 20,
             kind: crate::config::ZoneKind::Primary,
+            members_dir: None,
             primaries: Vec::new(),
             allow_notify: None,
             refresh: None,

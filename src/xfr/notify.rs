@@ -1,6 +1,7 @@
 //! NOTIFY (RFC 1996) to a zone's secondaries when the serving snapshot changes its serial: one
 //! task per (zone, target), over UDP, retried with a doubling timeout until the secondary answers
-//! (3.6), at most `TRIES` times. A newer change to the same zone does not wait for an older
+//! (3.6), at most `TRIES` times; the answer to a signed NOTIFY counts only when its TSIG verifies
+//! (RFC 8945 5.3). A newer change to the same zone does not wait for an older
 //! NOTIFY: both run, and the secondary asks for the SOA either way (3.11).
 
 use std::net::SocketAddr;
@@ -107,10 +108,11 @@ async fn send(
         let id: u16 = rand::random();
         let mut message = message.clone();
         message[0..2].copy_from_slice(&id.to_be_bytes());
-        if let Some(k) = &key {
-            // RFC 8945: a signed NOTIFY, for secondaries whose ACL names the key.
-            crate::tsig::sign_request(&mut message, k, crate::tsig::now());
-        }
+        // RFC 8945: a signed NOTIFY, for secondaries whose ACL names the key; its answer must
+        // be signed with the key too (5.3), or it may not come from the secondary at all.
+        let mut verifier = key
+            .as_ref()
+            .map(|k| crate::tsig::sign_request(&mut message, k, crate::tsig::now()));
         COUNTERS.notify[0].fetch_add(1, Ordering::Relaxed);
         if let Err(e) = sock.send_to(&message, target.addr).await {
             debug!(%zone, target = %target.addr, attempt, "NOTIFY send failed: {e}");
@@ -125,6 +127,13 @@ async fn send(
                 continue;
             }
             if r[2] & 0x80 == 0 || (r[2] >> 3) & 0xf != 4 {
+                continue;
+            }
+            if let Some(v) = verifier.as_mut()
+                && let Err(e) = v.verify(r, crate::tsig::now())
+            {
+                // Not an acknowledgement: wait on, then retry.
+                warn!(%zone, target = %target.addr, attempt, "NOTIFY answer rejected: TSIG: {e}");
                 continue;
             }
             COUNTERS.notify[1].fetch_add(1, Ordering::Relaxed);

@@ -471,6 +471,7 @@ const TOOL_PACKAGES: &[(&str, &str)] = &[
     ("kdig", "knot-dnsutils"),
     ("knotd", "knot"),
     ("nsd", "nsd"),
+    ("named", "bind9"),
     ("unbound", "unbound"),
     ("curl", "curl"),
     ("openssl", "openssl"),
@@ -642,4 +643,116 @@ pub fn cdn_norm(addr: &str) -> String {
 pub fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
+}
+
+// ---------------------------------------------------------------------------------------------
+// BIND
+
+/// A BIND `named` in the foreground (`-f`) with its own config and working directory in a temp
+/// dir, killed on drop. BIND listens only on addresses its interface scan finds (127.0.0.1 here,
+/// not the rest of 127.0.0.0/8), so it takes 127.0.0.1 and a free port; no control channel
+/// (`controls { };`: no rndc on port 953), changes by SIGHUP (`reload`).
+pub struct Named {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port free on 127.0.0.1 for both TCP and UDP (for a peer that must be told its port).
+pub fn free_port_on(ip: std::net::IpAddr) -> u16 {
+    loop {
+        let l = std::net::TcpListener::bind((ip, 0)).expect("bind a loopback port");
+        let port = l.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+impl Named {
+    /// Starts named with `body` (keys, zones; `{d}` stands for its directory) after options of
+    /// an authoritative-only server, every log category to `named.log`, and `files` (name,
+    /// text) written in its directory first; returns once it answers TCP.
+    pub async fn start(body: &str, files: &[(&str, &str)]) -> Named {
+        Named::start_on(free_port_on([127, 0, 0, 1].into()), body, files).await
+    }
+
+    /// `start` on a port chosen beforehand (a peer's config must name it first).
+    pub async fn start_on(port: u16, body: &str, files: &[(&str, &str)]) -> Named {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let conf = dir.path().join("named.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  \
+                 session-keyfile \"{d}/session.key\";\n  managed-keys-directory \"{d}\";\n  \
+                 listen-on port {port} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n  \
+                 recursion no;\n  dnssec-validation no;\n  notify explicit;\n  \
+                 max-ixfr-ratio unlimited;\n}};\ncontrols {{ }};\n\
+                 logging {{\n  channel log {{ file \"{d}/named.log\"; severity info; print-time yes; \
+                 print-category yes; }};\n  category default {{ log; }};\n  \
+                 category xfer-in {{ log; }};\n  category xfer-out {{ log; }};\n  \
+                 category notify {{ log; }};\n}};\n{}",
+                body.replace("{d}", &d)
+            ),
+        )
+        .unwrap();
+        let child = tool("named")
+            .arg("-f")
+            .arg("-c")
+            .arg(&conf)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+            .spawn()
+            .expect("named runs");
+        let named = Named {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            dir,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if named.log().contains("running") && TcpStream::connect(named.addr).await.is_ok() {
+                return named;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "named did not start:\n{}\n{}",
+            named.log(),
+            std::fs::read_to_string(named.dir.path().join("stderr")).unwrap_or_default()
+        );
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("named.log")).unwrap_or_default()
+    }
+
+    /// Writes `text` to the file `name` of named's directory.
+    pub fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.dir.path().join(name), text).unwrap();
+    }
+
+    /// SIGHUP: named reads its config and changed zone files again (with
+    /// `ixfr-from-differences yes` a primary zone's change goes to its journal, for IXFR).
+    pub fn reload(&self) {
+        let ok = tool("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -HUP named");
+    }
 }
