@@ -508,6 +508,10 @@ fn cluster_settings(
             crate::config::parse(&text, p)
                 .map_err(|e| e.to_string())?
                 .cluster
+                .map(|mut c| {
+                    c.base = p.parent().unwrap_or(std::path::Path::new("")).to_path_buf();
+                    c
+                })
         }
         None => None,
     };

@@ -82,6 +82,9 @@ pub enum CtlCommand {
     },
     /// The overrides in force.
     Overrides,
+    /// Every zone served, and each secondary zone's transfers: serial held, last transfer, next
+    /// refresh, expiry, last error (`gslbd zone status` shows the configuration's view offline).
+    Zones,
     /// The newest audit events (reloads, overrides, health transitions).
     Audit {
         #[arg(long, default_value_t = 50)]
@@ -446,6 +449,7 @@ async fn run(args: &CtlArgs) -> Result<(), String> {
             ("DELETE", format!("/admin/overrides?{q}"), None)
         }
         CtlCommand::Overrides => ("GET", "/admin/overrides".into(), None),
+        CtlCommand::Zones => ("GET", "/admin/zones".into(), None),
         CtlCommand::Audit { limit } => ("GET", format!("/admin/audit?limit={limit}"), None),
         CtlCommand::Explain {
             name,
@@ -481,6 +485,44 @@ async fn run(args: &CtlArgs) -> Result<(), String> {
 
 fn print(cmd: &CtlCommand, v: &Value) {
     match cmd {
+        CtlCommand::Zones => {
+            let when = |v: &Value| {
+                v.as_u64()
+                    .map_or("-".to_string(), crate::overrides::rfc3339)
+            };
+            for z in v["zones"].as_array().cloned().unwrap_or_default() {
+                println!(
+                    "{} {} serial {} ({} records)",
+                    z["zone"].as_str().unwrap_or("?"),
+                    z["kind"].as_str().unwrap_or("?"),
+                    z["serial"],
+                    z["records"]
+                );
+                let s = &z["secondary"];
+                if s.is_object() {
+                    println!(
+                        "  held serial {}, last transfer {} ({}), next refresh {}, expires {}{}",
+                        s["serial"],
+                        when(&s["last_transfer"]),
+                        s["last_kind"].as_str().unwrap_or("-"),
+                        when(&s["next_refresh"]),
+                        when(&s["expires"]),
+                        if s["expired"] == true { " EXPIRED" } else { "" }
+                    );
+                    println!(
+                        "  transfers: {} AXFR, {} IXFR, {} failed, {} bytes{}",
+                        s["transfers_axfr"],
+                        s["transfers_ixfr"],
+                        s["failures"],
+                        s["bytes"],
+                        s["last_error"]
+                            .as_str()
+                            .map(|e| format!("; last error: {e}"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+        }
         CtlCommand::Explain { .. } => {
             print!("{}", v["text"].as_str().unwrap_or(""));
         }

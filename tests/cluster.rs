@@ -854,3 +854,182 @@ pools.b = [{}, {}, {}]
         assert_eq!(p, &["node1", "node2"], "{} probed by {p:?}", b.addr);
     }
 }
+
+/// openssl, bounded; panics with its error output.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = tool("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a certificate for etcd at `ip`, and a client certificate, in `dir`.
+fn etcd_certs(dir: &Path, ip: &str) {
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"],
+            &key[..],
+            &[
+                "-keyout",
+                "ca-key.pem",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=gslbd test CA",
+            ],
+        ]
+        .concat(),
+    );
+    for (name, ext) in [
+        (
+            "server",
+            format!("subjectAltName=IP:{ip}\nextendedKeyUsage=serverAuth\n"),
+        ),
+        ("client", "extendedKeyUsage=clientAuth\n".to_string()),
+    ] {
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        openssl(
+            dir,
+            &[
+                &["req"],
+                &key[..],
+                &[
+                    "-keyout",
+                    &format!("{name}-key.pem"),
+                    "-out",
+                    &format!("{name}.csr"),
+                    "-subj",
+                    &format!("/CN={name}"),
+                ],
+            ]
+            .concat(),
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca-key.pem",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                &format!("{name}.pem"),
+                "-extfile",
+                &format!("{name}.ext"),
+            ],
+        );
+    }
+}
+
+/// etcd asking for client certificates over TLS: a node and the CLI with `[cluster] tls` push,
+/// follow and list; without the client certificate etcd is not reachable.
+#[test]
+fn the_fleet_talks_to_etcd_over_tls_with_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let ip = "127.0.17.31";
+    etcd_certs(dir.path(), ip);
+    let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
+    let mut etcd = tool("etcd")
+        .args(["--name", "tls0"])
+        .arg("--data-dir")
+        .arg(dir.path().join("etcd-tls"))
+        .args(["--listen-client-urls", &format!("https://{ip}:2379")])
+        .args(["--advertise-client-urls", &format!("https://{ip}:2379")])
+        .args(["--listen-peer-urls", &format!("http://{ip}:2380")])
+        .args([
+            "--initial-advertise-peer-urls",
+            &format!("http://{ip}:2380"),
+        ])
+        .args(["--initial-cluster", &format!("tls0=http://{ip}:2380")])
+        .args(["--cert-file", "server.pem", "--key-file", "server-key.pem"])
+        .args(["--client-cert-auth", "--trusted-ca-file", "ca.pem"])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("etcd runs");
+    struct Reap<'a>(&'a mut Child);
+    impl Drop for Reap<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _reap = Reap(&mut etcd);
+    let cluster = format!(
+        "[cluster]\nendpoints = [\"https://{ip}:2379\"]\nprefix = \"/fleet-d/\"\nnode = \"tls1\"\n\
+         lease_ttl = 2\ntimeout_ms = 1000\n\
+         tls = {{ ca = \"../ca.pem\", cert = \"../client.pem\", key = \"../client-key.pem\" }}\n"
+    );
+    let fleet_dir = dir.path().join("fleet");
+    std::fs::create_dir_all(&fleet_dir).unwrap();
+    let fleet = write_example(&fleet_dir, "tls TXT \"over tls\"\n", &cluster);
+    let node_dir = dir.path().join("node");
+    std::fs::create_dir_all(&node_dir).unwrap();
+    let node_file = node_dir.join("node.toml");
+    std::fs::write(
+        &node_file,
+        format!(
+            "{cluster}\n[[listener]]\nname = \"all\"\naddresses = [\"127.0.0.1:0\"]\nzones = [\"*\"]\n\n\
+             [http]\nlisten = [\"127.0.0.1:0\"]\n"
+        ),
+    )
+    .unwrap();
+    // Pushed once etcd is up (it takes a moment to listen).
+    let mut pushed = (false, String::new());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        pushed = cluster_cli(&["push", "-c", fleet.to_str().unwrap()]);
+        if pushed.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(pushed.0, "push over TLS: {}", pushed.1);
+    let node = Node::start(&node_file);
+    until(
+        "the node serving the pushed zone",
+        Duration::from_secs(20),
+        || dig(node.dns(), "tls.example.com", "TXT", "127.0.0.1/32") == ["\"over tls\""],
+    );
+    let (ok, out) = cluster_cli(&["status", "-c", node_file.to_str().unwrap()]);
+    assert!(
+        ok && out.contains("tls1") && out.contains("revision 1"),
+        "{out}"
+    );
+    // Without the client certificate (the CA alone), etcd refuses the connection.
+    let no_cert = node_dir.join("no-cert.toml");
+    std::fs::write(
+        &no_cert,
+        cluster.replace(
+            "tls = { ca = \"../ca.pem\", cert = \"../client.pem\", key = \"../client-key.pem\" }",
+            "tls = { ca = \"../ca.pem\" }",
+        ),
+    )
+    .unwrap();
+    let (ok, out) = cluster_cli(&["status", "-c", no_cert.to_str().unwrap()]);
+    assert!(!ok, "no client certificate, no etcd: {out}");
+}

@@ -185,7 +185,8 @@ fn config(dir: &Path, zones: &str) -> PathBuf {
         &path,
         format!(
             "[[key]]\nname = \"xfr-key\"\nalgorithm = \"hmac-sha256\"\nsecret = \"{SECRET}\"\n\n\
-             {zones}\n[[listener]]\nname = \"dns\"\naddresses = [\"127.0.0.1:0\"]\nzones = [\"*\"]\n"
+             {zones}\n[[listener]]\nname = \"dns\"\naddresses = [\"127.0.0.1:0\"]\nzones = [\"*\"]\n\n\
+             [http]\nlisten = [\"127.0.0.1:0\"]\nadmin_token = \"zones-token\"\n"
         ),
     )
     .unwrap();
@@ -257,6 +258,29 @@ async fn axfr_then_restart_without_primary() {
         (Some(1), 1, 0),
         "{st:?}"
     );
+    // The runtime state, from the running server (`gslbd ctl zones`, /admin/zones).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gslbd"))
+        .args([
+            "ctl",
+            "--url",
+            &format!("http://{}", server.addr("http", "http")),
+        ])
+        .args(["--token", "zones-token", "zones"])
+        .env_remove("GSLBD_ADMIN_TOKEN")
+        .env_remove("GSLBD_URL")
+        .output()
+        .expect("gslbd ctl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("example.net. secondary serial 1"), "{text}");
+    assert!(text.contains("held serial 1, last transfer 20"), "{text}");
+    assert!(text.contains("(axfr), next refresh 20"), "{text}");
+    // (The refreshes tried before Knot started count as failures.)
+    assert!(text.contains("transfers: 1 AXFR, 0 IXFR, "), "{text}");
     // What /metrics adds for secondary zones.
     let mut metrics = String::new();
     gslbd::secondary::render_metrics(&server.handle.snapshot_full(), &mut metrics);

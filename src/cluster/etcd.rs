@@ -90,6 +90,18 @@ pub async fn connect(cfg: &ClusterConfig) -> Result<Client, String> {
     if let (Some(u), Some(p)) = (&cfg.user, &cfg.password) {
         opts = opts.with_user(u.clone(), p.clone());
     }
+    if let Some(t) = &cfg.tls {
+        let read = |p: &Path| {
+            let p = cfg.base.join(p);
+            std::fs::read(&p).map_err(|e| format!("cluster.tls: {}: {e}", p.display()))
+        };
+        let mut tls = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(read(&t.ca)?));
+        if let (Some(c), Some(k)) = (&t.cert, &t.key) {
+            tls = tls.identity(etcd_client::Identity::from_pem(read(c)?, read(k)?));
+        }
+        opts = opts.with_tls(tls);
+    }
     let eps = cfg.endpoints.clone();
     let mut client = tokio::time::timeout(t, Client::connect(eps, Some(opts)))
         .await

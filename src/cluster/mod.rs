@@ -91,6 +91,13 @@ pub struct ClusterConfig {
     /// Each etcd request's deadline, milliseconds.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// TLS to etcd (`https://` endpoints): the CA that signed etcd's certificate, and a client
+    /// certificate when etcd asks for one (`--client-cert-auth`). Paths are relative to the file.
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+    /// The folder of the file this section came from (relative paths resolve against it).
+    #[serde(skip)]
+    pub base: PathBuf,
     /// etcd authentication (optional).
     #[serde(default)]
     pub user: Option<String>,
@@ -107,6 +114,17 @@ pub struct ClusterConfig {
     /// while any succeeds), "all" (down when any fails).
     #[serde(default)]
     pub health_policy: Policy,
+}
+
+/// `[cluster] tls`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -167,6 +185,16 @@ impl ClusterConfig {
                 "cluster.probe_replicas = {}: 1 to 16",
                 self.probe_replicas
             ));
+        }
+        if let Some(t) = &self.tls {
+            if t.cert.is_some() != t.key.is_some() {
+                p.push("cluster.tls: cert and key go together".to_string());
+            }
+            if let Some(e) = self.endpoints.iter().find(|e| !e.starts_with("https://")) {
+                p.push(format!(
+                    "cluster.endpoints: {e}: with cluster.tls, https://"
+                ));
+            }
         }
         if self.user.is_some() != self.password.is_some() {
             p.push("cluster.user and cluster.password go together".to_string());
@@ -387,6 +415,10 @@ pub fn load(bootstrap: &Path) -> Result<(Config, Box<dyn ZoneFs>, PathBuf), Conf
     let boot_text = read(bootstrap)?;
     let boot = crate::config::parse(&boot_text, bootstrap)?;
     let boot_dir = bootstrap.parent().unwrap_or(Path::new("")).to_path_buf();
+    let mut boot = boot;
+    if let Some(c) = &mut boot.cluster {
+        c.base = boot_dir.clone();
+    }
     let Some(cluster) = boot.cluster.clone() else {
         return Err(ConfigError::Parse {
             path: bootstrap.to_path_buf(),
@@ -397,7 +429,6 @@ pub fn load(bootstrap: &Path) -> Result<(Config, Box<dyn ZoneFs>, PathBuf), Conf
     let Some((n, meta)) = current(&cache).and_then(|n| Some((n, cached_meta(&cache, n)?))) else {
         // No revision yet: the node's own file alone. Its listeners name the fleet's zones,
         // which it does not have: they serve nothing (REFUSED) until the first revision.
-        let mut boot = boot;
         if boot.zones.is_empty() {
             boot.listeners.iter_mut().for_each(|l| l.zones.clear());
         }

@@ -82,6 +82,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/audit"),
     ("GET", "/admin/explain"),
     ("GET", "/admin/status"),
+    ("GET", "/admin/zones"),
     ("GET", "/ui"),
     ("GET", "/ui/app.js"),
     ("GET", "/ui/app.css"),
@@ -115,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/audit", get(admin::audit))
         .route("/admin/explain", get(admin::explain))
         .route("/admin/status", get(admin::status))
+        .route("/admin/zones", get(admin::zones))
         .route("/ui", get(ui::index))
         .route("/ui/app.js", get(ui::app_js))
         .route("/ui/app.css", get(ui::app_css))

@@ -252,6 +252,7 @@ const OPERATIONS: &[(&str, &str, Describe)] = &[
     ("GET", "/admin/audit", admin_audit_op),
     ("GET", "/admin/explain", admin_explain_op),
     ("GET", "/admin/status", admin_status_op),
+    ("GET", "/admin/zones", admin_zones_op),
     ("GET", "/ui", ui_op),
     ("GET", "/ui/app.js", ui_js_op),
     ("GET", "/ui/app.css", ui_css_op),
@@ -831,6 +832,16 @@ fn admin_explain_op() -> Value {
             ("client", "the client address", true),
             ("type", "the record type (default A)", false),
         ],
+        json!({}),
+    )
+}
+
+fn admin_zones_op() -> Value {
+    admin_op(
+        "adminZones",
+        "Every zone served (serial, records), and each secondary zone's transfer state: last \
+         transfer, next refresh, expiry, counters, last error",
+        &[],
         json!({}),
     )
 }
