@@ -255,8 +255,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// A revision's tree path is plain: relative, no `..`, no empty or `.` parts.
 pub fn plain_relative(p: &str) -> bool {
-    let path = Path::new(p);
-    !p.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)))
+    // By the string's own parts: `Path::components` drops a `.` in the middle and repeated `/`.
+    !p.is_empty() && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
 }
 
 /// The cache folder of a bootstrap config.
