@@ -372,31 +372,29 @@ pub async fn traffic(State(st): State<AppState>, _: Caller) -> Response {
 /// its transfer state (last transfer, next refresh, expiry, counters, last error): what the
 /// offline `gslbd zone status` cannot know.
 pub async fn zones(State(st): State<AppState>, _: Caller) -> Response {
-    done((|| {
-        let snap = st.handle.snapshot_full();
-        let mut secondaries: std::collections::HashMap<String, crate::secondary::ZoneStatus> =
-            crate::secondary::status(&snap)
-                .into_iter()
-                .map(|z| (z.zone.clone(), z))
-                .collect();
-        let zones: Vec<Value> = snap
-            .zones
-            .iter()
-            .map(|z| {
-                let origin = z.origin.to_string();
-                let secondary = secondaries.remove(&origin);
-                json!({
-                    "zone": origin,
-                    "kind": if secondary.is_some() { "secondary" } else { "primary" },
-                    "serial": z.serial,
-                    "records": z.records,
-                    "file": z.file.display().to_string(),
-                    "secondary": secondary,
-                })
-            })
+    let snap = st.handle.snapshot_full();
+    let mut secondaries: std::collections::HashMap<String, crate::secondary::ZoneStatus> =
+        crate::secondary::status(&snap)
+            .into_iter()
+            .map(|z| (z.zone.clone(), z))
             .collect();
-        Ok(json!({ "zones": zones }))
-    })())
+    let zones: Vec<Value> = snap
+        .zones
+        .iter()
+        .map(|z| {
+            let origin = z.origin.to_string();
+            let secondary = secondaries.remove(&origin);
+            json!({
+                "zone": origin,
+                "kind": if secondary.is_some() { "secondary" } else { "primary" },
+                "serial": z.serial,
+                "records": z.records,
+                "file": z.file.display().to_string(),
+                "secondary": secondary,
+            })
+        })
+        .collect();
+    done(Ok(json!({ "zones": zones })))
 }
 
 /// `GET /admin/audit[?limit=N]`: the newest events (default 100, at most 1000), oldest first.
