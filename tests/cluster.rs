@@ -267,13 +267,9 @@ fn until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
     start.elapsed()
 }
 
-fn cluster_cli(args: &[&str]) -> (bool, String) {
-    let out = Command::new(BIN)
-        .arg("cluster")
-        .args(args)
-        .env("USER", "fleet-test")
-        .output()
-        .expect("gslbd cluster runs");
+/// Whether a command succeeded, and its stdout and stderr together.
+fn outcome(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().expect("gslbd runs");
     (
         out.status.success(),
         format!(
@@ -281,6 +277,15 @@ fn cluster_cli(args: &[&str]) -> (bool, String) {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         ),
+    )
+}
+
+fn cluster_cli(args: &[&str]) -> (bool, String) {
+    outcome(
+        Command::new(BIN)
+            .arg("cluster")
+            .args(args)
+            .env("USER", "fleet-test"),
     )
 }
 
@@ -483,22 +488,14 @@ fn bump_serial(zone: &Path) -> bool {
 }
 
 fn ctl(http: SocketAddr, args: &[&str]) -> (bool, String) {
-    let out = Command::new(BIN)
-        .arg("ctl")
-        .args(["--url", &format!("http://{http}"), "--token", TOKEN])
-        .args(args)
-        .env("USER", "fleet-test")
-        .env_remove("GSLBD_ADMIN_TOKEN")
-        .env_remove("GSLBD_URL")
-        .output()
-        .expect("gslbd ctl runs");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+    outcome(
+        Command::new(BIN)
+            .arg("ctl")
+            .args(["--url", &format!("http://{http}"), "--token", TOKEN])
+            .args(args)
+            .env("USER", "fleet-test")
+            .env_remove("GSLBD_ADMIN_TOKEN")
+            .env_remove("GSLBD_URL"),
     )
 }
 
