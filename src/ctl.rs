@@ -520,6 +520,21 @@ fn print(cmd: &CtlCommand, v: &Value) {
                             .map(|e| format!("; last error: {e}"))
                             .unwrap_or_default()
                     );
+                    if let Some(cat) = s["catalog"].as_str() {
+                        let groups: Vec<&str> = s["groups"]
+                            .as_array()
+                            .map(|g| g.iter().filter_map(Value::as_str).collect())
+                            .unwrap_or_default();
+                        println!(
+                            "  member of catalog {cat} (label {}){}",
+                            s["catalog_label"].as_str().unwrap_or("?"),
+                            if groups.is_empty() {
+                                String::new()
+                            } else {
+                                format!(", groups {}", groups.join(", "))
+                            }
+                        );
+                    }
                 }
             }
         }

@@ -230,12 +230,43 @@ impl Snapshot {
         let mut secondaries: Vec<crate::secondary::SecondaryZone> = Vec::new();
         // The configured zones, then the members of catalog zones (appended as each catalog
         // loads; the catalog's name with each).
-        let mut queue: Vec<(crate::config::ZoneConfig, Option<Name>)> =
+        type Member = crate::secondary::catalog::Member;
+        let mut queue: Vec<(crate::config::ZoneConfig, Option<(Name, Member)>)> =
             config.zones.iter().map(|zc| (zc.clone(), None)).collect();
         // Member zones' canonical names by catalog, for listeners that name the catalog.
         let mut members_of: HashMap<String, Vec<String>> = HashMap::new();
+        // The catalogs' members, queued once every configured zone is in, when it is known
+        // which catalog owns a zone two of them list (RFC 9432 5.4).
+        let mut offers = Vec::new();
+        let configured = queue.len();
         let mut next = 0;
-        while next < queue.len() {
+        loop {
+            if next == configured && !offers.is_empty() {
+                let previous_owner = |n: &Name| {
+                    previous?
+                        .secondaries
+                        .iter()
+                        .find(|z| z.origin == *n)
+                        .and_then(|z| z.member_of.as_ref())
+                        .map(|c| crate::zone::name::key_of(c).to_vec())
+                };
+                let (taken, notes) =
+                    crate::secondary::catalog::owners(std::mem::take(&mut offers), previous_owner);
+                for n in notes {
+                    tracing::warn!("{n}");
+                }
+                for o in taken {
+                    let (cat_zc, cat): (crate::config::ZoneConfig, Name) = o.with;
+                    members_of
+                        .entry(cat.to_lowercase().to_string())
+                        .or_default()
+                        .push(o.member.name.to_lowercase().to_string());
+                    queue.push((member_config(&cat_zc, &o.member), Some((cat, o.member))));
+                }
+            }
+            if next >= queue.len() {
+                break;
+            }
             let (zc, member_of) = queue[next].clone();
             next += 1;
             let zc = &zc;
@@ -253,7 +284,7 @@ impl Snapshot {
             if loaded.iter().any(|(c, _)| *c == canon) {
                 match &member_of {
                     // RFC 9432 5: a zone the consumer already serves is not taken over.
-                    Some(cat) => tracing::warn!(
+                    Some((cat, _)) => tracing::warn!(
                         "catalog {cat}: member {canon} is a configured zone here: the configured one is served"
                     ),
                     None => config_problems.push(format!("zone {canon} is configured twice")),
@@ -277,7 +308,11 @@ impl Snapshot {
                     &keys,
                 ) {
                     Ok(mut sz) => {
-                        sz.member_of = member_of.clone();
+                        if let Some((cat, m)) = &member_of {
+                            sz.member_of = Some(cat.clone());
+                            sz.catalog_label = m.label.clone();
+                            sz.groups = m.groups.clone();
+                        }
                         let exists = fs.exists(&path);
                         let mut catalog_zone = None;
                         // A catalog's members come from its file, also past EXPIRE (they
@@ -290,13 +325,14 @@ impl Snapshot {
                                             for n in notes {
                                                 tracing::info!("{n}");
                                             }
-                                            let list = members_of.entry(canon.clone()).or_default();
+                                            members_of.entry(canon.clone()).or_default();
                                             for m in members {
-                                                list.push(m.name.to_lowercase().to_string());
-                                                queue.push((
-                                                    member_config(zc, &m),
-                                                    Some(origin.clone()),
-                                                ));
+                                                offers.push(crate::secondary::catalog::Offer {
+                                                    catalog: crate::zone::name::key_of(&origin)
+                                                        .to_vec(),
+                                                    member: m,
+                                                    with: (zc.clone(), origin.clone()),
+                                                });
                                             }
                                         }
                                         // Only a hand-edited file gets here (transfers

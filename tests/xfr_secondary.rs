@@ -777,3 +777,195 @@ async fn a_signed_udp_reply_keeps_room_for_its_tsig() {
         .verify(&reply, gslbd::tsig::now())
         .expect("the reply's TSIG verifies");
 }
+
+/// A catalog zone file as Knot serves it (a plain zone here): version 2 and `entries` under
+/// `zones` (e.g. "a1.zones PTR shared.test.").
+fn catalog_text(name: &str, serial: u32, entries: &str) -> String {
+    format!(
+        "$ORIGIN {name}.\n$TTL 0\n@ SOA invalid. invalid. {serial} 3600 600 2147483646 0\n\
+         @ NS invalid.\nversion TXT \"2\"\n{entries}"
+    )
+}
+
+/// RFC 9432 5.4 and 5.6 with two catalogs from one Knot primary: a zone the second catalog
+/// also lists stays with its owner; the owner's `coo` moves it (same unique label: its data is
+/// kept, no new transfer); removed from the old catalog it is still served; a new unique label
+/// resets it (its data dropped, transferred anew); `group` properties are shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_moves_between_catalogs_by_coo_and_is_reset_by_a_new_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let primary = SocketAddr::from(([127, 0, 15, 1], port));
+    let cat = |name: &str| {
+        format!(
+            "[[zone]]\nname = \"{name}\"\nkind = \"catalog\"\nfile = \"{name}.zone\"\n\
+             members_dir = \"members\"\nprimaries = [{{ address = \"{primary}\" }}]\n\
+             refresh = 3600\nretry = 1\nallow_notify = [\"127.0.0.0/8\"]\n"
+        )
+    };
+    let path = config(
+        dir.path(),
+        &format!("{}\n{}", cat("cat-a.invalid"), cat("cat-b.invalid")),
+    );
+    let server = start(&path).await;
+    let kdir = tempfile::tempdir().unwrap();
+    let d = kdir.path().display().to_string();
+    let write = |file: &str, text: String| std::fs::write(kdir.path().join(file), text).unwrap();
+    write(
+        "cat-a",
+        catalog_text("cat-a.invalid", 1, "a1.zones PTR shared.test.\n"),
+    );
+    write(
+        "cat-b",
+        catalog_text("cat-b.invalid", 1, "b0.zones PTR other.test.\n"),
+    );
+    for (zone, www) in [("shared.test", "127.0.15.6"), ("other.test", "127.0.15.7")] {
+        write(
+            zone,
+            format!(
+                "$ORIGIN {zone}.\n$TTL 300\n@ SOA ns1 hostmaster 1 3600 600 86400 60\n\
+                 @ NS ns1\nns1 A 127.0.15.1\nwww A {www}\n"
+            ),
+        );
+    }
+    let gslbd_addr = dns(&server);
+    let mut conf = format!(
+        "server:\n    rundir: \"{d}\"\n    listen: 127.0.15.1@{port}\n    udp-workers: 1\n    \
+         tcp-workers: 1\n    background-workers: 1\n\
+         log:\n  - target: stderr\n    any: info\n\
+         database:\n    storage: \"{d}\"\n\
+         acl:\n  - id: xfr\n    action: transfer\n    address: 127.0.0.0/8\n\
+         remote:\n  - id: gslbd\n    address: {}@{}\n\
+         template:\n  - id: default\n    storage: \"{d}\"\n    acl: xfr\n    notify: gslbd\n    \
+         zonefile-load: difference\n    journal-content: changes\n    semantic-checks: off\n    \
+         zonefile-sync: -1\nzone:\n",
+        gslbd_addr.ip(),
+        gslbd_addr.port()
+    );
+    for z in ["cat-a", "cat-b"] {
+        conf.push_str(&format!("  - domain: {z}.invalid\n    file: \"{d}/{z}\"\n"));
+    }
+    for z in ["shared.test", "other.test"] {
+        conf.push_str(&format!("  - domain: {z}\n    file: \"{d}/{z}\"\n"));
+    }
+    let knot = Knot::spawn(port, kdir, &conf, "cat-a.invalid").await;
+    // The member's status, polled (15 s) until `check` holds.
+    let member = |what: &'static str, check: fn(&gslbd::secondary::ZoneStatus) -> bool| {
+        let (server, knot) = (&server, &knot);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let all = gslbd::secondary::status(&server.handle.snapshot_full());
+                let found = all.iter().find(|s| s.zone == "shared.test.");
+                if found.is_some_and(check) {
+                    return found.cloned().unwrap();
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{what}: never happened\n{all:#?}\n{}",
+                    knot.log()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let www = |a: &str| a.contains("status: NOERROR") && a.contains("127.0.15.6");
+    let s = member("shared.test transferred as cat-a's", |s| {
+        s.transfers_axfr == 1 && s.serial == Some(1)
+    })
+    .await;
+    assert_eq!(
+        (s.catalog.as_deref(), s.catalog_label.as_deref()),
+        (Some("cat-a.invalid."), Some("a1"))
+    );
+    until(
+        gslbd_addr,
+        "www.shared.test",
+        "A",
+        "shared.test served",
+        www,
+    )
+    .await;
+
+    // cat-b lists it too, under the same label, with a group: it stays cat-a's (5.4).
+    let b_entries = "b0.zones PTR other.test.\na1.zones PTR shared.test.\n\
+                     group.a1.zones TXT \"gslb\"\n";
+    write_in(&knot, "cat-b", catalog_text("cat-b.invalid", 2, b_entries));
+    until(
+        gslbd_addr,
+        "www.other.test",
+        "A",
+        "other.test served",
+        |a| a.contains("127.0.15.7"),
+    )
+    .await;
+    until(gslbd_addr, "cat-b.invalid", "SOA", "cat-b serial 2", |_| {
+        gslbd::secondary::status(&server.handle.snapshot_full())
+            .iter()
+            .any(|s| s.zone == "cat-b.invalid." && s.serial == Some(2))
+    })
+    .await;
+    let s = member("still cat-a's", |_| true).await;
+    assert_eq!(s.catalog.as_deref(), Some("cat-a.invalid."), "{s:#?}");
+
+    // cat-a's coo names cat-b: it moves, its data kept (no second transfer, 4.4.1 and 5.4).
+    write_in(
+        &knot,
+        "cat-a",
+        catalog_text(
+            "cat-a.invalid",
+            2,
+            "a1.zones PTR shared.test.\ncoo.a1.zones PTR cat-b.invalid.\n",
+        ),
+    );
+    let s = member("moved to cat-b", |s| {
+        s.catalog.as_deref() == Some("cat-b.invalid.")
+    })
+    .await;
+    assert_eq!(
+        (s.transfers_axfr, s.groups.clone()),
+        (1, vec!["gslb".to_string()])
+    );
+    // Gone from cat-a: cat-b's member, still served, its file kept.
+    write_in(&knot, "cat-a", catalog_text("cat-a.invalid", 3, ""));
+    until(gslbd_addr, "cat-a.invalid", "SOA", "cat-a serial 3", |_| {
+        gslbd::secondary::status(&server.handle.snapshot_full())
+            .iter()
+            .any(|s| s.zone == "cat-a.invalid." && s.serial == Some(3))
+    })
+    .await;
+    assert!(www(&kdig(gslbd_addr, "www.shared.test", "A", &[])));
+    assert!(dir.path().join("members/shared.test.zone").exists());
+    let s = member("still cat-b's", |_| true).await;
+    assert_eq!(s.catalog.as_deref(), Some("cat-b.invalid."), "{s:#?}");
+
+    // A new unique label in cat-b: a reset (5.6), the zone transferred anew by AXFR.
+    write_in(
+        &knot,
+        "cat-b",
+        catalog_text(
+            "cat-b.invalid",
+            3,
+            "b0.zones PTR other.test.\nb2.zones PTR shared.test.\n",
+        ),
+    );
+    let s = member("reset by the new label", |s| {
+        s.catalog_label.as_deref() == Some("b2") && s.transfers_axfr == 2
+    })
+    .await;
+    assert!(s.groups.is_empty(), "{s:#?}");
+    until(
+        gslbd_addr,
+        "www.shared.test",
+        "A",
+        "served after the reset",
+        www,
+    )
+    .await;
+}
+
+/// Rewrites one of Knot's zone files and makes it load the change (journal + NOTIFY).
+fn write_in(knot: &Knot, file: &str, text: String) {
+    std::fs::write(knot.dir.path().join(file), text).unwrap();
+    knot.hup();
+}

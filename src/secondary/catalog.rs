@@ -20,8 +20,14 @@
 //! refresh transfers them) and drops the removed members: their names are REFUSED from then on,
 //! as any name outside our zones, and their files are deleted (RFC 9432 5.3: the consumer
 //! removes the member zone). A member that is also a configured `[[zone]]` stays the configured
-//! one (logged). The group and coo properties (4.4.1, 4.4.2) are not acted on (logged once per
-//! build); a change of a member's unique label (a reset, 5.6) is not noticed.
+//! one (logged).
+//!
+//! A zone listed by two catalogs belongs to one (`owners`): the one that owned it in the serving
+//! snapshot, else the first configured; the other's entry is ignored and logged (RFC 9432 5.4),
+//! unless the owner's entry has a `coo` property naming the other catalog, which then takes the
+//! zone over (4.4.1). A member whose unique label changed (a reset, 5.6), also one that moved
+//! to a catalog listing it under another label (5.4), has its data dropped by `sync` before the
+//! rebuild, so it is transferred anew. `group` properties (4.4.2) are shown, not acted on.
 //!
 //! Nothing here but `sync` does I/O (it deletes the removed members' files).
 
@@ -39,6 +45,15 @@ pub struct Member {
     pub name: Name,
     /// Where its transferred data is kept (`<members_dir>/<zone>.zone`).
     pub file: PathBuf,
+    /// Its unique label (`<unique>.zones.<catalog>`, lowercase): a new label for the same zone
+    /// is a reset (RFC 9432 5.6: the zone's data is dropped and transferred anew).
+    pub label: Vec<u8>,
+    /// The `coo` property (RFC 9432 4.4.1): the lowercase key of the catalog this member may
+    /// move to.
+    pub coo: Option<Vec<u8>>,
+    /// The `group` properties (RFC 9432 4.4.2), shown by `gslbd ctl zones`; no setting is tied
+    /// to a group.
+    pub groups: Vec<String>,
 }
 
 /// The member zones `catalog` lists, each with its file under `dir`. Err: the catalog is not
@@ -71,6 +86,51 @@ pub fn members(catalog: &Zone, dir: &Path) -> Result<(Vec<Member>, Vec<String>),
     let zones_key: Vec<u8> = [&[5u8][..], b"zones", origin].concat();
     let mut notes = Vec::new();
     let mut properties = 0;
+    // The coo and group properties by the member node they are below.
+    let mut coo: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let mut groups: BTreeMap<Vec<u8>, Vec<String>> = BTreeMap::new();
+    for node in catalog.nodes.iter() {
+        let key = &node.key[..];
+        let Some(member) = parent(key) else { continue };
+        if parent(member) != Some(&zones_key[..]) || node.rrsets.is_empty() {
+            continue;
+        }
+        let label = &key[1..1 + key[0] as usize];
+        if label == b"coo" {
+            // RFC 9432 4.4.1: one PTR, the new owner catalog's name.
+            match node.rrset(RecordType::PTR).map(|s| &s.rdatas[..]) {
+                Some([one]) => {
+                    if let Some(t) = one.target() {
+                        coo.insert(member.to_vec(), crate::zone::name::key_of_wire(t).to_vec());
+                    }
+                }
+                _ => notes.push(format!(
+                    "catalog {}: {} is not one PTR: ignored",
+                    catalog.origin,
+                    display(key)
+                )),
+            }
+        } else if label == b"group" {
+            // RFC 9432 4.4.2: TXT records, each one character-string.
+            for r in node
+                .rrset(RecordType::TXT)
+                .map_or(&[][..], |s| &s.rdatas[..])
+            {
+                let mut b = Vec::new();
+                r.uncompressed(&mut b);
+                if let Some((&n, rest)) = b.split_first()
+                    && rest.len() == n as usize
+                {
+                    groups
+                        .entry(member.to_vec())
+                        .or_default()
+                        .push(String::from_utf8_lossy(rest).into_owned());
+                }
+            }
+        } else {
+            properties += 1;
+        }
+    }
     // By name: a zone listed under two unique labels is taken once (the first label in order).
     let mut found: BTreeMap<Vec<u8>, (Vec<u8>, Member)> = BTreeMap::new();
     for node in catalog.nodes.iter() {
@@ -80,9 +140,6 @@ pub fn members(catalog: &Zone, dir: &Path) -> Result<(Vec<Member>, Vec<String>),
         }
         // `<unique>.zones.<catalog>` holds the member's PTR; names below it are properties.
         if parent(key) != Some(&zones_key[..]) {
-            if !node.rrsets.is_empty() {
-                properties += 1;
-            }
             continue;
         }
         let Some(ptr) = node.rrset(RecordType::PTR) else {
@@ -124,6 +181,9 @@ pub fn members(catalog: &Zone, dir: &Path) -> Result<(Vec<Member>, Vec<String>),
         let member = Member {
             name,
             file: dir.join(file),
+            label: key[1..1 + key[0] as usize].to_vec(),
+            coo: coo.get(key).cloned(),
+            groups: groups.get(key).cloned().unwrap_or_default(),
         };
         match found.get(&target[..]) {
             Some((label, _)) if label[..] <= *key => notes.push(format!(
@@ -139,11 +199,73 @@ pub fn members(catalog: &Zone, dir: &Path) -> Result<(Vec<Member>, Vec<String>),
     }
     if properties > 0 {
         notes.push(format!(
-            "catalog {}: {properties} member properties (group, coo, ...) not acted on",
+            "catalog {}: {properties} member properties other than coo and group: not acted on",
             catalog.origin
         ));
     }
     Ok((found.into_values().map(|(_, m)| m).collect(), notes))
+}
+
+/// One catalog's claim on a member zone, in configuration order.
+#[derive(Debug, Clone)]
+pub struct Offer<T> {
+    /// The catalog's lowercase key.
+    pub catalog: Vec<u8>,
+    pub member: Member,
+    /// What the caller builds the member from (the catalog's `[[zone]]`).
+    pub with: T,
+}
+
+/// Which catalog serves each member zone (RFC 9432 5.4): a zone offered by one catalog is
+/// that catalog's; offered by several, it stays with `previous` owner (the catalog owning it in
+/// the snapshot serving; none: the first offer), unless that owner's entry carries a `coo`
+/// naming another catalog offering it, which takes it over. The offers not taken are named in
+/// the notes. Pure: the caller gives the previous owners.
+pub fn owners<T>(
+    offers: Vec<Offer<T>>,
+    previous: impl Fn(&Name) -> Option<Vec<u8>>,
+) -> (Vec<Offer<T>>, Vec<String>) {
+    let mut by_zone: BTreeMap<Vec<u8>, Vec<Offer<T>>> = BTreeMap::new();
+    let mut order = Vec::new();
+    for o in offers {
+        let k = crate::zone::name::key_of(&o.member.name).to_vec();
+        if !by_zone.contains_key(&k) {
+            order.push(k.clone());
+        }
+        by_zone.entry(k).or_default().push(o);
+    }
+    let mut taken = Vec::new();
+    let mut notes = Vec::new();
+    for k in order {
+        let mut all = by_zone.remove(&k).unwrap_or_default();
+        let prev = previous(&all[0].member.name);
+        let mut pick = prev
+            .and_then(|p| all.iter().position(|o| o.catalog == p))
+            .unwrap_or(0);
+        if let Some(to) = &all[pick].member.coo
+            && let Some(i) = all.iter().position(|o| &o.catalog == to)
+            && i != pick
+        {
+            notes.push(format!(
+                "member {}: moves from catalog {} to catalog {} (coo, RFC 9432 4.4.1)",
+                all[0].member.name,
+                display(&all[pick].catalog),
+                display(to)
+            ));
+            pick = i;
+        }
+        let owner = all.swap_remove(pick);
+        for o in &all {
+            notes.push(format!(
+                "catalog {}: member {} belongs to catalog {}: ignored here (RFC 9432 5.4)",
+                display(&o.catalog),
+                o.member.name,
+                display(&owner.catalog)
+            ));
+        }
+        taken.push(owner);
+    }
+    (taken, notes)
 }
 
 /// `<zone>.zone` for a lowercase key whose labels are letters, digits, '-' and '_' only (so a
@@ -189,28 +311,69 @@ pub async fn sync(handle: &crate::server::Handle, z: &super::SecondaryZone) {
             return;
         }
     };
-    let of = |s: &crate::snapshot::Snapshot| -> Vec<(Name, PathBuf)> {
+    // Members by zone, of every catalog: a member can leave this catalog for another (coo).
+    let members = |s: &crate::snapshot::Snapshot| -> Vec<super::SecondaryZone> {
         s.secondaries
             .iter()
-            .filter(|m| m.member_of.as_ref() == Some(&z.origin))
-            .map(|m| (m.origin.clone(), m.file.clone()))
+            .filter(|m| m.member_of.is_some())
+            .cloned()
             .collect()
     };
-    let (old, new) = (of(&before), of(&after));
-    for (name, _) in &new {
-        if !old.iter().any(|(n, _)| n == name) {
-            tracing::info!(catalog = %z.origin, zone = %name, "member zone added");
+    let (old, new) = (members(&before), members(&after));
+    let mine = |m: &super::SecondaryZone| m.member_of.as_ref() == Some(&z.origin);
+    for m in new.iter().filter(|m| mine(m)) {
+        if !old.iter().any(|o| o.origin == m.origin && mine(o)) {
+            tracing::info!(catalog = %z.origin, zone = %m.origin, "member zone added");
         }
     }
-    for (name, file) in old.iter().filter(|o| !new.contains(o)) {
-        tracing::info!(catalog = %z.origin, zone = %name, file = %file.display(), "member zone removed: no longer served, its file deleted");
-        for f in [
-            file.clone(),
-            file.with_extension("rejected"),
-            file.with_extension("tmp-gslbd"),
-        ] {
-            let _ = std::fs::remove_file(f);
+    for o in &old {
+        match new.iter().find(|m| m.origin == o.origin) {
+            None if mine(o) => {
+                tracing::info!(catalog = %z.origin, zone = %o.origin, file = %o.file.display(), "member zone removed: no longer served, its file deleted")
+            }
+            Some(m) if m.member_of != o.member_of => tracing::info!(
+                zone = %o.origin,
+                from = ?o.member_of.as_ref().map(ToString::to_string),
+                to = ?m.member_of.as_ref().map(ToString::to_string),
+                "member zone moved to another catalog (coo, RFC 9432 4.4.1)"
+            ),
+            _ => {}
         }
+        // A file no member of the new snapshot uses: removed, or moved to another catalog's
+        // folder (whose first refresh transfers it).
+        if !after.secondaries.iter().any(|m| m.file == o.file) {
+            remove_files(&o.file);
+        }
+    }
+    // RFC 9432 5.6 (and 5.4 for a move under another label): a new unique label resets the
+    // zone: its data and state are dropped and it is transferred anew (the data already
+    // loaded serves until the AXFR replaces it).
+    for m in &new {
+        if let Some(o) = old.iter().find(|o| o.origin == m.origin)
+            && !o.catalog_label.is_empty()
+            && o.catalog_label != m.catalog_label
+        {
+            tracing::info!(
+                zone = %m.origin,
+                from = %String::from_utf8_lossy(&o.catalog_label),
+                to = %String::from_utf8_lossy(&m.catalog_label),
+                "member zone reset (new unique label, RFC 9432 5.6): transferred anew"
+            );
+            m.control.reset();
+            remove_files(&m.file);
+            m.control.notify.notify_one();
+        }
+    }
+}
+
+/// A member's data file and the files a transfer of it leaves beside it.
+fn remove_files(file: &Path) {
+    for f in [
+        file.to_path_buf(),
+        file.with_extension("rejected"),
+        file.with_extension("tmp-gslbd"),
+    ] {
+        let _ = std::fs::remove_file(f);
     }
 }
 
@@ -242,7 +405,9 @@ mod tests {
         let z = catalog(
             "version TXT \"2\"\nb.zones PTR Example.NET.\na.zones PTR example.org.\n\
              group.a.zones TXT \"g\"\nc.zones PTR example.org.\nd.zones PTR a\\047b.test.\n\
-             e.zones PTR x.cat.invalid.\nf.zones PTR one.test.\nf.zones PTR two.test.\n",
+             e.zones PTR x.cat.invalid.\nf.zones PTR one.test.\nf.zones PTR two.test.\n\
+             serial.a.zones TXT \"1\"\ngroup.b.zones TXT \"red\" \ngroup.b.zones TXT \"blue\"\n\
+             coo.b.zones PTR Other.Invalid.\n",
         );
         let (m, notes) = members(&z, Path::new("/m")).unwrap();
         let got: Vec<(String, PathBuf)> = m
@@ -268,10 +433,69 @@ mod tests {
             "file name",
             "inside the catalog",
             "2 PTR records",
-            "1 member properties",
+            "1 member properties other than coo and group",
         ] {
             assert!(notes.contains(want), "{want}: {notes}");
         }
+        let net = &m[0];
+        assert_eq!(net.label, b"b");
+        assert_eq!(net.coo.as_deref(), Some(&b"\x05other\x07invalid\x00"[..]));
+        let mut groups = net.groups.clone();
+        groups.sort();
+        assert_eq!(groups, ["blue", "red"]);
+        assert_eq!(
+            (m[1].coo.as_ref(), &m[1].groups[..]),
+            (None, &["g".to_string()][..])
+        );
+    }
+
+    #[test]
+    fn a_zone_in_two_catalogs_has_one_owner() {
+        let key = |n: &str| crate::zone::name::key_of(&Name::from_ascii(n).unwrap()).to_vec();
+        let offer = |cat: &str, coo: Option<&str>| Offer {
+            catalog: key(cat),
+            member: Member {
+                name: Name::from_ascii("x.test.").unwrap(),
+                file: PathBuf::from(format!("/{cat}/x.test.zone")),
+                label: b"u".to_vec(),
+                coo: coo.map(key),
+                groups: Vec::new(),
+            },
+            with: cat.to_string(),
+        };
+        let owner = |offers: Vec<Offer<String>>, prev: Option<&str>| {
+            let (taken, notes) = owners(offers, |_| prev.map(key));
+            assert_eq!(taken.len(), 1);
+            (taken[0].with.clone(), notes.join("\n"))
+        };
+        // First configured, unless it was another's: the other offer ignored (RFC 9432 5.4).
+        let (o, notes) = owner(vec![offer("a.", None), offer("b.", None)], None);
+        assert_eq!(o, "a.");
+        assert!(
+            notes.contains("catalog b.: member x.test. belongs to catalog a."),
+            "{notes}"
+        );
+        assert_eq!(
+            owner(vec![offer("a.", None), offer("b.", None)], Some("b.")).0,
+            "b."
+        );
+        // The owner's coo names the other: it moves (4.4.1); a coo elsewhere changes nothing.
+        let (o, notes) = owner(vec![offer("a.", Some("b.")), offer("b.", None)], Some("a."));
+        assert_eq!(o, "b.");
+        assert!(
+            notes.contains("moves from catalog a. to catalog b."),
+            "{notes}"
+        );
+        assert_eq!(
+            owner(vec![offer("a.", Some("c.")), offer("b.", None)], Some("a.")).0,
+            "a."
+        );
+        // A coo on the entry of the catalog that does not own it gives nothing away.
+        assert_eq!(
+            owner(vec![offer("a.", None), offer("b.", Some("a."))], Some("a.")).0,
+            "a."
+        );
+        assert_eq!(owner(vec![offer("b.", None)], Some("a.")).0, "b.");
     }
 
     #[test]

@@ -93,6 +93,10 @@ pub struct SecondaryZone {
     pub members_from: Option<u32>,
     /// The catalog this zone is a member of.
     pub member_of: Option<Name>,
+    /// A member's unique label in its catalog (RFC 9432 4.1; empty: not a member).
+    pub catalog_label: Vec<u8>,
+    /// A member's `group` properties (RFC 9432 4.4.2).
+    pub groups: Vec<String>,
 }
 
 /// What lives across reloads for one secondary zone.
@@ -132,6 +136,16 @@ impl Control {
     /// Whether the zone has expired (answers SERVFAIL); read by snapshot builds.
     pub fn expired(&self) -> bool {
         self.state().expired
+    }
+
+    /// Forgets the zone's data and transfer history (a catalog member reset, RFC 9432 5.6):
+    /// the next refresh transfers it by AXFR whatever the primary's serial.
+    pub fn reset(&self) {
+        let mut s = self.state();
+        s.records = None;
+        s.soa = None;
+        s.last_transfer = None;
+        s.last_kind = None;
     }
 }
 
@@ -243,6 +257,8 @@ impl SecondaryZone {
             members_dir,
             members_from: None,
             member_of: None,
+            catalog_label: Vec::new(),
+            groups: Vec::new(),
         })
     }
 
@@ -308,6 +324,13 @@ pub struct ZoneStatus {
     pub failures: u64,
     pub bytes: u64,
     pub last_error: Option<String>,
+    /// The catalog a member zone belongs to (RFC 9432), its unique label and group properties.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalog_label: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 fn unix(t: Option<SystemTime>) -> Option<u64> {
@@ -335,6 +358,10 @@ pub fn status(snap: &crate::snapshot::Snapshot) -> Vec<ZoneStatus> {
                 failures: c.failures.load(Ordering::Relaxed),
                 bytes: c.bytes.load(Ordering::Relaxed),
                 last_error: s.last_error.clone(),
+                catalog: z.member_of.as_ref().map(ToString::to_string),
+                catalog_label: (!z.catalog_label.is_empty())
+                    .then(|| String::from_utf8_lossy(&z.catalog_label).into_owned()),
+                groups: z.groups.clone(),
             }
         })
         .collect()
