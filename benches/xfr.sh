@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Outgoing zone transfers, gslbd beside Knot and NSD as primaries of the same zone, in one run:
+# Outgoing zone transfers, gslbd beside Knot, NSD and BIND as primaries of the same zone, in one run:
 #   axfr   = a whole transfer of a RECORDS-record zone (kdig AXFR): wall time and the primary's CPU;
 #   ixfr   = after a 1 % change (every 100th A record's address changed, serial + 1) and a reload:
 #            the incremental transfer's wall time and CPU, and its size;
-#   reload = time from the reload (SIGHUP / knotc reload / nsd-control reload) until the primary
-#            answers the new serial.
+#   reload = time from the reload (SIGHUP / knotc reload / nsd-control reload / SIGHUP to named)
+#            until the primary answers the new serial.
 # CPU = utime+stime of the server's processes from /proc (all threads; NSD: its children too).
-# Everything on loopback (127.0.34.1 gslbd, .2 Knot, .3 NSD). Needs knotd, knotc, nsd, kdig.
+# Everything on loopback (127.0.34.1 gslbd, .2 Knot, .3 NSD, port 5353; BIND on 127.0.0.1:5399,
+# as named listens only on addresses its interface scan finds). Needs knotd, knotc, nsd, named, kdig.
+# BIND computes the reload's difference itself (`ixfr-from-differences yes`), as gslbd and Knot do.
 # NSD before 4.7 keeps no IXFR history for zones it loads from files: it answers IXFR in AXFR form.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,8 +16,8 @@ RECORDS=${RECORDS:-1000000}
 bin=${GSLBD:-target/release/gslbd}
 [ -x "$bin" ] || cargo build --release --bin gslbd
 dir=$(mktemp -d)
-GPID=; KPID=; NPID=
-trap 'kill $GPID $KPID $NPID 2>/dev/null || true; sleep 0.5; rm -rf "$dir"' EXIT
+GPID=; KPID=; NPID=; BPID=
+trap 'kill $GPID $KPID $NPID $BPID 2>/dev/null || true; sleep 0.5; rm -rf "$dir"' EXIT
 PATH=$PATH:/usr/sbin
 
 zone() { # serial, changed(0|1)
@@ -31,6 +33,7 @@ EOF
 }
 zone 1 0 > "$dir/example.com.zone"
 cp "$dir/example.com.zone" "$dir/knot.zone"; cp "$dir/example.com.zone" "$dir/nsd.zone"
+cp "$dir/example.com.zone" "$dir/bind.zone"
 
 cat > "$dir/gslbd.toml" <<EOT
 [[zone]]
@@ -83,6 +86,24 @@ zone:
   provide-xfr: 127.0.0.0/8 NOKEY
 EOT
 
+mkdir -p "$dir/named"
+cat > "$dir/named.conf" <<EOT
+options {
+  directory "$dir/named";
+  pid-file "$dir/named/named.pid";
+  session-keyfile "$dir/named/session.key";
+  listen-on port 5399 { 127.0.0.1; };
+  listen-on-v6 { none; };
+  recursion no;
+  notify no;
+  ixfr-from-differences yes;
+  max-ixfr-ratio unlimited;
+  allow-transfer { 127.0.0.0/8; };
+};
+controls { };
+zone "example.com" { type primary; file "$dir/bind.zone"; };
+EOT
+
 cpu() { # total ticks of a process and its children
   local t=0
   for p in "$@" $(pgrep -P "$1" 2>/dev/null || true); do
@@ -91,7 +112,8 @@ cpu() { # total ticks of a process and its children
   echo "$t"
 }
 tick=$(getconf CLK_TCK)
-serial_of() { kdig @"$1" -p 5353 +short +time=1 +retry=0 example.com SOA 2>/dev/null | awk '{print $3}'; }
+port_of() { if [ "$1" = 127.0.0.1 ]; then echo 5399; else echo 5353; fi; }
+serial_of() { kdig @"$1" -p "$(port_of "$1")" +short +time=1 +retry=0 example.com SOA 2>/dev/null | awk '{print $3}'; }
 wait_serial() { # addr serial
   local deadline=$((SECONDS + 600))
   until [ "$(serial_of "$1")" = "$2" ]; do
@@ -103,13 +125,14 @@ wait_serial() { # addr serial
 "$bin" serve --config "$dir/gslbd.toml" >"$dir/gslbd.log" 2>&1 & GPID=$!
 knotd -c "$dir/knot.conf" >"$dir/knot.log" 2>&1 & KPID=$!
 nsd -d -c "$dir/nsd.conf" >"$dir/nsd.log" 2>&1 & NPID=$!
-for a in 127.0.34.1 127.0.34.2 127.0.34.3; do wait_serial $a 1; done
+named -f -4 -c "$dir/named.conf" >"$dir/named.log" 2>&1 & BPID=$!
+for a in 127.0.34.1 127.0.34.2 127.0.34.3 127.0.0.1; do wait_serial $a 1; done
 
 measure() { # label pid addr kdig-args...
   local label=$1 pid=$2 addr=$3; shift 3
   local c0 t0 t1 c1 bytes
   c0=$(cpu "$pid"); t0=$(date +%s.%N)
-  bytes=$(kdig @"$addr" -p 5353 +time=60 "$@" 2>/dev/null | sed -n 's/^;; Received \([0-9]*\) B.*/\1/p' | tail -1)
+  bytes=$(kdig @"$addr" -p "$(port_of "$addr")" +time=60 "$@" 2>/dev/null | sed -n 's/^;; Received \([0-9]*\) B.*/\1/p' | tail -1)
   t1=$(date +%s.%N); c1=$(cpu "$pid")
   printf '%-8s %-6s %8.3f s wall  %7.3f s CPU  %10s B\n' "$label" "$2" "$(echo "$t1 - $t0" | bc)" \
     "$(echo "($c1 - $c0) / $tick" | bc -l)" "${bytes:-?}"
@@ -119,10 +142,12 @@ for run in 1 2; do
   measure gslbd $GPID 127.0.34.1 example.com AXFR
   measure knot $KPID 127.0.34.2 example.com AXFR
   measure nsd $NPID 127.0.34.3 example.com AXFR
+  measure bind $BPID 127.0.0.1 example.com AXFR
 done
 
 zone 2 1 > "$dir/example.com.zone"
 cp "$dir/example.com.zone" "$dir/knot.zone"; cp "$dir/example.com.zone" "$dir/nsd.zone"
+cp "$dir/example.com.zone" "$dir/bind.zone"
 reload() { # label addr command...
   local label=$1 addr=$2; shift 2
   local t0; t0=$(date +%s.%N)
@@ -133,8 +158,10 @@ reload() { # label addr command...
 reload gslbd 127.0.34.1 kill -HUP $GPID
 reload knot 127.0.34.2 knotc -s "$dir/knot.sock" zone-reload example.com
 reload nsd 127.0.34.3 nsd-control -c "$dir/nsd.conf" reload example.com
+reload bind 127.0.0.1 kill -HUP $BPID
 for run in 1 2; do
   measure gslbd $GPID 127.0.34.1 example.com IXFR=1
   measure knot $KPID 127.0.34.2 example.com IXFR=1
   measure nsd $NPID 127.0.34.3 example.com IXFR=1
+  measure bind $BPID 127.0.0.1 example.com IXFR=1
 done

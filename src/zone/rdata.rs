@@ -157,6 +157,11 @@ impl WireRdata {
     }
 
     /// Equal RDATA, whatever the records' own TTLs (RFC 2181 5: duplicates are one record).
+    /// Byte for byte the same record (an RRSIG's own TTL included).
+    pub fn identical(&self, other: &WireRdata) -> bool {
+        self.data == other.data
+    }
+
     pub fn same_data(&self, other: &WireRdata) -> bool {
         let skip = |w: &WireRdata| if w.ttl().is_some() { 5 } else { 0 };
         self.data[skip(self)..] == other.data[skip(other)..]
