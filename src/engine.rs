@@ -685,7 +685,7 @@ fn referral<'z>(zone: &'z Zone, cut: &'z Node, dnssec: bool, out: &mut Answer<'z
                 out.authority.push(RrsetRef::all(owner, ds, ds.ttl));
                 push_sigs(&mut out.authority, Some(cut), owner, RecordType::DS, ds.ttl);
             }
-            None => push_proof(zone, &cut.key, Denial::NoData, out),
+            None => push_proof(zone, &cut.key, Denial::NoDs, out),
         }
     }
     let (mut cut_buf, mut tbuf) = ([0u8; MAX_NAME], [0u8; MAX_NAME]);

@@ -52,9 +52,12 @@ pub enum Denial<'k> {
     /// not exist.
     NxDomain { ce: &'k [u8] },
     /// RFC 4035 3.1.3.1, RFC 5155 7.2.3/7.2.4: the name exists (or is an empty non-terminal)
-    /// without the type. Also the "no DS" proof of an unsigned delegation (RFC 4035 3.1.4,
-    /// RFC 5155 7.2.7), about the cut's name.
+    /// without the type.
     NoData,
+    /// RFC 4035 3.1.4, RFC 5155 7.2.7: a referral to an unsigned delegation, about the cut's name:
+    /// the cut's own NSEC (never a covering one: the cut exists), or its NSEC3 or, under
+    /// opt-out, the closest provable encloser proof.
+    NoDs,
     /// RFC 4035 3.1.3.4, RFC 5155 7.2.5: the name does not exist and the wildcard that would
     /// answer it has no data of the type.
     WildcardNoData { ce: &'k [u8] },
@@ -207,6 +210,10 @@ impl Index {
         let mut wbuf = [0u8; 257];
         if !self.nsec.is_empty() {
             p.rtype = Some(RecordType::NSEC);
+            if let Denial::NoDs = what {
+                p.add(nodes.get(key).filter(|n| n.rrset(RecordType::NSEC).is_some()));
+                return p;
+            }
             // RFC 4035 3.1.3: the NSEC matching or covering each name the answer is about
             // (for an empty non-terminal the one covering it, whose next name is below it).
             p.add(self.nsec_at_or_before(nodes, key));
@@ -216,7 +223,7 @@ impl Index {
                         p.add(self.nsec_at_or_before(nodes, w));
                     }
                 }
-                Denial::NoData | Denial::WildcardAnswer { .. } => {}
+                Denial::NoData | Denial::NoDs | Denial::WildcardAnswer { .. } => {}
             }
             return p;
         }
@@ -233,7 +240,7 @@ impl Index {
                     p.add(self.nsec3_covering(nsec3, w));
                 }
             }
-            Denial::NoData => match self.nsec3_matching(nsec3, key) {
+            Denial::NoData | Denial::NoDs => match self.nsec3_matching(nsec3, key) {
                 // RFC 5155 7.2.3 (and an empty non-terminal: NSEC3 chains hold them).
                 Some(n) => p.add(Some(n)),
                 // RFC 5155 7.2.4 / 7.2.7: no NSEC3 for the name (a DS question or a delegation
