@@ -126,7 +126,9 @@ async fn start_gslbd() -> (TestServer, tempfile::TempDir) {
             zone_path(z)
         ));
     }
-    text.push_str("[[listener]]\nname = \"all\"\naddresses = [\"127.0.18.1:0\"]\nzones = [\"*\"]\n");
+    text.push_str(
+        "[[listener]]\nname = \"all\"\naddresses = [\"127.0.18.1:0\"]\nzones = [\"*\"]\n",
+    );
     let path = tmp.path().join("gslbd.toml");
     std::fs::write(&path, text).unwrap();
     let server = common::start_on_path(Source::file(&path), Path::Fast).await;
@@ -255,8 +257,11 @@ fn view(bytes: &[u8]) -> View {
 }
 
 fn has_dnssec(set: &BTreeSet<String>) -> bool {
-    set.iter()
-        .any(|r| [" RRSIG ", " NSEC ", " NSEC3 "].iter().any(|t| r.contains(t)))
+    set.iter().any(|r| {
+        [" RRSIG ", " NSEC ", " NSEC3 "]
+            .iter()
+            .any(|t| r.contains(t))
+    })
 }
 
 /// Why gslbd's view `g` differs from NSD's `n` in a way the test does not accept, or None.
@@ -325,10 +330,7 @@ async fn compare(
             .unwrap_or_else(|| panic!("nsd did not answer {name} {t}"));
             let (gv, nv) = (view(&gr), view(&nr));
             let dnssec_ok = matches!(edns, Some((_, true)));
-            let asked = matches!(
-                t,
-                RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3
-            );
+            let asked = matches!(t, RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3);
             if dnssec_ok && (has_dnssec(&gv.answer) || has_dnssec(&gv.authority)) {
                 signed += 1;
             }
@@ -423,8 +425,8 @@ fn delv(addr: SocketAddr, zone: &str, name: &str, t: &str) -> String {
         .args([name, t])
         .output()
         .expect("run delv");
-    let text = String::from_utf8_lossy(&out.stdout).to_string()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     text.lines()
         .find(|l| l.starts_with("; ") && (l.contains("validated") || l.contains("unsigned")))
         .map(|l| l.to_string())

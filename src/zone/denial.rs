@@ -211,7 +211,11 @@ impl Index {
         if !self.nsec.is_empty() {
             p.rtype = Some(RecordType::NSEC);
             if let Denial::NoDs = what {
-                p.add(nodes.get(key).filter(|n| n.rrset(RecordType::NSEC).is_some()));
+                p.add(
+                    nodes
+                        .get(key)
+                        .filter(|n| n.rrset(RecordType::NSEC).is_some()),
+                );
                 return p;
             }
             // RFC 4035 3.1.3: the NSEC matching or covering each name the answer is about
