@@ -775,7 +775,7 @@ const EXCUSES: &[Excuse] = &[
     },
     Excuse {
         name: "truncated-partial",
-        peers: &["nsd", "knot"],
+        peers: &["nsd"],
         reason: "both set TC with the same RCODE (an answer with its DNSSEC records does not fit \
                  the client's buffer, RFC 4035 3.1.1): the peer keeps the RRsets that fit, gslbd \
                  sends none; RFC 2181 9 allows either, the client asks again over TCP. Only when \
@@ -807,7 +807,7 @@ const EXCUSES: &[Excuse] = &[
                  records with an NSEC3PARAM: gslbd (as NSD) proves denial with NSEC, Knot with \
                  NSEC3. Only NSEC/NSEC3 records and their RRSIGs differ, only in AUTHORITY, \
                  RCODE and the rest equal; or gslbd's NSEC proof did not fit a 512-byte buffer \
-                 (TC, empty) where Knot's NSEC3 one did",
+                 (TC, empty) where Knot's negative answer (SOA, NSEC3 or nothing) did",
         apply: denial_nsec_or_nsec3,
     },
     Excuse {
@@ -965,10 +965,16 @@ fn denial_nsec_or_nsec3(pr: &Pair<'_>, g: &mut View, p: &mut View) -> bool {
     if !pr.case.dnssec_ok() || g.rcode != p.rcode {
         return false;
     }
-    let nsec3_in = |v: &View| v.authority.iter().any(|r| r.rtype == T_NSEC3);
+    let negative = |v: &View| {
+        v.answer.is_empty()
+            && v.authority
+                .iter()
+                .all(|r| matches!(r.rtype, T_SOA | T_RRSIG | T_NSEC | T_NSEC3))
+    };
     if g.flags & FLAG_TC != 0 && p.flags & FLAG_TC == 0 {
-        // gslbd's NSEC proof too big for the buffer; Knot's NSEC3 one fit.
-        if pr.case.via != Via::Udp || g.sections().iter().any(|s| !s.is_empty()) || !nsec3_in(p) {
+        // gslbd's NSEC proof too big for the buffer; Knot's negative answer (its NSEC3 proof, or
+        // none where its NSEC3 chain has no record for the name) fit.
+        if pr.case.via != Via::Udp || g.sections().iter().any(|s| !s.is_empty()) || !negative(p) {
             return false;
         }
         *p = g.clone();
