@@ -14,7 +14,8 @@
 # NXDOMAINs their NSEC/NSEC3 proofs.
 # Loopback only, one UDP worker each: 127.0.18.101 gslbd, .102 NSD, .103 Knot. Servers on CPU 1 and
 # dnsperf on CPU 0 when there are two CPUs. CPU = utime+stime of the server over the run divided
-# by the queries completed (from /proc), rounds in rotating order, median reported.
+# by the queries completed (from /proc, the process and its children), rounds in rotating order,
+# median reported.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,7 +68,21 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
     pin_client=(taskset -c 0)
 fi
 hz=$(getconf CLK_TCK)
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+tree() { # pid: the pid and its descendants (NSD serves from child processes)
+    local p c
+    for p in "$@"; do
+        echo "$p"
+        for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do tree "$c"; done
+    done
+}
+cpu_ticks() { # utime+stime of the process tree
+    local t=0 p v
+    for p in $(tree "$1"); do
+        v=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null) || continue
+        t=$((t + v))
+    done
+    echo "$t"
+}
 
 # The signed zone.
 python3 benches/compare/gen_zone.py "$records" "$work/bench.unsigned" "$work/queries" >/dev/null
@@ -134,7 +149,7 @@ zone:
     file: "$work/bench.zone"
 EOF
 
-"${pin_server[@]}" "$bin" --config "$work/gslbd.toml" >"$work/gslbd.log" 2>&1 &
+"${pin_server[@]}" "$bin" serve --config "$work/gslbd.toml" >"$work/gslbd.log" 2>&1 &
 pid[gslbd]=$!
 "${pin_server[@]}" "$nsd" -d -c "$work/nsd.conf" >"$work/nsd.out" 2>&1 &
 pid[nsd]=$!
