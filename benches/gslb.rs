@@ -75,6 +75,7 @@ fn bench(c: &mut Criterion) {
                 name: &key,
                 qtype: RecordType::A,
                 client: addrs[i],
+                dnssec_ok: false,
             };
             black_box(
                 engine::answer(

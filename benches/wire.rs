@@ -63,6 +63,7 @@ fn bench(c: &mut Criterion) {
             name: q.name(),
             qtype: q.rtype(),
             client: client_addr(None, peer.ip()),
+            dnssec_ok: false,
         };
         c.bench_function(&format!("lookup ({what})"), |b| {
             b.iter(|| {

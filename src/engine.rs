@@ -18,8 +18,9 @@ use smallvec::SmallVec;
 use crate::geo::{GeoCache, GeoInfo};
 use crate::gslb::explain::{GeoView, Hop, Trace};
 use crate::gslb::{self, ClientAddr, Gslb, HealthView, Label, Select, Step};
+use crate::zone::denial::Denial;
 use crate::zone::name;
-use crate::zone::{Node, RRset, Zone, ZoneSet};
+use crate::zone::{Node, RRset, Zone, ZoneSet, covers};
 
 /// What the engine decided; `wire::rcode_of` maps it to an RCODE (the one place that does).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +64,9 @@ pub struct RrsetRef<'z> {
     /// Some(i): a CNAME synthesized from a DNAME (RFC 6672 3.1) whose one RDATA is
     /// `Answer::names[i]`; `rrset` is then `SYNTH_CNAME`.
     pub synth: Option<u8>,
+    /// Some(t): `rrset` is a node's RRSIG RRset and only the signatures covering type `t` are
+    /// sent (RFC 4035 3.1.1: the RRSIGs of an RRset go with it).
+    pub covered: Option<RecordType>,
 }
 
 impl<'z> RrsetRef<'z> {
@@ -73,6 +77,7 @@ impl<'z> RrsetRef<'z> {
             ttl,
             select: Select::All,
             synth: None,
+            covered: None,
         }
     }
 }
@@ -151,6 +156,9 @@ pub struct Question<'q> {
     pub qtype: RecordType,
     /// Who asks: the ECS subnet or the packet's source (RFC 7871 7.1.1), for GSLB names.
     pub client: ClientAddr,
+    /// The query's EDNS DO bit (RFC 3225): answers from a zone holding DNSSEC data then carry
+    /// RRSIGs and denial proofs (RFC 4035 3.1).
+    pub dnssec_ok: bool,
 }
 
 /// What the engine reads besides the snapshot and the question: every input an answer may vary by
@@ -233,7 +241,11 @@ pub fn answer<'z>(
 
     loop {
         let key = &key_buf[..key_len];
-        let cname = match lookup(zone, key, q.qtype) {
+        // RFC 4035 3.1: DNSSEC records only for a DO query, and only from a zone that has them
+        // (decided per zone: a chain may cross from a signed zone into an unsigned one).
+        let dnssec = q.dnssec_ok && zone.dnssec.is_some();
+        let (found, place) = lookup(zone, key, q.qtype);
+        let (cname, from) = match found {
             Lookup::Data(set) => {
                 let select = if zone.rotate
                     && set.rdatas.len() > 1
@@ -243,16 +255,22 @@ pub fn answer<'z>(
                 } else {
                     Select::All
                 };
+                let ttl = set.ttl.min(ttl_cap);
                 out.answer.push(RrsetRef {
                     owner,
                     rrset: set,
-                    ttl: set.ttl.min(ttl_cap),
+                    ttl,
                     select,
                     synth: None,
+                    covered: None,
                 });
+                if dnssec {
+                    push_sigs(&mut out.answer, place.node, owner, set.rtype, ttl);
+                    wildcard_proof(zone, key, &place, &mut out);
+                }
                 break;
             }
-            Lookup::Cname(set) => set,
+            Lookup::Cname(set) => (set, Some(place)),
             Lookup::Dname(node, dname, owner_len) => {
                 // RFC 6672 3.1/3.2: the DNAME, then a CNAME from the name to the name with the
                 // DNAME's owner replaced by its target, with the DNAME's TTL; then go on as for a
@@ -260,6 +278,12 @@ pub fn answer<'z>(
                 let ttl = dname.ttl.min(ttl_cap);
                 out.answer
                     .push(RrsetRef::all(Owner::Wire(node.owner()), dname, ttl));
+                if dnssec {
+                    // The synthesized CNAME has no signature: validators rebuild it from the
+                    // signed DNAME (RFC 6672 5.3.1).
+                    let o = Owner::Wire(node.owner());
+                    push_sigs(&mut out.answer, Some(node), o, RecordType::DNAME, ttl);
+                }
                 let Some(target) = dname.rdatas.first().and_then(|r| r.target()) else {
                     break;
                 };
@@ -281,6 +305,7 @@ pub fn answer<'z>(
                     ttl,
                     select: Select::All,
                     synth: Some(i),
+                    covered: None,
                 });
                 hops += 1;
                 // QTYPE=CNAME: the synthesized CNAME is the answer, not followed (RFC 1034 4.3.2
@@ -346,8 +371,10 @@ pub fn answer<'z>(
                 if d.hits.is_some() {
                     out.hits = d.hits;
                 }
+                // GSLB answers are not signed here (online signing of them is separate work):
+                // as without DO.
                 match d.step {
-                    Step::Cname(set) => set,
+                    Step::Cname(set) => (set, None),
                     Step::Data(set, select) => {
                         out.answer.push(RrsetRef {
                             owner,
@@ -355,6 +382,7 @@ pub fn answer<'z>(
                             ttl: set.ttl.min(ttl_cap),
                             select,
                             synth: None,
+                            covered: None,
                         });
                         out.last_hop = Some(before);
                         break;
@@ -366,13 +394,26 @@ pub fn answer<'z>(
                 }
             }
             Lookup::NoData => {
-                out.authority.push(soa_of(zone, ttl_cap));
+                negative(zone, ttl_cap, dnssec, &mut out);
+                if dnssec {
+                    // RFC 4035 3.1.3.1/3.1.3.4, RFC 5155 7.2.3-7.2.5.
+                    let what = match place.ce {
+                        Some(ce) if place.wildcard => Denial::WildcardNoData { ce: &key[ce..] },
+                        _ => Denial::NoData,
+                    };
+                    push_proof(zone, key, what, &mut out);
+                }
                 break;
             }
             Lookup::NxDomain => {
                 // RFC 6604 section 3: the RCODE is that of the last name in the chain.
                 out.outcome = Outcome::NxDomain;
-                out.authority.push(soa_of(zone, ttl_cap));
+                negative(zone, ttl_cap, dnssec, &mut out);
+                if dnssec {
+                    // RFC 4035 3.1.3.2, RFC 5155 7.2.2.
+                    let ce = &key[place.ce.unwrap_or(0)..];
+                    push_proof(zone, key, Denial::NxDomain { ce }, &mut out);
+                }
                 break;
             }
             Lookup::Referral(cut) => {
@@ -380,12 +421,16 @@ pub fn answer<'z>(
                 if out.answer.is_empty() {
                     out.aa = false;
                 }
-                referral(zone, cut, &mut out);
+                referral(zone, cut, dnssec, &mut out);
                 break;
             }
         };
-        out.answer
-            .push(RrsetRef::all(owner, cname, cname.ttl.min(ttl_cap)));
+        let ttl = cname.ttl.min(ttl_cap);
+        out.answer.push(RrsetRef::all(owner, cname, ttl));
+        if dnssec && let Some(place) = from {
+            push_sigs(&mut out.answer, place.node, owner, RecordType::CNAME, ttl);
+            wildcard_proof(zone, key, &place, &mut out);
+        }
         hops += 1;
         let Some(target) = cname.rdatas.first().and_then(|r| r.target()) else {
             break;
@@ -409,7 +454,7 @@ pub fn answer<'z>(
         zone = next_zone;
         owner = Owner::Wire(target);
     }
-    additional_addresses(zones, &mut out);
+    additional_addresses(zones, q.dnssec_ok, &mut out);
     out
 }
 
@@ -419,6 +464,98 @@ fn soa_of(zone: &Zone, ttl_cap: u32) -> RrsetRef<'_> {
         zone.soa(),
         zone.negative_ttl.min(ttl_cap),
     )
+}
+
+/// The SOA of a negative answer (RFC 2308 3), with its RRSIGs when `dnssec` (RFC 4035 3.1.3).
+fn negative<'z>(zone: &'z Zone, ttl_cap: u32, dnssec: bool, out: &mut Answer<'z>) {
+    let soa = soa_of(zone, ttl_cap);
+    out.authority.push(soa);
+    if dnssec {
+        let apex = Some(zone.apex());
+        push_sigs(
+            &mut out.authority,
+            apex,
+            soa.owner,
+            RecordType::SOA,
+            soa.ttl,
+        );
+    }
+}
+
+/// RFC 4035 3.1.1: the RRSIGs at `node` covering `rtype`, after the RRset they sign, with its
+/// owner and TTL (a signature never outlives its RRset, RFC 4034 3).
+fn push_sigs<'z>(
+    section: &mut Section<'z>,
+    node: Option<&'z Node>,
+    owner: Owner<'z>,
+    rtype: RecordType,
+    ttl: u32,
+) {
+    let code = u16::from(rtype);
+    if let Some(sigs) = node.and_then(|n| n.rrset(RecordType::RRSIG))
+        && sigs.rdatas.iter().any(|r| covers(r, code))
+    {
+        section.push(RrsetRef {
+            owner,
+            rrset: sigs,
+            ttl,
+            select: Select::All,
+            synth: None,
+            covered: Some(rtype),
+        });
+    }
+}
+
+/// RFC 4035 3.1.3.3, RFC 5155 7.2.6: an answer a wildcard synthesized carries the proof that the
+/// name asked for does not exist (its RRSIG's Labels field, as signed, tells the validator it was
+/// expanded).
+fn wildcard_proof<'z>(zone: &'z Zone, key: &[u8], place: &Place<'z>, out: &mut Answer<'z>) {
+    if let (true, Some(ce)) = (place.wildcard, place.ce) {
+        push_proof(zone, key, Denial::WildcardAnswer { ce: &key[ce..] }, out);
+    }
+}
+
+/// The NSEC/NSEC3 records (and their RRSIGs) proving `what` about `key`, in AUTHORITY, each once.
+fn push_proof<'z>(zone: &'z Zone, key: &[u8], what: Denial<'_>, out: &mut Answer<'z>) {
+    let Some(index) = zone.dnssec.as_deref() else {
+        return;
+    };
+    let proof = index.proof(&zone.nodes, &zone.nsec3, key, what);
+    let Some(rtype) = proof.rtype else {
+        return;
+    };
+    for node in proof.nodes {
+        let Some(set) = node.rrset(rtype) else {
+            continue;
+        };
+        if out.authority.iter().any(|r| std::ptr::eq(r.rrset, set)) {
+            continue;
+        }
+        let owner = Owner::Wire(node.owner());
+        out.authority.push(RrsetRef::all(owner, set, set.ttl));
+        push_sigs(&mut out.authority, Some(node), owner, rtype, set.ttl);
+    }
+}
+
+/// Where a lookup ended, for the DNSSEC records of the answer.
+#[derive(Debug, Clone, Copy, Default)]
+struct Place<'z> {
+    /// The node whose data answers (the wildcard's when one was expanded), the delegation point
+    /// of a referral, the name of a NODATA answer.
+    node: Option<&'z Node>,
+    /// The name does not exist: its closest encloser is the key's suffix from this offset.
+    ce: Option<usize>,
+    /// A wildcard answered (RFC 4592 3.3.1).
+    wildcard: bool,
+}
+
+impl<'z> Place<'z> {
+    fn at(node: &'z Node) -> Self {
+        Place {
+            node: Some(node),
+            ..Place::default()
+        }
+    }
 }
 
 /// Offsets of each suffix of `key`: [0] is the whole name, the last is the root.
@@ -438,7 +575,7 @@ fn suffix_offsets(key: &[u8], out: &mut [u8; 128]) -> usize {
 }
 
 /// RFC 1034 4.3.2 step 3 within one zone, with RFC 4592 wildcard synthesis.
-fn lookup<'z>(zone: &'z Zone, key: &[u8], qtype: RecordType) -> Lookup<'z> {
+fn lookup<'z>(zone: &'z Zone, key: &[u8], qtype: RecordType) -> (Lookup<'z>, Place<'z>) {
     let mut offs = [0u8; 128];
     let n = suffix_offsets(key, &mut offs);
     let zone_labels = name::label_count(&zone.origin_key);
@@ -448,7 +585,10 @@ fn lookup<'z>(zone: &'z Zone, key: &[u8], qtype: RecordType) -> Lookup<'z> {
         && below > 0
         && let Some(d) = zone.apex().rrset(RecordType::DNAME)
     {
-        return Lookup::Dname(zone.apex(), d, zone.origin_key.len());
+        return (
+            Lookup::Dname(zone.apex(), d, zone.origin_key.len()),
+            Place::at(zone.apex()),
+        );
     }
     // Walk down from the apex: the first missing name ends the walk at its closest encloser, the
     // first zone cut on the way is a referral (except DS at the cut itself, which is the parent's),
@@ -457,24 +597,21 @@ fn lookup<'z>(zone: &'z Zone, key: &[u8], qtype: RecordType) -> Lookup<'z> {
     for i in (0..below).rev() {
         let suffix = &key[offs[i] as usize..];
         match zone.node(suffix) {
-            None => {
-                let encloser = &key[offs[i + 1] as usize..];
-                return wildcard(zone, encloser, qtype);
-            }
+            None => return wildcard(zone, key, offs[i + 1] as usize, qtype),
             Some(node) if node.cut && !(i == 0 && qtype == RecordType::DS) => {
-                return Lookup::Referral(node);
+                return (Lookup::Referral(node), Place::at(node));
             }
             Some(node) if i > 0 && zone.dname => {
                 if let Some(d) = node.rrset(RecordType::DNAME) {
-                    return Lookup::Dname(node, d, suffix.len());
+                    return (Lookup::Dname(node, d, suffix.len()), Place::at(node));
                 }
             }
             Some(_) => {}
         }
     }
     match zone.node(key) {
-        Some(node) => at_node(node, qtype),
-        None => Lookup::NxDomain,
+        Some(node) => (at_node(node, qtype), Place::at(node)),
+        None => (Lookup::NxDomain, Place::default()),
     }
 }
 
@@ -498,29 +635,59 @@ fn at_node(node: &Node, qtype: RecordType) -> Lookup<'_> {
     }
 }
 
-/// RFC 4592 3.3.1: the source of synthesis is `*.<closest encloser>`; without one, NXDOMAIN.
-fn wildcard<'z>(zone: &'z Zone, encloser: &[u8], qtype: RecordType) -> Lookup<'z> {
+/// RFC 4592 3.3.1: the source of synthesis is `*.<closest encloser>`, the closest encloser being
+/// `key`'s suffix from offset `ce`; without one, NXDOMAIN.
+fn wildcard<'z>(
+    zone: &'z Zone,
+    key: &[u8],
+    ce: usize,
+    qtype: RecordType,
+) -> (Lookup<'z>, Place<'z>) {
+    let encloser = &key[ce..];
+    let missing = Place {
+        node: None,
+        ce: Some(ce),
+        wildcard: false,
+    };
     let mut buf = [0u8; MAX_NAME + 2];
     if encloser.len() + 2 > MAX_NAME {
-        return Lookup::NxDomain;
+        return (Lookup::NxDomain, missing);
     }
     buf[0] = 1;
     buf[1] = b'*';
     buf[2..2 + encloser.len()].copy_from_slice(encloser);
     match zone.node(&buf[..2 + encloser.len()]) {
-        Some(node) => at_node(node, qtype),
-        None => Lookup::NxDomain,
+        Some(node) => (
+            at_node(node, qtype),
+            Place {
+                node: Some(node),
+                ce: Some(ce),
+                wildcard: true,
+            },
+        ),
+        None => (Lookup::NxDomain, missing),
     }
 }
 
 /// NS of the cut in AUTHORITY and the addresses of its targets in ADDITIONAL: in-domain glue
 /// first (required), then sibling glue elsewhere in the zone (optional).
-fn referral<'z>(zone: &'z Zone, cut: &'z Node, out: &mut Answer<'z>) {
+/// With `dnssec`, the cut's DS RRset and its RRSIGs, or the proof that it has none (RFC 4035
+/// 3.1.4, RFC 5155 7.2.7: under opt-out, the closest provable encloser's).
+fn referral<'z>(zone: &'z Zone, cut: &'z Node, dnssec: bool, out: &mut Answer<'z>) {
     let Some(ns) = cut.rrset(RecordType::NS) else {
         return;
     };
-    out.authority
-        .push(RrsetRef::all(Owner::Wire(cut.owner()), ns, ns.ttl));
+    let owner = Owner::Wire(cut.owner());
+    out.authority.push(RrsetRef::all(owner, ns, ns.ttl));
+    if dnssec {
+        match cut.rrset(RecordType::DS) {
+            Some(ds) => {
+                out.authority.push(RrsetRef::all(owner, ds, ds.ttl));
+                push_sigs(&mut out.authority, Some(cut), owner, RecordType::DS, ds.ttl);
+            }
+            None => push_proof(zone, &cut.key, Denial::NoDs, out),
+        }
+    }
     let (mut cut_buf, mut tbuf) = ([0u8; MAX_NAME], [0u8; MAX_NAME]);
     let cut_key = lower(&mut cut_buf, cut.owner());
     let mut sibling = Section::new();
@@ -550,7 +717,8 @@ fn referral<'z>(zone: &'z Zone, cut: &'z Node, out: &mut Answer<'z>) {
 /// RFC 1035 3.3.9/3.3.11, RFC 2782 and RFC 9460 4.2: addresses of NS, MX, SRV and SVCB/HTTPS
 /// targets in ADDITIONAL, when
 /// they are authoritative data of a zone served here.
-fn additional_addresses<'z>(zones: &'z ZoneSet, out: &mut Answer<'z>) {
+/// With `dnssec_ok`, each with its RRSIGs from a signed zone (RFC 4035 3.1.1).
+fn additional_addresses<'z>(zones: &'z ZoneSet, dnssec_ok: bool, out: &mut Answer<'z>) {
     let mut done: SmallVec<[&[u8]; 8]> = SmallVec::new();
     let mut tbuf = [0u8; MAX_NAME];
     for rr in &out.answer {
@@ -580,10 +748,14 @@ fn additional_addresses<'z>(zones: &'z ZoneSet, out: &mut Answer<'z>) {
                 continue;
             };
             done.push(target);
+            let signed = dnssec_ok && zone.dnssec.is_some();
             for t in [RecordType::A, RecordType::AAAA] {
                 if let Some(set) = node.rrset(t) {
-                    out.additional
-                        .push(RrsetRef::all(Owner::Wire(target), set, set.ttl));
+                    let o = Owner::Wire(target);
+                    out.additional.push(RrsetRef::all(o, set, set.ttl));
+                    if signed {
+                        push_sigs(&mut out.additional, Some(node), o, t, set.ttl);
+                    }
                 }
             }
         }
@@ -660,6 +832,7 @@ mod tests {
                 ip: None,
                 prefix: 0,
             },
+            dnssec_ok: false,
         };
         let mut env = Env::new(&AllUp, Chance::new(round, 1));
         // The answer borrows only the zones and the GSLB, not the question.

@@ -189,10 +189,11 @@ pub struct Worker {
     served: Arc<AtomicU64>,
     /// This server's count of answers written from the tables (tests read it).
     fast: Arc<AtomicU64>,
-    /// Prebuilt answers: the same for every client.
-    answers: Table<(), Prebuilt>,
-    /// GSLB prefixes by client network.
-    prefixes: Table<Clients, GslbPrefix>,
+    /// Prebuilt answers: the same for every client asking with the same DO bit (a signed
+    /// zone's answer to a DO query carries its RRSIGs and proofs, RFC 4035 3.1).
+    answers: Table<bool, Prebuilt>,
+    /// GSLB prefixes by client network and DO bit (the chain before the GSLB hop may be signed).
+    prefixes: Table<(Clients, bool), GslbPrefix>,
     geo: GeoCache,
     scratch: Vec<u8>,
     batch: Instant,
@@ -385,8 +386,9 @@ impl Worker {
         let max = wire::max_size(q.edns.as_ref(), false, payload);
         // An NSID request (RFC 5001) is answered the general way, which adds the option.
         let tables = !(snap.server.identity.is_some() && q.edns.as_ref().is_some_and(|e| e.nsid));
+        let dnssec_ok = q.edns.as_ref().is_some_and(|e| e.dnssec_ok);
         if tables
-            && let Some(p) = self.answers.get(q.key(), q.qtype, ())
+            && let Some(p) = self.answers.get(q.key(), q.qtype, dnssec_ok)
             && p.write(q, max, payload, out)
         {
             metrics::count(Via::Udp, p.rcode(), None);
@@ -398,7 +400,7 @@ impl Worker {
         let located = query::client_addr(ecs, peer.ip());
         if tables
             && let Some(clients) = Clients::of(located.ip, &self.geo)
-            && let Some(prefix) = self.prefixes.get(q.key(), q.qtype, clients)
+            && let Some(prefix) = self.prefixes.get(q.key(), q.qtype, (clients, dnssec_ok))
         {
             // Only the last hop can differ between clients of the network: its preferred pool is
             // geo's (kept), the rest (health, rotation, weights) is decided again.
@@ -434,7 +436,7 @@ impl Worker {
                 && let Some(p) = Prebuilt::capture(q, &answer, payload, &mut self.scratch)
             {
                 let size = p.size();
-                self.answers.insert(q.key(), q.qtype, (), p, size);
+                self.answers.insert(q.key(), q.qtype, dnssec_ok, p, size);
             }
         } else if let Some(last) = answer.last_hop
             // The client's network is in the geo cache now if geo answers it uniformly.
@@ -450,7 +452,8 @@ impl Worker {
                     GslbPrefix::capture(q, &answer, preferred, payload, &mut self.scratch)
             {
                 let size = p.size();
-                self.prefixes.insert(q.key(), q.qtype, clients, p, size);
+                self.prefixes
+                    .insert(q.key(), q.qtype, (clients, dnssec_ok), p, size);
             }
         }
         Some(count(Served {

@@ -106,6 +106,8 @@ pub fn lookup(
             name: &wire,
             qtype,
             client,
+            // HTTPDNS answers carry no DNSSEC records (its clients do not validate).
+            dnssec_ok: false,
         },
         snap.limits.cname_chain,
         &mut crate::query::env(&live, None),

@@ -367,6 +367,7 @@ pub fn answer<'s>(
                 q.edns.as_ref().and_then(|e| e.ecs.as_ref()),
                 client.addr.ip(),
             ),
+            dnssec_ok: q.edns.as_ref().is_some_and(|e| e.dnssec_ok),
         },
         snap.limits.cname_chain,
         &mut env(&live, geo),

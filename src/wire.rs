@@ -801,6 +801,12 @@ fn write_rrset(w: &mut Writer, rr: &RrsetRef<'_>, names: &[Box<[u8]>], qname_at:
         let Some(rdata) = rdatas.get(i) else {
             continue;
         };
+        // Of a node's RRSIGs, those of the RRset they go with (RFC 4035 3.1.1).
+        if let Some(t) = rr.covered
+            && !crate::zone::covers(rdata, u16::from(t))
+        {
+            continue;
+        }
         n += 1;
         match owner_again {
             Some(ptr) => w.buf.extend_from_slice(&ptr),

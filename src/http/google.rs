@@ -55,8 +55,8 @@ fn answer(
     let cd = p
         .flag("cd")
         .ok_or_else(|| ApiError::invalid_argument("cd must be 0, 1, false or true"))?;
-    // DNSSEC OK: accepted and ignored (no signed zones here), as a DNS server without DNSSEC
-    // ignores the DO bit (RFC 3225 3).
+    // DNSSEC OK: accepted and ignored: JSON answers carry no RRSIGs or denial records (the
+    // lookup asks without DO); a validating client asks over RFC 8484 DoH, which serves them.
     p.flag("do")
         .ok_or_else(|| ApiError::invalid_argument("do must be 0, 1, false or true"))?;
     let subnet = p

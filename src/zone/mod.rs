@@ -12,6 +12,7 @@
 //!
 //! No I/O happens here beyond what the `ZoneFs` given to `load` does.
 
+pub mod denial;
 pub mod name;
 pub mod rdata;
 pub mod reader;
@@ -100,6 +101,9 @@ pub struct Zone {
     /// A secondary zone with no data yet or past EXPIRE (RFC 1035 4.3.5): every name in it is
     /// answered SERVFAIL (`secondary`).
     pub expired: bool,
+    /// The DNSSEC lookup tables (`denial::Index`), built at load when the apex holds a DNSKEY
+    /// RRset; None: the zone answers DO queries exactly as others (no RRSIGs, no proofs).
+    pub dnssec: Option<Box<denial::Index>>,
 }
 
 /// A zone's nodes: a vector, and a hash table of indices into it keyed by each node's own `key`
@@ -125,6 +129,11 @@ impl NodeTable {
 
     pub fn get(&self, key: &[u8]) -> Option<&Node> {
         self.index_of(key).map(|i| &self.nodes[i])
+    }
+
+    /// The node at position `i` (the order `iter` gives; nodes are only ever appended).
+    pub fn at(&self, i: u32) -> &Node {
+        &self.nodes[i as usize]
     }
 
     fn index_of(&self, key: &[u8]) -> Option<usize> {
@@ -252,7 +261,7 @@ struct Builder {
 }
 
 /// Whether an RRSIG's prepared RDATA covers type `code` (its first two bytes, RFC 4034 3.1).
-fn covers(rdata: &WireRdata, code: u16) -> bool {
+pub fn covers(rdata: &WireRdata, code: u16) -> bool {
     matches!(rdata.parts().next(), Some(Part::Bytes(b)) if b.len() >= 2 && u16::from_be_bytes([b[0], b[1]]) == code)
 }
 
@@ -567,7 +576,7 @@ impl Builder {
             errors.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
             return Err(errors);
         }
-        Ok(Zone {
+        let mut zone = Zone {
             origin: origin.clone(),
             origin_key,
             file: path.to_path_buf(),
@@ -579,11 +588,22 @@ impl Builder {
             rotate: false,
             dname: !dnames.is_empty(),
             expired: false,
-        })
+            dnssec: None,
+        };
+        zone.index_dnssec();
+        Ok(zone)
     }
 }
 
 impl Zone {
+    /// (Re)builds the DNSSEC tables from the zone's records (the work at load time): loading
+    /// does it; code that adds signatures or NSEC/NSEC3 records to a loaded zone (online
+    /// signing) calls it again afterwards.
+    pub fn index_dnssec(&mut self) {
+        self.dnssec =
+            denial::Index::build(&self.origin_key, &self.nodes, &self.nsec3).map(Box::new);
+    }
+
     /// Puts GSLB rule `rule` at `owner` (a name below the apex, with no records of its own and not
     /// at or below a delegation), creating the empty non-terminals above it.
     pub fn attach_rule(&mut self, owner: &Name, rule: u32) -> Result<(), String> {

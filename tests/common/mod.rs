@@ -468,6 +468,7 @@ zones = ["*"]
 /// The Debian package that installs each program a test runs (what `.ci/run` installs).
 const TOOL_PACKAGES: &[(&str, &str)] = &[
     ("dig", "bind9-dnsutils"),
+    ("delv", "bind9-dnsutils"),
     ("kdig", "knot-dnsutils"),
     ("knotd", "knot"),
     ("nsd", "nsd"),
