@@ -425,3 +425,56 @@ async fn names_below_a_cached_nxdomain_are_nxdomain_without_asking() {
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
     assert!(w.leaf.queries() > before);
 }
+
+/// Cache hits are written from the RRset's encoding made when it was stored (issue 14: a hit on
+/// a big RRset cloned and encoded every record). Through real sockets: the same records, in the
+/// same order, with the TTL counted down, whole over TCP; TC with empty sections over UDP when
+/// it cannot fit; the owner written as the client wrote the name; and nothing asked upstream.
+#[tokio::test]
+async fn cache_hits_are_sent_from_the_stored_encoding() {
+    let w = World::start().await;
+    let inst = w.instance();
+    let txt = |m: &Message| -> Vec<(String, u32)> {
+        m.answers
+            .iter()
+            .filter(|r| r.record_type() == RecordType::TXT)
+            .map(|r| (r.data.to_string(), r.ttl))
+            .collect()
+    };
+    let first = w.ask_tcp("big.far.com", 16).await;
+    assert_eq!(txt(&first).len(), 30);
+    assert!(txt(&first).iter().all(|(_, ttl)| *ttl == 300));
+    assert_eq!(
+        a_records(&w.ask("www.far.com", 1).await),
+        vec![ip("192.0.2.90")]
+    );
+    let (asked, hits) = (
+        w.leaf.queries(),
+        gslbd::resolver::Stats::get(&inst.stats.cache_answers),
+    );
+
+    w.clock.advance(Duration::from_secs(100));
+    let again = w.ask_tcp("big.far.com", 16).await;
+    let want: Vec<(String, u32)> = txt(&first).into_iter().map(|(d, _)| (d, 200)).collect();
+    assert_eq!(txt(&again), want, "the same RRset, TTL counted down");
+    assert_eq!(again.answers.len(), 30);
+
+    // UDP (the listener's 1232-byte payload): too big, so TC and nothing half-written.
+    let m = w.ask("big.far.com", 16).await;
+    assert!(m.metadata.truncation, "TC over UDP: {m:?}");
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.answers.is_empty() && m.authorities.is_empty());
+
+    // The owner is the question as written (a pointer to it), case and all.
+    let m = w.ask("WwW.FAR.com", 1).await;
+    assert_eq!(a_records(&m), vec![ip("192.0.2.90")]);
+    assert_eq!(m.answers[0].name.to_string(), "WwW.FAR.com.");
+    assert_eq!(m.answers[0].ttl, 200);
+
+    assert_eq!(w.leaf.queries(), asked, "every answer came from the cache");
+    assert_eq!(
+        gslbd::resolver::Stats::get(&inst.stats.cache_answers) - hits,
+        3,
+        "counted as cache answers"
+    );
+}

@@ -59,9 +59,6 @@ pub fn answer_now(
         instance,
         port,
     };
-    let Some(name) = qname(&q) else {
-        return Step::Done(counted(Some(error(&ctx, &q, rcode::FORMERR)), start));
-    };
     let client = Some(client_ip(&q, peer));
     // RD clear (RFC 1034 4.3.1): REFUSED unless the client is in `allow_snoop`, as Unbound's
     // `allow` does. Answering it from the cache would tell anyone allowed which names other
@@ -71,6 +68,13 @@ pub fn answer_now(
     if !rd && !l.allows_snoop(peer.ip()) {
         return Step::Done(counted(Some(error(&ctx, &q, rcode::REFUSED)), start));
     }
+    // The common hit: the RRset asked for, cached under the name asked, sent from its encoding.
+    if let Some(bytes) = direct_hit(&ctx, instance, &q, client) {
+        return Step::Done(counted(Some((bytes, rcode::NOERROR)), start));
+    }
+    let Some(name) = qname(&q) else {
+        return Step::Done(counted(Some(error(&ctx, &q, rcode::FORMERR)), start));
+    };
     if let Some(res) = super::from_cache(&env, &name, q.rtype(), client) {
         return Step::Done(counted(Some(encode(&ctx, &q, res)), start));
     }
@@ -116,6 +120,26 @@ pub async fn walk(
         tracing::debug!(name = %name, qtype = %q.rtype(), "SERVFAIL: {why}");
     }
     counted(Some(encode(&ctx, &q, res)), start)
+}
+
+/// A direct hit written from the cache's encoding of the RRset (`CachedRrset`): the bytes
+/// `encode` would write for the same hit, without cloning or encoding a record. Its TTL gets the
+/// same `max_ttl` cap as `clamp_ttls` gives (a reload may have lowered it since the store).
+fn direct_hit(
+    ctx: &Ctx<'_>,
+    instance: &Instance,
+    q: &Query<'_>,
+    client: Option<std::net::IpAddr>,
+) -> Option<Vec<u8>> {
+    let (wire, left, _ttl) = instance.cache.answer_wire(q.key(), q.rtype(), client)?;
+    instance
+        .stats
+        .cache_answers
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let max = wire::max_size(q.edns.as_ref(), ctx.tcp, ctx.payload);
+    let mut out = Vec::with_capacity(max.min(wire.size() + 512));
+    wire.write(q, left.min(ctx.limits.max_ttl), max, ctx.payload, &mut out);
+    Some(out)
 }
 
 /// TTLs as they may leave: a TTL above 2^31 - 1 is 0 (RFC 2181 8), answers are capped at
