@@ -35,6 +35,11 @@ struct Proxy {
     /// Queries received, by transport.
     udp: AtomicU64,
     tcp: AtomicU64,
+    /// Every question received, in order ("name. TYPE", the name lowercased).
+    seen: std::sync::Mutex<Vec<String>>,
+    /// Names whose replies are turned into NXDOMAIN (a server that gets empty non-terminals
+    /// wrong, RFC 9156 2.3; lowercase, with the final dot).
+    nxdomain_for: std::sync::Mutex<Vec<String>>,
     tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
@@ -54,6 +59,8 @@ impl Proxy {
             burst_ms: AtomicU64::new(0),
             udp: AtomicU64::new(0),
             tcp: AtomicU64::new(0),
+            seen: std::sync::Mutex::new(Vec::new()),
+            nxdomain_for: std::sync::Mutex::new(Vec::new()),
             tasks: std::sync::Mutex::new(Vec::new()),
         });
         let sock = Arc::new(UdpSocket::bind(listen).await.expect("bind the UDP proxy"));
@@ -66,10 +73,14 @@ impl Proxy {
                 let Some(p) = weak.upgrade() else { return };
                 p.udp.fetch_add(1, Ordering::SeqCst);
                 let (q, sock) = (buf[..n].to_vec(), sock.clone());
+                let broken = p.note(&q);
                 tokio::spawn(async move {
-                    let Some(reply) = udp_raw(target, &q).await else {
+                    let Some(mut reply) = udp_raw(target, &q).await else {
                         return;
                     };
+                    if broken {
+                        nxdomain(&mut reply);
+                    }
                     tokio::time::sleep(p.hold()).await;
                     let _ = sock.send_to(&reply, from).await;
                 });
@@ -87,10 +98,14 @@ impl Proxy {
                     let mut handshake = true;
                     while let Some(q) = tcp_recv(&mut conn).await {
                         p.tcp.fetch_add(1, Ordering::SeqCst);
+                        let broken = p.note(&q);
                         tcp_send(&mut up, &q).await;
-                        let Some(reply) = tcp_recv(&mut up).await else {
+                        let Some(mut reply) = tcp_recv(&mut up).await else {
                             return;
                         };
+                        if broken {
+                            nxdomain(&mut reply);
+                        }
                         let mut hold = p.hold();
                         if std::mem::take(&mut handshake) {
                             hold += Duration::from_millis(p.delay_ms.load(Ordering::SeqCst));
@@ -127,6 +142,26 @@ impl Proxy {
         Duration::from_millis(self.delay_ms.load(Ordering::SeqCst) + extra)
     }
 
+    /// Logs a query's question; whether its reply is to be turned into NXDOMAIN.
+    fn note(&self, q: &[u8]) -> bool {
+        let Ok(m) = Message::from_vec(q) else {
+            return false;
+        };
+        let Some(question) = m.queries.first() else {
+            return false;
+        };
+        let name = question.name().to_string().to_ascii_lowercase();
+        self.seen
+            .lock()
+            .unwrap()
+            .push(format!("{name} {}", question.query_type()));
+        self.nxdomain_for.lock().unwrap().contains(&name)
+    }
+
+    fn saw(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+
     fn delay(&self, ms: u64) {
         self.delay_ms.store(ms, Ordering::SeqCst);
     }
@@ -138,6 +173,13 @@ impl Proxy {
 
     fn queries(&self) -> u64 {
         self.udp.load(Ordering::SeqCst) + self.tcp.load(Ordering::SeqCst)
+    }
+}
+
+/// RCODE NXDOMAIN in a reply, the rest left as it was.
+fn nxdomain(reply: &mut [u8]) {
+    if reply.len() > 3 {
+        reply[3] = (reply[3] & 0xf0) | 3;
     }
 }
 
@@ -185,12 +227,12 @@ struct World {
 
 impl World {
     async fn start() -> World {
+        World::start_from("resilience/resilience.toml").await
+    }
+
+    async fn start_from(config: &str) -> World {
         let clock = Arc::new(ManualClock::default());
-        let server = start_with_clock(
-            Source::file(data("resilience/resilience.toml")),
-            clock.clone(),
-        )
-        .await;
+        let server = start_with_clock(Source::file(data(config)), clock.clone()).await;
         let port = server.addr("root", "udp").port();
         let proxy = |front: &str, listener: &str| {
             Proxy::start(
@@ -477,4 +519,56 @@ async fn cache_hits_are_sent_from_the_stored_encoding() {
         3,
         "counted as cache answers"
     );
+}
+
+/// RFC 9156: each server is asked for one label below its zone (QTYPE A), and only the servers of
+/// the name's own zone see the question; an empty non-terminal (deep.far.com, b.deep.far.com) is
+/// NODATA and the walk adds the next label.
+#[tokio::test]
+async fn qname_minimisation_shows_each_server_one_label_more() {
+    let w = World::start().await;
+    let m = w.ask("a.b.deep.far.com", 28).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
+    assert_eq!(m.answers.len(), 1, "{m:?}");
+    assert_eq!(w.root.saw(), ["com. A"]);
+    assert_eq!(w.tld.saw(), ["far.com. A"]);
+    assert_eq!(
+        w.leaf.saw(),
+        [
+            "deep.far.com. A",
+            "b.deep.far.com. A",
+            "a.b.deep.far.com. AAAA"
+        ]
+    );
+}
+
+/// `qname_minimisation = false`: every server is asked the client's question.
+#[tokio::test]
+async fn without_qname_minimisation_every_server_sees_the_question() {
+    let w = World::start_from("resilience/no-qmin.toml").await;
+    let m = w.ask("a.b.deep.far.com", 28).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
+    for p in [&w.root, &w.tld, &w.leaf] {
+        assert_eq!(p.saw(), ["a.b.deep.far.com. AAAA"]);
+    }
+}
+
+/// Relaxed mode (RFC 9156 2.3): a server that answers NXDOMAIN for an empty non-terminal is
+/// asked the full name, which resolves; the wrong NXDOMAIN is not cached (RFC 8020 would then end
+/// every name below it).
+#[tokio::test]
+async fn qname_minimisation_survives_nxdomain_for_empty_non_terminals() {
+    let w = World::start().await;
+    w.leaf
+        .nxdomain_for
+        .lock()
+        .unwrap()
+        .extend(["deep.far.com.".to_string(), "b.deep.far.com.".to_string()]);
+    let m = w.ask("a.b.deep.far.com", 1).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
+    assert_eq!(a_records(&m), vec![ip("192.0.2.77")]);
+    assert_eq!(w.leaf.saw(), ["deep.far.com. A", "a.b.deep.far.com. A"]);
+    let m = w.ask("x.deep.far.com", 1).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
+    assert_eq!(a_records(&m), vec![ip("192.0.2.78")]);
 }
