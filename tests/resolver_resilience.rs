@@ -572,3 +572,56 @@ async fn qname_minimisation_survives_nxdomain_for_empty_non_terminals() {
     assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
     assert_eq!(a_records(&m), vec![ip("192.0.2.78")]);
 }
+
+/// Prefetch (Unbound's): a hit in the last 10 % of an answer's TTL is answered from the cache at
+/// once and starts one refresh, so the leaf sees a second query before the answer expires; a hit
+/// while that refresh is in flight starts nothing; the fresh answer replaces the old one.
+#[tokio::test]
+async fn a_hit_in_the_last_tenth_of_its_ttl_refreshes_it_in_the_background() {
+    let w = World::start().await;
+    let inst = w.instance();
+    let prefetches = || gslbd::resolver::Stats::get(&inst.stats.prefetches);
+    assert_eq!(
+        a_records(&w.ask("www.far.com", 1).await),
+        vec![ip("192.0.2.90")]
+    );
+    let before = w.leaf.queries();
+    // 267 of 300 s gone (89 %): a plain hit.
+    w.clock.advance(Duration::from_secs(267));
+    assert_eq!(w.ask("www.far.com", 1).await.answers[0].ttl, 33);
+    assert_eq!((prefetches(), w.leaf.queries()), (0, before));
+    // 271 s (the last 10 %): the cached answer, TTL 29, not a fresh one the client waited for
+    // (the leaf now takes 40 ms to reply: within its 50 ms RTO, so one query).
+    w.leaf.delay(40);
+    w.clock.advance(Duration::from_secs(4));
+    let m = w.ask("www.far.com", 1).await;
+    assert_eq!(a_records(&m), vec![ip("192.0.2.90")]);
+    assert_eq!(m.answers[0].ttl, 29);
+    // Another hit: while the refresh is in flight it starts nothing; after, the answer is fresh.
+    assert_eq!(
+        a_records(&w.ask("www.far.com", 1).await),
+        vec![ip("192.0.2.90")]
+    );
+    assert_eq!(prefetches(), 1, "one refresh for both hits");
+    let key =
+        gslbd::zone::name::key_of(&hickory_proto::rr::Name::from_ascii("www.far.com.").unwrap());
+    let fresh = || {
+        inst.cache
+            .rrset(&key, RecordType::A, gslbd::resolver::cache::Rank::Answer)
+            .is_some_and(|r| r[0].ttl == 300)
+    };
+    for _ in 0..200 {
+        if fresh() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(fresh(), "the refresh stored a fresh answer");
+    assert_eq!(
+        w.leaf.queries(),
+        before + 1,
+        "the leaf was asked once more, before expiry"
+    );
+    assert_eq!(w.ask("www.far.com", 1).await.answers[0].ttl, 300);
+    assert_eq!(prefetches(), 1);
+}

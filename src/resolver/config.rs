@@ -15,6 +15,7 @@
 //! walk_timeout_ms = 8000      # longest a client query may walk before SERVFAIL
 //! upstream_budget = 64        # upstream queries one client query may cause
 //! qname_minimisation = true   # RFC 9156, relaxed: servers above a zone see one label more, not the name
+//! prefetch = false            # a hit in the last 10 % of an answer's TTL refreshes it in the background
 //!
 //! [[resolver.listener]]
 //! name = "mobile"
@@ -67,6 +68,8 @@ pub struct ResolverConfig {
     pub upstream_budget: u32,
     #[serde(default = "yes")]
     pub qname_minimisation: bool,
+    #[serde(default)]
+    pub prefetch: bool,
     #[serde(default, rename = "listener")]
     pub listeners: Vec<ResolverListenerConfig>,
 }
@@ -176,6 +179,8 @@ pub struct ResolverSettings {
     pub cname_chain: usize,
     /// RFC 9156 in relaxed mode (see `walk::Qmin`).
     pub qname_minimisation: bool,
+    /// Unbound's `prefetch` (see `resolver::prefetch`).
+    pub prefetch: bool,
     pub listeners: Vec<ResolverListener>,
 }
 
@@ -384,6 +389,7 @@ impl ResolverSettings {
             budget: c.upstream_budget,
             cname_chain,
             qname_minimisation: c.qname_minimisation,
+            prefetch: c.prefetch,
             listeners,
         })
     }

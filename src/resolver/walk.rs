@@ -146,6 +146,8 @@ pub struct Walk<'a> {
     /// Answers from the cache may be stale (RFC 8767): set only for a cache-only walk after a
     /// real one failed.
     pub stale: bool,
+    /// A name whose answers the cache does not give this walk (prefetch refreshes it).
+    pub refresh: Option<Key>,
 }
 
 /// What one name's iteration produced.
@@ -213,11 +215,15 @@ impl<'a> Walk<'a> {
             ecs,
             client,
             stale: false,
+            refresh: None,
         }
     }
 
     /// The cache's answer-rank entry for (key, rtype), stale ones included when `stale` is set.
     fn cached(&self, key: &[u8], rtype: RecordType) -> Option<Hit> {
+        if self.refresh.as_deref() == Some(key) {
+            return None;
+        }
         let cache = &self.env.instance.cache;
         if self.stale {
             cache.get_stale(key, rtype, Rank::Answer, self.client)
