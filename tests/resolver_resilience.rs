@@ -37,6 +37,10 @@ struct Proxy {
     tcp: AtomicU64,
     /// Every question received, in order ("name. TYPE", the name lowercased).
     seen: std::sync::Mutex<Vec<String>>,
+    /// Every question's name as it came (its case kept).
+    raw: std::sync::Mutex<Vec<String>>,
+    /// Replies go back with their question lowercased (a server that does not echo 0x20).
+    lowercase: std::sync::atomic::AtomicBool,
     /// Names whose replies are turned into NXDOMAIN (a server that gets empty non-terminals
     /// wrong, RFC 9156 2.3; lowercase, with the final dot).
     nxdomain_for: std::sync::Mutex<Vec<String>>,
@@ -60,6 +64,8 @@ impl Proxy {
             udp: AtomicU64::new(0),
             tcp: AtomicU64::new(0),
             seen: std::sync::Mutex::new(Vec::new()),
+            raw: std::sync::Mutex::new(Vec::new()),
+            lowercase: std::sync::atomic::AtomicBool::new(false),
             nxdomain_for: std::sync::Mutex::new(Vec::new()),
             tasks: std::sync::Mutex::new(Vec::new()),
         });
@@ -80,6 +86,9 @@ impl Proxy {
                     };
                     if broken {
                         nxdomain(&mut reply);
+                    }
+                    if p.lowercase.load(Ordering::SeqCst) {
+                        lowercase_question(&mut reply);
                     }
                     tokio::time::sleep(p.hold()).await;
                     let _ = sock.send_to(&reply, from).await;
@@ -105,6 +114,9 @@ impl Proxy {
                         };
                         if broken {
                             nxdomain(&mut reply);
+                        }
+                        if p.lowercase.load(Ordering::SeqCst) {
+                            lowercase_question(&mut reply);
                         }
                         let mut hold = p.hold();
                         if std::mem::take(&mut handshake) {
@@ -150,6 +162,7 @@ impl Proxy {
         let Some(question) = m.queries.first() else {
             return false;
         };
+        self.raw.lock().unwrap().push(question.name().to_string());
         let name = question.name().to_string().to_ascii_lowercase();
         self.seen
             .lock()
@@ -180,6 +193,18 @@ impl Proxy {
 fn nxdomain(reply: &mut [u8]) {
     if reply.len() > 3 {
         reply[3] = (reply[3] & 0xf0) | 3;
+    }
+}
+
+/// The question's name in a reply lowercased, the rest left as it was.
+fn lowercase_question(reply: &mut [u8]) {
+    let mut at = 12;
+    while let Some(&len) = reply.get(at) {
+        if len == 0 || len & 0xc0 != 0 || at + 1 + len as usize > reply.len() {
+            break;
+        }
+        reply[at + 1..at + 1 + len as usize].make_ascii_lowercase();
+        at += 1 + len as usize;
     }
 }
 
@@ -624,4 +649,51 @@ async fn a_hit_in_the_last_tenth_of_its_ttl_refreshes_it_in_the_background() {
     );
     assert_eq!(w.ask("www.far.com", 1).await.answers[0].ttl, 300);
     assert_eq!(prefetches(), 1);
+}
+
+/// 0x20 (`use_caps_for_id`): off, a server that lowercases the question in its replies is
+/// answered as any other; on, names go out in mixed case, servers that echo them (gslbd's root
+/// and com.) are used as ever, and the lowercasing leaf's reply is refused (counted), then the
+/// leaf is asked again without 0x20 and the walk answers (Unbound's fallback).
+#[tokio::test]
+async fn caps_for_id_refuses_replies_in_another_case_then_asks_without() {
+    let off = World::start().await;
+    off.leaf.lowercase.store(true, Ordering::SeqCst);
+    assert_eq!(
+        a_records(&off.ask("www.far.com", 1).await),
+        vec![ip("192.0.2.90")]
+    );
+    assert_eq!(
+        *off.leaf.raw.lock().unwrap(),
+        ["www.far.com."],
+        "no 0x20 by default"
+    );
+    assert_eq!(
+        gslbd::resolver::Stats::get(&off.instance().stats.caps_mismatches),
+        0
+    );
+    drop(off);
+
+    let w = World::start_from("resilience/caps.toml").await;
+    w.leaf.lowercase.store(true, Ordering::SeqCst);
+    let m = w.ask("www.far.com", 1).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
+    assert_eq!(a_records(&m), vec![ip("192.0.2.90")]);
+    let mixed = |s: &String| s.chars().any(|c| c.is_ascii_uppercase());
+    let root = w.root.raw.lock().unwrap().clone();
+    assert!(
+        root.len() == 1 && mixed(&root[0]) && root[0].eq_ignore_ascii_case("com."),
+        "{root:?}"
+    );
+    let leaf = w.leaf.raw.lock().unwrap().clone();
+    assert_eq!(leaf.len(), 2, "{leaf:?}");
+    assert!(
+        mixed(&leaf[0]) && leaf[0].eq_ignore_ascii_case("www.far.com."),
+        "{leaf:?}"
+    );
+    assert_eq!(leaf[1], "www.far.com.", "asked again without 0x20");
+    assert_eq!(
+        gslbd::resolver::Stats::get(&w.instance().stats.caps_mismatches),
+        1
+    );
 }

@@ -16,6 +16,7 @@
 //! upstream_budget = 64        # upstream queries one client query may cause
 //! qname_minimisation = true   # RFC 9156, relaxed: servers above a zone see one label more, not the name
 //! prefetch = false            # a hit in the last 10 % of an answer's TTL refreshes it in the background
+//! use_caps_for_id = false     # 0x20: random case in upstream names, echoed exactly or refused
 //!
 //! [[resolver.listener]]
 //! name = "mobile"
@@ -70,6 +71,8 @@ pub struct ResolverConfig {
     pub qname_minimisation: bool,
     #[serde(default)]
     pub prefetch: bool,
+    #[serde(default)]
+    pub use_caps_for_id: bool,
     #[serde(default, rename = "listener")]
     pub listeners: Vec<ResolverListenerConfig>,
 }
@@ -181,6 +184,8 @@ pub struct ResolverSettings {
     pub qname_minimisation: bool,
     /// Unbound's `prefetch` (see `resolver::prefetch`).
     pub prefetch: bool,
+    /// Unbound's `use-caps-for-id` (see `upstream`).
+    pub use_caps_for_id: bool,
     pub listeners: Vec<ResolverListener>,
 }
 
@@ -390,6 +395,7 @@ impl ResolverSettings {
             cname_chain,
             qname_minimisation: c.qname_minimisation,
             prefetch: c.prefetch,
+            use_caps_for_id: c.use_caps_for_id,
             listeners,
         })
     }

@@ -99,7 +99,7 @@ impl Resolvers {
         use std::fmt::Write as _;
         let instances = self.instances();
         let mut s = String::new();
-        let series: [Series; 11] = [
+        let series: [Series; 12] = [
             (
                 "gslbd_resolver_cache_answers_total",
                 "counter",
@@ -135,6 +135,12 @@ impl Resolvers {
                 "counter",
                 "Background refreshes started by a hit in the last 10 % of an answer's TTL.",
                 |i| Stats::get(&i.stats.prefetches),
+            ),
+            (
+                "gslbd_resolver_caps_mismatches_total",
+                "counter",
+                "Upstream replies refused because their question was not in the case sent (0x20).",
+                |i| Stats::get(&i.stats.caps_mismatches),
             ),
             (
                 "gslbd_resolver_walks_in_flight",
@@ -236,6 +242,8 @@ pub struct Stats {
     pub stale: AtomicU64,
     /// Background refreshes started by prefetch.
     pub prefetches: AtomicU64,
+    /// Upstream replies whose question came back in another case than sent (0x20).
+    pub caps_mismatches: AtomicU64,
 }
 
 impl Stats {

@@ -590,6 +590,8 @@ impl<'a> Walk<'a> {
             let asked = qmin.next(name, &zone);
             let minimised = asked.num_labels() < name.num_labels();
             let asked_type = if minimised { RecordType::A } else { qtype };
+            // 0x20 for this zone's servers, until one of them does not echo the case.
+            let mut caps = self.env.settings.use_caps_for_id;
             let mut tried: HashSet<IpAddr> = HashSet::new();
             let mut looked_up: HashSet<Key> = HashSet::new();
             // Servers that timed out in this zone, with how many times: each is asked again (its
@@ -686,9 +688,30 @@ impl<'a> Walk<'a> {
                         .infra
                         .timeout(ip, self.env.settings.timeout),
                     tcp_timeout: self.env.settings.timeout,
+                    caps,
                 };
                 let reply = match upstream::exchange(&ask).await {
                     Ok(r) => r,
+                    Err(UpstreamError::CaseMismatch) => {
+                        // The server lowercased the question (or a forger guessed all but the
+                        // case): counted, and the zone is asked again without 0x20, this server
+                        // first (Unbound's fallback for servers that do not echo the case).
+                        self.env
+                            .instance
+                            .stats
+                            .caps_mismatches
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        caps = false;
+                        tried.remove(&ip);
+                        let (z, sn) = (zone.to_string(), server_name.to_string());
+                        self.step(|| Step::Failed {
+                            server: ip.to_string(),
+                            server_name: sn,
+                            zone: z,
+                            reason: "reply not in the case asked (0x20): asking without".into(),
+                        });
+                        continue;
+                    }
                     Err(e) => {
                         if matches!(e, UpstreamError::Timeout) {
                             self.env.instance.infra.timed_out(ip, ask.timeout);
