@@ -35,6 +35,15 @@ struct Proxy {
     /// Queries received, by transport.
     udp: AtomicU64,
     tcp: AtomicU64,
+    /// Every question received, in order ("name. TYPE", the name lowercased).
+    seen: std::sync::Mutex<Vec<String>>,
+    /// Every question's name as it came (its case kept).
+    raw: std::sync::Mutex<Vec<String>>,
+    /// Replies go back with their question lowercased (a server that does not echo 0x20).
+    lowercase: std::sync::atomic::AtomicBool,
+    /// Names whose replies are turned into NXDOMAIN (a server that gets empty non-terminals
+    /// wrong, RFC 9156 2.3; lowercase, with the final dot).
+    nxdomain_for: std::sync::Mutex<Vec<String>>,
     tasks: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
@@ -54,6 +63,10 @@ impl Proxy {
             burst_ms: AtomicU64::new(0),
             udp: AtomicU64::new(0),
             tcp: AtomicU64::new(0),
+            seen: std::sync::Mutex::new(Vec::new()),
+            raw: std::sync::Mutex::new(Vec::new()),
+            lowercase: std::sync::atomic::AtomicBool::new(false),
+            nxdomain_for: std::sync::Mutex::new(Vec::new()),
             tasks: std::sync::Mutex::new(Vec::new()),
         });
         let sock = Arc::new(UdpSocket::bind(listen).await.expect("bind the UDP proxy"));
@@ -66,10 +79,17 @@ impl Proxy {
                 let Some(p) = weak.upgrade() else { return };
                 p.udp.fetch_add(1, Ordering::SeqCst);
                 let (q, sock) = (buf[..n].to_vec(), sock.clone());
+                let broken = p.note(&q);
                 tokio::spawn(async move {
-                    let Some(reply) = udp_raw(target, &q).await else {
+                    let Some(mut reply) = udp_raw(target, &q).await else {
                         return;
                     };
+                    if broken {
+                        nxdomain(&mut reply);
+                    }
+                    if p.lowercase.load(Ordering::SeqCst) {
+                        lowercase_question(&mut reply);
+                    }
                     tokio::time::sleep(p.hold()).await;
                     let _ = sock.send_to(&reply, from).await;
                 });
@@ -87,10 +107,17 @@ impl Proxy {
                     let mut handshake = true;
                     while let Some(q) = tcp_recv(&mut conn).await {
                         p.tcp.fetch_add(1, Ordering::SeqCst);
+                        let broken = p.note(&q);
                         tcp_send(&mut up, &q).await;
-                        let Some(reply) = tcp_recv(&mut up).await else {
+                        let Some(mut reply) = tcp_recv(&mut up).await else {
                             return;
                         };
+                        if broken {
+                            nxdomain(&mut reply);
+                        }
+                        if p.lowercase.load(Ordering::SeqCst) {
+                            lowercase_question(&mut reply);
+                        }
                         let mut hold = p.hold();
                         if std::mem::take(&mut handshake) {
                             hold += Duration::from_millis(p.delay_ms.load(Ordering::SeqCst));
@@ -127,6 +154,27 @@ impl Proxy {
         Duration::from_millis(self.delay_ms.load(Ordering::SeqCst) + extra)
     }
 
+    /// Logs a query's question; whether its reply is to be turned into NXDOMAIN.
+    fn note(&self, q: &[u8]) -> bool {
+        let Ok(m) = Message::from_vec(q) else {
+            return false;
+        };
+        let Some(question) = m.queries.first() else {
+            return false;
+        };
+        self.raw.lock().unwrap().push(question.name().to_string());
+        let name = question.name().to_string().to_ascii_lowercase();
+        self.seen
+            .lock()
+            .unwrap()
+            .push(format!("{name} {}", question.query_type()));
+        self.nxdomain_for.lock().unwrap().contains(&name)
+    }
+
+    fn saw(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+
     fn delay(&self, ms: u64) {
         self.delay_ms.store(ms, Ordering::SeqCst);
     }
@@ -138,6 +186,25 @@ impl Proxy {
 
     fn queries(&self) -> u64 {
         self.udp.load(Ordering::SeqCst) + self.tcp.load(Ordering::SeqCst)
+    }
+}
+
+/// RCODE NXDOMAIN in a reply, the rest left as it was.
+fn nxdomain(reply: &mut [u8]) {
+    if reply.len() > 3 {
+        reply[3] = (reply[3] & 0xf0) | 3;
+    }
+}
+
+/// The question's name in a reply lowercased, the rest left as it was.
+fn lowercase_question(reply: &mut [u8]) {
+    let mut at = 12;
+    while let Some(&len) = reply.get(at) {
+        if len == 0 || len & 0xc0 != 0 || at + 1 + len as usize > reply.len() {
+            break;
+        }
+        reply[at + 1..at + 1 + len as usize].make_ascii_lowercase();
+        at += 1 + len as usize;
     }
 }
 
@@ -185,12 +252,12 @@ struct World {
 
 impl World {
     async fn start() -> World {
+        World::start_from("resilience/resilience.toml").await
+    }
+
+    async fn start_from(config: &str) -> World {
         let clock = Arc::new(ManualClock::default());
-        let server = start_with_clock(
-            Source::file(data("resilience/resilience.toml")),
-            clock.clone(),
-        )
-        .await;
+        let server = start_with_clock(Source::file(data(config)), clock.clone()).await;
         let port = server.addr("root", "udp").port();
         let proxy = |front: &str, listener: &str| {
             Proxy::start(
@@ -424,4 +491,209 @@ async fn names_below_a_cached_nxdomain_are_nxdomain_without_asking() {
     let m = w.ask("a.other.far.com", 1).await;
     assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
     assert!(w.leaf.queries() > before);
+}
+
+/// Cache hits are written from the RRset's encoding made when it was stored (issue 14: a hit on
+/// a big RRset cloned and encoded every record). Through real sockets: the same records, in the
+/// same order, with the TTL counted down, whole over TCP; TC with empty sections over UDP when
+/// it cannot fit; the owner written as the client wrote the name; and nothing asked upstream.
+#[tokio::test]
+async fn cache_hits_are_sent_from_the_stored_encoding() {
+    let w = World::start().await;
+    let inst = w.instance();
+    let txt = |m: &Message| -> Vec<(String, u32)> {
+        m.answers
+            .iter()
+            .filter(|r| r.record_type() == RecordType::TXT)
+            .map(|r| (r.data.to_string(), r.ttl))
+            .collect()
+    };
+    let first = w.ask_tcp("big.far.com", 16).await;
+    assert_eq!(txt(&first).len(), 30);
+    assert!(txt(&first).iter().all(|(_, ttl)| *ttl == 300));
+    assert_eq!(
+        a_records(&w.ask("www.far.com", 1).await),
+        vec![ip("192.0.2.90")]
+    );
+    let (asked, hits) = (
+        w.leaf.queries(),
+        gslbd::resolver::Stats::get(&inst.stats.cache_answers),
+    );
+
+    w.clock.advance(Duration::from_secs(100));
+    let again = w.ask_tcp("big.far.com", 16).await;
+    let want: Vec<(String, u32)> = txt(&first).into_iter().map(|(d, _)| (d, 200)).collect();
+    assert_eq!(txt(&again), want, "the same RRset, TTL counted down");
+    assert_eq!(again.answers.len(), 30);
+
+    // UDP (the listener's 1232-byte payload): too big, so TC and nothing half-written.
+    let m = w.ask("big.far.com", 16).await;
+    assert!(m.metadata.truncation, "TC over UDP: {m:?}");
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.answers.is_empty() && m.authorities.is_empty());
+
+    // The owner is the question as written (a pointer to it), case and all.
+    let m = w.ask("WwW.FAR.com", 1).await;
+    assert_eq!(a_records(&m), vec![ip("192.0.2.90")]);
+    assert_eq!(m.answers[0].name.to_string(), "WwW.FAR.com.");
+    assert_eq!(m.answers[0].ttl, 200);
+
+    assert_eq!(w.leaf.queries(), asked, "every answer came from the cache");
+    assert_eq!(
+        gslbd::resolver::Stats::get(&inst.stats.cache_answers) - hits,
+        3,
+        "counted as cache answers"
+    );
+}
+
+/// RFC 9156: each server is asked for one label below its zone (QTYPE A), and only the servers of
+/// the name's own zone see the question; an empty non-terminal (deep.far.com, b.deep.far.com) is
+/// NODATA and the walk adds the next label.
+#[tokio::test]
+async fn qname_minimisation_shows_each_server_one_label_more() {
+    let w = World::start().await;
+    let m = w.ask("a.b.deep.far.com", 28).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
+    assert_eq!(m.answers.len(), 1, "{m:?}");
+    assert_eq!(w.root.saw(), ["com. A"]);
+    assert_eq!(w.tld.saw(), ["far.com. A"]);
+    assert_eq!(
+        w.leaf.saw(),
+        [
+            "deep.far.com. A",
+            "b.deep.far.com. A",
+            "a.b.deep.far.com. AAAA"
+        ]
+    );
+}
+
+/// `qname_minimisation = false`: every server is asked the client's question.
+#[tokio::test]
+async fn without_qname_minimisation_every_server_sees_the_question() {
+    let w = World::start_from("resilience/no-qmin.toml").await;
+    let m = w.ask("a.b.deep.far.com", 28).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
+    for p in [&w.root, &w.tld, &w.leaf] {
+        assert_eq!(p.saw(), ["a.b.deep.far.com. AAAA"]);
+    }
+}
+
+/// Relaxed mode (RFC 9156 2.3): a server that answers NXDOMAIN for an empty non-terminal is
+/// asked the full name, which resolves; the wrong NXDOMAIN is not cached (RFC 8020 would then end
+/// every name below it).
+#[tokio::test]
+async fn qname_minimisation_survives_nxdomain_for_empty_non_terminals() {
+    let w = World::start().await;
+    w.leaf
+        .nxdomain_for
+        .lock()
+        .unwrap()
+        .extend(["deep.far.com.".to_string(), "b.deep.far.com.".to_string()]);
+    let m = w.ask("a.b.deep.far.com", 1).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
+    assert_eq!(a_records(&m), vec![ip("192.0.2.77")]);
+    assert_eq!(w.leaf.saw(), ["deep.far.com. A", "a.b.deep.far.com. A"]);
+    let m = w.ask("x.deep.far.com", 1).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
+    assert_eq!(a_records(&m), vec![ip("192.0.2.78")]);
+}
+
+/// Prefetch (Unbound's): a hit in the last 10 % of an answer's TTL is answered from the cache at
+/// once and starts one refresh, so the leaf sees a second query before the answer expires; a hit
+/// while that refresh is in flight starts nothing; the fresh answer replaces the old one.
+#[tokio::test]
+async fn a_hit_in_the_last_tenth_of_its_ttl_refreshes_it_in_the_background() {
+    let w = World::start().await;
+    let inst = w.instance();
+    let prefetches = || gslbd::resolver::Stats::get(&inst.stats.prefetches);
+    assert_eq!(
+        a_records(&w.ask("www.far.com", 1).await),
+        vec![ip("192.0.2.90")]
+    );
+    let before = w.leaf.queries();
+    // 267 of 300 s gone (89 %): a plain hit.
+    w.clock.advance(Duration::from_secs(267));
+    assert_eq!(w.ask("www.far.com", 1).await.answers[0].ttl, 33);
+    assert_eq!((prefetches(), w.leaf.queries()), (0, before));
+    // 271 s (the last 10 %): the cached answer, TTL 29, not a fresh one the client waited for
+    // (the leaf now takes 40 ms to reply: within its 50 ms RTO, so one query).
+    w.leaf.delay(40);
+    w.clock.advance(Duration::from_secs(4));
+    let m = w.ask("www.far.com", 1).await;
+    assert_eq!(a_records(&m), vec![ip("192.0.2.90")]);
+    assert_eq!(m.answers[0].ttl, 29);
+    // Another hit: while the refresh is in flight it starts nothing; after, the answer is fresh.
+    assert_eq!(
+        a_records(&w.ask("www.far.com", 1).await),
+        vec![ip("192.0.2.90")]
+    );
+    assert_eq!(prefetches(), 1, "one refresh for both hits");
+    let key =
+        gslbd::zone::name::key_of(&hickory_proto::rr::Name::from_ascii("www.far.com.").unwrap());
+    let fresh = || {
+        inst.cache
+            .rrset(&key, RecordType::A, gslbd::resolver::cache::Rank::Answer)
+            .is_some_and(|r| r[0].ttl == 300)
+    };
+    for _ in 0..200 {
+        if fresh() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(fresh(), "the refresh stored a fresh answer");
+    assert_eq!(
+        w.leaf.queries(),
+        before + 1,
+        "the leaf was asked once more, before expiry"
+    );
+    assert_eq!(w.ask("www.far.com", 1).await.answers[0].ttl, 300);
+    assert_eq!(prefetches(), 1);
+}
+
+/// 0x20 (`use_caps_for_id`): off, a server that lowercases the question in its replies is
+/// answered as any other; on, names go out in mixed case, servers that echo them (gslbd's root
+/// and com.) are used as ever, and the lowercasing leaf's reply is refused (counted), then the
+/// leaf is asked again without 0x20 and the walk answers (Unbound's fallback).
+#[tokio::test]
+async fn caps_for_id_refuses_replies_in_another_case_then_asks_without() {
+    let off = World::start().await;
+    off.leaf.lowercase.store(true, Ordering::SeqCst);
+    assert_eq!(
+        a_records(&off.ask("www.far.com", 1).await),
+        vec![ip("192.0.2.90")]
+    );
+    assert_eq!(
+        *off.leaf.raw.lock().unwrap(),
+        ["www.far.com."],
+        "no 0x20 by default"
+    );
+    assert_eq!(
+        gslbd::resolver::Stats::get(&off.instance().stats.caps_mismatches),
+        0
+    );
+    drop(off);
+
+    let w = World::start_from("resilience/caps.toml").await;
+    w.leaf.lowercase.store(true, Ordering::SeqCst);
+    let m = w.ask("www.far.com", 1).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
+    assert_eq!(a_records(&m), vec![ip("192.0.2.90")]);
+    let mixed = |s: &String| s.chars().any(|c| c.is_ascii_uppercase());
+    let root = w.root.raw.lock().unwrap().clone();
+    assert!(
+        root.len() == 1 && mixed(&root[0]) && root[0].eq_ignore_ascii_case("com."),
+        "{root:?}"
+    );
+    let leaf = w.leaf.raw.lock().unwrap().clone();
+    assert_eq!(leaf.len(), 2, "{leaf:?}");
+    assert!(
+        mixed(&leaf[0]) && leaf[0].eq_ignore_ascii_case("www.far.com."),
+        "{leaf:?}"
+    );
+    assert_eq!(leaf[1], "www.far.com.", "asked again without 0x20");
+    assert_eq!(
+        gslbd::resolver::Stats::get(&w.instance().stats.caps_mismatches),
+        1
+    );
 }

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use hickory_proto::rr::{RData, Record, RecordType};
 use ipnet::IpNet;
 
+use crate::wire::CachedRrset;
 use crate::zone::name::Key;
 
 /// Where time comes from: the system's monotonic clock, or a hand-moved one in tests.
@@ -100,10 +101,13 @@ pub struct Limits {
 /// soon for fresh data.
 pub const STALE_TTL: u32 = 30;
 
-/// One RRset as stored: records as received (TTLs are rewritten when read).
+/// One RRset as stored: records as received (TTLs are rewritten when read), and for data clients
+/// may be given (rank `Answer`) the same pre-encoded, so a direct cache hit is bytes copied and
+/// TTLs patched (`Cache::answer_wire`), not every record cloned and encoded.
 #[derive(Debug, Clone)]
 pub struct Rrset {
     pub records: Arc<[Record]>,
+    pub wire: Option<Arc<CachedRrset>>,
 }
 
 impl Rrset {
@@ -134,6 +138,8 @@ const NXDOMAIN_TYPE: u16 = 0;
 #[derive(Debug, Clone)]
 struct Entry {
     expires: Duration,
+    /// The TTL it was stored with (after the clamps): how long it lives in all.
+    ttl: u32,
     /// Read since stored.
     read: bool,
     /// `Inner::tick` at the last read (or the store).
@@ -235,9 +241,16 @@ impl Cache {
         if ttl == 0 {
             return;
         }
-        let bytes = held(&key, &records);
+        // Encoded outside the lock would be better for a big RRset, but the TTL clamp needs the
+        // limits; the encoding is a copy of bytes per record, far below the lookup that follows.
+        let wire = (rank == Rank::Answer)
+            .then(|| CachedRrset::encode(&records))
+            .flatten()
+            .map(Arc::new);
+        let bytes = held(&key, &records) + wire.as_ref().map_or(0, |w| w.size());
         let entry = Entry {
             expires: self.clock.now() + Duration::from_secs(ttl as u64),
+            ttl,
             read: false,
             used: 0,
             bytes,
@@ -245,6 +258,7 @@ impl Cache {
             scope,
             data: Data::Rrset(Rrset {
                 records: records.into(),
+                wire,
             }),
         };
         inner.put((key, rtype), entry, self.clock.now());
@@ -270,6 +284,7 @@ impl Cache {
         let bytes = held(&key, soa.as_slice());
         let entry = Entry {
             expires: self.clock.now() + Duration::from_secs(ttl as u64),
+            ttl,
             read: false,
             used: 0,
             bytes,
@@ -345,15 +360,7 @@ impl Cache {
             let Some(list) = inner.map.get_mut(&buf[..n + 2]) else {
                 continue;
             };
-            let Some(e) = list.iter_mut().find(|e| {
-                e.expires + window > now
-                    && e.rank >= min_rank
-                    && match (e.scope, client) {
-                        (None, _) => true,
-                        (Some(net), Some(ip)) => net.contains(&ip),
-                        (Some(_), None) => false,
-                    }
-            }) else {
+            let Some(e) = find(list, now, window, min_rank, client) else {
                 continue;
             };
             inner.tick += 1;
@@ -391,6 +398,37 @@ impl Cache {
         None
     }
 
+    /// A direct hit's answer as bytes: the live RRset of rank `Answer` stored for exactly
+    /// (name, type) that applies to `client`, pre-encoded, with (seconds left, TTL it was stored
+    /// with). None whenever `get` would find anything else first (nothing, a negative entry, an
+    /// RRset without its encoding): the general path answers those. Counts as a read, as `get`.
+    pub fn answer_wire(
+        &self,
+        key: &[u8],
+        rtype: RecordType,
+        client: Option<IpAddr>,
+    ) -> Option<(Arc<CachedRrset>, u32, u32)> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let mut buf = [0u8; 257];
+        let n = key.len().min(255);
+        buf[..n].copy_from_slice(&key[..n]);
+        buf[n..n + 2].copy_from_slice(&u16::from(rtype).to_be_bytes());
+        let list = inner.map.get_mut(&buf[..n + 2])?;
+        let e = find(list, now, Duration::ZERO, Rank::Answer, client)?;
+        let Data::Rrset(Rrset {
+            wire: Some(wire), ..
+        }) = &e.data
+        else {
+            return None;
+        };
+        inner.tick += 1;
+        e.used = inner.tick;
+        e.read = true;
+        Some((wire.clone(), remaining(e.expires, now), e.ttl))
+    }
+
     /// Convenience: the live RRset for (name, type) of at least `min_rank`, for any client.
     pub fn rrset(&self, key: &[u8], rtype: RecordType, min_rank: Rank) -> Option<Vec<Record>> {
         match self.get(key, rtype, min_rank, None) {
@@ -406,6 +444,26 @@ impl Cache {
         inner.entries = 0;
         inner.bytes = 0;
     }
+}
+
+/// The first entry of a slot's list alive within `window` past expiry, of at least `min_rank`,
+/// whose scope covers `client`.
+fn find(
+    list: &mut [Entry],
+    now: Duration,
+    window: Duration,
+    min_rank: Rank,
+    client: Option<IpAddr>,
+) -> Option<&mut Entry> {
+    list.iter_mut().find(|e| {
+        e.expires + window > now
+            && e.rank >= min_rank
+            && match (e.scope, client) {
+                (None, _) => true,
+                (Some(net), Some(ip)) => net.contains(&ip),
+                (Some(_), None) => false,
+            }
+    })
 }
 
 /// Seconds left, rounded up so a live entry never shows TTL 0.

@@ -14,6 +14,9 @@
 //! timeout_ms = 1500           # longest wait for one upstream reply (and a TCP retry's budget)
 //! walk_timeout_ms = 8000      # longest a client query may walk before SERVFAIL
 //! upstream_budget = 64        # upstream queries one client query may cause
+//! qname_minimisation = true   # RFC 9156, relaxed: servers above a zone see one label more, not the name
+//! prefetch = false            # a hit in the last 10 % of an answer's TTL refreshes it in the background
+//! use_caps_for_id = false     # 0x20: random case in upstream names, echoed exactly or refused
 //!
 //! [[resolver.listener]]
 //! name = "mobile"
@@ -64,6 +67,12 @@ pub struct ResolverConfig {
     pub walk_timeout_ms: u64,
     #[serde(default = "d_budget")]
     pub upstream_budget: u32,
+    #[serde(default = "yes")]
+    pub qname_minimisation: bool,
+    #[serde(default)]
+    pub prefetch: bool,
+    #[serde(default)]
+    pub use_caps_for_id: bool,
     #[serde(default, rename = "listener")]
     pub listeners: Vec<ResolverListenerConfig>,
 }
@@ -171,6 +180,12 @@ pub struct ResolverSettings {
     pub walk_timeout: Duration,
     pub budget: u32,
     pub cname_chain: usize,
+    /// RFC 9156 in relaxed mode (see `walk::Qmin`).
+    pub qname_minimisation: bool,
+    /// Unbound's `prefetch` (see `resolver::prefetch`).
+    pub prefetch: bool,
+    /// Unbound's `use-caps-for-id` (see `upstream`).
+    pub use_caps_for_id: bool,
     pub listeners: Vec<ResolverListener>,
 }
 
@@ -378,6 +393,9 @@ impl ResolverSettings {
             walk_timeout: Duration::from_millis(c.walk_timeout_ms),
             budget: c.upstream_budget,
             cname_chain,
+            qname_minimisation: c.qname_minimisation,
+            prefetch: c.prefetch,
+            use_caps_for_id: c.use_caps_for_id,
             listeners,
         })
     }

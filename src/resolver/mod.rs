@@ -77,6 +77,7 @@ impl Resolvers {
             return i.clone();
         }
         let i = Arc::new(Instance {
+            runtime: tokio::runtime::Handle::try_current().ok(),
             cache: cache::Cache::new(self.clock.clone(), settings.cache),
             infra: walk::Infra::new(self.clock.clone()),
             inflight: Mutex::new(HashMap::new()),
@@ -98,7 +99,7 @@ impl Resolvers {
         use std::fmt::Write as _;
         let instances = self.instances();
         let mut s = String::new();
-        let series: [Series; 10] = [
+        let series: [Series; 12] = [
             (
                 "gslbd_resolver_cache_answers_total",
                 "counter",
@@ -128,6 +129,18 @@ impl Resolvers {
                 "counter",
                 "Client queries answered with expired data because the walk failed (RFC 8767).",
                 |i| Stats::get(&i.stats.stale),
+            ),
+            (
+                "gslbd_resolver_prefetches_total",
+                "counter",
+                "Background refreshes started by a hit in the last 10 % of an answer's TTL.",
+                |i| Stats::get(&i.stats.prefetches),
+            ),
+            (
+                "gslbd_resolver_caps_mismatches_total",
+                "counter",
+                "Upstream replies refused because their question was not in the case sent (0x20).",
+                |i| Stats::get(&i.stats.caps_mismatches),
             ),
             (
                 "gslbd_resolver_walks_in_flight",
@@ -205,6 +218,9 @@ type Series = (
 /// One LDNS's state.
 #[derive(Debug)]
 pub struct Instance {
+    /// Where background walks (prefetch) run: the runtime the instance was made in (None outside
+    /// one, as in benchmarks: no prefetch then).
+    runtime: Option<tokio::runtime::Handle>,
     pub cache: cache::Cache,
     pub infra: walk::Infra,
     inflight: Mutex<HashMap<FlightKey, watch::Receiver<Option<Arc<Resolution>>>>>,
@@ -224,6 +240,10 @@ pub struct Stats {
     pub upstream: AtomicU64,
     /// Client queries answered with expired data after a failed walk (RFC 8767).
     pub stale: AtomicU64,
+    /// Background refreshes started by prefetch.
+    pub prefetches: AtomicU64,
+    /// Upstream replies whose question came back in another case than sent (0x20).
+    pub caps_mismatches: AtomicU64,
 }
 
 impl Stats {
@@ -260,10 +280,18 @@ pub async fn resolve(
     qtype: RecordType,
     client: Option<IpAddr>,
 ) -> Resolution {
-    let inst = env.instance;
-    inst.stats.walks.fetch_add(1, Ordering::Relaxed);
-    // Answers differ by client only where ECS is forwarded; key those flights by the /24 (/56).
-    let subnet = if env.settings.ecs_zones.is_empty() {
+    lead_or_join(env, name, qtype, client, false).await
+}
+
+/// The flight of a question: answers differ by client only where ECS is forwarded; those flights
+/// are keyed by the client's /24 (/56) too.
+fn flight_key(
+    settings: &ResolverSettings,
+    name: &Name,
+    qtype: RecordType,
+    client: Option<IpAddr>,
+) -> FlightKey {
+    let subnet = if settings.ecs_zones.is_empty() {
         None
     } else {
         client.and_then(|ip| {
@@ -271,7 +299,65 @@ pub async fn resolve(
             IpNet::new(net, p).ok()
         })
     };
-    let key: FlightKey = (key_of(name), u16::from(qtype), subnet);
+    (key_of(name), u16::from(qtype), subnet)
+}
+
+/// Prefetch (Unbound's `prefetch`): a hit on an answer in the last 10 % of its TTL, answered from
+/// the cache, also starts one walk in the background that asks for the name again and stores the
+/// fresh answer, so a name in use does not expire and no client waits for its walk. Nothing starts
+/// while a walk for the same question is in flight (this prefetch's or a client's).
+pub fn prefetch(
+    instance: &Arc<Instance>,
+    settings: &Arc<ResolverSettings>,
+    listener: usize,
+    port: u16,
+    name: Name,
+    qtype: RecordType,
+    client: Option<IpAddr>,
+) {
+    let Some(runtime) = &instance.runtime else {
+        return;
+    };
+    let key = flight_key(settings, &name, qtype, client);
+    if instance
+        .inflight
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains_key(&key)
+    {
+        return;
+    }
+    instance.stats.prefetches.fetch_add(1, Ordering::Relaxed);
+    let (instance, settings) = (instance.clone(), settings.clone());
+    runtime.spawn(async move {
+        let Some(l) = settings.listeners.get(listener) else {
+            return;
+        };
+        let env = Env {
+            settings: &settings,
+            listener: l,
+            instance: &instance,
+            port,
+        };
+        let res = lead_or_join(&env, &name, qtype, client, true).await;
+        if let Some(why) = res.reason {
+            tracing::debug!(name = %name, qtype = %qtype, "prefetch failed: {why}");
+        }
+    });
+}
+
+/// `resolve`; with `refresh`, a walk that does not take the question's own answer from the cache
+/// (prefetch: it is there, about to expire).
+async fn lead_or_join(
+    env: &Env<'_>,
+    name: &Name,
+    qtype: RecordType,
+    client: Option<IpAddr>,
+    refresh: bool,
+) -> Resolution {
+    let inst = env.instance;
+    inst.stats.walks.fetch_add(1, Ordering::Relaxed);
+    let key = flight_key(env.settings, name, qtype, client);
     loop {
         // Either join the walk in flight (Err: its receiver) or lead a new one (Ok: the sender).
         let role = {
@@ -305,6 +391,9 @@ pub async fn resolve(
             key: key.clone(),
         };
         let mut walk = Walk::new(env, client, false);
+        if refresh {
+            walk.refresh = Some(key_of(name));
+        }
         let mut res = walk.bounded(name, qtype).await;
         // RFC 8767 4: the walk failed (servers down, timed out, lame): data that expired less
         // than serve_expired_ttl ago beats a SERVFAIL. The followers get it too.

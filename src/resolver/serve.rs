@@ -32,9 +32,9 @@ struct Ctx<'a> {
 /// Answers from what is at hand (errors, refusals, the cache); `Step::Walk` when it cannot.
 #[allow(clippy::too_many_arguments)]
 pub fn answer_now(
-    instance: &Instance,
+    instance: &Arc<Instance>,
     port: u16,
-    settings: &ResolverSettings,
+    settings: &Arc<ResolverSettings>,
     listener: usize,
     payload: u16,
     packet: &[u8],
@@ -59,9 +59,6 @@ pub fn answer_now(
         instance,
         port,
     };
-    let Some(name) = qname(&q) else {
-        return Step::Done(counted(Some(error(&ctx, &q, rcode::FORMERR)), start));
-    };
     let client = Some(client_ip(&q, peer));
     // RD clear (RFC 1034 4.3.1): REFUSED unless the client is in `allow_snoop`, as Unbound's
     // `allow` does. Answering it from the cache would tell anyone allowed which names other
@@ -71,6 +68,22 @@ pub fn answer_now(
     if !rd && !l.allows_snoop(peer.ip()) {
         return Step::Done(counted(Some(error(&ctx, &q, rcode::REFUSED)), start));
     }
+    // The common hit: the RRset asked for, cached under the name asked, sent from its encoding.
+    if let Some((bytes, ttl, left)) = direct_hit(&ctx, instance, &q, client) {
+        // Prefetch: the last 10 % of the TTL it was stored with (Unbound's rule). Only for RD
+        // queries: RD=0 never makes us ask anyone.
+        if settings.prefetch
+            && rd
+            && u64::from(left) * 10 <= u64::from(ttl)
+            && let Some(name) = qname(&q)
+        {
+            super::prefetch(instance, settings, listener, port, name, q.rtype(), client);
+        }
+        return Step::Done(counted(Some((bytes, rcode::NOERROR)), start));
+    }
+    let Some(name) = qname(&q) else {
+        return Step::Done(counted(Some(error(&ctx, &q, rcode::FORMERR)), start));
+    };
     if let Some(res) = super::from_cache(&env, &name, q.rtype(), client) {
         return Step::Done(counted(Some(encode(&ctx, &q, res)), start));
     }
@@ -116,6 +129,27 @@ pub async fn walk(
         tracing::debug!(name = %name, qtype = %q.rtype(), "SERVFAIL: {why}");
     }
     counted(Some(encode(&ctx, &q, res)), start)
+}
+
+/// A direct hit written from the cache's encoding of the RRset (`CachedRrset`): the bytes
+/// `encode` would write for the same hit, without cloning or encoding a record. Its TTL gets the
+/// same `max_ttl` cap as `clamp_ttls` gives (a reload may have lowered it since the store).
+/// With the bytes: the TTL the entry was stored with and the seconds it has left.
+fn direct_hit(
+    ctx: &Ctx<'_>,
+    instance: &Instance,
+    q: &Query<'_>,
+    client: Option<std::net::IpAddr>,
+) -> Option<(Vec<u8>, u32, u32)> {
+    let (wire, left, ttl) = instance.cache.answer_wire(q.key(), q.rtype(), client)?;
+    instance
+        .stats
+        .cache_answers
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let max = wire::max_size(q.edns.as_ref(), ctx.tcp, ctx.payload);
+    let mut out = Vec::with_capacity(max.min(wire.size() + 512));
+    wire.write(q, left.min(ctx.limits.max_ttl), max, ctx.payload, &mut out);
+    Some((out, ttl, left))
 }
 
 /// TTLs as they may leave: a TTL above 2^31 - 1 is 0 (RFC 2181 8), answers are capped at

@@ -4,7 +4,10 @@
 //! datagrams from any other address or port, and a reply counts only when its ID and question
 //! match ours (anything else is dropped and we keep waiting). TC=1 -> the same question over TCP
 //! (RFC 7766 5). EDNS(0) with a 1232-byte payload (RFC 6891, DNS flag day 2020) and, when asked,
-//! ECS with the client's subnet (RFC 7871 6).
+//! ECS with the client's subnet (RFC 7871 6). With `caps` (0x20, draft-vixie-dnsext-dns0x20), the
+//! name is sent with its letters in random case and a reply must echo it exactly: a reply whose
+//! question differs only in case is `CaseMismatch` (a forger must now guess the case too; a
+//! server that does not echo it is asked again without, by the walk).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -44,6 +47,8 @@ pub enum UpstreamError {
     Io(#[from] io::Error),
     #[error("malformed reply: {0}")]
     Malformed(String),
+    #[error("the reply's question is not in the case asked (0x20)")]
+    CaseMismatch,
 }
 
 /// What to send.
@@ -62,15 +67,19 @@ pub struct Ask<'a> {
     /// alive, and TCP needs at least one more round trip (two with the handshake, RFC 7766 5), so
     /// what is left of the UDP timeout is not enough for any server farther than a few ms.
     pub tcp_timeout: Duration,
+    /// 0x20: the name in random case, echoed exactly or the reply is refused.
+    pub caps: bool,
 }
 
 pub async fn exchange(ask: &Ask<'_>) -> Result<Reply, UpstreamError> {
     let start = Instant::now();
     let id: u16 = rand::random();
     let query = encode_query(id, ask);
-    let reply = udp(ask, id, &query).await?;
+    // The name as sent: with 0x20, its case is part of what a reply must match.
+    let sent = &query[12..12 + wire_len(ask.name)];
+    let reply = udp(ask, id, &query, sent).await?;
     if reply.metadata.truncation {
-        let message = tcp(ask, id, &query, ask.tcp_timeout).await?;
+        let message = tcp(ask, id, &query, sent, ask.tcp_timeout).await?;
         return Ok(Reply {
             message,
             proto: Proto::Tcp,
@@ -96,6 +105,9 @@ pub fn encode_query(id: u16, ask: &Ask<'_>) -> Vec<u8> {
         b.extend_from_slice(label);
     }
     b.push(0);
+    if ask.caps {
+        random_case(&mut b[12..]);
+    }
     b.extend_from_slice(&u16::from(ask.qtype).to_be_bytes());
     b.extend_from_slice(&1u16.to_be_bytes());
     // OPT (RFC 6891 6.1.2): root owner, TYPE 41, CLASS = payload, TTL = ext-rcode/version/flags.
@@ -124,13 +136,70 @@ pub fn encode_query(id: u16, ask: &Ask<'_>) -> Vec<u8> {
     b
 }
 
-/// Whether `m` answers our query: a response, our ID, our question (names case-insensitively).
-fn matches(m: &Message, id: u16, ask: &Ask<'_>) -> bool {
-    m.metadata.id == id
+/// Wire length of an uncompressed name.
+fn wire_len(name: &Name) -> usize {
+    name.iter().map(|l| 1 + l.len()).sum::<usize>() + 1
+}
+
+/// Every letter of a wire-form name (from its first length byte through the root label) upper or
+/// lower case at random; at least one upper, so a server that lowercases is always found out.
+fn random_case(wire: &mut [u8]) {
+    let mut at = 0;
+    let mut upper = false;
+    while let Some(&len) = wire.get(at) {
+        if len == 0 {
+            break;
+        }
+        for b in wire.iter_mut().skip(at + 1).take(len as usize) {
+            if b.is_ascii_alphabetic() {
+                if rand::random::<bool>() {
+                    b.make_ascii_uppercase();
+                    upper = true;
+                } else {
+                    b.make_ascii_lowercase();
+                }
+            }
+        }
+        at += 1 + len as usize;
+    }
+    // Length bytes are below 64, never letters, so the first lowercase byte is a letter.
+    if !upper && let Some(i) = wire.iter().position(u8::is_ascii_lowercase) {
+        wire[i].make_ascii_uppercase();
+    }
+}
+
+/// How a message relates to our query.
+enum Match {
+    Ours,
+    /// Someone else's (another ID, question, or not a response): ignored (RFC 5452 9.1).
+    NotOurs,
+    /// Our question in another case, with 0x20 on.
+    WrongCase,
+}
+
+/// Whether `m` answers our query: a response, our ID, our question (names case-insensitively,
+/// and with 0x20 exactly as `sent`).
+fn matches(m: &Message, id: u16, ask: &Ask<'_>, sent: &[u8]) -> Match {
+    let ours = m.metadata.id == id
         && m.metadata.message_type == hickory_proto::op::MessageType::Response
         && m.queries.len() == 1
         && m.queries[0].query_type() == ask.qtype
-        && crate::zone::name::key_of(m.queries[0].name()) == crate::zone::name::key_of(ask.name)
+        && crate::zone::name::key_of(m.queries[0].name()) == crate::zone::name::key_of(ask.name);
+    if !ours {
+        return Match::NotOurs;
+    }
+    if ask.caps {
+        let mut got = Vec::with_capacity(sent.len());
+        for label in m.queries[0].name().iter() {
+            got.push(label.len() as u8);
+            got.extend_from_slice(label);
+        }
+        got.push(0);
+        if got != sent {
+            return Match::WrongCase;
+        }
+    }
+    Match::Ours
 }
 
 fn unspecified(server: &SocketAddr) -> IpAddr {
@@ -166,7 +235,7 @@ fn random_port_socket(ip: IpAddr) -> io::Result<std::net::UdpSocket> {
     Err(last.unwrap_or_else(|| io::Error::other("no port")))
 }
 
-async fn udp(ask: &Ask<'_>, id: u16, query: &[u8]) -> Result<Message, UpstreamError> {
+async fn udp(ask: &Ask<'_>, id: u16, query: &[u8], sent: &[u8]) -> Result<Message, UpstreamError> {
     let source = ask.source.unwrap_or_else(|| unspecified(&ask.server));
     let socket = UdpSocket::from_std(random_port_socket(source)?)?;
     socket.connect(ask.server).await?;
@@ -182,8 +251,10 @@ async fn udp(ask: &Ask<'_>, id: u16, query: &[u8]) -> Result<Message, UpstreamEr
         let Ok(m) = Message::from_vec(&buf[..n]) else {
             continue;
         };
-        if matches(&m, id, ask) {
-            return Ok(m);
+        match matches(&m, id, ask, sent) {
+            Match::Ours => return Ok(m),
+            Match::WrongCase => return Err(UpstreamError::CaseMismatch),
+            Match::NotOurs => {}
         }
     }
 }
@@ -192,6 +263,7 @@ async fn tcp(
     ask: &Ask<'_>,
     id: u16,
     query: &[u8],
+    sent: &[u8],
     timeout: Duration,
 ) -> Result<Message, UpstreamError> {
     let work = async {
@@ -213,8 +285,10 @@ async fn tcp(
             let mut buf = vec![0u8; len];
             stream.read_exact(&mut buf).await?;
             let m = Message::from_vec(&buf).map_err(|e| UpstreamError::Malformed(e.to_string()))?;
-            if matches(&m, id, ask) {
-                return Ok(m);
+            match matches(&m, id, ask, sent) {
+                Match::Ours => return Ok(m),
+                Match::WrongCase => return Err(UpstreamError::CaseMismatch),
+                Match::NotOurs => {}
             }
         }
     };

@@ -13,7 +13,12 @@
 //!   a zone whose servers are all down fails at once (RFC 1035 7.2);
 //! - every client query has a budget of upstream queries shared by all its sub-walks (against
 //!   loops and NXNSAttack-style amplification, CVE-2020-12662);
-//! - CNAME loops and over-long chains end in SERVFAIL.
+//! - CNAME loops and over-long chains end in SERVFAIL;
+//! - with `qname_minimisation` (RFC 9156, relaxed mode; `Qmin`), a zone's servers are asked for
+//!   the name cut one label below the zone (QTYPE A), and only the servers of the zone just
+//!   above the name see the whole question. A minimised query answered NXDOMAIN, REFUSED,
+//!   FORMERR, SERVFAIL or an alias is asked again with the full name (servers that get empty
+//!   non-terminals wrong are common, RFC 9156 2.3), and its answer is not cached.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -51,6 +56,65 @@ fn glueless_cap(depth: u8) -> usize {
 /// CNAME records followed inside one reply.
 const MAX_CHAIN_IN_REPLY: usize = 16;
 
+/// RFC 9156 2.3: at most this many minimised queries for one name at one walk...
+const MAX_MINIMISE_COUNT: u8 = 10;
+/// ...of which the first ones add one label each; later ones share what is left, so a name with
+/// many labels (a random-subdomain attack's) costs at most MAX_MINIMISE_COUNT queries, not one per
+/// label.
+const MINIMISE_ONE_LAB: u8 = 4;
+
+/// QNAME minimisation for one name's iteration (RFC 9156 2.3): which name the next query asks.
+struct Qmin {
+    on: bool,
+    /// Labels of the name asked last (0: none asked yet).
+    labels: u8,
+    /// Minimised queries so far (RFC 9156's MINIMISE_COUNT).
+    count: u8,
+}
+
+impl Qmin {
+    fn new(on: bool) -> Qmin {
+        Qmin {
+            on,
+            labels: 0,
+            count: 0,
+        }
+    }
+
+    /// The name to ask a server of `zone` for `name`: one label below the deeper of the zone and
+    /// the name asked last (more once MINIMISE_ONE_LAB are spent), or the whole name once there
+    /// (or minimisation is off).
+    fn next(&mut self, name: &Name, zone: &Name) -> Name {
+        let total = name.num_labels();
+        let base = self.labels.max(zone.num_labels());
+        if !self.on || base >= total {
+            return name.clone();
+        }
+        let left = total - base;
+        let add = if self.count < MINIMISE_ONE_LAB {
+            1
+        } else if self.count >= MAX_MINIMISE_COUNT {
+            left
+        } else {
+            (left / (MAX_MINIMISE_COUNT - self.count)).max(1)
+        };
+        let mut labels = base + add;
+        // RFC 9156 2.3: labels starting with an underscore (RFC 8552: _tcp, _443, ...) are not
+        // zone cuts in practice; asking them one by one would only cost queries.
+        while labels < total
+            && name
+                .iter()
+                .nth(usize::from(total - labels))
+                .is_some_and(|l| l.first() == Some(&b'_'))
+        {
+            labels += 1;
+        }
+        self.count += 1;
+        self.labels = labels;
+        name.trim_to(usize::from(labels))
+    }
+}
+
 /// Everything a walk reads.
 pub struct Env<'a> {
     pub settings: &'a ResolverSettings,
@@ -82,6 +146,8 @@ pub struct Walk<'a> {
     /// Answers from the cache may be stale (RFC 8767): set only for a cache-only walk after a
     /// real one failed.
     pub stale: bool,
+    /// A name whose answers the cache does not give this walk (prefetch refreshes it).
+    pub refresh: Option<Key>,
 }
 
 /// What one name's iteration produced.
@@ -149,11 +215,15 @@ impl<'a> Walk<'a> {
             ecs,
             client,
             stale: false,
+            refresh: None,
         }
     }
 
     /// The cache's answer-rank entry for (key, rtype), stale ones included when `stale` is set.
     fn cached(&self, key: &[u8], rtype: RecordType) -> Option<Hit> {
+        if self.refresh.as_deref() == Some(key) {
+            return None;
+        }
         let cache = &self.env.instance.cache;
         if self.stale {
             cache.get_stale(key, rtype, Rank::Answer, self.client)
@@ -512,8 +582,16 @@ impl<'a> Walk<'a> {
                 from,
             });
         }
+        let mut qmin = Qmin::new(self.env.settings.qname_minimisation);
         'zone: loop {
             let zone_key = key_of(&zone);
+            // The question this zone's servers are asked now: minimised (QTYPE A, RFC 9156 3)
+            // until the name is reached.
+            let asked = qmin.next(name, &zone);
+            let minimised = asked.num_labels() < name.num_labels();
+            let asked_type = if minimised { RecordType::A } else { qtype };
+            // 0x20 for this zone's servers, until one of them does not echo the case.
+            let mut caps = self.env.settings.use_caps_for_id;
             let mut tried: HashSet<IpAddr> = HashSet::new();
             let mut looked_up: HashSet<Key> = HashSet::new();
             // Servers that timed out in this zone, with how many times: each is asked again (its
@@ -599,8 +677,8 @@ impl<'a> Walk<'a> {
                 self.env.instance.stats.upstream(1);
                 let ecs = self.ecs_for(&zone);
                 let ask = Ask {
-                    name,
-                    qtype,
+                    name: &asked,
+                    qtype: asked_type,
                     server: SocketAddr::new(ip, self.env.port),
                     source: self.env.listener.source_for(ip),
                     ecs,
@@ -610,9 +688,30 @@ impl<'a> Walk<'a> {
                         .infra
                         .timeout(ip, self.env.settings.timeout),
                     tcp_timeout: self.env.settings.timeout,
+                    caps,
                 };
                 let reply = match upstream::exchange(&ask).await {
                     Ok(r) => r,
+                    Err(UpstreamError::CaseMismatch) => {
+                        // The server lowercased the question (or a forger guessed all but the
+                        // case): counted, and the zone is asked again without 0x20, this server
+                        // first (Unbound's fallback for servers that do not echo the case).
+                        self.env
+                            .instance
+                            .stats
+                            .caps_mismatches
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        caps = false;
+                        tried.remove(&ip);
+                        let (z, sn) = (zone.to_string(), server_name.to_string());
+                        self.step(|| Step::Failed {
+                            server: ip.to_string(),
+                            server_name: sn,
+                            zone: z,
+                            reason: "reply not in the case asked (0x20): asking without".into(),
+                        });
+                        continue;
+                    }
                     Err(e) => {
                         if matches!(e, UpstreamError::Timeout) {
                             self.env.instance.infra.timed_out(ip, ask.timeout);
@@ -635,7 +734,7 @@ impl<'a> Walk<'a> {
                 };
                 self.env.instance.infra.rtt(ip, reply.rtt);
                 let scope = reply_scope(&reply.message, ecs);
-                let class = classify(&reply.message, &zone, name, qtype);
+                let class = classify(&reply.message, &zone, &asked, asked_type);
                 let (result, shown): (String, Vec<Record>) = match &class {
                     Class::Answer { records, next } => (
                         match next {
@@ -659,6 +758,19 @@ impl<'a> Walk<'a> {
                     Class::Lame(why) => (format!("lame: {why}"), Vec::new()),
                 };
                 if let Class::Lame(why) = &class {
+                    if minimised {
+                        // Relaxed mode (RFC 9156 2.3): some servers refuse or fail names they
+                        // do not hold (or any type but the one asked); the full name decides.
+                        qmin.on = false;
+                        let (z, sn, why) = (zone.to_string(), server_name.to_string(), why.clone());
+                        self.step(|| Step::Failed {
+                            server: ip.to_string(),
+                            server_name: sn,
+                            zone: z,
+                            reason: format!("{why} to a minimised query: asking the full name"),
+                        });
+                        continue 'zone;
+                    }
                     // Lame for this zone: rank it behind the servers that answer.
                     self.env.instance.infra.failed(ip);
                     let (z, sn, why) = (zone.to_string(), server_name.to_string(), why.clone());
@@ -677,14 +789,41 @@ impl<'a> Walk<'a> {
                         server: ip.to_string(),
                         server_name: sn,
                         zone: z,
-                        name: name.to_string(),
-                        qtype: text_type(qtype),
+                        name: asked.to_string(),
+                        qtype: text_type(asked_type),
                         proto: reply.proto,
                         tc_retry: reply.truncated_udp,
                         rtt_ms: reply.rtt.as_secs_f64() * 1000.0,
                         result,
                         records: record_lines(&shown),
                     });
+                }
+                if minimised {
+                    match &class {
+                        // A cut between the zone and the name: followed below as always.
+                        Class::Referral { .. } => {}
+                        // No cut at the name asked (an empty non-terminal or a name with data):
+                        // one label more, from the same zone's servers.
+                        Class::NoData { chain, .. } if chain.is_empty() => {
+                            store(&self.env.instance.cache, &class, asked_type, scope);
+                            continue 'zone;
+                        }
+                        Class::Answer {
+                            records,
+                            next: None,
+                        } if records.iter().all(|r| r.record_type() == asked_type) => {
+                            store(&self.env.instance.cache, &class, asked_type, scope);
+                            continue 'zone;
+                        }
+                        // NXDOMAIN (from a server that gets empty non-terminals wrong, or
+                        // right: the full name will say so again) or an alias: relaxed mode asks
+                        // the full name and caches nothing of this reply (its NXDOMAIN would end
+                        // every name below, RFC 8020).
+                        _ => {
+                            qmin.on = false;
+                            continue 'zone;
+                        }
+                    }
                 }
                 store(&self.env.instance.cache, &class, qtype, scope);
                 match class {
