@@ -25,6 +25,7 @@ pub mod config;
 pub mod conns;
 pub mod cookie;
 pub mod ctl;
+pub mod dnssec;
 pub mod encrypted;
 pub mod engine;
 pub mod fast;
