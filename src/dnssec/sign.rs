@@ -412,7 +412,9 @@ pub fn sign_zone(
     let mut nsecs = Vec::with_capacity(order.len());
     for (at, &i) in order.iter().enumerate() {
         let node = &zone.nodes.nodes()[i];
-        let next = &zone.nodes.nodes()[order[(at + 1) % order.len()]].key;
+        // The next owner as written (RFC 6840 5.1: NSEC RDATA names are not lowercased for
+        // signing), as BIND's dnssec-signzone writes it.
+        let next = zone.nodes.nodes()[order[(at + 1) % order.len()]].owner();
         let mut types: Vec<u16> = vec![u16::from(RecordType::RRSIG), u16::from(RecordType::NSEC)];
         if node.cut {
             // RFC 4035 2.3: at a delegation point NS, DS if present, RRSIG and NSEC.
