@@ -352,9 +352,9 @@ fn dnssec(command: DnssecCommand) -> ExitCode {
         } => (|| {
             let mut loaded = Vec::new();
             if let Some(k) = key {
-                loaded.push(keys::load(&k, None)?);
+                loaded.push(keys::load(&crate::zone::reader::DiskFs, &k, None)?);
             } else if let (Some(config), Some(zone)) = (config, zone) {
-                let (cfg, _, base) = source(Some(config), None)
+                let (cfg, fs, base) = source(Some(config), None)
                     .load()
                     .map_err(|e| e.to_string())?;
                 let zc = cfg
@@ -366,20 +366,27 @@ fn dnssec(command: DnssecCommand) -> ExitCode {
                     .dnssec
                     .as_ref()
                     .ok_or_else(|| format!("zone {zone} has no dnssec settings"))?;
-                let signer = crate::dnssec::ZoneSigner::compile(&absolute(&zone), dc, &base)
-                    .map_err(|e| e.join("\n"))?;
+                let signer =
+                    crate::dnssec::ZoneSigner::compile(&absolute(&zone), dc, &base, fs.as_ref())
+                        .map_err(|e| e.join("\n"))?;
                 loaded.extend(signer.keys.into_iter().filter(|k| k.role != Role::Zsk));
             } else {
                 return Err("give --key FILE, or --config FILE --zone NAME".to_string());
             }
             for k in &loaded {
                 let zone = k.zone.clone().ok_or_else(|| {
-                    format!("{}: a PEM key names no zone: use --config and --zone", k.file.display())
+                    format!(
+                        "{}: a PEM key names no zone: use --config and --zone",
+                        k.file.display()
+                    )
                 })?;
                 let owner = crate::zone::name::key_of(
                     &Name::from_ascii(&zone).map_err(|e| format!("{zone}: {e}"))?,
                 );
-                println!("{}", keys::ds_text(&zone, &owner, &k.dnskey_rdata(), digest)?);
+                println!(
+                    "{}",
+                    keys::ds_text(&zone, &owner, &k.dnskey_rdata(), digest)?
+                );
             }
             Ok(())
         })(),

@@ -491,7 +491,7 @@ impl Snapshot {
                 ));
                 continue;
             }
-            match crate::dnssec::ZoneSigner::compile(canon, dc, base) {
+            match crate::dnssec::ZoneSigner::compile(canon, dc, base, fs) {
                 Ok(signer) => {
                     let started = std::time::Instant::now();
                     let types = |rule: u32| {
@@ -569,8 +569,7 @@ impl Snapshot {
             // Signatures are renewed every refresh period without the zone file changing, so a
             // signed zone's serial follows them (as Knot's serial-policy does): "keep" would
             // make every re-signing reload fail.
-            if signers.contains_key(canon.as_str()) && x.policy == crate::xfr::SerialPolicy::Keep
-            {
+            if signers.contains_key(canon.as_str()) && x.policy == crate::xfr::SerialPolicy::Keep {
                 x.policy = crate::xfr::SerialPolicy::Increment;
             }
             if x.transferable() {

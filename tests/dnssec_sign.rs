@@ -91,7 +91,10 @@ fn gslbd_keygen(dir: &Path, alg: u8, role: &str, zone: &str) -> PathBuf {
 /// Writes the zone and a config signing it with `keys`; returns the config path.
 fn write_config(dir: &Path, keys: &[PathBuf], zone: &str) -> PathBuf {
     std::fs::write(dir.join("example.com.zone"), zone).unwrap();
-    let keys: Vec<String> = keys.iter().map(|k| format!("{:?}", k.display().to_string())).collect();
+    let keys: Vec<String> = keys
+        .iter()
+        .map(|k| format!("{:?}", k.display().to_string()))
+        .collect();
     let text = format!(
         r#"
 [[zone]]
@@ -168,7 +171,9 @@ fn verify(file: &Path, what: &str, csk: bool) {
 async fn serve_and_verify(dir: &Path, config: &Path, what: &str, csk: bool) -> String {
     let server = common::start(Source::file(config)).await;
     let addr = server.addr("all", "tcp");
-    let text = tokio::task::spawn_blocking(move || axfr(addr)).await.unwrap();
+    let text = tokio::task::spawn_blocking(move || axfr(addr))
+        .await
+        .unwrap();
     let file = dir.join("axfr.zone");
     std::fs::write(&file, &text).unwrap();
     verify(&file, what, csk);
@@ -187,7 +192,11 @@ async fn signed_zones_verify_with_bind_and_ldns() {
     ];
     for &(what, alg, maker, split) in cases {
         let dir = tempfile::tempdir().unwrap();
-        let bind_alg = if alg == 13 { "ECDSAP256SHA256" } else { "ED25519" };
+        let bind_alg = if alg == 13 {
+            "ECDSAP256SHA256"
+        } else {
+            "ED25519"
+        };
         let keys: Vec<PathBuf> = match (maker, split) {
             ("bind", false) => vec![bind_keygen(dir.path(), bind_alg, true, "example.com")],
             ("bind", true) => vec![
@@ -210,20 +219,44 @@ async fn signed_zones_verify_with_bind_and_ldns() {
             })
         };
         assert!(has("example.com.", "DNSKEY"), "{what}");
-        assert!(has("example.com.", "CDS") && has("example.com.", "CDNSKEY"), "{what}");
-        assert!(has("secure.example.com.", "NSEC"), "{what}: delegation with DS");
-        assert!(has("insecure.example.com.", "NSEC"), "{what}: delegation without DS");
-        assert!(!has("ns.secure.example.com.", "NSEC"), "{what}: glue has no NSEC");
-        assert!(!has("ent.example.com.", "NSEC"), "{what}: ENT has no NSEC (RFC 4035 2.3)");
+        assert!(
+            has("example.com.", "CDS") && has("example.com.", "CDNSKEY"),
+            "{what}"
+        );
+        assert!(
+            has("secure.example.com.", "NSEC"),
+            "{what}: delegation with DS"
+        );
+        assert!(
+            has("insecure.example.com.", "NSEC"),
+            "{what}: delegation without DS"
+        );
+        assert!(
+            !has("ns.secure.example.com.", "NSEC"),
+            "{what}: glue has no NSEC"
+        );
+        assert!(
+            !has("ent.example.com.", "NSEC"),
+            "{what}: ENT has no NSEC (RFC 4035 2.3)"
+        );
         let sig_over = |owner: &str, covered: &str| {
             text.lines().any(|l| {
                 let f: Vec<&str> = l.split_whitespace().collect();
-                f.len() > 4 && f[0].eq_ignore_ascii_case(owner) && f[3] == "RRSIG" && f[4] == covered
+                f.len() > 4
+                    && f[0].eq_ignore_ascii_case(owner)
+                    && f[3] == "RRSIG"
+                    && f[4] == covered
             })
         };
-        assert!(!sig_over("secure.example.com.", "NS"), "{what}: NS at a cut is unsigned");
+        assert!(
+            !sig_over("secure.example.com.", "NS"),
+            "{what}: NS at a cut is unsigned"
+        );
         assert!(sig_over("secure.example.com.", "DS"), "{what}");
-        assert!(!sig_over("ns.secure.example.com.", "A"), "{what}: glue is unsigned");
+        assert!(
+            !sig_over("ns.secure.example.com.", "A"),
+            "{what}: glue is unsigned"
+        );
     }
 }
 
@@ -235,7 +268,9 @@ async fn verifiers_catch_a_changed_record() {
     let config = write_config(dir.path(), &keys, ZONE);
     let server = common::start(Source::file(&config)).await;
     let addr = server.addr("all", "tcp");
-    let text = tokio::task::spawn_blocking(move || axfr(addr)).await.unwrap();
+    let text = tokio::task::spawn_blocking(move || axfr(addr))
+        .await
+        .unwrap();
     let tampered = text.replace("127.0.28.19", "127.0.28.99");
     assert_ne!(tampered, text);
     let file = dir.path().join("tampered.zone");
@@ -310,7 +345,9 @@ fn ds_equals_dnssec_dsfromkey_and_bind_uses_gslbd_keys() {
 async fn rrsigs_of(config: &Path) -> Vec<String> {
     let server = common::start(Source::file(config)).await;
     let addr = server.addr("all", "tcp");
-    let text = tokio::task::spawn_blocking(move || axfr(addr)).await.unwrap();
+    let text = tokio::task::spawn_blocking(move || axfr(addr))
+        .await
+        .unwrap();
     let mut v: Vec<String> = text
         .lines()
         .filter(|l| l.split_whitespace().nth(3) == Some("RRSIG"))
@@ -395,16 +432,22 @@ async fn bad_keys_are_config_errors_and_reload_keeps_serving() {
     let config = write_config(dir.path(), std::slice::from_ref(&good), ZONE);
     let server = common::start(Source::file(&config)).await;
     let addr = server.addr("all", "tcp");
-    let before = tokio::task::spawn_blocking(move || axfr(addr)).await.unwrap();
+    let before = tokio::task::spawn_blocking(move || axfr(addr))
+        .await
+        .unwrap();
     write_config(dir.path(), std::slice::from_ref(&rsa), ZONE);
     let handle = server.handle.clone();
-    let reloaded = tokio::task::spawn_blocking(move || handle.reload()).await.unwrap();
+    let reloaded = tokio::task::spawn_blocking(move || handle.reload())
+        .await
+        .unwrap();
     let err = reloaded.expect_err("a bad key fails the reload");
     assert!(
         err.to_string().contains("algorithm 8 is not supported"),
         "{err}"
     );
-    let after = tokio::task::spawn_blocking(move || axfr(addr)).await.unwrap();
+    let after = tokio::task::spawn_blocking(move || axfr(addr))
+        .await
+        .unwrap();
     assert_eq!(before, after);
 }
 
@@ -460,7 +503,8 @@ pools.bj = ["127.0.28.22", "::22"]
 "#,
     );
     std::fs::write(&config, text).unwrap();
-    let snap = gslbd::snapshot::Snapshot::build(&Source::file(&config)).unwrap_or_else(|e| panic!("{e}"));
+    let snap =
+        gslbd::snapshot::Snapshot::build(&Source::file(&config)).unwrap_or_else(|e| panic!("{e}"));
     let zone = &snap.zones[0];
     let bitmap = |name: &str| -> Vec<u16> {
         let key = gslbd::zone::name::key_of(&hickory_proto::rr::Name::from_ascii(name).unwrap());

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use ring::rand::SystemRandom;
+
+use crate::zone::reader::ZoneFs;
 use ring::signature::{self, KeyPair as _};
 
 /// DNSSEC algorithm numbers this server signs with (RFC 8624 3.1: both MUST/RECOMMENDED).
@@ -160,7 +162,11 @@ pub fn ds_rdata(owner_wire: &[u8], dnskey: &[u8], digest: u8) -> Result<Vec<u8>,
     let alg = match digest {
         2 => &ring::digest::SHA256,
         4 => &ring::digest::SHA384,
-        other => return Err(format!("digest type {other} is not supported (2 and 4 are)")),
+        other => {
+            return Err(format!(
+                "digest type {other} is not supported (2 and 4 are)"
+            ));
+        }
     };
     let mut ctx = ring::digest::Context::new(alg);
     ctx.update(owner_wire);
@@ -200,21 +206,22 @@ fn bind_pair(path: &Path) -> (PathBuf, PathBuf) {
     )
 }
 
-fn read(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+fn read(fs: &dyn ZoneFs, path: &Path) -> Result<String, String> {
+    fs.read(path)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Loads a key: a PEM file (PKCS#8, `role` required since PEM carries no flags) or a BIND pair.
-/// Errors name the file and the reason.
-pub fn load(path: &Path, role: Option<Role>) -> Result<Key, String> {
+/// Errors name the file and the reason. Files are read through `fs` (the build's bounded reads).
+pub fn load(fs: &dyn ZoneFs, path: &Path, role: Option<Role>) -> Result<Key, String> {
     if path.extension().is_some_and(|e| e == "pem") {
-        let text = read(path)?;
+        let text = read(fs, path)?;
         return from_pem(&text, role.unwrap_or(Role::Csk), path)
             .map_err(|e| format!("{}: {e}", path.display()));
     }
     let (key_path, private_path) = bind_pair(path);
-    let key_text = read(&key_path)?;
-    let private_text = read(&private_path)?;
+    let key_text = read(fs, &key_path)?;
+    let private_text = read(fs, &private_path)?;
     let (zone, flags, alg, public) =
         parse_dnskey_file(&key_text).map_err(|e| format!("{}: {e}", key_path.display()))?;
     let mut key = from_bind_private(&private_text, alg, &public, &private_path)
@@ -260,7 +267,10 @@ fn parse_dnskey_file(text: &str) -> Result<(String, u16, Algorithm, Vec<u8>), St
             .parse()
             .map_err(|_| format!("DNSKEY flags \"{}\" is not a number", rest[0]))?;
         if rest[1] != "3" {
-            return Err(format!("DNSKEY protocol {} is not 3 (RFC 4034 2.1.2)", rest[1]));
+            return Err(format!(
+                "DNSKEY protocol {} is not 3 (RFC 4034 2.1.2)",
+                rest[1]
+            ));
         }
         let n: u8 = rest[2]
             .parse()
@@ -325,7 +335,9 @@ fn from_parts(alg: Algorithm, private: &[u8], public: &[u8], file: &Path) -> Res
     let signer = match alg {
         Algorithm::EcdsaP256Sha256 => {
             if private.len() != 32 || public.len() != 64 {
-                return Err("an ECDSA P-256 key has a 32-byte private key and a 64-byte public key".into());
+                return Err(
+                    "an ECDSA P-256 key has a 32-byte private key and a 64-byte public key".into(),
+                );
             }
             let mut uncompressed = Vec::with_capacity(65);
             uncompressed.push(4);
@@ -509,10 +521,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for alg in [Algorithm::EcdsaP256Sha256, Algorithm::Ed25519] {
             let (private, public) = generate(alg).unwrap();
-            let (stem, _) =
-                write_bind_pair(dir.path(), "example.com.", alg, Role::Ksk, &private, &public)
-                    .unwrap();
-            let k = load(&stem, None).unwrap();
+            let (stem, _) = write_bind_pair(
+                dir.path(),
+                "example.com.",
+                alg,
+                Role::Ksk,
+                &private,
+                &public,
+            )
+            .unwrap();
+            let k = load(&crate::zone::reader::DiskFs, &stem, None).unwrap();
             assert_eq!(k.public, public);
             assert_eq!(k.role, Role::Csk);
             assert_eq!(k.zone.as_deref(), Some("example.com."));

@@ -22,7 +22,8 @@
 //! (`server`: the same path as SIGHUP), so signatures never get closer to expiring than
 //! `validity_days - refresh_days`.
 //!
-//! No I/O except reading key files, which happens only at build (`compile`).
+//! No I/O except reading key files, which happens only at build (`compile`, through the build's
+//! `ZoneFs`, as zone files are read).
 
 pub mod keys;
 pub mod sign;
@@ -97,7 +98,12 @@ const SKEW: u32 = 3_600;
 
 impl ZoneSigner {
     /// Loads the keys of `zone` (absolute, any case) and checks them. Every problem is reported.
-    pub fn compile(zone: &str, c: &DnssecConfig, base: &Path) -> Result<ZoneSigner, Vec<String>> {
+    pub fn compile(
+        zone: &str,
+        c: &DnssecConfig,
+        base: &Path,
+        fs: &dyn crate::zone::reader::ZoneFs,
+    ) -> Result<ZoneSigner, Vec<String>> {
         let mut problems = Vec::new();
         if c.keys.is_empty() {
             problems.push(format!("zone {zone}: dnssec.keys is empty"));
@@ -126,7 +132,7 @@ impl ZoneSigner {
                     }),
                 ),
             };
-            match keys::load(&path, role) {
+            match keys::load(fs, &path, role) {
                 Ok(key) => {
                     if let Some(owner) = &key.zone
                         && *owner != want_zone

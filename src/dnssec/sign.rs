@@ -56,7 +56,27 @@ const CLASS_IN: [u8; 2] = [0, 1];
 fn lowercases_names(code: u16) -> bool {
     matches!(
         code,
-        2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 12 | 14 | 15 | 17 | 18 | 21 | 24 | 26 | 30 | 33 | 35 | 36 | 38 | 39
+        2 | 3
+            | 4
+            | 5
+            | 6
+            | 7
+            | 8
+            | 9
+            | 12
+            | 14
+            | 15
+            | 17
+            | 18
+            | 21
+            | 24
+            | 26
+            | 30
+            | 33
+            | 35
+            | 36
+            | 38
+            | 39
     )
 }
 
@@ -335,10 +355,7 @@ pub fn sign_zone(
     let key_ttl = s.dnskey_ttl.unwrap_or(soa_ttl);
     let mut added: isize = 0;
     {
-        let apex = zone
-            .nodes
-            .get_mut(&origin)
-            .ok_or("the zone has no apex")?;
+        let apex = zone.nodes.get_mut(&origin).ok_or("the zone has no apex")?;
         let mut dnskeys: Vec<WireRdata> = apex
             .rrset(RecordType::DNSKEY)
             .map(|set| set.rdatas.clone())
@@ -465,8 +482,7 @@ pub fn sign_zone(
                         let mut sigs = Vec::new();
                         let mut max_ttl = 0;
                         for set in &node.rrsets {
-                            if node.cut && !matches!(set.rtype, RecordType::DS | RecordType::NSEC)
-                            {
+                            if node.cut && !matches!(set.rtype, RecordType::DS | RecordType::NSEC) {
                                 continue;
                             }
                             for k in s.keys.iter().filter(|k| signs(k, set.rtype)) {
@@ -493,7 +509,10 @@ pub fn sign_zone(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err("a signing thread panicked".into())))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a signing thread panicked".into()))
+            })
             .collect()
     });
     let mut rrsigs = 0;
