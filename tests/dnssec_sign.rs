@@ -539,3 +539,60 @@ pools.bj = ["127.0.28.22", "::22"]
     assert_eq!(bitmap("pool.example.com."), vec![1, 46, 47]);
     assert_eq!(bitmap("pool6.example.com."), vec![1, 28, 46, 47]);
 }
+
+/// The serial of a zone text (the SOA line of an AXFR).
+fn serial_of(axfr: &str) -> u32 {
+    axfr.lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 6 && f[3] == "SOA").then(|| f[6].parse().unwrap())
+        })
+        .expect("an SOA")
+}
+
+/// A reload of unchanged data keeps the zone byte for byte (the serving version's ECDSA
+/// signatures are reused, so the serial policy sees no change); a changed record without a new
+/// serial gets the next serial (signed zones follow `serial = "increment"`), and the re-signed
+/// zone, SOA signature included, still verifies.
+#[tokio::test(flavor = "multi_thread")]
+async fn reloads_reuse_signatures_and_raise_the_serial_on_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = vec![gslbd_keygen(dir.path(), 13, "csk", "example.com")];
+    let config = write_config(dir.path(), &keys, ZONE);
+    let server = common::start(Source::file(&config)).await;
+    let addr = server.addr("all", "tcp");
+    let first = tokio::task::spawn_blocking(move || axfr(addr))
+        .await
+        .unwrap();
+    let reload = |server: &common::TestServer| {
+        let handle = server.handle.clone();
+        tokio::task::spawn_blocking(move || handle.reload().map(|_| ()))
+    };
+    reload(&server)
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let second = tokio::task::spawn_blocking(move || axfr(addr))
+        .await
+        .unwrap();
+    assert_eq!(first, second, "an unchanged reload changes nothing");
+    assert_eq!(serial_of(&second), 1);
+
+    std::fs::write(
+        dir.path().join("example.com.zone"),
+        ZONE.replace("127.0.28.19", "127.0.28.29"),
+    )
+    .unwrap();
+    reload(&server)
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let third = tokio::task::spawn_blocking(move || axfr(addr))
+        .await
+        .unwrap();
+    assert_eq!(serial_of(&third), 2, "{third}");
+    assert!(third.contains("127.0.28.29"));
+    let file = dir.path().join("third.zone");
+    std::fs::write(&file, &third).unwrap();
+    verify(&file, "after a change", true);
+}
