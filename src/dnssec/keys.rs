@@ -517,6 +517,37 @@ mod tests {
     }
 
     #[test]
+    fn pkcs8_pem_keys_load_with_their_algorithm() {
+        let dir = tempfile::tempdir().unwrap();
+        let rng = SystemRandom::new();
+        let ecdsa = signature::EcdsaKeyPair::generate_pkcs8(
+            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &rng,
+        )
+        .unwrap();
+        let ed = signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        for (der, alg) in [
+            (ecdsa.as_ref(), Algorithm::EcdsaP256Sha256),
+            (ed.as_ref(), Algorithm::Ed25519),
+        ] {
+            let path = dir.path().join(format!("k{}.pem", alg.number()));
+            let pem = format!(
+                "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+                B64.encode(der)
+            );
+            std::fs::write(&path, pem).unwrap();
+            let k = load(&crate::zone::reader::DiskFs, &path, Some(Role::Ksk)).unwrap();
+            assert_eq!(k.algorithm, alg);
+            assert_eq!(k.role, Role::Ksk);
+            assert_eq!(k.zone, None);
+        }
+        let bad = dir.path().join("bad.pem");
+        std::fs::write(&bad, "not a key").unwrap();
+        let e = load(&crate::zone::reader::DiskFs, &bad, None).unwrap_err();
+        assert!(e.contains("bad.pem") && e.contains("PKCS#8"), "{e}");
+    }
+
+    #[test]
     fn generated_keys_round_trip_through_bind_files() {
         let dir = tempfile::tempdir().unwrap();
         for alg in [Algorithm::EcdsaP256Sha256, Algorithm::Ed25519] {
