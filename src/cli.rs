@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing::info;
 
-use hickory_proto::rr::RecordType;
+use hickory_proto::rr::{Name, RecordType};
 
 use crate::config::{Origin, Source};
 use crate::gslb::explain::ClientSource;
@@ -102,6 +102,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ZoneCommand,
     },
+    /// DNSSEC keys: make one (BIND's file format), print the DS the parent zone needs.
+    Dnssec {
+        #[command(subcommand)]
+        command: DnssecCommand,
+    },
     /// A fleet sharing configuration through etcd (`[cluster]`; built with --features cluster).
     Cluster {
         #[command(subcommand)]
@@ -141,6 +146,47 @@ pub enum ClusterCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DnssecCommand {
+    /// Make a key pair: writes K<zone>+<alg>+<tag>.key and .private (BIND's format, usable by
+    /// dnssec-signzone and dnssec-dsfromkey) into --out and prints the DNSKEY record.
+    Keygen {
+        /// The zone the key signs, e.g. example.com
+        #[arg(long)]
+        zone: String,
+        /// 13 (ECDSAP256SHA256) or 15 (ED25519).
+        #[arg(long, default_value_t = 13)]
+        algorithm: u8,
+        /// A key-signing key (flags 257; pair it with a --zsk).
+        #[arg(long, conflicts_with_all = ["zsk", "csk"])]
+        ksk: bool,
+        /// A zone-signing key (flags 256).
+        #[arg(long, conflicts_with = "csk")]
+        zsk: bool,
+        /// A combined signing key (flags 257, signs everything): the default.
+        #[arg(long)]
+        csk: bool,
+        /// Where the files go.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Print the DS record(s) for a key file (as `dnssec-dsfromkey -2` does), or for the KSK/CSK
+    /// configured for --zone in --config.
+    Ds {
+        /// A BIND key (.key, .private or the K<zone>+<alg>+<tag> stem).
+        #[arg(long, conflicts_with_all = ["config", "zone"])]
+        key: Option<PathBuf>,
+        /// The configuration file whose zone's keys to use (with --zone).
+        #[arg(long, short, requires = "zone")]
+        config: Option<PathBuf>,
+        #[arg(long, requires = "config")]
+        zone: Option<String>,
+        /// Digest type: 2 (SHA-256) or 4 (SHA-384).
+        #[arg(long, default_value_t = 2)]
+        digest: u8,
     },
 }
 
@@ -256,12 +302,101 @@ pub fn main() -> ExitCode {
         ),
         Command::Ctl(args) => crate::ctl::main(args),
         Command::Cluster { command } => cluster(command),
+        Command::Dnssec { command } => dnssec(command),
         Command::Geo {
             command: GeoCommand::Build { csv, out },
         } => geo_build(&csv, &out),
         Command::Geo {
             command: GeoCommand::Lookup { ip, config },
         } => geo_lookup(source(config, None), ip),
+    }
+}
+
+/// `gslbd dnssec keygen|ds`.
+fn dnssec(command: DnssecCommand) -> ExitCode {
+    use crate::dnssec::{Algorithm, Role, keys};
+    let absolute = |z: &str| {
+        let z = z.to_ascii_lowercase();
+        if z.ends_with('.') { z } else { format!("{z}.") }
+    };
+    let result = match command {
+        DnssecCommand::Keygen {
+            zone,
+            algorithm,
+            ksk,
+            zsk,
+            csk: _,
+            out,
+        } => (|| {
+            let alg = Algorithm::from_number(algorithm)?;
+            let role = if ksk {
+                Role::Ksk
+            } else if zsk {
+                Role::Zsk
+            } else {
+                Role::Csk
+            };
+            Name::from_ascii(&zone).map_err(|e| format!("zone \"{zone}\": {e}"))?;
+            let (private, public) = keys::generate(alg)?;
+            let (stem, dnskey) =
+                keys::write_bind_pair(&out, &absolute(&zone), alg, role, &private, &public)?;
+            eprintln!("wrote {0}.key and {0}.private", stem.display());
+            println!("{dnskey}");
+            Ok(())
+        })(),
+        DnssecCommand::Ds {
+            key,
+            config,
+            zone,
+            digest,
+        } => (|| {
+            let mut loaded = Vec::new();
+            if let Some(k) = key {
+                loaded.push(keys::load(&crate::zone::reader::DiskFs, &k, None)?);
+            } else if let (Some(config), Some(zone)) = (config, zone) {
+                let (cfg, fs, base) = source(Some(config), None)
+                    .load()
+                    .map_err(|e| e.to_string())?;
+                let zc = cfg
+                    .zones
+                    .iter()
+                    .find(|z| absolute(&z.name) == absolute(&zone))
+                    .ok_or_else(|| format!("no [[zone]] {zone} in the configuration"))?;
+                let dc = zc
+                    .dnssec
+                    .as_ref()
+                    .ok_or_else(|| format!("zone {zone} has no dnssec settings"))?;
+                let signer =
+                    crate::dnssec::ZoneSigner::compile(&absolute(&zone), dc, &base, fs.as_ref())
+                        .map_err(|e| e.join("\n"))?;
+                loaded.extend(signer.keys.into_iter().filter(|k| k.role != Role::Zsk));
+            } else {
+                return Err("give --key FILE, or --config FILE --zone NAME".to_string());
+            }
+            for k in &loaded {
+                let zone = k.zone.clone().ok_or_else(|| {
+                    format!(
+                        "{}: a PEM key names no zone: use --config and --zone",
+                        k.file.display()
+                    )
+                })?;
+                let owner = crate::zone::name::key_of(
+                    &Name::from_ascii(&zone).map_err(|e| format!("{zone}: {e}"))?,
+                );
+                println!(
+                    "{}",
+                    keys::ds_text(&zone, &owner, &k.dnskey_rdata(), digest)?
+                );
+            }
+            Ok(())
+        })(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

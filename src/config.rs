@@ -236,6 +236,9 @@ pub struct ZoneConfig {
     pub retry: Option<u32>,
     #[serde(default)]
     pub expire: Option<u32>,
+    /// Sign the zone when the snapshot is built (`dnssec`): keys, validity and refresh.
+    #[serde(default)]
+    pub dnssec: Option<crate::dnssec::DnssecConfig>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -15,6 +15,7 @@
 //! - `resolver`: the iterative resolver (the carrier LDNS): walk, cache, upstream, trace.
 //! - `lab`: the built-in lab world compiled from `zones/`.
 //! - `secondary`: secondary zones: SOA checks, IXFR/AXFR in, NOTIFY, expiry.
+//! - `dnssec`: signing keys, and signing a zone's static data at snapshot build (NSEC, RRSIG).
 //! - `tsig`: TSIG keys (RFC 8945), request/reply signing and verification.
 //! - `cli`: the command line (`serve`, `check`).
 
@@ -25,6 +26,7 @@ pub mod config;
 pub mod conns;
 pub mod cookie;
 pub mod ctl;
+pub mod dnssec;
 pub mod encrypted;
 pub mod engine;
 pub mod fast;

@@ -299,6 +299,26 @@ pub async fn reload_on_sighup(handle: Handle, mut hup: tokio::signal::unix::Sign
     }
 }
 
+/// Renews the signatures of signed zones (`dnssec`): when the serving snapshot's refresh period
+/// has ended, the snapshot is rebuilt as SIGHUP rebuilds it (new validity window, every zone
+/// signed again). Looks once a minute; a failed build is tried again a minute later while the
+/// old signatures, valid `validity_days - refresh_days` longer, keep serving. Never returns.
+async fn resign_when_due(handle: Handle) -> io::Result<()> {
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let Some(due) = handle.snapshot().dnssec_refresh else {
+            continue;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if now >= due {
+            info!("DNSSEC refresh period ended: rebuilding to renew signatures");
+            handle.reload_logged().await;
+        }
+    }
+}
+
 /// Resolver listeners are identified by name and addresses; their other settings reload.
 fn addrs_of(l: &[crate::resolver::ResolverListener]) -> Vec<(String, Vec<SocketAddr>, bool, bool)> {
     l.iter()
@@ -491,6 +511,7 @@ impl Server {
         if let Some(socket) = self.admin_socket {
             tasks.spawn(crate::http::serve_socket(self.handle.clone(), socket));
         }
+        tasks.spawn(resign_when_due(self.handle.clone()));
         let limits = self.handle.snapshot().limits.clone();
         // One fast-path budget for the process, shared evenly by the authoritative UDP threads;
         // one rate limiter for all of them (a flood spread over threads is still one flood).

@@ -56,6 +56,9 @@ pub struct Snapshot {
     pub secondaries: Vec<crate::secondary::SecondaryZone>,
     /// `[cluster]`: the fleet this node belongs to (src/cluster); None: a single server.
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// When the earliest signed zone's refresh period ends (seconds since the epoch): the server
+    /// rebuilds then, so signatures are renewed (`dnssec`). None: no zone is signed.
+    pub dnssec_refresh: Option<u64>,
 }
 
 /// `[admin]` with paths resolved against the config file's folder.
@@ -499,6 +502,65 @@ impl Snapshot {
                 Gslb::empty()
             }
         };
+        // DNSSEC (src/dnssec): zones with `dnssec` are signed here, after the GSLB rules are
+        // attached (their names get NSEC records listing what the rule answers) and before the
+        // serial policy compares them with the version serving (new signatures are new data).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut signers: HashMap<String, crate::dnssec::ZoneSigner> = HashMap::new();
+        let mut dnssec_refresh: Option<u64> = None;
+        for (canon, z) in &mut loaded {
+            let Some(zc) = config.zones.iter().find(|zc| {
+                zc.name
+                    .trim_end_matches('.')
+                    .eq_ignore_ascii_case(canon.trim_end_matches('.'))
+            }) else {
+                continue;
+            };
+            let Some(dc) = &zc.dnssec else {
+                continue;
+            };
+            if zc.kind != crate::config::ZoneKind::Primary {
+                config_problems.push(format!(
+                    "zone {canon}: dnssec is for primary zones (a secondary serves what its primary signed)"
+                ));
+                continue;
+            }
+            match crate::dnssec::ZoneSigner::compile(canon, dc, base, fs) {
+                Ok(signer) => {
+                    let started = std::time::Instant::now();
+                    let types = |rule: u32| {
+                        gslb.rules
+                            .get(rule as usize)
+                            .map(|r| r.answer_types())
+                            .unwrap_or_default()
+                    };
+                    let before = previous.and_then(|p| {
+                        p.zones
+                            .iter()
+                            .find(|o| o.origin_key == z.origin_key)
+                            .map(|o| &**o)
+                    });
+                    match signer.sign(z, before, now, &types) {
+                        Ok(stats) => {
+                            tracing::info!(
+                                zone = %canon,
+                                nsec = stats.nsec,
+                                rrsigs = stats.rrsigs,
+                                ms = started.elapsed().as_millis() as u64,
+                                "signed"
+                            );
+                            let due = signer.next_refresh(now);
+                            dnssec_refresh = Some(dnssec_refresh.map_or(due, |d| d.min(due)));
+                            signers.insert(canon.clone(), signer);
+                        }
+                        Err(e) => config_problems.push(format!("zone {canon}: signing: {e}")),
+                    }
+                }
+                Err(errs) => config_problems.extend(errs),
+            }
+        }
         // Transfer settings, and for transferable zones the serial policy and the journal
         // against the version served before (the zones are still owned here: a policy may
         // rewrite the SOA serial).
@@ -540,6 +602,12 @@ impl Snapshot {
                 }
             }
             x.synthesized = catalog;
+            // Signatures are renewed every refresh period without the zone file changing, so a
+            // signed zone's serial follows them (as Knot's serial-policy does): "keep" would
+            // make every re-signing reload fail.
+            if signers.contains_key(canon.as_str()) && x.policy == crate::xfr::SerialPolicy::Keep {
+                x.policy = crate::xfr::SerialPolicy::Increment;
+            }
             if x.transferable() {
                 let before = previous.and_then(|p| {
                     let i = p.zones.iter().position(|o| o.origin_key == z.origin_key)?;
@@ -560,7 +628,29 @@ impl Snapshot {
                         _ => crate::xfr::Previous::None,
                     },
                 };
-                match crate::xfr::reconcile(canon, z, &gslb, &mut x, before) {
+                // The serial policy rewrites the SOA of a signed zone: its signature is made
+                // again before the difference is taken.
+                let mut resign = |z: &mut Zone| {
+                    let served = previous.and_then(|p| {
+                        p.zones
+                            .iter()
+                            .find(|o| o.origin_key == z.origin_key)
+                            .map(|o| &**o)
+                    });
+                    if let Some(signer) = signers.get(canon.as_str())
+                        && let Err(e) = crate::dnssec::sign::resign_soa(
+                            z,
+                            &signer.keys,
+                            signer.window(now),
+                            served,
+                        )
+                    {
+                        tracing::warn!("zone {canon}: signing the SOA: {e}");
+                    }
+                };
+                let reconciled =
+                    crate::xfr::reconcile(canon, z, &gslb, &mut x, before, &mut resign);
+                match reconciled {
                     Ok((pending, note)) => {
                         xfr_pending.extend(pending);
                         if let Some(n) = note {
@@ -771,6 +861,7 @@ impl Snapshot {
             keys,
             secondaries,
             cluster: config.cluster,
+            dnssec_refresh,
         })
     }
 

@@ -237,6 +237,27 @@ pub struct Rule {
     pub kind: RuleKind,
 }
 
+impl Rule {
+    /// The record types this rule can answer with (CNAME for a carrier rule; A and/or AAAA for
+    /// a location rule, as its pools have them): what the name's NSEC type bitmap lists, so a
+    /// signed denial never contradicts a dynamic answer (`dnssec::sign`).
+    pub fn answer_types(&self) -> Vec<RecordType> {
+        match &self.kind {
+            RuleKind::Carrier(_) => vec![RecordType::CNAME],
+            RuleKind::Location(l) => {
+                let mut t = Vec::new();
+                if l.pools.iter().any(|p| !p.a.rrset.rdatas.is_empty()) {
+                    t.push(RecordType::A);
+                }
+                if l.pools.iter().any(|p| !p.aaaa.rrset.rdatas.is_empty()) {
+                    t.push(RecordType::AAAA);
+                }
+                t
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum RuleKind {
     Carrier(CarrierRule),

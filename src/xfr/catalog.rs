@@ -46,6 +46,7 @@ impl CatalogConfig {
             members_dir: None,
             primaries: Vec::new(),
             allow_notify: None,
+            dnssec: None,
             refresh: None,
             retry: None,
             expire: None,

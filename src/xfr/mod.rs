@@ -403,6 +403,17 @@ fn soa_sans_serial(r: &Rec) -> Vec<u8> {
     v
 }
 
+/// An RRSIG at the apex covering the SOA (RFC 4034 3.1.1: type covered first).
+fn soa_signature(r: &Rec, apex: &[u8]) -> bool {
+    r.rtype == 46 && r.rdata.starts_with(&SOA.to_be_bytes()) && r.owner.eq_ignore_ascii_case(apex)
+}
+
+/// `set_serial`, then `resign` (a signed zone's SOA is signed again, `dnssec::sign::resign_soa`).
+fn set_serial_and(resign: &mut dyn FnMut(&mut Zone), zone: &mut Zone, serial: u32) {
+    set_serial(zone, serial);
+    resign(zone);
+}
+
 /// Sets the zone's serial (a policy's choice) in its SOA record.
 fn set_serial(zone: &mut Zone, serial: u32) {
     let key = zone.origin_key.clone();
@@ -459,6 +470,7 @@ pub fn reconcile(
     gslb: &Gslb,
     x: &mut ZoneXfr,
     previous: Previous<'_>,
+    resign: &mut dyn FnMut(&mut Zone),
 ) -> Result<(Option<Pending>, Option<String>), String> {
     let mut note = None;
     let (journal, changed) = match previous {
@@ -467,10 +479,17 @@ pub fn reconcile(
             gslb: old_gslb,
             journal,
         } => {
-            let (removed, added) = difference(old, old_gslb, zone, gslb);
+            let (mut removed, mut added) = difference(old, old_gslb, zone, gslb);
             let old_soa = soa_rec(old);
             let soa_changed = soa_sans_serial(&old_soa) != soa_sans_serial(&soa_rec(zone));
-            let data_changed = !removed.is_empty() || !added.is_empty() || soa_changed;
+            // The SOA's own signature (a signed zone, `dnssec`) changes with the serial: it is
+            // part of the SOA, not a change of data.
+            let apex = &zone.origin_key;
+            let data_changed = removed
+                .iter()
+                .chain(&added)
+                .any(|r| !soa_signature(r, apex))
+                || soa_changed;
             let last = old.serial;
             if data_changed && !newer(zone.serial, last) {
                 if x.policy == SerialPolicy::Keep {
@@ -484,10 +503,12 @@ pub fn reconcile(
                     "zone {name}: data changed, serial {} in the file, serving {s} (serial = {:?})",
                     zone.serial, x.policy
                 ));
-                set_serial(zone, s);
+                set_serial_and(resign, zone, s);
+                // A signed zone's SOA signature changed with the serial (`dnssec`).
+                (removed, added) = difference(old, old_gslb, zone, gslb);
             } else if !data_changed && (x.synthesized || newer(last, zone.serial)) {
                 // The policy bumped the serial earlier; the file still has the old one.
-                set_serial(zone, last);
+                set_serial_and(resign, zone, last);
             }
             let base = journal.as_deref().cloned().unwrap_or_else(|| {
                 Journal::start(last, fingerprint(old, old_gslb), old_soa.clone())
@@ -516,7 +537,7 @@ pub fn reconcile(
                 (j, false)
             } else if same && (x.synthesized || newer(j.serial, zone.serial)) {
                 // Served with a serial the policy chose; the file has the data.
-                set_serial(zone, j.serial);
+                set_serial_and(resign, zone, j.serial);
                 (j, false)
             } else if same {
                 // Only the serial moved on: a difference with no records.
@@ -544,7 +565,7 @@ pub fn reconcile(
                     } else {
                         format!("zone {name}: changed while stopped, serving serial {s}")
                     });
-                    set_serial(zone, s);
+                    set_serial_and(resign, zone, s);
                 }
                 (Journal::start(zone.serial, fp, soa_rec(zone)), true)
             }

@@ -176,6 +176,20 @@ impl NodeTable {
     fn iter_mut(&mut self) -> impl Iterator<Item = &mut Node> {
         self.nodes.iter_mut()
     }
+
+    /// The nodes in table order (`dnssec::sign` indexes them while it builds the chain).
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// The nodes, to change their RRsets (keys stay as they are: the index hashes them).
+    pub(crate) fn nodes_mut(&mut self) -> &mut [Node] {
+        &mut self.nodes
+    }
+
+    pub(crate) fn get_mut(&mut self, key: &[u8]) -> Option<&mut Node> {
+        self.index_of(key).map(|i| &mut self.nodes[i])
+    }
 }
 
 /// A problem found while loading a zone, with where it was written.

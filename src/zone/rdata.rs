@@ -150,6 +150,23 @@ impl WireRdata {
         Ok(WireRdata { data: data.into() })
     }
 
+    /// RDATA kept as one opaque byte run (DNSSEC records made at build: DNSKEY, NSEC, DS, ...),
+    /// as the reader keeps the same types read from a file.
+    pub fn opaque(b: &[u8]) -> WireRdata {
+        new().bytes(b).done()
+    }
+
+    /// `opaque` with the record's own TTL (an RRSIG made at build, see `TTL`).
+    pub fn opaque_with_ttl(b: &[u8], ttl: u32) -> WireRdata {
+        let mut data = Vec::with_capacity(b.len() + 8);
+        data.push(TTL);
+        data.extend_from_slice(&ttl.to_be_bytes());
+        data.push(BYTES);
+        data.extend_from_slice(&(b.len() as u16).to_be_bytes());
+        data.extend_from_slice(b);
+        WireRdata { data: data.into() }
+    }
+
     /// The record's own TTL, when it has one (RRSIG); the RRset's TTL applies otherwise.
     pub fn ttl(&self) -> Option<u32> {
         (self.data.first() == Some(&TTL))
