@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing::info;
+use tracing::{info, warn};
 
 use hickory_proto::rr::{Name, RecordType};
 
@@ -932,6 +932,14 @@ fn serve(source: Source) -> ExitCode {
             }
         };
         info!("loading {what}");
+        match crate::server::raise_open_files_limit() {
+            Some((soft, hard)) if soft < 4096 => warn!(
+                "open files limit {soft} (hard {hard}): a busy resolver or many TCP clients \
+                 will run out; raise LimitNOFILE (the shipped unit sets 65536)"
+            ),
+            Some((soft, _)) => info!("open files limit {soft}"),
+            None => {}
+        }
         let server = match Server::bind(source).await {
             Ok(s) => s,
             Err(e) => {

@@ -1205,3 +1205,30 @@ async fn sleep_until_some(t: Option<tokio::time::Instant>) {
         None => std::future::pending().await,
     }
 }
+
+/// Raises the soft limit on open files to the hard one, as NSD and Unbound do at start: every
+/// TCP client, upstream query and transfer is a descriptor, and a service manager's default soft
+/// limit (1024) runs out under a flood of slow upstreams long before memory or CPU do. Returns
+/// (soft, hard) as they are afterwards; None where getrlimit fails.
+pub fn raise_open_files_limit() -> Option<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write only the struct they are given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    Some((lim.rlim_cur, lim.rlim_max))
+}

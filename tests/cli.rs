@@ -1819,3 +1819,39 @@ fn tells_systemd_when_it_serves() {
     let n = got.expect("READY=1 within the start-up time");
     assert_eq!(&buf[..n], b"READY=1");
 }
+
+/// Started with a soft limit of 256 open files under a hard limit of 8192 (a service manager's
+/// default shape), `gslbd serve` raises the soft limit to the hard one before it binds, as NSD
+/// and Unbound do: /proc shows the serving process's limit.
+#[test]
+fn serve_raises_the_open_files_limit_to_the_hard_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(STARTUP)).unwrap();
+    // prlimit(1) sets the limits and execs gslbd: the child's PID is gslbd's.
+    let mut child = common::tool("prlimit")
+        .args(["--nofile=256:8192", BIN, "serve", "--port", "0"])
+        .env("NOTIFY_SOCKET", &path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let ready = sock.recv(&mut buf);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id()));
+    let _ = child.kill();
+    let _ = child.wait();
+    ready.expect("READY=1 within the start-up time");
+    let limits = limits.unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let nums: Vec<&str> = line
+        .split_whitespace()
+        .filter(|w| w.parse::<u64>().is_ok())
+        .collect();
+    assert_eq!(nums, ["8192", "8192"], "{line}");
+}

@@ -180,6 +180,14 @@ impl Resolvers {
                 let _ = writeln!(s, "{name}{{resolver=\"{listener}\"}} {}", value(inst));
             }
         }
+        // Process-wide: upstream sockets refused for want of file descriptors (RLIMIT_NOFILE).
+        let name = "gslbd_resolver_socket_exhausted_total";
+        let _ = writeln!(
+            s,
+            "# HELP {name} Upstream sockets not opened: no file descriptor left (EMFILE/ENFILE).\n\
+             # TYPE {name} counter\n{name} {}",
+            upstream::FDS_EXHAUSTED.load(std::sync::atomic::Ordering::Relaxed)
+        );
         // Per server: only those that ever timed out (a busy resolver knows thousands of servers;
         // the ones that time out are what an operator looks for).
         let name = "gslbd_resolver_server_timeouts_total";

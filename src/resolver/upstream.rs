@@ -11,6 +11,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::Message;
@@ -210,6 +211,36 @@ fn unspecified(server: &SocketAddr) -> IpAddr {
     }
 }
 
+/// Upstream sockets that could not be made for want of file descriptors (EMFILE/ENFILE), since
+/// start: `gslbd_resolver_socket_exhausted_total`.
+pub static FDS_EXHAUSTED: AtomicU64 = AtomicU64::new(0);
+/// Unix seconds of the last warning about it (one a minute at most: a flood makes thousands).
+static FDS_WARNED: AtomicU64 = AtomicU64::new(0);
+
+/// Counts and (at most once a minute) logs a socket that could not be opened because the
+/// process or the system is out of file descriptors; other errors pass through untouched.
+fn note_socket_error(e: io::Error) -> io::Error {
+    if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) {
+        let n = FDS_EXHAUSTED.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = FDS_WARNED.load(Ordering::Relaxed);
+        if now >= last + 60
+            && FDS_WARNED
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                exhausted = n,
+                "resolver: no file descriptor for an upstream socket ({e}); raise LimitNOFILE \
+                 or lower the walks in flight"
+            );
+        }
+    }
+    e
+}
+
 /// A UDP socket on `ip` at a random port in 1024..=65535 (RFC 5452 10: the port is part of the
 /// unpredictability), falling back to a kernel-chosen one after a few collisions.
 fn random_port_socket(ip: IpAddr) -> io::Result<std::net::UdpSocket> {
@@ -220,7 +251,7 @@ fn random_port_socket(ip: IpAddr) -> io::Result<std::net::UdpSocket> {
     };
     let mut last = None;
     for attempt in 0..8 {
-        let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+        let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(note_socket_error)?;
         s.set_nonblocking(true)?;
         let port = if attempt < 7 {
             rand::random_range(1024..=65535u16)
@@ -268,10 +299,11 @@ async fn tcp(
 ) -> Result<Message, UpstreamError> {
     let work = async {
         let socket = if ask.server.is_ipv4() {
-            TcpSocket::new_v4()?
+            TcpSocket::new_v4()
         } else {
-            TcpSocket::new_v6()?
-        };
+            TcpSocket::new_v6()
+        }
+        .map_err(note_socket_error)?;
         if let Some(src) = ask.source {
             socket.bind(SocketAddr::new(src, 0))?;
         }

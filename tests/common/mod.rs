@@ -488,6 +488,7 @@ const TOOL_PACKAGES: &[(&str, &str)] = &[
     // tests/data/httpdns_sdk.py needs the `cryptography` package (python3-cryptography).
     ("python3", "python3-cryptography"),
     ("chromium", "chromium"),
+    ("prlimit", "util-linux"),
 ];
 
 /// Where `name` is: the first directory of `path` (a PATH value) that holds it, then the sbin
