@@ -627,7 +627,8 @@ async fn a_zone_signed_at_load_answers_do_queries_that_validate() {
     let key = gslbd_keygen(dir.path(), 13, "csk", "example.com");
     let config = write_config(dir.path(), std::slice::from_ref(&key), ZONE);
     // The trust anchor: the CSK's DNSKEY from its .key file.
-    let text = std::fs::read_to_string(key.with_extension("key")).unwrap();
+    // (The stem "Kexample.com.+013+TAG" has dots of its own: `.key` is appended, not swapped in.)
+    let text = std::fs::read_to_string(format!("{}.key", key.display())).unwrap();
     let line = text
         .lines()
         .find(|l| l.contains("DNSKEY"))
