@@ -787,7 +787,10 @@ pools.b = [{}, {}, {}]
     );
     // Settled (every node joined and sees the others): from now on each backend is probed by
     // exactly the two nodes rendezvous hashing picks, not by all three.
+    // Waits until etcd lists `want` members (the nodes running), then for the probes' new
+    // shares, and returns who probes each backend.
     let settle = |nodes: &[Node], want: usize| {
+        assert_eq!(nodes.len(), want, "nodes running");
         until("membership settled", Duration::from_secs(20), || {
             let (_, out) = cluster_cli(&[
                 "status",
@@ -798,7 +801,7 @@ pools.b = [{}, {}, {}]
                 "--json",
             ]);
             let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
-            v["members"].as_array().map_or(0, Vec::len) == want && nodes.len() == want
+            v["members"].as_array().map_or(0, Vec::len) == want
         });
         std::thread::sleep(Duration::from_secs(1));
         backends.iter().for_each(|b| drop(b.probers()));
