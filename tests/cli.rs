@@ -1797,15 +1797,15 @@ fn explain_into_a_closed_pipe_ends_quietly() {
 }
 
 /// systemd's `Type=notify` (deploy/gslbd.service): once its sockets are bound and it serves,
-/// gslbd sends "READY=1" to the datagram socket `$NOTIFY_SOCKET` names (sd_notify(3)).
-#[test]
-fn tells_systemd_when_it_serves() {
+/// Runs `cmd` (a `gslbd serve`) with `$NOTIFY_SOCKET` set, waits for its sd_notify(3) message
+/// (panics after the start-up time), hands the serving process's PID to `look`, then ends it;
+/// returns the message and what `look` saw.
+fn while_ready<T>(mut cmd: Command, look: impl FnOnce(u32) -> T) -> (Vec<u8>, T) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notify.sock");
     let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
     sock.set_read_timeout(Some(STARTUP)).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--port", "0"])
+    let mut child = cmd
         .env("NOTIFY_SOCKET", &path)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -1814,10 +1814,20 @@ fn tells_systemd_when_it_serves() {
         .unwrap();
     let mut buf = [0u8; 64];
     let got = sock.recv(&mut buf);
+    let seen = look(child.id());
     let _ = child.kill();
     let _ = child.wait();
-    let n = got.expect("READY=1 within the start-up time");
-    assert_eq!(&buf[..n], b"READY=1");
+    let n = got.expect("a notify message within the start-up time");
+    (buf[..n].to_vec(), seen)
+}
+
+/// gslbd sends "READY=1" to the datagram socket `$NOTIFY_SOCKET` names (sd_notify(3)).
+#[test]
+fn tells_systemd_when_it_serves() {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--port", "0"]);
+    let (message, ()) = while_ready(cmd, |_| ());
+    assert_eq!(message, b"READY=1");
 }
 
 /// Started with a soft limit of 256 open files under a hard limit of 8192 (a service manager's
@@ -1825,25 +1835,13 @@ fn tells_systemd_when_it_serves() {
 /// and Unbound do: /proc shows the serving process's limit.
 #[test]
 fn serve_raises_the_open_files_limit_to_the_hard_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("notify.sock");
-    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-    sock.set_read_timeout(Some(STARTUP)).unwrap();
     // prlimit(1) sets the limits and execs gslbd: the child's PID is gslbd's.
-    let mut child = common::tool("prlimit")
-        .args(["--nofile=256:8192", BIN, "serve", "--port", "0"])
-        .env("NOTIFY_SOCKET", &path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut buf = [0u8; 64];
-    let ready = sock.recv(&mut buf);
-    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id()));
-    let _ = child.kill();
-    let _ = child.wait();
-    ready.expect("READY=1 within the start-up time");
+    let mut cmd = common::tool("prlimit");
+    cmd.args(["--nofile=256:8192", BIN, "serve", "--port", "0"]);
+    let (message, limits) = while_ready(cmd, |pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/limits"))
+    });
+    assert_eq!(message, b"READY=1");
     let limits = limits.unwrap();
     let line = limits
         .lines()

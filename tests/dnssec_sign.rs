@@ -597,26 +597,6 @@ async fn reloads_reuse_signatures_and_raise_the_serial_on_change() {
     verify(&file, "after a change", true);
 }
 
-/// delv's verdict on NAME TYPE asked of `addr`, trusting `anchor` (a trust-anchors file for
-/// example.com.): its first "; ... validated" / "; unsigned" line, or all it printed.
-fn delv(addr: SocketAddr, anchor: &Path, name: &str, t: &str) -> String {
-    let out = common::tool("delv")
-        .arg(format!("@{}", addr.ip()))
-        .args(["-p", &addr.port().to_string()])
-        .arg("+root=example.com.")
-        .arg("-a")
-        .arg(anchor)
-        .args([name, t])
-        .output()
-        .expect("run delv");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    text.lines()
-        .find(|l| l.starts_with("; ") && (l.contains("validated") || l.contains("unsigned")))
-        .map(|l| l.to_string())
-        .unwrap_or(text)
-}
-
 /// A zone gslbd signs at load is served with DO as a pre-signed one is (src/zone/denial.rs
 /// indexes the records the signer added): BIND's `delv`, trusting the zone's CSK, validates a
 /// positive answer, a CNAME, a wildcard expansion, an NXDOMAIN, a NODATA and an empty
@@ -670,7 +650,8 @@ async fn a_zone_signed_at_load_answers_do_queries_that_validate() {
             "; negative response, fully validated",
         ),
     ] {
-        let got = tokio::task::block_in_place(|| delv(addr, &anchor, name, t));
+        let got =
+            tokio::task::block_in_place(|| common::delv(addr, "example.com.", &anchor, name, t));
         if got != want {
             failures.push(format!("{name} {t}: {got}"));
         }

@@ -612,23 +612,30 @@ async fn gslbd_follows_a_bind_primary_by_signed_axfr_then_ixfr_after_notify() {
     assert!(kdig(dns(&server), "www.example.net", "A", &[]).contains("127.0.15.3"));
 }
 
-/// Knot's config for a catalog it generates (RFC 9432, `catalog-role: generate`) of `members`
-/// (zones with a `www` A record of 127.0.15.5), everything transferable to loopback and NOTIFY
-/// to gslbd.
-fn knot_catalog_conf(dir: &Path, port: u16, gslbd: SocketAddr, members: &[&str]) -> String {
+/// The start of a Knot config on 127.0.15.1@`port` with its files in `dir`: one worker each,
+/// transfers to loopback, a remote `gslbd` and a default template (its `acl` and `notify`) that
+/// the caller may go on with before its `zone:` list.
+fn knot_head(dir: &Path, port: u16, gslbd: SocketAddr) -> String {
     let d = dir.display();
-    let mut conf = format!(
+    format!(
         "server:\n    rundir: \"{d}\"\n    listen: 127.0.15.1@{port}\n    udp-workers: 1\n    \
          tcp-workers: 1\n    background-workers: 1\n\
          log:\n  - target: stderr\n    any: info\n\
          database:\n    storage: \"{d}\"\n\
          acl:\n  - id: xfr\n    action: transfer\n    address: 127.0.0.0/8\n\
          remote:\n  - id: gslbd\n    address: {}@{}\n\
-         template:\n  - id: default\n    storage: \"{d}\"\n    acl: xfr\n    notify: gslbd\n\
-         zone:\n  - domain: catalog.invalid\n    catalog-role: generate\n",
+         template:\n  - id: default\n    storage: \"{d}\"\n    acl: xfr\n    notify: gslbd\n",
         gslbd.ip(),
         gslbd.port()
-    );
+    )
+}
+
+/// Knot's config for a catalog it generates (RFC 9432, `catalog-role: generate`) of `members`
+/// (zones with a `www` A record of 127.0.15.5), everything transferable to loopback and NOTIFY
+/// to gslbd.
+fn knot_catalog_conf(dir: &Path, port: u16, gslbd: SocketAddr, members: &[&str]) -> String {
+    let mut conf = knot_head(dir, port, gslbd);
+    conf.push_str("zone:\n  - domain: catalog.invalid\n    catalog-role: generate\n");
     for m in members {
         let file = dir.join(format!("{m}.zone"));
         if !file.exists() {
@@ -829,18 +836,10 @@ async fn a_member_moves_between_catalogs_by_coo_and_is_reset_by_a_new_label() {
         );
     }
     let gslbd_addr = dns(&server);
-    let mut conf = format!(
-        "server:\n    rundir: \"{d}\"\n    listen: 127.0.15.1@{port}\n    udp-workers: 1\n    \
-         tcp-workers: 1\n    background-workers: 1\n\
-         log:\n  - target: stderr\n    any: info\n\
-         database:\n    storage: \"{d}\"\n\
-         acl:\n  - id: xfr\n    action: transfer\n    address: 127.0.0.0/8\n\
-         remote:\n  - id: gslbd\n    address: {}@{}\n\
-         template:\n  - id: default\n    storage: \"{d}\"\n    acl: xfr\n    notify: gslbd\n    \
-         zonefile-load: difference\n    journal-content: changes\n    semantic-checks: off\n    \
+    let mut conf = knot_head(kdir.path(), port, gslbd_addr);
+    conf.push_str(
+        "    zonefile-load: difference\n    journal-content: changes\n    semantic-checks: off\n    \
          zonefile-sync: -1\nzone:\n",
-        gslbd_addr.ip(),
-        gslbd_addr.port()
     );
     for z in ["cat-a", "cat-b"] {
         conf.push_str(&format!("  - domain: {z}.invalid\n    file: \"{d}/{z}\"\n"));

@@ -185,30 +185,6 @@ fn canonical_labels(key: &[u8]) -> Vec<&[u8]> {
     labels
 }
 
-/// RFC 4034 4.1.2 type bitmap: windows of 256 types, each bitmap as long as its highest type.
-pub fn type_bitmap(types: &[u16]) -> Vec<u8> {
-    let mut types = types.to_vec();
-    types.sort_unstable();
-    types.dedup();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < types.len() {
-        let window = (types[i] >> 8) as u8;
-        let mut bits = [0u8; 32];
-        let mut len = 0;
-        while i < types.len() && (types[i] >> 8) as u8 == window {
-            let low = (types[i] & 0xff) as usize;
-            bits[low / 8] |= 0x80 >> (low % 8);
-            len = low / 8 + 1;
-            i += 1;
-        }
-        out.push(window);
-        out.push(len as u8);
-        out.extend_from_slice(&bits[..len]);
-    }
-    out
-}
-
 /// Whether a key signs RRsets of `rtype` (RFC 6781 3.1; CDS/CDNSKEY by a key the DS set
 /// points at as well, RFC 7344 4.1).
 fn signs(key: &Key, rtype: RecordType) -> bool {
@@ -448,7 +424,7 @@ pub fn sign_zone(
             types.extend(rule_types(rule).into_iter().map(u16::from));
         }
         let mut rdata = next.to_vec();
-        rdata.extend_from_slice(&type_bitmap(&types));
+        rdata.extend_from_slice(&crate::zone::rtypes::type_bitmap(&types));
         nsecs.push((i, rdata));
     }
     let nsec_count = nsecs.len();
@@ -566,7 +542,7 @@ mod tests {
     #[test]
     fn bitmap_matches_rfc4034_example() {
         // RFC 4034 4.3: A MX RRSIG NSEC TYPE1234.
-        let got = type_bitmap(&[1, 15, 46, 47, 1234]);
+        let got = crate::zone::rtypes::type_bitmap(&[1, 15, 46, 47, 1234]);
         let mut want: Vec<u8> = vec![0x00, 0x06, 0x40, 0x01, 0x00, 0x00, 0x00, 0x03, 0x04, 0x1b];
         want.extend([0u8; 26]);
         want.push(0x20);

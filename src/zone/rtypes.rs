@@ -335,23 +335,7 @@ impl<'t, 'a> Rd<'t, 'a> {
                 }
             }
         }
-        types.sort_unstable();
-        types.dedup();
-        let mut i = 0;
-        while i < types.len() {
-            let window = (types[i] >> 8) as u8;
-            let mut bits = [0u8; 32];
-            let mut len = 0;
-            while i < types.len() && (types[i] >> 8) as u8 == window {
-                let low = (types[i] & 0xff) as usize;
-                bits[low / 8] |= 0x80 >> (low % 8);
-                len = low / 8 + 1;
-                i += 1;
-            }
-            out.push(window);
-            out.push(len as u8);
-            out.extend_from_slice(&bits[..len]);
-        }
+        out.extend_from_slice(&type_bitmap(&types));
         Ok(())
     }
 }
@@ -1185,6 +1169,31 @@ fn svcb(rd: &mut Rd<'_, '_>, origin: &Name, w: &mut Vec<u8>) -> Result<(), LineE
         w.extend(v);
     }
     Ok(())
+}
+
+/// RFC 4034 4.1.2 type bitmap (NSEC, NSEC3, CSYNC): windows of 256 types, each bitmap as long as
+/// its highest type; `types` in any order, repeats ignored.
+pub fn type_bitmap(types: &[u16]) -> Vec<u8> {
+    let mut types = types.to_vec();
+    types.sort_unstable();
+    types.dedup();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < types.len() {
+        let window = (types[i] >> 8) as u8;
+        let mut bits = [0u8; 32];
+        let mut len = 0;
+        while i < types.len() && (types[i] >> 8) as u8 == window {
+            let low = (types[i] & 0xff) as usize;
+            bits[low / 8] |= 0x80 >> (low % 8);
+            len = low / 8 + 1;
+            i += 1;
+        }
+        out.push(window);
+        out.push(len as u8);
+        out.extend_from_slice(&bits[..len]);
+    }
+    out
 }
 
 #[cfg(test)]

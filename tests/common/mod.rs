@@ -763,3 +763,24 @@ impl Named {
         assert!(ok, "kill -HUP named");
     }
 }
+
+/// `delv`'s verdict on NAME TYPE asked of `addr`, trusting `anchor` (a trust-anchors file) for
+/// the zone `root` (`+root=`): its first line "; ... validated" or "; unsigned ..." ("; fully
+/// validated", "; negative response, fully validated", "; unsigned answer"), or all it printed.
+pub fn delv(addr: SocketAddr, root: &str, anchor: &std::path::Path, name: &str, t: &str) -> String {
+    let out = tool("delv")
+        .arg(format!("@{}", addr.ip()))
+        .args(["-p", &addr.port().to_string()])
+        .arg(format!("+root={root}"))
+        .arg("-a")
+        .arg(anchor)
+        .args([name, t])
+        .output()
+        .expect("run delv");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    text.lines()
+        .find(|l| l.starts_with("; ") && (l.contains("validated") || l.contains("unsigned")))
+        .map(|l| l.to_string())
+        .unwrap_or(text)
+}
